@@ -1,0 +1,1 @@
+"""Sluice: Python-native workflow orchestration. (façade filled in below)"""

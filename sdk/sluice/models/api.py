@@ -1,0 +1,111 @@
+"""Request and response bodies of the control-plane API."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .runs import LogRecord, TaskRun
+from .states import State, StateType
+
+T = TypeVar("T")
+
+#: Most records (task runs + logs) in one events batch, and its largest JSON size. API Gateway
+#: HTTP APIs take 10 MB per request and Lambda 6 MB synchronous payloads
+#: (https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-quotas.html);
+#: the batch also has to fit DynamoDB's 25-item transactions in a handful of calls.
+MAX_EVENTS_PER_BATCH = 500
+MAX_EVENTS_BATCH_BYTES = 1024 * 1024
+#: Largest page a list call returns.
+MAX_PAGE_LIMIT = 200
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = None
+
+
+class ErrorBody(BaseModel):
+    """The one JSON shape of every API error."""
+
+    error: str
+    message: str
+    details: Any = None
+
+
+class FlowRunCreate(_Request):
+    flow_name: str = Field(min_length=1, max_length=256)
+    name: str | None = Field(default=None, max_length=256)
+    deployment_id: str | None = None
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    tags: list[str] = Field(default_factory=list)
+    #: Start at (or after) this time; absent means now.
+    scheduled_at: datetime | None = None
+    #: A run created twice with the same key is created once (the second call returns it).
+    idempotency_key: str | None = Field(default=None, max_length=256)
+    #: Client-generated id (the SDK's flow runs); absent means the server makes one.
+    id: str | None = Field(default=None, max_length=64)
+    #: A flow started as a plain script reports itself already Running.
+    state: State | None = None
+    retries: int = Field(default=0, ge=0)
+    retry_delay_seconds: float = Field(default=0, ge=0)
+    parent_flow_run_id: str | None = None
+    parent_task_run_id: str | None = None
+
+
+class SetStateRequest(_Request):
+    state: State
+    transition_id: str = Field(min_length=1, max_length=128)
+    lease: str | None = None
+    #: Refuse the transition unless the run is currently of this type (optimistic concurrency).
+    expect: StateType | None = None
+
+
+class TransitionStatus(str, enum.Enum):
+    ACCEPT = "ACCEPT"
+    REJECT = "REJECT"
+    #: The run should stop (e.g. it was cancelled, or the lease is no longer the holder's).
+    ABORT = "ABORT"
+
+
+class SetStateResponse(BaseModel):
+    status: TransitionStatus
+    state: State
+    reason: str | None = None
+
+
+class ClaimRequest(_Request):
+    worker: str = Field(min_length=1, max_length=256)
+
+
+class ClaimResponse(BaseModel):
+    lease: str
+    flow_run: Any  # FlowRun; Any keeps the OpenAPI schema simple for the generic client
+
+
+class HeartbeatRequest(_Request):
+    lease: str = Field(min_length=1)
+
+
+class HeartbeatResponse(BaseModel):
+    cancel_requested: bool = False
+    state: State
+
+
+class EventsBatch(_Request):
+    """Task-run records and log lines of one flow run; idempotent by record id."""
+
+    task_runs: list[TaskRun] = Field(default_factory=list)
+    logs: list[LogRecord] = Field(default_factory=list)
+
+
+class EventsAccepted(BaseModel):
+    task_runs: int
+    logs: int

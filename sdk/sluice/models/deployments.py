@@ -1,0 +1,140 @@
+"""Deployments, work pools and workers."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DEFAULT_POOL = "default"
+#: Pool names become queue names; SQS allows 80 characters of [A-Za-z0-9_-]
+#: (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_CreateQueue.html),
+#: and the stack prefix and "-dlq" suffix need room.
+POOL_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,39}$"
+
+
+class SourceKind(str, enum.Enum):
+    LOCAL = "local"
+    GIT = "git"
+    BUNDLE = "bundle"
+
+
+class CodeSource(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: SourceKind = SourceKind.LOCAL
+    path: str | None = None
+    repository: str | None = None
+    ref: str | None = None
+    subdirectory: str | None = None
+    bundle_key: str | None = None
+    bundle_sha256: str | None = None
+    requirements: str | None = None
+
+
+class Schedule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str | None = None
+    cron: str | None = None
+    interval_seconds: float | None = Field(default=None, gt=0)
+    anchor: datetime | None = None
+    timezone: str = "UTC"
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    active: bool = True
+
+
+class CollisionStrategy(str, enum.Enum):
+    ENQUEUE = "enqueue"
+    CANCEL_NEW = "cancel_new"
+
+
+class DeploymentCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    flow_name: str = Field(min_length=1, max_length=256)
+    name: str = Field(min_length=1, max_length=256)
+    entrypoint: str = Field(min_length=1, max_length=1024)
+    pool: str = Field(default=DEFAULT_POOL, pattern=POOL_NAME_PATTERN)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    parameter_schema: dict[str, Any] = Field(default_factory=dict)
+    tags: list[str] = Field(default_factory=list)
+    description: str | None = Field(default=None, max_length=4096)
+    version: str | None = Field(default=None, max_length=256)
+    source: CodeSource = Field(default_factory=CodeSource)
+    schedules: list[Schedule] = Field(default_factory=list)
+    paused: bool = False
+    concurrency_limit: int | None = Field(default=None, ge=1)
+    collision_strategy: CollisionStrategy = CollisionStrategy.ENQUEUE
+    retries: int = Field(default=0, ge=0)
+    retry_delay_seconds: float = Field(default=0, ge=0)
+    catchup: bool = False
+    max_lateness_seconds: float | None = Field(default=None, gt=0)
+
+
+class Deployment(DeploymentCreate):
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    created: datetime | None = None
+    updated: datetime | None = None
+    created_by: str | None = None
+
+
+class DeploymentUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    parameters: dict[str, Any] | None = None
+    tags: list[str] | None = None
+    description: str | None = None
+    schedules: list[Schedule] | None = None
+    paused: bool | None = None
+    concurrency_limit: int | None = Field(default=None, ge=1)
+    collision_strategy: CollisionStrategy | None = None
+
+
+class DeploymentRunRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    scheduled_at: datetime | None = None
+    idempotency_key: str | None = Field(default=None, max_length=256)
+    tags: list[str] = Field(default_factory=list)
+
+
+class PoolCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=POOL_NAME_PATTERN)
+    concurrency_limit: int | None = Field(default=None, ge=1)
+    description: str | None = Field(default=None, max_length=1024)
+
+
+class Pool(PoolCreate):
+    model_config = ConfigDict(extra="ignore")
+
+    queue_url: str | None = None
+    dlq_url: str | None = None
+    created: datetime | None = None
+    #: Filled in by `GET /pools/{name}`.
+    queue_depth: int | None = None
+    dlq_depth: int | None = None
+    workers: list["Worker"] = Field(default_factory=list)
+    running: int | None = None
+
+
+class Worker(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    name: str
+    pool: str
+    host: str | None = None
+    version: str | None = None
+    slots: int | None = None
+    last_seen: datetime | None = None
+    online: bool | None = None
+
+
+Pool.model_rebuild()

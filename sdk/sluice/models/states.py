@@ -1,0 +1,195 @@
+"""State types, named states and the `State` wire model."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timezone
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class StateType(str, enum.Enum):
+    """The nine state types every run moves through (named states sit on top)."""
+
+    SCHEDULED = "SCHEDULED"
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    PAUSED = "PAUSED"
+    CANCELLING = "CANCELLING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    CRASHED = "CRASHED"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATE_TYPES
+
+
+TERMINAL_STATE_TYPES = frozenset(
+    {StateType.COMPLETED, StateType.FAILED, StateType.CANCELLED, StateType.CRASHED}
+)
+
+#: The default name of each state type; other names (Late, Retrying, ...) refine a type.
+DEFAULT_STATE_NAMES: dict[StateType, str] = {
+    StateType.SCHEDULED: "Scheduled",
+    StateType.PENDING: "Pending",
+    StateType.RUNNING: "Running",
+    StateType.PAUSED: "Paused",
+    StateType.CANCELLING: "Cancelling",
+    StateType.COMPLETED: "Completed",
+    StateType.FAILED: "Failed",
+    StateType.CANCELLED: "Cancelled",
+    StateType.CRASHED: "Crashed",
+}
+
+#: Named states users know, each bound to the one type it refines.
+NAMED_STATES: dict[str, StateType] = {
+    "Scheduled": StateType.SCHEDULED,
+    "Late": StateType.SCHEDULED,
+    "AwaitingRetry": StateType.SCHEDULED,
+    "Pending": StateType.PENDING,
+    "Running": StateType.RUNNING,
+    "Retrying": StateType.RUNNING,
+    "Paused": StateType.PAUSED,
+    "Cancelling": StateType.CANCELLING,
+    "Cancelled": StateType.CANCELLED,
+    "Completed": StateType.COMPLETED,
+    "Cached": StateType.COMPLETED,
+    "Failed": StateType.FAILED,
+    "TimedOut": StateType.FAILED,
+    "Crashed": StateType.CRASHED,
+}
+
+#: Longest state message the control plane stores; longer ones are cut by the SDK and refused (413)
+#: by the API. Well under DynamoDB's 400 KB item limit.
+MAX_STATE_MESSAGE_CHARS = 4_000
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class State(BaseModel):
+    """One state of a flow run or task run: a type, a name refining it, when, and why."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: StateType
+    name: str = ""
+    timestamp: datetime = Field(default_factory=utcnow)
+    message: str | None = Field(default=None, max_length=MAX_STATE_MESSAGE_CHARS)
+    #: For Scheduled/AwaitingRetry: when the run should start.
+    scheduled_time: datetime | None = None
+    #: Small machine-readable details (exit code, error type, cache key ...).
+    details: dict[str, Any] | None = None
+
+    def model_post_init(self, __context: Any) -> None:
+        if not self.name:
+            object.__setattr__(self, "name", DEFAULT_STATE_NAMES[self.type])
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.type in TERMINAL_STATE_TYPES
+
+    def is_completed(self) -> bool:
+        return self.type is StateType.COMPLETED
+
+    def is_failed(self) -> bool:
+        return self.type is StateType.FAILED
+
+    def is_crashed(self) -> bool:
+        return self.type is StateType.CRASHED
+
+    def is_cancelled(self) -> bool:
+        return self.type is StateType.CANCELLED
+
+    def is_scheduled(self) -> bool:
+        return self.type is StateType.SCHEDULED
+
+    def is_running(self) -> bool:
+        return self.type is StateType.RUNNING
+
+    def is_pending(self) -> bool:
+        return self.type is StateType.PENDING
+
+    def __str__(self) -> str:
+        return f"{self.name}({self.message!r})" if self.message else self.name
+
+
+def new_state(
+    type: StateType,
+    name: str | None = None,
+    message: str | None = None,
+    *,
+    scheduled_time: datetime | None = None,
+    details: dict[str, Any] | None = None,
+) -> State:
+    """Build a state without validation: the engine's hot path makes many of these."""
+    if message is not None and len(message) > MAX_STATE_MESSAGE_CHARS:
+        message = message[: MAX_STATE_MESSAGE_CHARS - 1] + "…"
+    return State.model_construct(
+        type=type,
+        name=name or DEFAULT_STATE_NAMES[type],
+        timestamp=utcnow(),
+        message=message,
+        scheduled_time=scheduled_time,
+        details=details,
+    )
+
+
+def Scheduled(scheduled_time: datetime | None = None, message: str | None = None) -> State:
+    return new_state(StateType.SCHEDULED, "Scheduled", message, scheduled_time=scheduled_time)
+
+
+def Late(scheduled_time: datetime | None = None, message: str | None = None) -> State:
+    return new_state(StateType.SCHEDULED, "Late", message, scheduled_time=scheduled_time)
+
+
+def AwaitingRetry(scheduled_time: datetime | None = None, message: str | None = None) -> State:
+    return new_state(StateType.SCHEDULED, "AwaitingRetry", message, scheduled_time=scheduled_time)
+
+
+def Pending(message: str | None = None) -> State:
+    return new_state(StateType.PENDING, "Pending", message)
+
+
+def Running(message: str | None = None) -> State:
+    return new_state(StateType.RUNNING, "Running", message)
+
+
+def Retrying(message: str | None = None) -> State:
+    return new_state(StateType.RUNNING, "Retrying", message)
+
+
+def Paused(message: str | None = None) -> State:
+    return new_state(StateType.PAUSED, "Paused", message)
+
+
+def Cancelling(message: str | None = None) -> State:
+    return new_state(StateType.CANCELLING, "Cancelling", message)
+
+
+def Cancelled(message: str | None = None) -> State:
+    return new_state(StateType.CANCELLED, "Cancelled", message)
+
+
+def Completed(message: str | None = None, details: dict[str, Any] | None = None) -> State:
+    return new_state(StateType.COMPLETED, "Completed", message, details=details)
+
+
+def Cached(message: str | None = None, details: dict[str, Any] | None = None) -> State:
+    return new_state(StateType.COMPLETED, "Cached", message, details=details)
+
+
+def Failed(message: str | None = None, details: dict[str, Any] | None = None) -> State:
+    return new_state(StateType.FAILED, "Failed", message, details=details)
+
+
+def TimedOut(message: str | None = None) -> State:
+    return new_state(StateType.FAILED, "TimedOut", message)
+
+
+def Crashed(message: str | None = None, details: dict[str, Any] | None = None) -> State:
+    return new_state(StateType.CRASHED, "Crashed", message, details=details)
