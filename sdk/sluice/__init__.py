@@ -1,1 +1,71 @@
-"""Sluice: Python-native workflow orchestration. (façade filled in below)"""
+"""Sluice: Python-native workflow orchestration with a serverless control plane.
+
+    from sluice import flow, task
+
+    @task(retries=2)
+    def double(x: int) -> int:
+        return 2 * x
+
+    @flow
+    def pipeline(n: int = 3) -> list[int]:
+        return [f.result() for f in double.map(range(n))]
+
+Importing this package has no side effects and loads submodules only when a name is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = [
+    # defining flows and tasks
+    "flow", "task", "Flow", "Task", "unmapped", "exponential_backoff",
+    # inside runs
+    "get_run_logger", "wait", "as_completed", "TaskFuture",
+    # running
+    "run_flow", "use_reporter",
+    # states
+    "State", "StateType",
+    # errors
+    "SluiceError",
+    # metadata
+    "__version__",
+]
+
+_LAZY = {
+    "flow": "sluice.flows", "Flow": "sluice.flows",
+    "task": "sluice.tasks", "Task": "sluice.tasks", "unmapped": "sluice.tasks",
+    "exponential_backoff": "sluice.tasks",
+    "get_run_logger": "sluice.run_logging",
+    "wait": "sluice.engine.futures", "as_completed": "sluice.engine.futures",
+    "TaskFuture": "sluice.engine.futures",
+    "run_flow": "sluice.engine", "use_reporter": "sluice.engine",
+    "State": "sluice.models", "StateType": "sluice.models",
+    "SluiceError": "sluice.exceptions",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sluice' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:
+    from .engine import run_flow, use_reporter
+    from .engine.futures import TaskFuture, as_completed, wait
+    from .exceptions import SluiceError
+    from .flows import Flow, flow
+    from .models import State, StateType
+    from .run_logging import get_run_logger
+    from .tasks import Task, exponential_backoff, task, unmapped

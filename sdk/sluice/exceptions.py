@@ -99,6 +99,14 @@ class UpstreamFailed(SluiceError):
     """A task's upstream (a `wait_for` or input future) did not complete."""
 
 
+class InvalidMapArguments(SluiceError, ValueError):
+    """`Task.map` got nothing to map over, or iterables of different lengths."""
+
+
+class ParameterValidationError(ValidationError):
+    """A flow's parameters do not match its type hints; `details` lists each field's error."""
+
+
 class CancelledRun(SluiceError):
     """Raised inside a run that is being cancelled."""
 
@@ -107,4 +115,5 @@ __all__ = [
     "SluiceError", "ConfigurationError", "ValidationError", "BadRequest", "Unauthorized",
     "NotFound", "Conflict", "StaleLease", "PayloadTooLarge", "Throttled", "ServiceUnavailable",
     "MissingContextError", "RunAborted", "TaskTimeout", "UpstreamFailed", "CancelledRun",
+    "InvalidMapArguments", "ParameterValidationError",
 ]

@@ -13,6 +13,7 @@ from .api import (
     HeartbeatRequest,
     HeartbeatResponse,
     Page,
+    RunMessage,
     SetStateRequest,
     SetStateResponse,
     TransitionStatus,
@@ -78,7 +79,7 @@ __all__ = [
     "MAX_PARAMETERS_BYTES", "MAX_LOG_MESSAGE_CHARS", "MAX_TAGS", "MAX_TAG_CHARS",
     # api
     "Page", "ErrorBody", "FlowRunCreate", "SetStateRequest", "SetStateResponse",
-    "TransitionStatus", "ClaimRequest", "ClaimResponse", "HeartbeatRequest", "HeartbeatResponse",
+    "TransitionStatus", "RunMessage", "ClaimRequest", "ClaimResponse", "HeartbeatRequest", "HeartbeatResponse",
     "EventsBatch", "EventsAccepted", "MAX_EVENTS_PER_BATCH", "MAX_EVENTS_BATCH_BYTES",
     "MAX_PAGE_LIMIT",
     # deployments and pools

@@ -83,6 +83,20 @@ class SetStateResponse(BaseModel):
 
 class ClaimRequest(_Request):
     worker: str = Field(min_length=1, max_length=256)
+    #: The `attempt` of the queue message being claimed: a late duplicate message of an earlier
+    #: attempt then cannot claim a retry before its delay.
+    attempt: int | None = Field(default=None, ge=0)
+
+
+class RunMessage(BaseModel):
+    """The body of a pool-queue message: which run to claim, for which attempt."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    flow_run_id: str
+    pool: str
+    #: The run's `run_count` when the message was sent; the claim makes it `attempt + 1`.
+    attempt: int = 0
 
 
 class ClaimResponse(BaseModel):

@@ -58,6 +58,13 @@ class FlowRun(BaseModel):
     updated: datetime | None = None
     worker: str | None = None
     heartbeat_at: datetime | None = None
+    #: Store revision, bumped on every write: the compare-and-set token of state changes.
+    version: int = 0
+    #: Proof of the latest claim; writes by the attempt's worker must carry it. The API never
+    #: shows it outside the claim answer. Cleared when the run goes back to Scheduled.
+    lease: str | None = None
+    #: When the current attempt's queue message was sent; None while it still has to be sent.
+    enqueued_at: datetime | None = None
 
     @property
     def duration_seconds(self) -> float | None:

@@ -6,7 +6,7 @@ import enum
 from datetime import datetime, timezone
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 
 class StateType(str, enum.Enum):
@@ -84,6 +84,16 @@ class State(BaseModel):
     scheduled_time: datetime | None = None
     #: Small machine-readable details (exit code, error type, cache key ...).
     details: dict[str, Any] | None = None
+    #: In the process that ran it: the return value (Completed) or the exception (otherwise).
+    #: Never serialized: results stay on the user's side.
+    _result: Any = PrivateAttr(default=None)
+
+    def result(self, raise_on_failure: bool = True) -> Any:
+        """The value this final state carries in the process that ran it; for a failed state,
+        raise its exception (or return it when `raise_on_failure=False`)."""
+        from ..engine.futures import state_result
+
+        return state_result(self, raise_on_failure)
 
     def model_post_init(self, __context: Any) -> None:
         if not self.name:

@@ -1,0 +1,83 @@
+"""What flow and task options have in common: validation that names the option and the fix."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+from pydantic import ValidationError as PydanticValidationError
+
+from .exceptions import ConfigurationError
+
+Hook = Callable[..., Any]
+
+
+class Options(BaseModel):
+    """Base of the frozen option models: one definition of every option, validated on use."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    #: Option name -> a correct example, shown in error messages.
+    examples: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def build(cls, decorator: str, **values: Any):
+        """Validate `values`, turning pydantic's errors into one message that names the fix."""
+        try:
+            return cls(**values)
+        except PydanticValidationError as exc:
+            raise ConfigurationError(_explain(decorator, cls, exc), details=exc.errors(
+                include_url=False, include_context=False, include_input=False)) from None
+
+    def replace(self, decorator: str, **changes: Any):
+        unknown = set(changes) - set(type(self).model_fields)
+        if unknown:
+            raise ConfigurationError(
+                f"{decorator}.with_options() got unknown option(s) {sorted(unknown)}; "
+                f"valid options are {sorted(type(self).model_fields)}"
+            )
+        return type(self).build(decorator, **{**self.model_dump_raw(), **changes})
+
+    def model_dump_raw(self) -> dict[str, Any]:
+        """The options as given (callables and tuples kept), for building a modified copy."""
+        return {name: getattr(self, name) for name in type(self).model_fields}
+
+
+def _explain(decorator: str, cls: type[Options], exc: PydanticValidationError) -> str:
+    examples = cls.examples
+    lines = []
+    for error in exc.errors(include_url=False):
+        option = str(error["loc"][0]) if error["loc"] else "?"
+        reason = error["msg"]
+        if error["type"] == "extra_forbidden":
+            reason = f"is not an option of {decorator}; valid options are {sorted(cls.model_fields)}"
+        got = error.get("input")
+        shown = "" if error["type"] == "extra_forbidden" else f" (got {got!r})"
+        example = examples.get(option)
+        hint = f"; for example {decorator}({example})" if example else ""
+        lines.append(f"{decorator}: option `{option}` {reason}{shown}{hint}")
+    return "\n".join(lines)
+
+
+def as_hooks(option: str, value: Any) -> tuple[Hook, ...]:
+    """Accept one callable or a sequence of callables; refuse anything else by name."""
+    if value is None:
+        return ()
+    hooks = (value,) if callable(value) else tuple(value) if isinstance(value, Sequence) else None
+    if hooks is None or not all(callable(h) for h in hooks):
+        raise ValueError(
+            f"must be a callable or a list of callables taking (flow_or_task, run, state)"
+        )
+    return hooks
+
+
+def as_tags(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    tags = tuple(value)
+    if not all(isinstance(t, str) and t for t in tags):
+        raise ValueError("must be a list of non-empty strings")
+    return tags

@@ -1,0 +1,302 @@
+"""Runs flow calls: the flow-run record, parameters, attempts, timeouts, subflows, hooks."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..exceptions import ParameterValidationError, RunAborted, TaskTimeout
+from ..models import FlowRun, State, StateType, new_state, utcnow
+from .context import FlowRunContext, flow_run_ctx, task_run_ctx
+from .futures import TaskFuture, state_result
+from .names import run_name
+from .parameters import bind, stored_form, validate
+from .reporters import reporter_for_new_run
+from .timeouts import call_with_timeout
+
+if TYPE_CHECKING:
+    from ..flows import Flow
+    from ..reporting import Reporter
+
+
+def call_flow(flow: Flow[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    return_state = kwargs.pop("return_state", False)
+    runner = FlowRunner(flow, args, kwargs)
+    if flow.is_async:
+        return _await_flow(runner, return_state)
+    state = runner.run_sync()
+    return state if return_state else state_result(state)
+
+
+async def _await_flow(runner: FlowRunner, return_state: bool) -> Any:
+    state = await runner.run_async()
+    return state if return_state else state_result(state)
+
+
+def run_flow(flow: Flow[Any, Any], parameters: dict[str, Any] | None = None, *,
+             reporter: Reporter | None = None, flow_run_id: str | None = None) -> State:
+    """Run a flow with keyword parameters and return its final state (the value is
+    `state.result()`). Workers and tests use this to choose the reporter and the run id."""
+    runner = FlowRunner(flow, (), dict(parameters or {}), reporter=reporter,
+                        flow_run_id=flow_run_id)
+    if flow.is_async:
+        return asyncio.run(runner.run_async())
+    return runner.run_sync()
+
+
+class FlowRunner:
+    def __init__(self, flow: Flow[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any], *,
+                 reporter: Reporter | None = None, flow_run_id: str | None = None) -> None:
+        self.flow = flow
+        self.options = flow.options
+        self.parent = flow_run_ctx.get()
+        parent_task = task_run_ctx.get()
+        self.reporter = reporter or (self.parent.reporter if self.parent else
+                                     reporter_for_new_run())
+        self.bound = bind(flow, args, kwargs)  # a TypeError here is the caller's, as usual
+        self.flow_run = FlowRun(
+            id=flow_run_id or os.urandom(16).hex(),
+            flow_name=flow.name,
+            name=run_name(),
+            state=new_state(StateType.PENDING),
+            parameters=stored_form(self.bound.arguments),
+            tags=list(flow.options.tags),
+            retries=flow.options.retries,
+            retry_delay_seconds=flow.options.retry_delay_seconds,
+            parent_flow_run_id=self.parent.flow_run.id if self.parent else None,
+            parent_task_run_id=parent_task.task_run.id if parent_task else None,
+            created=utcnow(),
+        )
+        self.context: FlowRunContext | None = None
+
+    # -- transitions ---------------------------------------------------------------------------
+    def _set(self, state: State) -> State:
+        run = self.flow_run
+        if state.type is StateType.RUNNING and run.start_time is None:
+            run.start_time = state.timestamp
+        if state.is_terminal:
+            run.end_time = state.timestamp
+        accepted = self.reporter.set_flow_run_state(run, state, os.urandom(8).hex())
+        if accepted is not state:  # the control plane may have answered with its own state
+            accepted._result = state._result
+        run.state = accepted
+        return accepted
+
+    def _logger(self) -> Any:
+        from ..run_logging import run_logger_for
+
+        return run_logger_for(self.context)
+
+    def _begin(self) -> State | None:
+        from ..run_logging import capture_prints, configure_run_logging
+
+        configure_run_logging()
+        if self.options.log_prints:
+            capture_prints()
+        self.reporter.create_flow_run(self.flow_run)
+        self.context = FlowRunContext(
+            flow=self.flow, flow_run=self.flow_run, reporter=self.reporter,
+            log_prints=self.options.log_prints,
+            result_storage=self.options.result_storage or
+            (self.parent.result_storage if self.parent else None),
+            max_workers=self.options.max_workers,
+        )
+        self._logger().info("Beginning flow run %r for flow %r", self.flow_run.name,
+                            self.flow.name)
+        if self.options.validate_parameters:
+            try:
+                validate(self.flow, self.bound)
+            except ParameterValidationError as exc:
+                state = new_state(StateType.FAILED, message=exc.message,
+                                  details={"errors": exc.details})
+                state._result = exc
+                return self._finish(state)
+        return None
+
+    def _start_attempt(self) -> None:
+        self.flow_run.run_count += 1
+        name = "Retrying" if self.flow_run.run_count > 1 else "Running"
+        self._set(new_state(StateType.RUNNING, name))
+
+    def _settle_futures(self, value: Any) -> State:
+        """Wait for submitted task runs; the flow fails if a failed one went unobserved."""
+        assert self.context is not None
+        value = _resolve_returned(value)
+        failed = []
+        for future in self.context.futures:
+            state = future._future.result() if future._future.done() else _wait_state(future)
+            if not state.is_completed() and not future._observed:
+                failed.append((future, state))
+        if failed:
+            names = ", ".join(f.task_run.name for f, _ in failed[:5])
+            more = f" and {len(failed) - 5} more" if len(failed) > 5 else ""
+            first = failed[0][1]
+            state = new_state(StateType.FAILED,
+                              message=f"{len(failed)} task run(s) failed: {names}{more}")
+            state._result = first._result if isinstance(first._result, BaseException) else \
+                RuntimeError(state.message)
+            return state
+        state = new_state(StateType.COMPLETED)
+        state._result = value
+        return state
+
+    def _on_error(self, exc: BaseException) -> float | None:
+        run = self.flow_run
+        timed_out = isinstance(exc, TaskTimeout)
+        message = str(exc) if timed_out else f"{type(exc).__name__}: {exc}"
+        if run.run_count <= self.options.retries:
+            self._logger().warning("Flow run failed (%s); retrying in %g s", message,
+                                   self.options.retry_delay_seconds)
+            self._set(new_state(StateType.SCHEDULED, "AwaitingRetry", message,
+                                scheduled_time=utcnow()))
+            return self.options.retry_delay_seconds
+        self._logger().error("Flow run failed: %s", message, exc_info=exc)
+        state = new_state(StateType.FAILED, "TimedOut" if timed_out else "Failed", message,
+                          details={"exception_type": type(exc).__name__})
+        state._result = exc
+        self._finish(state)
+        return None
+
+    def _crash(self, exc: BaseException) -> None:
+        state = new_state(StateType.CRASHED, message=f"{type(exc).__name__}: {exc}")
+        state._result = exc
+        self._finish(state)
+
+    def _aborted(self, exc: RunAborted) -> State:
+        state = new_state(StateType.CANCELLED, message=str(exc))
+        state._result = exc
+        self.flow_run.state = state
+        self.flow_run.end_time = state.timestamp
+        self._run_hooks(self.options.on_cancellation, state)
+        return state
+
+    def _finish(self, state: State) -> State:
+        try:
+            final = self._set(state)
+        except RunAborted as exc:
+            return self._aborted(exc)
+        level = "info" if final.is_completed() else "error"
+        getattr(self._logger(), level)("Finished in state %s", final)
+        options = self.options
+        hooks = {StateType.COMPLETED: options.on_completion, StateType.FAILED: options.on_failure,
+                 StateType.CRASHED: options.on_crashed,
+                 StateType.CANCELLED: options.on_cancellation}.get(final.type, ())
+        self._run_hooks(hooks, final)
+        return final
+
+    def _run_hooks(self, hooks: tuple[Any, ...], state: State) -> None:
+        for hook in hooks:
+            try:
+                hook(self.flow, self.flow_run, state)
+            except Exception:
+                self._logger().exception("hook %s raised", getattr(hook, "__name__", hook))
+
+    def _end(self) -> None:
+        if self.context is not None:
+            self.context.shutdown()
+        if self.parent is None:
+            self.reporter.flush(timeout=10)
+
+    # -- the attempt loops ---------------------------------------------------------------------
+    def run_sync(self) -> State:
+        try:
+            final = self._begin()
+            if final is not None:
+                return final
+            token = flow_run_ctx.set(self.context)
+            try:
+                while True:
+                    self._start_attempt()
+                    try:
+                        call = lambda: self.flow.fn(*self.bound.args, **self.bound.kwargs)  # noqa: E731
+                        timeout = self.options.timeout_seconds
+                        value = call() if timeout is None else call_with_timeout(
+                            call, timeout, f"flow run {self.flow_run.name!r}")
+                        state = self._settle_futures(value)
+                    except RunAborted:
+                        raise
+                    except Exception as exc:
+                        delay = self._on_error(exc)
+                        if delay is None:
+                            return self.flow_run.state
+                        time.sleep(delay)
+                        continue
+                    except BaseException as exc:
+                        self._crash(exc)
+                        raise
+                    if state.is_completed() or not self._retry_after_failed_tasks(state):
+                        return self._finish(state)
+            finally:
+                flow_run_ctx.reset(token)
+        except RunAborted as exc:
+            return self._aborted(exc)
+        finally:
+            self._end()
+
+    async def run_async(self) -> State:
+        try:
+            final = self._begin()
+            if final is not None:
+                return final
+            token = flow_run_ctx.set(self.context)
+            try:
+                while True:
+                    self._start_attempt()
+                    try:
+                        coro = self.flow.fn(*self.bound.args, **self.bound.kwargs)
+                        timeout = self.options.timeout_seconds
+                        try:
+                            value = await (coro if timeout is None
+                                           else asyncio.wait_for(coro, timeout))
+                        except asyncio.TimeoutError:
+                            raise TaskTimeout(f"flow run {self.flow_run.name!r} exceeded its "
+                                              f"timeout of {timeout:g} s") from None
+                        state = self._settle_futures(value)
+                    except RunAborted:
+                        raise
+                    except Exception as exc:
+                        delay = self._on_error(exc)
+                        if delay is None:
+                            return self.flow_run.state
+                        await asyncio.sleep(delay)
+                        continue
+                    except BaseException as exc:
+                        self._crash(exc)
+                        raise
+                    if state.is_completed() or not self._retry_after_failed_tasks(state):
+                        return self._finish(state)
+            finally:
+                flow_run_ctx.reset(token)
+        except RunAborted as exc:
+            return self._aborted(exc)
+        finally:
+            self._end()
+
+    def _retry_after_failed_tasks(self, state: State) -> bool:
+        """A flow whose tasks failed is retried like one that raised (when retries are left)."""
+        if self.flow_run.run_count > self.options.retries:
+            return False
+        assert self.context is not None
+        self.context.futures.clear()
+        self._set(new_state(StateType.SCHEDULED, "AwaitingRetry", state.message,
+                            scheduled_time=utcnow()))
+        if self.options.retry_delay_seconds:
+            time.sleep(self.options.retry_delay_seconds)
+        return True
+
+
+def _wait_state(future: TaskFuture[Any]) -> State:
+    future.wait()
+    return future._future.result()
+
+
+def _resolve_returned(value: Any) -> Any:
+    """A flow that returns futures returns their values (a failure raises into the flow)."""
+    if isinstance(value, TaskFuture):
+        return value.result()
+    if isinstance(value, (list, tuple)) and value and any(isinstance(v, TaskFuture)
+                                                         for v in value):
+        return type(value)(v.result() if isinstance(v, TaskFuture) else v for v in value)
+    return value

@@ -1,0 +1,364 @@
+"""Runs task calls: states, retries, timeouts, caching, hooks — on the flow's hot path.
+
+Kept lean on purpose: no I/O and no validation per call unless an option asks for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import os
+import random
+import time
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from ..exceptions import InvalidMapArguments, SluiceError, TaskTimeout, UpstreamFailed
+from ..models import State, StateType, TaskRun, new_state, utcnow
+from .caching import cache_key_for, persist, read_cached
+from .context import FlowRunContext, TaskRunContext, flow_run_ctx, task_run_ctx
+from .futures import TaskFuture, state_result
+from .timeouts import call_with_timeout
+
+if TYPE_CHECKING:
+    from ..tasks import Task
+
+
+def _in_running_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def call_task(task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    flow_ctx = flow_run_ctx.get()
+    return_state = kwargs.pop("return_state", False)
+    wait_for = kwargs.pop("wait_for", None)
+    if flow_ctx is None:
+        # Outside a flow a task is a plain function call: no tracking, retries or caching.
+        return task.fn(*args, **kwargs)
+    runner = TaskRunner(task, flow_ctx, args, kwargs, wait_for)
+    if task.is_async:
+        if _in_running_loop():
+            return _await_task(runner, return_state)
+        state = asyncio.run(runner.run_async())
+    else:
+        state = runner.run_sync()
+    return state if return_state else state_result(state)
+
+
+async def _await_task(runner: TaskRunner, return_state: bool) -> Any:
+    state = await runner.run_async()
+    return state if return_state else state_result(state)
+
+
+def _require_flow(task: Task[Any, Any], method: str) -> FlowRunContext:
+    flow_ctx = flow_run_ctx.get()
+    if flow_ctx is None:
+        raise SluiceError(
+            f"{task.name}.{method}() needs a running flow: call it inside a function decorated "
+            f"with @flow, or call {task.name}(...) directly for a plain call"
+        )
+    return flow_ctx
+
+
+def submit_task(task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+                wait_for: Iterable[Any] | None) -> TaskFuture[Any]:
+    flow_ctx = _require_flow(task, "submit")
+    runner = TaskRunner(task, flow_ctx, args, kwargs, wait_for)
+    target = runner.run_in_thread
+    inner = flow_ctx.executor.submit(contextvars.copy_context().run, target)
+    future: TaskFuture[Any] = TaskFuture(inner, runner.task_run)
+    flow_ctx.futures.append(future)
+    return future
+
+
+def _is_mapped(value: Any) -> bool:
+    from ..tasks import unmapped
+
+    if isinstance(value, (unmapped, str, bytes, bytearray, Mapping)):
+        return False
+    return isinstance(value, Iterable)
+
+
+def map_task(task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+             wait_for: Iterable[Any] | None) -> list[TaskFuture[Any]]:
+    from ..tasks import unmapped
+
+    _require_flow(task, "map")
+    args = tuple(a.result() if isinstance(a, TaskFuture) else a for a in args)
+    kwargs = {k: v.result() if isinstance(v, TaskFuture) else v for k, v in kwargs.items()}
+    arg_lists = [list(a) if _is_mapped(a) else None for a in args]
+    kwarg_lists = {k: list(v) for k, v in kwargs.items() if _is_mapped(v)}
+    lengths = {f"argument {i + 1}": len(v) for i, v in enumerate(arg_lists) if v is not None}
+    lengths.update({f"{k}=": len(v) for k, v in kwarg_lists.items()})
+    if not lengths:
+        raise InvalidMapArguments(
+            f"{task.name}.map() got no iterable to map over; pass a list, e.g. "
+            f"{task.name}.map([1, 2, 3]), or call {task.name}.submit() for one run"
+        )
+    if len(set(lengths.values())) > 1:
+        shown = ", ".join(f"{name} has {n}" for name, n in lengths.items())
+        raise InvalidMapArguments(
+            f"{task.name}.map() needs iterables of equal length, but {shown}; make them equal, "
+            f"or wrap an argument passed whole to every run in unmapped(...)"
+        )
+    wait_for = list(wait_for) if wait_for is not None else None
+    static = [a.value if isinstance(a, unmapped) else a for a in args]
+    static_kw = {k: v.value if isinstance(v, unmapped) else v for k, v in kwargs.items()}
+    futures = []
+    for i in range(next(iter(lengths.values()))):
+        call_args = tuple(lst[i] if lst is not None else static[j]
+                          for j, lst in enumerate(arg_lists))
+        call_kwargs = {k: kwarg_lists[k][i] if k in kwarg_lists else v
+                       for k, v in static_kw.items()}
+        futures.append(submit_task(task, call_args, call_kwargs, wait_for))
+    return futures
+
+
+def _resolve(value: Any, upstream: list[TaskRun]) -> Any:
+    """Replace futures (also inside lists, tuples, sets and dicts) by their results."""
+    if isinstance(value, TaskFuture):
+        upstream.append(value.task_run)
+        state = value._future.result()
+        value._observed = True  # its failure now belongs to the downstream run
+        if not state.is_completed():
+            raise UpstreamFailed(
+                f"upstream task run {value.task_run.name!r} ended {state.name}: {state.message}"
+            )
+        return state._result
+    if isinstance(value, (list, tuple, set)):
+        if not any(isinstance(v, (TaskFuture, list, tuple, set, dict)) for v in value):
+            return value
+        return type(value)(_resolve(v, upstream) for v in value)
+    if isinstance(value, dict) and value:
+        return {k: _resolve(v, upstream) for k, v in value.items()}
+    return value
+
+
+class TaskRunner:
+    """One task call: its record, its attempts, its final state."""
+
+    __slots__ = ("task", "options", "flow_ctx", "args", "kwargs", "wait_for", "task_run",
+                 "log_prints", "parent_task_run_id", "_parameters")
+
+    def __init__(self, task: Task[Any, Any], flow_ctx: FlowRunContext, args: tuple[Any, ...],
+                 kwargs: dict[str, Any], wait_for: Iterable[Any] | None) -> None:
+        self.task = task
+        self.options = task.options
+        self.flow_ctx = flow_ctx
+        self.args = args
+        self.kwargs = kwargs
+        self.wait_for = wait_for
+        self._parameters: dict[str, Any] | None = None
+        parent = task_run_ctx.get()
+        self.parent_task_run_id = parent.task_run.id if parent is not None else None
+        log_prints = self.options.log_prints
+        self.log_prints = flow_ctx.log_prints if log_prints is None else log_prints
+        # The name is taken now, in the caller's thread, so it is stable across reruns.
+        self.task_run = TaskRun.model_construct(
+            id=os.urandom(16).hex(), flow_run_id=flow_ctx.flow_run.id, task_name=task.name,
+            name=flow_ctx.next_task_run_name(task.name), task_key=task.task_key,
+            state=new_state(StateType.PENDING), start_time=None, end_time=None, run_count=0,
+            tags=list(self.options.tags), cache_key=None,
+            parent_task_run_id=self.parent_task_run_id, upstream_task_run_ids=[],
+            result_key=None, version=0,
+        )
+        flow_ctx.reporter.report_task_run(self.task_run)
+
+    # -- state bookkeeping -------------------------------------------------------------------
+    def _set(self, state: State) -> State:
+        run = self.task_run
+        run.state = state
+        run.version += 1
+        self.flow_ctx.reporter.report_task_run(run)
+        return state
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        """The call's arguments by parameter name (bound lazily: only caching and hooks use it)."""
+        if self._parameters is None:
+            bound = self.task.signature.bind_partial(*self.args, **self.kwargs)
+            self._parameters = dict(bound.arguments)
+        return self._parameters
+
+    def _context(self) -> TaskRunContext:
+        return TaskRunContext(self.task, self.task_run, self.flow_ctx, self.log_prints,
+                              self._parameters or {})
+
+    def _begin(self) -> State | None:
+        """Resolve inputs and the cache; a state returned here is final (nothing to run)."""
+        upstream: list[TaskRun] = []
+        try:
+            if self.wait_for is not None:
+                for dependency in self.wait_for:
+                    _resolve(dependency, upstream)
+            if self.args:
+                self.args = _resolve(self.args, upstream)
+            if self.kwargs:
+                self.kwargs = _resolve(self.kwargs, upstream)
+        except UpstreamFailed as exc:
+            return self._finish_failed(exc, name="Failed")
+        finally:
+            if upstream:
+                self.task_run.upstream_task_run_ids = [t.id for t in upstream]
+        options = self.options
+        if options.cache_key_fn is not None or options.cache_policy != "none":
+            key = cache_key_for(self)
+            if key is not None:
+                self.task_run.cache_key = key
+                hit = read_cached(self, key)
+                if hit is not None:
+                    return self._finish(hit)
+        return None
+
+    def _start_attempt(self) -> None:
+        run = self.task_run
+        run.run_count += 1
+        if run.start_time is None:
+            run.start_time = utcnow()
+        self._set(new_state(StateType.RUNNING, "Retrying" if run.run_count > 1 else "Running"))
+
+    def _on_success(self, value: Any) -> State:
+        details = None
+        if self.task_run.cache_key is not None or self.options.persist_result:
+            details = persist(self, value)
+        state = new_state(StateType.COMPLETED, details=details)
+        state._result = value
+        return self._finish(state)
+
+    def _on_error(self, exc: BaseException) -> float | None:
+        """Seconds to wait before the next attempt, or None when the run is over."""
+        timed_out = isinstance(exc, TaskTimeout)
+        message = str(exc) if timed_out else f"{type(exc).__name__}: {exc}"
+        failed = new_state(StateType.FAILED, "TimedOut" if timed_out else "Failed", message,
+                           details={"exception_type": type(exc).__name__})
+        failed._result = exc
+        run = self.task_run
+        if run.run_count <= self.options.retries and self._should_retry(failed):
+            delay = self._retry_delay(run.run_count)
+            self._set(new_state(StateType.SCHEDULED, "AwaitingRetry", message,
+                                scheduled_time=utcnow()))
+            return delay
+        self._log_failure(exc)
+        self._finish(failed)
+        return None
+
+    def _should_retry(self, failed: State) -> bool:
+        condition = self.options.retry_condition_fn
+        if condition is None:
+            return True
+        try:
+            return bool(condition(self.task, self.task_run, failed))
+        except Exception as exc:
+            self._logger().warning("retry_condition_fn raised %r; not retrying", exc)
+            return False
+
+    def _retry_delay(self, retry: int) -> float:
+        delay = self.options.delay_for(retry)
+        jitter = self.options.retry_jitter_factor
+        if jitter:
+            delay *= random.uniform(max(0.0, 1 - jitter), 1 + jitter)
+        return max(0.0, delay)
+
+    def _finish_failed(self, exc: BaseException, name: str) -> State:
+        state = new_state(StateType.FAILED, name, str(exc),
+                          details={"exception_type": type(exc).__name__})
+        state._result = exc
+        return self._finish(state)
+
+    def _crash(self, exc: BaseException) -> None:
+        state = new_state(StateType.CRASHED, message=f"{type(exc).__name__}: {exc}")
+        state._result = exc
+        self._finish(state)
+
+    def _finish(self, state: State) -> State:
+        self.task_run.end_time = utcnow()
+        self._set(state)
+        hooks = self.options.on_completion if state.is_completed() else self.options.on_failure
+        for hook in hooks:
+            try:
+                hook(self.task, self.task_run, state)
+            except Exception:
+                self._logger().exception("hook %s raised", getattr(hook, "__name__", hook))
+        return state
+
+    def _logger(self) -> Any:
+        from ..run_logging import run_logger_for
+
+        return run_logger_for(self._context())
+
+    def _log_failure(self, exc: BaseException) -> None:
+        self._logger().error("Task run %r failed: %s: %s", self.task_run.name,
+                             type(exc).__name__, exc, exc_info=exc)
+
+    # -- the attempt loops ---------------------------------------------------------------------
+    def run_sync(self) -> State:
+        final = self._begin()
+        if final is not None:
+            return final
+        token = task_run_ctx.set(self._context())
+        try:
+            while True:
+                self._start_attempt()
+                try:
+                    if self.options.timeout_seconds is None:
+                        value = self.task.fn(*self.args, **self.kwargs)
+                    else:
+                        value = call_with_timeout(
+                            lambda: self.task.fn(*self.args, **self.kwargs),
+                            self.options.timeout_seconds, f"task run {self.task_run.name!r}")
+                except Exception as exc:
+                    delay = self._on_error(exc)
+                    if delay is None:
+                        return self.task_run.state
+                    if delay:
+                        time.sleep(delay)
+                    continue
+                except BaseException as exc:
+                    self._crash(exc)
+                    raise
+                return self._on_success(value)
+        finally:
+            task_run_ctx.reset(token)
+
+    async def run_async(self) -> State:
+        final = self._begin()
+        if final is not None:
+            return final
+        token = task_run_ctx.set(self._context())
+        try:
+            while True:
+                self._start_attempt()
+                try:
+                    coro = self.task.fn(*self.args, **self.kwargs)
+                    timeout = self.options.timeout_seconds
+                    if timeout is None:
+                        value = await coro
+                    else:
+                        try:
+                            value = await asyncio.wait_for(coro, timeout)
+                        except asyncio.TimeoutError:
+                            raise TaskTimeout(f"task run {self.task_run.name!r} exceeded its "
+                                              f"timeout of {timeout:g} s") from None
+                except Exception as exc:
+                    delay = self._on_error(exc)
+                    if delay is None:
+                        return self.task_run.state
+                    if delay:
+                        await asyncio.sleep(delay)
+                    continue
+                except BaseException as exc:
+                    self._crash(exc)
+                    raise
+                return self._on_success(value)
+        finally:
+            task_run_ctx.reset(token)
+
+    def run_in_thread(self) -> State:
+        """Entry point in the flow's thread pool (a future's outcome is its final state)."""
+        if self.task.is_async:
+            return asyncio.run(self.run_async())
+        return self.run_sync()

@@ -1,0 +1,171 @@
+"""`@flow`: a function whose runs are tracked, retried and reported."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable
+from functools import update_wrapper
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
+
+from pydantic import Field, StrictInt, field_validator
+
+from ._options import Hook, Options, as_hooks, as_tags
+from .exceptions import ConfigurationError
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class FlowOptions(Options):
+    """Every option of `@flow`, once. Frozen: `Flow.with_options` builds a new one."""
+
+    examples = {
+        "name": "name='nightly-etl'",
+        "description": "description='Loads yesterday's orders'",
+        "version": "version='2024.06.1'",
+        "retries": "retries=2",
+        "retry_delay_seconds": "retry_delay_seconds=30",
+        "timeout_seconds": "timeout_seconds=3600",
+        "validate_parameters": "validate_parameters=False",
+        "log_prints": "log_prints=True",
+        "tags": "tags=['etl', 'nightly']",
+        "max_workers": "max_workers=8",
+        "persist_result": "persist_result=True",
+        "result_storage": "result_storage='s3://my-bucket/results'",
+        "on_completion": "on_completion=[notify]",
+        "on_failure": "on_failure=[page_oncall]",
+        "on_crashed": "on_crashed=[page_oncall]",
+        "on_cancellation": "on_cancellation=[cleanup]",
+    }
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    description: str | None = None
+    version: str | None = None
+    retries: StrictInt = Field(default=0, ge=0)
+    retry_delay_seconds: float = Field(default=0, ge=0)
+    timeout_seconds: float | None = Field(default=None, gt=0)
+    validate_parameters: bool = True
+    log_prints: bool = False
+    tags: tuple[str, ...] = ()
+    max_workers: StrictInt | None = Field(default=None, ge=1)
+    persist_result: bool | None = None
+    result_storage: Any = None
+    on_completion: tuple[Hook, ...] = ()
+    on_failure: tuple[Hook, ...] = ()
+    on_crashed: tuple[Hook, ...] = ()
+    on_cancellation: tuple[Hook, ...] = ()
+
+    @field_validator("tags", mode="before")
+    @classmethod
+    def _tags(cls, value: Any) -> tuple[str, ...]:
+        return as_tags(value)
+
+    @field_validator("on_completion", "on_failure", "on_crashed", "on_cancellation",
+                     mode="before")
+    @classmethod
+    def _hooks(cls, value: Any) -> tuple[Hook, ...]:
+        return as_hooks("hook", value)
+
+    @field_validator("retry_delay_seconds", mode="before")
+    @classmethod
+    def _delay(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError("must be a number of seconds >= 0")
+        return value
+
+    @field_validator("result_storage")
+    @classmethod
+    def _storage(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        from .engine.results import storage_from
+
+        try:
+            return storage_from(value)
+        except Exception as exc:
+            raise ValueError(str(exc)) from None
+
+
+class Flow(Generic[P, R]):
+    """A function made into a flow. Calling it starts a tracked flow run and returns the
+    function's value (or, with `return_state=True`, the run's final state). The function stays
+    available, untouched, as `.fn`."""
+
+    def __init__(self, fn: Callable[P, R], options: FlowOptions) -> None:
+        if not callable(fn):
+            raise TypeError(f"@flow decorates functions, got {fn!r}")
+        self.fn = fn
+        self.options = options
+        self.name: str = options.name or getattr(fn, "__name__", "flow").replace("_", "-")
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self._parameters_model: type[BaseModel] | None = None
+        update_wrapper(self, fn)  # type: ignore[arg-type]
+
+    @property
+    def signature(self) -> inspect.Signature:
+        return inspect.signature(self.fn)
+
+    @property
+    def parameters_model(self) -> type[BaseModel]:
+        """A pydantic model of the flow's parameters, built from its type hints (once)."""
+        if self._parameters_model is None:
+            from .engine.parameters import parameters_model
+
+            self._parameters_model = parameters_model(self)
+        return self._parameters_model
+
+    def parameter_schema(self) -> dict[str, Any]:
+        """JSON schema of the parameters (what deployments validate triggers against)."""
+        from .engine.parameters import parameter_schema
+
+        return parameter_schema(self)
+
+    def with_options(self, **changes: Any) -> Flow[P, R]:
+        """A copy of this flow with some options changed, e.g. `.with_options(retries=2)`."""
+        return Flow(self.fn, self.options.replace("@flow", **changes))
+
+    def __repr__(self) -> str:
+        return f"Flow(name={self.name!r})"
+
+    @overload
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from .engine.flow_engine import call_flow
+
+        return call_flow(self, args, kwargs)
+
+
+@overload
+def flow(fn: Callable[P, R], /) -> Flow[P, R]: ...
+
+
+@overload
+def flow(
+    *, name: str | None = ..., description: str | None = ..., version: str | None = ...,
+    retries: int = ..., retry_delay_seconds: float = ..., timeout_seconds: float | None = ...,
+    validate_parameters: bool = ..., log_prints: bool = ..., tags: Iterable[str] | None = ...,
+    max_workers: int | None = ..., persist_result: bool | None = ..., result_storage: Any = ...,
+    on_completion: Any = ..., on_failure: Any = ..., on_crashed: Any = ...,
+    on_cancellation: Any = ...,
+) -> Callable[[Callable[P, R]], Flow[P, R]]: ...
+
+
+def flow(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
+    """Make a function a flow: `@flow` or `@flow(name='etl', retries=2, log_prints=True)`.
+
+    Options are validated here, when the decorator is applied; a bad one raises
+    `ConfigurationError` naming the option with a correct example. Nothing runs until the flow
+    is called."""
+    if fn is not None and not callable(fn):
+        raise ConfigurationError(
+            f"@flow got {fn!r} as a positional argument; pass options by name, "
+            f"e.g. @flow(name={fn!r})" if isinstance(fn, str) else f"@flow decorates functions, got {fn!r}"
+        )
+    validated = FlowOptions.build("@flow", **options)
+    if fn is not None:
+        return Flow(fn, validated)
+    return lambda f: Flow(f, validated)

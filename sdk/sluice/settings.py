@@ -1,0 +1,36 @@
+"""Settings: `SLUICE_*` environment variables (profiles are layered under them by the client)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "SLUICE_"
+
+
+class SluiceSettings(BaseSettings):
+    """Every setting once; the env var is `SLUICE_<NAME>` (for example `SLUICE_HOME`)."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+    home: Path = Field(default_factory=lambda: Path.home() / ".sluice",
+                       description="Where profiles, results and the embedded server's data live.")
+    api_url: str | None = Field(default=None, description="Control-plane URL; unset = in-memory.")
+    api_token: str | None = Field(default=None, description="Bearer token for the embedded server.")
+    profile: str | None = Field(default=None, description="Profile name in profiles.toml.")
+    logging_level: str = Field(default="INFO", description="Level of run loggers on the console.")
+    results_dir: Path | None = Field(default=None,
+                                     description="Default result storage; default HOME/results.")
+
+    @property
+    def default_result_storage(self) -> Path:
+        return self.results_dir or self.home / "results"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> SluiceSettings:
+    """Settings read once per process (call `get_settings.cache_clear()` after changing env)."""
+    return SluiceSettings()

@@ -1,0 +1,245 @@
+"""`@task`: a tracked, retryable, cacheable unit of work inside a flow."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable
+from datetime import timedelta
+from functools import update_wrapper
+from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, overload
+
+from pydantic import Field, StrictInt, field_validator, model_validator
+
+from ._options import Hook, Options, as_hooks, as_tags
+from .exceptions import ConfigurationError
+
+if TYPE_CHECKING:
+    from .engine.futures import TaskFuture
+    from .models import State
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+CachePolicy = Literal["none", "inputs", "source", "inputs+source"]
+RetryDelay = float | list[float] | Callable[[int], float]
+
+
+def exponential_backoff(backoff_factor: float) -> Callable[[int], float]:
+    """Retry delays of `backoff_factor * 2 ** (retry - 1)` seconds: 1st retry after
+    `backoff_factor`, 2nd after twice that, and so on. Use as `retry_delay_seconds=`."""
+    if not isinstance(backoff_factor, (int, float)) or backoff_factor < 0:
+        raise ValueError(f"backoff_factor must be a number >= 0, got {backoff_factor!r}")
+
+    def delay(retry: int) -> float:
+        return float(backoff_factor) * 2 ** (retry - 1)
+
+    delay.__name__ = f"exponential_backoff({backoff_factor})"
+    return delay
+
+
+class unmapped(Generic[R]):  # noqa: N801 - reads like the function users know from Prefect
+    """Wrap an argument of `Task.map` that is passed whole to every call instead of mapped."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: R) -> None:
+        self.value = value
+
+
+class TaskOptions(Options):
+    """Every option of `@task`, once. Frozen: `Task.with_options` builds a new one."""
+
+    examples = {
+        "name": "name='load-orders'",
+        "description": "description='Loads one day of orders'",
+        "tags": "tags=['etl']",
+        "retries": "retries=3",
+        "retry_delay_seconds": "retry_delay_seconds=[1, 10, 60]",
+        "retry_jitter_factor": "retry_jitter_factor=0.5",
+        "retry_condition_fn": "retry_condition_fn=lambda task, task_run, state: True",
+        "timeout_seconds": "timeout_seconds=30",
+        "cache_key_fn": "cache_key_fn=lambda context, parameters: parameters['day']",
+        "cache_expiration": "cache_expiration=timedelta(hours=1)",
+        "cache_policy": "cache_policy='inputs+source'",
+        "persist_result": "persist_result=True",
+        "result_storage": "result_storage='s3://my-bucket/results'",
+        "log_prints": "log_prints=True",
+        "on_completion": "on_completion=[notify]",
+        "on_failure": "on_failure=[alert]",
+    }
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    description: str | None = None
+    tags: tuple[str, ...] = ()
+    retries: StrictInt = Field(default=0, ge=0)
+    retry_delay_seconds: RetryDelay = 0
+    retry_jitter_factor: float | None = Field(default=None, ge=0)
+    retry_condition_fn: Callable[..., bool] | None = None
+    timeout_seconds: float | None = Field(default=None, gt=0)
+    cache_key_fn: Callable[..., str | None] | None = None
+    cache_expiration: timedelta | None = None
+    cache_policy: CachePolicy = "none"
+    persist_result: bool | None = None
+    result_storage: Any = None
+    log_prints: bool | None = None
+    on_completion: tuple[Hook, ...] = ()
+    on_failure: tuple[Hook, ...] = ()
+
+    @field_validator("tags", mode="before")
+    @classmethod
+    def _tags(cls, value: Any) -> tuple[str, ...]:
+        return as_tags(value)
+
+    @field_validator("on_completion", "on_failure", mode="before")
+    @classmethod
+    def _hooks(cls, value: Any) -> tuple[Hook, ...]:
+        return as_hooks("hook", value)
+
+    @field_validator("retry_delay_seconds", mode="before")
+    @classmethod
+    def _delay(cls, value: Any) -> Any:
+        if callable(value) or isinstance(value, bool):
+            if isinstance(value, bool):
+                raise ValueError("must be a number, a list of numbers or a callable")
+            return value
+        if isinstance(value, (int, float)):
+            if value < 0:
+                raise ValueError("must be >= 0")
+            return float(value)
+        if isinstance(value, (list, tuple)):
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+                       for v in value):
+                raise ValueError("must be a list of numbers >= 0")
+            return [float(v) for v in value]
+        raise ValueError("must be a number, a list of numbers or a callable")
+
+    @field_validator("cache_expiration", mode="before")
+    @classmethod
+    def _expiration(cls, value: Any) -> Any:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = timedelta(seconds=value)
+        if isinstance(value, timedelta) and value.total_seconds() <= 0:
+            raise ValueError("must be positive")
+        return value
+
+    @field_validator("result_storage")
+    @classmethod
+    def _storage(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        from .engine.results import storage_from
+
+        try:
+            return storage_from(value)
+        except Exception as exc:  # ConfigurationError or a bad path type
+            raise ValueError(str(exc)) from None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TaskOptions:
+        delays = self.retry_delay_seconds
+        if isinstance(delays, list) and len(delays) > self.retries:
+            raise ValueError(
+                f"retry_delay_seconds lists {len(delays)} delays but retries={self.retries}; "
+                f"give at most one delay per retry, e.g. retries={len(delays)}"
+            )
+        if self.persist_result is False and self.cache_policy != "none":
+            raise ValueError(
+                "cache_policy needs persisted results; drop persist_result=False or use "
+                "cache_policy='none'"
+            )
+        return self
+
+    def delay_for(self, retry: int) -> float:
+        """Seconds to wait before retry number `retry` (1-based), before jitter."""
+        delays = self.retry_delay_seconds
+        if callable(delays):
+            return float(delays(retry))
+        if isinstance(delays, list):
+            return delays[min(retry, len(delays)) - 1] if delays else 0.0
+        return float(delays)
+
+
+class Task(Generic[P, R]):
+    """A function made into a tracked task. Call it inside a flow to run it (the value comes
+    back), `.submit()` it to run concurrently (a future comes back), or `.map()` it over
+    iterables. Outside a flow, calling it is a plain function call. The function stays
+    available, untouched, as `.fn`."""
+
+    def __init__(self, fn: Callable[P, R], options: TaskOptions) -> None:
+        if not callable(fn):
+            raise TypeError(f"@task decorates functions, got {fn!r}")
+        self.fn = fn
+        self.options = options
+        self.name: str = options.name or getattr(fn, "__name__", "task")
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.task_key = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', self.name)}"
+        self._signature: inspect.Signature | None = None
+        update_wrapper(self, fn)  # type: ignore[arg-type]
+
+    @property
+    def signature(self) -> inspect.Signature:
+        if self._signature is None:
+            self._signature = inspect.signature(self.fn)
+        return self._signature
+
+    def with_options(self, **changes: Any) -> Task[P, R]:
+        """A copy of this task with some options changed, e.g. `.with_options(retries=5)`."""
+        return Task(self.fn, self.options.replace("@task", **changes))
+
+    def __repr__(self) -> str:
+        return f"Task(name={self.name!r})"
+
+    @overload
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from .engine.task_engine import call_task
+
+        return call_task(self, args, kwargs)
+
+    def submit(self, *args: Any, wait_for: Iterable[Any] | None = None,
+               **kwargs: Any) -> TaskFuture[R]:
+        """Run the task concurrently in the flow run's thread pool; returns a future."""
+        from .engine.task_engine import submit_task
+
+        return submit_task(self, args, kwargs, wait_for=wait_for)
+
+    def map(self, *args: Any, wait_for: Iterable[Any] | None = None,
+            **kwargs: Any) -> list[TaskFuture[R]]:
+        """Submit one run per element of the iterable arguments (zipped; lengths must match).
+        Wrap constants in `unmapped(...)`; strings, bytes and dicts are passed whole."""
+        from .engine.task_engine import map_task
+
+        return map_task(self, args, kwargs, wait_for=wait_for)
+
+
+@overload
+def task(fn: Callable[P, R], /) -> Task[P, R]: ...
+
+
+@overload
+def task(
+    *, name: str | None = ..., description: str | None = ..., tags: Iterable[str] | None = ...,
+    retries: int = ..., retry_delay_seconds: RetryDelay = ...,
+    retry_jitter_factor: float | None = ..., retry_condition_fn: Callable[..., bool] | None = ...,
+    timeout_seconds: float | None = ..., cache_key_fn: Callable[..., str | None] | None = ...,
+    cache_expiration: timedelta | float | None = ..., cache_policy: CachePolicy = ...,
+    persist_result: bool | None = ..., result_storage: Any = ..., log_prints: bool | None = ...,
+    on_completion: Any = ..., on_failure: Any = ...,
+) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+
+
+def task(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
+    """Make a function a task: `@task` or `@task(retries=3, cache_policy='inputs+source')`.
+
+    Options are validated here, when the decorator is applied; a bad one raises
+    `ConfigurationError` naming the option with a correct example."""
+    if fn is not None and not callable(fn):
+        raise ConfigurationError(
+            f"@task got {fn!r} as a positional argument; pass options by name, "
+            f"e.g. @task(name={fn!r})" if isinstance(fn, str) else f"@task decorates functions, got {fn!r}"
+        )
+    validated = TaskOptions.build("@task", **options)
+    if fn is not None:
+        return Task(fn, validated)
+    return lambda f: Task(f, validated)
