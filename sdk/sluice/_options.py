@@ -45,18 +45,21 @@ class Options(BaseModel):
 
 
 def _explain(decorator: str, cls: type[Options], exc: PydanticValidationError) -> str:
-    examples = cls.examples
     lines = []
     for error in exc.errors(include_url=False):
-        option = str(error["loc"][0]) if error["loc"] else "?"
-        reason = error["msg"]
+        reason = error["msg"].removeprefix("Value error, ")
+        if not error["loc"]:  # a rule across options: the reason names them itself
+            lines.append(f"{decorator}: {reason}")
+            continue
+        option = str(error["loc"][0])
         if error["type"] == "extra_forbidden":
-            reason = f"is not an option of {decorator}; valid options are {sorted(cls.model_fields)}"
-        got = error.get("input")
-        shown = "" if error["type"] == "extra_forbidden" else f" (got {got!r})"
-        example = examples.get(option)
+            lines.append(f"{decorator}: `{option}` is not an option of {decorator}; valid "
+                         f"options are {sorted(cls.model_fields)}")
+            continue
+        example = cls.examples.get(option)
         hint = f"; for example {decorator}({example})" if example else ""
-        lines.append(f"{decorator}: option `{option}` {reason}{shown}{hint}")
+        lines.append(f"{decorator}: option `{option}` {reason[:1].lower()}{reason[1:]} "
+                     f"(got {error.get('input')!r}){hint}")
     return "\n".join(lines)
 
 

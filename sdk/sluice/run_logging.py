@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import builtins
 import logging
-import os
 import sys
 import threading
 from datetime import datetime, timezone
 from typing import Any
 
 from .engine.context import flow_run_ctx, get_run_context, task_run_ctx
-from .models import MAX_LOG_MESSAGE_CHARS, LogLevel, LogRecord
+from .models import MAX_LOG_MESSAGE_CHARS, LogLevel, LogRecord, new_id
 
 RUN_LOGGER = "sluice.runs"
 _LEVELS = {10: LogLevel.DEBUG, 20: LogLevel.INFO, 30: LogLevel.WARNING, 40: LogLevel.ERROR,
@@ -44,7 +43,7 @@ class RunLogHandler(logging.Handler):
             if len(message) > MAX_LOG_MESSAGE_CHARS:
                 message = message[: MAX_LOG_MESSAGE_CHARS - 1] + "…"
             reporter.report_log(LogRecord.model_construct(
-                id=os.urandom(12).hex(),
+                id=new_id(),
                 flow_run_id=flow_run_id,
                 task_run_id=getattr(record, "sluice_task_run_id", None),
                 timestamp=datetime.fromtimestamp(record.created, timezone.utc),
@@ -66,6 +65,18 @@ class _ConsoleFormatter(logging.Formatter):
         return base
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is at emit time (pytest and the CLI swap it)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def configure_run_logging(level: str | int = "INFO") -> None:
     """Attach the run handlers once (at the first flow run, never at import)."""
     global _configured
@@ -78,7 +89,7 @@ def configure_run_logging(level: str | int = "INFO") -> None:
         logger.setLevel(logging.DEBUG)
         logger.propagate = False
         logger.addHandler(RunLogHandler(level=logging.DEBUG))
-        console = logging.StreamHandler(sys.stderr)
+        console = _StderrHandler()
         console.setFormatter(_ConsoleFormatter())
         console.setLevel(level if isinstance(level, int) else level.upper())
         logger.addHandler(console)

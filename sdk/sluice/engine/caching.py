@@ -93,7 +93,7 @@ def read_cached(runner: TaskRunner, cache_key: str) -> State | None:
     return state
 
 
-def persist(runner: TaskRunner, value: Any) -> dict[str, Any] | None:
+def persist(runner: TaskRunner, value: Any) -> None:
     """Store the value where later runs (cache hits, retries from failure) find it."""
     expiration = runner.options.cache_expiration
     expires_at = time.time() + expiration.total_seconds() if expiration is not None else None
@@ -103,6 +103,5 @@ def persist(runner: TaskRunner, value: Any) -> dict[str, Any] | None:
     except Exception as exc:  # an unpicklable value or a storage outage must not fail the task
         runner._logger().warning("could not persist the result of %r: %s", runner.task_run.name,
                                  exc)
-        return None
+        return
     runner.task_run.result_key = key
-    return None

@@ -8,7 +8,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import ParameterValidationError, RunAborted, TaskTimeout
-from ..models import FlowRun, State, StateType, new_state, utcnow
+from ..models import FlowRun, State, StateType, new_id, new_state, utcnow
 from .context import FlowRunContext, flow_run_ctx, task_run_ctx
 from .futures import TaskFuture, state_result
 from .names import run_name
@@ -57,11 +57,11 @@ class FlowRunner:
                                      reporter_for_new_run())
         self.bound = bind(flow, args, kwargs)  # a TypeError here is the caller's, as usual
         self.flow_run = FlowRun(
-            id=flow_run_id or os.urandom(16).hex(),
+            id=flow_run_id or new_id(),
             flow_name=flow.name,
             name=run_name(),
             state=new_state(StateType.PENDING),
-            parameters=stored_form(self.bound.arguments),
+            parameters={},
             tags=list(flow.options.tags),
             retries=flow.options.retries,
             retry_delay_seconds=flow.options.retry_delay_seconds,
@@ -92,9 +92,18 @@ class FlowRunner:
     def _begin(self) -> State | None:
         from ..run_logging import capture_prints, configure_run_logging
 
-        configure_run_logging()
+        from ..settings import get_settings
+
+        configure_run_logging(get_settings().logging_level)
         if self.options.log_prints:
             capture_prints()
+        invalid: ParameterValidationError | None = None
+        if self.options.validate_parameters:
+            try:
+                validate(self.flow, self.bound)
+            except ParameterValidationError as exc:
+                invalid = exc
+        self.flow_run.parameters = stored_form(self.flow, self.bound.arguments)
         self.reporter.create_flow_run(self.flow_run)
         self.context = FlowRunContext(
             flow=self.flow, flow_run=self.flow_run, reporter=self.reporter,
@@ -105,14 +114,11 @@ class FlowRunner:
         )
         self._logger().info("Beginning flow run %r for flow %r", self.flow_run.name,
                             self.flow.name)
-        if self.options.validate_parameters:
-            try:
-                validate(self.flow, self.bound)
-            except ParameterValidationError as exc:
-                state = new_state(StateType.FAILED, message=exc.message,
-                                  details={"errors": exc.details})
-                state._result = exc
-                return self._finish(state)
+        if invalid is not None:
+            state = new_state(StateType.FAILED, message=invalid.message,
+                              details={"errors": invalid.details})
+            state._result = invalid
+            return self._finish(state)
         return None
 
     def _start_attempt(self) -> None:

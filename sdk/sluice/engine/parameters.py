@@ -75,9 +75,27 @@ def validate(flow: Flow[Any, Any], bound: inspect.BoundArguments) -> None:
         bound.arguments[name] = getattr(model, name)
 
 
-def stored_form(arguments: dict[str, Any]) -> dict[str, Any]:
+SECRET_MASK = "**********"
+
+
+def _secret_names(flow: Flow[Any, Any]) -> frozenset[str]:
+    """Parameters typed as secrets: masked even when their value failed validation."""
+    cached = getattr(flow, "_secret_parameters", None)
+    if cached is None:
+        try:
+            fields = flow.parameters_model.model_fields
+        except Exception:
+            fields = {}
+        cached = frozenset(name for name, info in fields.items() if "Secret" in repr(info.annotation))
+        flow._secret_parameters = cached  # type: ignore[attr-defined]
+    return cached
+
+
+def stored_form(flow: Flow[Any, Any], arguments: dict[str, Any]) -> dict[str, Any]:
     """The parameters as the control plane stores them: JSON, secrets masked, size-capped."""
-    jsonable = to_jsonable_python(arguments, fallback=repr)
+    secrets = _secret_names(flow) if flow.options.validate_parameters else frozenset()
+    masked = {k: SECRET_MASK if k in secrets else v for k, v in arguments.items()}
+    jsonable = to_jsonable_python(masked, fallback=repr)
     encoded = json.dumps(jsonable, default=repr)
     if len(encoded.encode()) <= MAX_PARAMETERS_BYTES:
         return jsonable

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import os
 import random
 import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import InvalidMapArguments, SluiceError, TaskTimeout, UpstreamFailed
-from ..models import State, StateType, TaskRun, new_state, utcnow
+from ..models import State, StateType, TaskRun, new_id, new_state, utcnow
 from .caching import cache_key_for, persist, read_cached
 from .context import FlowRunContext, TaskRunContext, flow_run_ctx, task_run_ctx
 from .futures import TaskFuture, state_result
@@ -159,7 +158,7 @@ class TaskRunner:
         self.log_prints = flow_ctx.log_prints if log_prints is None else log_prints
         # The name is taken now, in the caller's thread, so it is stable across reruns.
         self.task_run = TaskRun.model_construct(
-            id=os.urandom(16).hex(), flow_run_id=flow_ctx.flow_run.id, task_name=task.name,
+            id=new_id(), flow_run_id=flow_ctx.flow_run.id, task_name=task.name,
             name=flow_ctx.next_task_run_name(task.name), task_key=task.task_key,
             state=new_state(StateType.PENDING), start_time=None, end_time=None, run_count=0,
             tags=list(self.options.tags), cache_key=None,
@@ -222,10 +221,9 @@ class TaskRunner:
         self._set(new_state(StateType.RUNNING, "Retrying" if run.run_count > 1 else "Running"))
 
     def _on_success(self, value: Any) -> State:
-        details = None
         if self.task_run.cache_key is not None or self.options.persist_result:
-            details = persist(self, value)
-        state = new_state(StateType.COMPLETED, details=details)
+            persist(self, value)
+        state = new_state(StateType.COMPLETED)
         state._result = value
         return self._finish(state)
 
@@ -239,6 +237,8 @@ class TaskRunner:
         run = self.task_run
         if run.run_count <= self.options.retries and self._should_retry(failed):
             delay = self._retry_delay(run.run_count)
+            self._logger().warning("Task run %r failed (%s); retry %d of %d in %.3g s",
+                                   run.name, message, run.run_count, self.options.retries, delay)
             self._set(new_state(StateType.SCHEDULED, "AwaitingRetry", message,
                                 scheduled_time=utcnow()))
             return delay

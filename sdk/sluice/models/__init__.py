@@ -33,6 +33,7 @@ from .deployments import (
     SourceKind,
     Worker,
 )
+from .ids import new_id
 from .runs import (
     MAX_LOG_MESSAGE_CHARS,
     MAX_PARAMETERS_BYTES,
@@ -75,7 +76,7 @@ __all__ = [
     "Scheduled", "Late", "AwaitingRetry", "Pending", "Running", "Retrying", "Paused",
     "Cancelling", "Cancelled", "Completed", "Cached", "Failed", "TimedOut", "Crashed",
     # runs
-    "FlowRun", "TaskRun", "LogRecord", "LogLevel",
+    "new_id", "FlowRun", "TaskRun", "LogRecord", "LogLevel",
     "MAX_PARAMETERS_BYTES", "MAX_LOG_MESSAGE_CHARS", "MAX_TAGS", "MAX_TAG_CHARS",
     # api
     "Page", "ErrorBody", "FlowRunCreate", "SetStateRequest", "SetStateResponse",
