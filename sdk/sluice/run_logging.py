@@ -11,6 +11,7 @@ from typing import Any
 
 from .engine.context import flow_run_ctx, get_run_context, task_run_ctx
 from .models import MAX_LOG_MESSAGE_CHARS, LogLevel, LogRecord, new_id
+from .models._fast import construct
 
 RUN_LOGGER = "sluice.runs"
 _LEVELS = {10: LogLevel.DEBUG, 20: LogLevel.INFO, 30: LogLevel.WARNING, 40: LogLevel.ERROR,
@@ -42,15 +43,15 @@ class RunLogHandler(logging.Handler):
                 message = f"{message}\n{logging.Formatter().formatException(record.exc_info)}"
             if len(message) > MAX_LOG_MESSAGE_CHARS:
                 message = message[: MAX_LOG_MESSAGE_CHARS - 1] + "…"
-            reporter.report_log(LogRecord.model_construct(
-                id=new_id(),
-                flow_run_id=flow_run_id,
-                task_run_id=getattr(record, "sluice_task_run_id", None),
-                timestamp=datetime.fromtimestamp(record.created, timezone.utc),
-                level=_LEVELS.get(record.levelno, LogLevel.INFO),
-                logger=record.name,
-                message=message,
-            ))
+            reporter.report_log(construct(LogRecord, {
+                "id": new_id(),
+                "flow_run_id": flow_run_id,
+                "task_run_id": getattr(record, "sluice_task_run_id", None),
+                "timestamp": datetime.fromtimestamp(record.created, timezone.utc),
+                "level": _LEVELS.get(record.levelno, LogLevel.INFO),
+                "logger": record.name,
+                "message": message,
+            }))
         except Exception:  # a log line must never break the run
             self.handleError(record)
 

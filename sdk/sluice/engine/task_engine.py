@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..exceptions import InvalidMapArguments, SluiceError, TaskTimeout, UpstreamFailed
 from ..models import State, StateType, TaskRun, new_id, new_state, utcnow
+from ..models._fast import construct
 from .caching import cache_key_for, persist, read_cached
 from .context import FlowRunContext, TaskRunContext, flow_run_ctx, task_run_ctx
 from .futures import TaskFuture, state_result
@@ -157,14 +158,14 @@ class TaskRunner:
         log_prints = self.options.log_prints
         self.log_prints = flow_ctx.log_prints if log_prints is None else log_prints
         # The name is taken now, in the caller's thread, so it is stable across reruns.
-        self.task_run = TaskRun.model_construct(
-            id=new_id(), flow_run_id=flow_ctx.flow_run.id, task_name=task.name,
-            name=flow_ctx.next_task_run_name(task.name), task_key=task.task_key,
-            state=new_state(StateType.PENDING), start_time=None, end_time=None, run_count=0,
-            tags=list(self.options.tags), cache_key=None,
-            parent_task_run_id=self.parent_task_run_id, upstream_task_run_ids=[],
-            result_key=None, version=0,
-        )
+        self.task_run = construct(TaskRun, {
+            "id": new_id(), "flow_run_id": flow_ctx.flow_run.id, "task_name": task.name,
+            "name": flow_ctx.next_task_run_name(task.name), "task_key": task.task_key,
+            "state": new_state(StateType.PENDING), "start_time": None, "end_time": None,
+            "run_count": 0, "tags": list(self.options.tags), "cache_key": None,
+            "parent_task_run_id": self.parent_task_run_id, "upstream_task_run_ids": [],
+            "result_key": None, "version": 0,
+        })
         flow_ctx.reporter.report_task_run(self.task_run)
 
     # -- state bookkeeping -------------------------------------------------------------------

@@ -8,6 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
+from ._fast import construct
+
 
 class StateType(str, enum.Enum):
     """The nine state types every run moves through (named states sit on top)."""
@@ -67,8 +69,11 @@ NAMED_STATES: dict[str, StateType] = {
 MAX_STATE_MESSAGE_CHARS = 4_000
 
 
+_UTC = timezone.utc
+
+
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(_UTC)
 
 
 class State(BaseModel):
@@ -139,14 +144,14 @@ def new_state(
     """Build a state without validation: the engine's hot path makes many of these."""
     if message is not None and len(message) > MAX_STATE_MESSAGE_CHARS:
         message = message[: MAX_STATE_MESSAGE_CHARS - 1] + "…"
-    return State.model_construct(
-        type=type,
-        name=name or DEFAULT_STATE_NAMES[type],
-        timestamp=utcnow(),
-        message=message,
-        scheduled_time=scheduled_time,
-        details=details,
-    )
+    return construct(State, {
+        "type": type,
+        "name": name or DEFAULT_STATE_NAMES[type],
+        "timestamp": utcnow(),
+        "message": message,
+        "scheduled_time": scheduled_time,
+        "details": details,
+    }, {"_result": None})
 
 
 def Scheduled(scheduled_time: datetime | None = None, message: str | None = None) -> State:

@@ -1,0 +1,26 @@
+"""`make bench`: run every benchmark in turn; each prints its table and merges its figures
+into bench/results.json."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).parent
+BENCHMARKS = [
+    ["task_overhead.py"],
+]
+
+
+def main() -> int:
+    failed = 0
+    for script, *args in BENCHMARKS:
+        print(f"\n=== {script} {' '.join(args)}", flush=True)
+        failed += subprocess.run([sys.executable, str(HERE / script), *args]).returncode != 0
+    print(f"\nfigures merged into {HERE / 'results.json'}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""Per-task overhead: microseconds per tracked task over a plain function call.
+
+    python bench/task_overhead.py [--n 1000 10000] [--repeats 5]
+
+Sequential calls and `.map`, with full tracking into the in-memory reporter (what a flow gets
+with no control plane). Targets: <= 50 us per sequential task, <= 100 us per mapped task.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+# Measure the engine, not a terminal: run loggers still record, the console shows warnings only.
+os.environ.setdefault("SLUICE_LOGGING_LEVEL", "WARNING")
+
+from _common import machine, median, record  # noqa: E402
+
+from sluice import flow, task, use_reporter  # noqa: E402
+from sluice.reporting import InMemoryReporter  # noqa: E402
+
+
+def trivial(x: int) -> int:
+    return x + 1
+
+
+tracked = task(trivial)
+
+
+@flow
+def sequential(n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += tracked(i)
+    return total
+
+
+@flow
+def mapped(n: int) -> int:
+    return sum(f.result() for f in tracked.map(range(n)))
+
+
+@flow
+def empty(n: int) -> int:
+    return n
+
+
+def plain_loop(n: int) -> float:
+    start = time.perf_counter()
+    total = 0
+    for i in range(n):
+        total += trivial(i)
+    return time.perf_counter() - start
+
+
+def timed_flow(fl, n: int, reporter_factory) -> float:
+    with use_reporter(reporter_factory()):
+        start = time.perf_counter()
+        fl(n)
+        return time.perf_counter() - start
+
+
+def measure(n: int, repeats: int, reporter_factory) -> dict[str, float]:
+    base = median([timed_flow(empty, n, reporter_factory) for _ in range(repeats)])
+    plain = median([plain_loop(n) for _ in range(repeats)])
+    seq = median([timed_flow(sequential, n, reporter_factory) for _ in range(repeats)])
+    par = median([timed_flow(mapped, n, reporter_factory) for _ in range(repeats)])
+    to_us = 1e6 / n
+    return {
+        "sequential_us_per_task": round((seq - base - plain) * to_us, 2),
+        "mapped_us_per_task": round((par - base - plain) * to_us, 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--n", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--mode", choices=["memory"], default="memory")
+    args = parser.parse_args()
+    print(f"task overhead ({args.mode}) on {machine()}")
+    figures = {}
+    print(f"{'tasks':>8} | {'sequential us/task':>19} | {'mapped us/task':>15}")
+    for n in args.n:
+        result = measure(n, args.repeats, InMemoryReporter)
+        figures[str(n)] = result
+        print(f"{n:>8} | {result['sequential_us_per_task']:>19} | "
+              f"{result['mapped_us_per_task']:>15}")
+    record(f"task_overhead_{args.mode}", {"repeats": args.repeats, "by_task_count": figures})
+
+
+if __name__ == "__main__":
+    main()
