@@ -9,6 +9,7 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 BENCHMARKS = [
+    ["import_time.py"],
     ["task_overhead.py"],
 ]
 
