@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -21,6 +22,11 @@ class SluiceSettings(BaseSettings):
     api_url: str | None = Field(default=None, description="Control-plane URL; unset = in-memory.")
     api_token: str | None = Field(default=None, description="Bearer token for the embedded server.")
     profile: str | None = Field(default=None, description="Profile name in profiles.toml.")
+    kind: Literal["local", "aws"] = Field(default="local",
+                                          description="With SLUICE_API_URL: sign with SigV4 if aws.")
+    region: str | None = Field(default=None, description="AWS region of an aws control plane.")
+    sqs_endpoint: str | None = Field(default=None,
+                                     description="SQS endpoint (the embedded server's) for workers.")
     logging_level: str = Field(default="INFO", description="Level of run loggers on the console.")
     results_dir: Path | None = Field(default=None,
                                      description="Default result storage; default HOME/results.")

@@ -46,11 +46,11 @@ def reporter_for_new_run() -> Reporter:
     explicit = _override.get()
     if explicit is not None:
         return explicit
-    from ..settings import get_settings
+    from ..profiles import resolve_connection
 
-    settings = get_settings()
-    if settings.api_url:
+    connection = resolve_connection()
+    if connection is not None:
         from ..client.reporter import shared_http_reporter
 
-        return shared_http_reporter(settings)
+        return shared_http_reporter(connection)
     return local_reporter()

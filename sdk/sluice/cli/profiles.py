@@ -1,0 +1,67 @@
+"""`sluice profile ls|use|show`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from .common import JsonOption
+from .output import console, print_json, table
+
+app = typer.Typer(no_args_is_help=True, help="Which control plane to talk to.")
+
+
+@app.command("ls")
+def list_profiles(json: JsonOption = False) -> None:
+    """List profiles; the active one is marked."""
+    from ..profiles import load_profiles, profiles_path
+
+    profiles = load_profiles()
+    if json:
+        print_json({"active": profiles.active,
+                    "profiles": {k: v.model_dump(mode="json", exclude={"api_token"})
+                                 for k, v in profiles.profiles.items()}})
+        return
+    t = table(str(profiles_path()), "", "profile", "kind", "api url", "region")
+    for name, p in sorted(profiles.profiles.items()):
+        t.add_row("*" if name == profiles.active else "", name, p.kind, p.api_url, p.region or "-")
+    console.print(t)
+    if not profiles.profiles:
+        console.print("no profiles yet: `sluice server start` creates `local`")
+
+
+@app.command()
+def use(name: Annotated[str, typer.Argument(help="Profile to make active.")]) -> None:
+    """Make a profile the active one."""
+    from ..exceptions import NotFound
+    from ..profiles import load_profiles, save_profiles
+
+    profiles = load_profiles()
+    if name not in profiles.profiles:
+        raise NotFound(f"no profile {name!r}; known: {', '.join(sorted(profiles.profiles)) or 'none'}")
+    profiles.active = name
+    save_profiles(profiles)
+    console.print(f"active profile: {name}")
+
+
+@app.command()
+def show(name: Annotated[str | None, typer.Argument(help="Profile (default: the one in "
+                                                    "effect).")] = None,
+         json: JsonOption = False) -> None:
+    """Show the connection in effect (arguments > SLUICE_* env > active profile)."""
+    from ..profiles import resolve_connection
+
+    connection = resolve_connection(profile=name)
+    if connection is None:
+        console.print("no control plane configured: run `sluice server start`")
+        raise typer.Exit(1)
+    data = {"profile": connection.profile, "source": connection.source, "kind": connection.kind,
+            "api_url": connection.api_url, "region": connection.region,
+            "sqs_endpoint": connection.sqs_endpoint,
+            "api_token": "set" if connection.api_token else None}
+    if json:
+        print_json(data)
+        return
+    for key, value in data.items():
+        console.print(f"{key:>13}: {value if value is not None else '-'}")

@@ -1,0 +1,201 @@
+"""`SluiceClient`: a typed method for every route of the control-plane API."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from ..models import (
+    ClaimResponse,
+    Deployment,
+    DeploymentCreate,
+    DeploymentRunRequest,
+    DeploymentUpdate,
+    EventsAccepted,
+    EventsBatch,
+    FlowRun,
+    FlowRunCreate,
+    HeartbeatResponse,
+    LogRecord,
+    Page,
+    Pool,
+    PoolCreate,
+    SetStateResponse,
+    State,
+    StateType,
+    TaskRun,
+)
+from ..profiles import Connection
+from .transport import build_http_client, send
+
+
+def _q(value: str) -> str:
+    return quote(value, safe="")
+
+
+def _dump(model: Any) -> Any:
+    return model.model_dump(mode="json", exclude_none=True)
+
+
+class SluiceClient:
+    """Talks to one control plane (embedded or AWS). Errors are raised as `sluice.exceptions`
+    types; connection errors, 429 and 5xx are retried with backoff and jitter first."""
+
+    def __init__(self, connection: Connection, *, timeout: float = 30.0,
+                 attempts: int = 4, http: httpx.Client | None = None) -> None:
+        self.connection = connection
+        self.attempts = attempts
+        self.http = http or build_http_client(connection, timeout)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> SluiceClient:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _call(self, method: str, path: str, *, json: Any = None, content: bytes | None = None,
+              params: dict[str, Any] | None = None, attempts: int | None = None) -> Any:
+        clean = {k: v for k, v in (params or {}).items() if v is not None}
+        response = send(self.http, method, path, json=json, content=content, params=clean,
+                        attempts=attempts or self.attempts)
+        return response.json() if response.content else None
+
+    # -- health --------------------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        return self._call("GET", "/health", attempts=1)
+
+    # -- flow runs -----------------------------------------------------------------------------
+    def create_flow_run(self, request: FlowRunCreate) -> FlowRun:
+        return FlowRun.model_validate(self._call("POST", "/flow-runs", json=_dump(request)))
+
+    def get_flow_run(self, flow_run_id: str) -> FlowRun:
+        return FlowRun.model_validate(self._call("GET", f"/flow-runs/{_q(flow_run_id)}"))
+
+    def list_flow_runs(self, *, flow_name: str | None = None, deployment_id: str | None = None,
+                       state_type: StateType | str | None = None,
+                       scheduled_after: datetime | None = None,
+                       scheduled_before: datetime | None = None, limit: int = 50,
+                       cursor: str | None = None) -> Page[FlowRun]:
+        params = {"flow_name": flow_name, "deployment_id": deployment_id,
+                  "state_type": getattr(state_type, "value", state_type),
+                  "scheduled_after": scheduled_after.isoformat() if scheduled_after else None,
+                  "scheduled_before": scheduled_before.isoformat() if scheduled_before else None,
+                  "limit": limit, "cursor": cursor}
+        return Page[FlowRun].model_validate(self._call("GET", "/flow-runs", params=params))
+
+    def iter_flow_runs(self, **filters: Any) -> Iterator[FlowRun]:
+        cursor = None
+        while True:
+            page = self.list_flow_runs(cursor=cursor, **filters)
+            yield from page.items
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    def set_flow_run_state(self, flow_run_id: str, state: State, transition_id: str,
+                           lease: str | None = None) -> SetStateResponse:
+        body = {"state": _dump(state), "transition_id": transition_id, "lease": lease}
+        return SetStateResponse.model_validate(
+            self._call("POST", f"/flow-runs/{_q(flow_run_id)}/state",
+                       json={k: v for k, v in body.items() if v is not None}))
+
+    def claim_flow_run(self, flow_run_id: str, worker: str) -> ClaimResponse:
+        return ClaimResponse.model_validate(
+            self._call("POST", f"/flow-runs/{_q(flow_run_id)}/claim", json={"worker": worker}))
+
+    def heartbeat(self, flow_run_id: str, lease: str) -> HeartbeatResponse:
+        return HeartbeatResponse.model_validate(
+            self._call("POST", f"/flow-runs/{_q(flow_run_id)}/heartbeat", json={"lease": lease}))
+
+    def cancel_flow_run(self, flow_run_id: str) -> Any:
+        return self._call("POST", f"/flow-runs/{_q(flow_run_id)}/cancel", json={})
+
+    def retry_flow_run(self, flow_run_id: str) -> FlowRun:
+        return FlowRun.model_validate(
+            self._call("POST", f"/flow-runs/{_q(flow_run_id)}/retry", json={}))
+
+    def flow_run_history(self, flow_run_id: str) -> list[State]:
+        data = self._call("GET", f"/flow-runs/{_q(flow_run_id)}/history")
+        items = data["items"] if isinstance(data, dict) else data
+        return [State.model_validate(s) for s in items]
+
+    # -- events, task runs, logs -----------------------------------------------------------------
+    def send_events(self, flow_run_id: str, batch: EventsBatch | bytes,
+                    attempts: int | None = None) -> EventsAccepted:
+        """Send task runs and logs of a run; `batch` may be raw JSON bytes built by the
+        reporter (it serializes each record once)."""
+        content = batch if isinstance(batch, bytes) else batch.model_dump_json().encode()
+        return EventsAccepted.model_validate(
+            self._call("POST", f"/flow-runs/{_q(flow_run_id)}/events", content=content,
+                       attempts=attempts))
+
+    def list_task_runs(self, flow_run_id: str, *, limit: int = 200,
+                       cursor: str | None = None) -> Page[TaskRun]:
+        return Page[TaskRun].model_validate(
+            self._call("GET", f"/flow-runs/{_q(flow_run_id)}/task-runs",
+                       params={"limit": limit, "cursor": cursor}))
+
+    def all_task_runs(self, flow_run_id: str) -> list[TaskRun]:
+        runs, cursor = [], None
+        while True:
+            page = self.list_task_runs(flow_run_id, cursor=cursor)
+            runs.extend(page.items)
+            if page.next_cursor is None:
+                return runs
+            cursor = page.next_cursor
+
+    def read_logs(self, flow_run_id: str, *, cursor: str | None = None,
+                  limit: int = 200) -> Page[LogRecord]:
+        return Page[LogRecord].model_validate(
+            self._call("GET", f"/flow-runs/{_q(flow_run_id)}/logs",
+                       params={"cursor": cursor, "limit": limit}))
+
+    # -- deployments -----------------------------------------------------------------------------
+    def create_deployment(self, request: DeploymentCreate) -> Deployment:
+        return Deployment.model_validate(self._call("POST", "/deployments", json=_dump(request)))
+
+    def list_deployments(self, *, flow_name: str | None = None, limit: int = 200,
+                         cursor: str | None = None) -> Page[Deployment]:
+        return Page[Deployment].model_validate(self._call(
+            "GET", "/deployments", params={"flow_name": flow_name, "limit": limit,
+                                           "cursor": cursor}))
+
+    @staticmethod
+    def _deployment_path(ref: str) -> str:
+        # "flow/deployment" names address a deployment as two path segments.
+        return "/deployments/" + "/".join(_q(part) for part in ref.split("/", 1))
+
+    def get_deployment(self, ref: str) -> Deployment:
+        return Deployment.model_validate(self._call("GET", self._deployment_path(ref)))
+
+    def update_deployment(self, ref: str, update: DeploymentUpdate) -> Deployment:
+        return Deployment.model_validate(
+            self._call("PATCH", self._deployment_path(ref),
+                       json=update.model_dump(mode="json", exclude_unset=True)))
+
+    def delete_deployment(self, ref: str) -> None:
+        self._call("DELETE", self._deployment_path(ref))
+
+    def run_deployment(self, ref: str, request: DeploymentRunRequest | None = None) -> FlowRun:
+        body = _dump(request or DeploymentRunRequest())
+        return FlowRun.model_validate(
+            self._call("POST", f"{self._deployment_path(ref)}/runs", json=body))
+
+    # -- pools -----------------------------------------------------------------------------------
+    def create_pool(self, request: PoolCreate) -> Pool:
+        return Pool.model_validate(self._call("POST", "/pools", json=_dump(request)))
+
+    def list_pools(self) -> list[Pool]:
+        data = self._call("GET", "/pools")
+        items = data["items"] if isinstance(data, dict) else data
+        return [Pool.model_validate(p) for p in items]
+
+    def get_pool(self, name: str) -> Pool:
+        return Pool.model_validate(self._call("GET", f"/pools/{_q(name)}"))

@@ -1,0 +1,131 @@
+"""HTTP plumbing of the client: signing, retries with backoff and jitter, error mapping."""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any
+
+import httpx
+
+from .. import exceptions as errors
+from ..profiles import Connection
+
+#: Statuses worth retrying: throttling and the gateway/service being briefly unavailable.
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+_BY_CODE: dict[str, type[errors.SluiceError]] = {}
+
+
+def _error_classes() -> dict[str, type[errors.SluiceError]]:
+    if not _BY_CODE:
+        stack = [errors.SluiceError]
+        while stack:
+            cls = stack.pop()
+            _BY_CODE.setdefault(cls.code, cls)
+            stack.extend(cls.__subclasses__())
+    return _BY_CODE
+
+
+class Unreachable(errors.ServiceUnavailable):
+    """The control plane did not answer (connection refused, timed out) after retries."""
+
+    code = "unreachable"
+
+
+def error_from_response(response: httpx.Response) -> errors.SluiceError:
+    """The SDK exception for an API error answer (`{error, message, details}`)."""
+    try:
+        body = response.json()
+        code, message, details = body.get("error"), body.get("message"), body.get("details")
+    except Exception:
+        code, message, details = None, response.text[:500] or response.reason_phrase, None
+    cls = _error_classes().get(code or "", None)
+    if cls is None:
+        cls = next((c for c in _error_classes().values()
+                    if c.status_code == response.status_code and c is not errors.SluiceError),
+                   errors.SluiceError)
+    text = f"{message or 'request failed'} (HTTP {response.status_code})"
+    if cls in (errors.Throttled, errors.ServiceUnavailable):
+        retry_after = float(response.headers.get("retry-after", "1") or 1)
+        error = cls(text, retry_after=retry_after, details=details)
+    else:
+        error = cls(text, details=details)
+    error.status_code = response.status_code  # type: ignore[misc]
+    return error
+
+
+class SigV4Auth(httpx.Auth):
+    """Signs requests for an API Gateway with IAM authorization (botocore's SigV4, the
+    standard AWS credential chain: env, profile, instance role, IAM Roles Anywhere)."""
+
+    def __init__(self, region: str) -> None:
+        import botocore.session  # only AWS profiles pay for botocore
+
+        self.region = region
+        self._credentials = botocore.session.get_session().get_credentials()
+        if self._credentials is None:
+            raise errors.ConfigurationError(
+                "no AWS credentials found for SigV4; configure them (aws configure, an instance "
+                "role, or AWS_PROFILE) or use a local profile"
+            )
+
+    def auth_flow(self, request: httpx.Request) -> Any:
+        from botocore.auth import SigV4Auth as BotoSigV4
+        from botocore.awsrequest import AWSRequest
+
+        aws_request = AWSRequest(method=request.method, url=str(request.url),
+                                 data=request.content,
+                                 headers={"content-type": request.headers.get("content-type",
+                                                                              "")})
+        BotoSigV4(self._credentials.get_frozen_credentials(), "execute-api",
+                  self.region).add_auth(aws_request)
+        for key, value in aws_request.headers.items():
+            request.headers[key] = value
+        yield request
+
+
+def build_http_client(connection: Connection, timeout: float) -> httpx.Client:
+    headers = {"user-agent": "sluice-client"}
+    if connection.api_token:
+        headers["authorization"] = f"Bearer {connection.api_token}"
+    auth: httpx.Auth | None = None
+    if connection.kind == "aws":
+        if not connection.region:
+            raise errors.ConfigurationError(
+                "an aws control plane needs a region: set SLUICE_REGION or the profile's region"
+            )
+        auth = SigV4Auth(connection.region)
+    return httpx.Client(base_url=connection.api_url, headers=headers, auth=auth,
+                        timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)))
+
+
+def backoff_delay(attempt: int, base: float = 0.2, cap: float = 5.0) -> float:
+    """Full-jitter exponential backoff (attempt 1, 2, ...)."""
+    return random.uniform(0, min(cap, base * 2 ** (attempt - 1)))
+
+
+def send(http: httpx.Client, method: str, path: str, *, json: Any = None,
+         content: bytes | None = None, params: dict[str, Any] | None = None,
+         attempts: int = 4) -> httpx.Response:
+    """One API call with retries on connection errors, 429 and 5xx; raises the SDK's errors."""
+    last: Exception | None = None
+    for attempt in range(1, attempts + 1):
+        try:
+            headers = {"content-type": "application/json"} if content is not None else None
+            response = http.request(method, path, json=json, content=content, params=params,
+                                    headers=headers)
+        except httpx.TransportError as exc:
+            last = exc
+        else:
+            if response.status_code < 400:
+                return response
+            error = error_from_response(response)
+            if response.status_code not in RETRYABLE_STATUSES:
+                raise error
+            last = error
+        if attempt < attempts:
+            wait = getattr(last, "retry_after", None) or backoff_delay(attempt)
+            time.sleep(min(wait, 10.0))
+    if isinstance(last, errors.SluiceError):
+        raise last
+    raise Unreachable(f"control plane at {http.base_url} is unreachable: {last}") from last
