@@ -1,0 +1,17 @@
+"""Flow-run orchestration: the rule table and the pure functions that apply it (no I/O)."""
+
+from .rules import TRANSITION_RULES, Gate, Mover, Rule, refusal
+from .transitions import (
+    Transition,
+    cancel,
+    check_lease,
+    holds_live_attempt,
+    claim,
+    propose_state,
+    retry,
+)
+
+__all__ = [
+    "TRANSITION_RULES", "Gate", "Mover", "Rule", "refusal", "holds_live_attempt",
+    "Transition", "cancel", "check_lease", "claim", "propose_state", "retry",
+]

@@ -1,0 +1,400 @@
+"""The ports of the control plane: what the use cases need from storage, queues, logs and metrics.
+
+Two sets of adapters implement these Protocols — DynamoDB/SQS/CloudWatch for AWS and SQLite for
+the embedded server — and one contract test suite runs against both, so the docstrings below are
+the specification: same results, same ordering, same errors.
+
+Shared rules for every port:
+
+* Models come from `sluice.models`; an adapter returns new objects, never the caller's instances.
+* Paginated reads take `limit` (1..`sluice.models.MAX_PAGE_LIMIT`) and an opaque `cursor` string
+  from a previous page of the *same* query, and return `sluice.models.Page`. A page may hold
+  fewer than `limit` items even when more exist (DynamoDB filters after reading); only
+  `next_cursor is None` means "no more". A cursor an adapter cannot decode raises
+  `sluice.exceptions.BadRequest`.
+* Errors are the ones of `sluice.exceptions`: `NotFound`, `Conflict` (a lost compare-and-set or
+  a duplicate), `Throttled` / `ServiceUnavailable` (the backend pushed back; retry later). An
+  adapter never leaks a backend exception type (botocore, sqlite3) to the caller.
+* Datetimes are timezone-aware UTC in and out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+from sluice.models import (
+    Deployment,
+    FlowRun,
+    LogRecord,
+    Page,
+    Pool,
+    State,
+    StateType,
+    TaskRun,
+    Worker,
+)
+
+#: SQS delivers a message at most 15 minutes after it was sent (`DelaySeconds` 0..900):
+#: https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-delay-queues.html
+MAX_DELAY_SECONDS = 900
+#: SQS ReceiveMessage returns at most 10 messages and long-polls at most 20 seconds:
+#: https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_ReceiveMessage.html
+MAX_RECEIVE_MESSAGES = 10
+MAX_WAIT_SECONDS = 20
+#: A message's visibility timeout ranges 0 s..12 h:
+#: https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-visibility-timeout.html
+MAX_VISIBILITY_TIMEOUT_SECONDS = 12 * 60 * 60
+#: Deliveries of one message before SQS moves it to the pool's dead-letter queue (redrive policy
+#: maxReceiveCount; https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-dead-letter-queues.html).
+DEFAULT_MAX_RECEIVE_COUNT = 5
+
+
+@dataclass(frozen=True)
+class FlowRunFilter:
+    """Which flow runs `RunStore.list_flow_runs` and `count_flow_runs` return (all fields AND)."""
+
+    flow_name: str | None = None
+    deployment_id: str | None = None
+    pool: str | None = None
+    #: Any of these state types; None or empty means every type.
+    state_types: frozenset[StateType] | None = None
+    #: Half-open range on `FlowRun.scheduled_at`: after <= scheduled_at < before.
+    scheduled_after: datetime | None = None
+    scheduled_before: datetime | None = None
+
+
+@dataclass(frozen=True)
+class PoolQueue:
+    """Where a pool's queue and its dead-letter queue live (SQS URLs, or local URLs)."""
+
+    pool: str
+    queue_url: str
+    dlq_url: str
+
+
+@dataclass(frozen=True)
+class QueueMessage:
+    """One message received from a pool queue."""
+
+    message_id: str
+    body: str
+    #: Changes on every receive; only the latest one may change visibility or delete.
+    receipt_handle: str
+    #: How many times this message has been received, this receive included (1 on the first).
+    receive_count: int
+
+
+@dataclass(frozen=True)
+class QueueDepth:
+    """Approximate message counts of a pool queue (SQS's ApproximateNumberOfMessages* family)."""
+
+    visible: int
+    in_flight: int
+    delayed: int
+    dead_letter: int
+
+
+@runtime_checkable
+class RunStore(Protocol):
+    """Metadata of flow runs, task runs, deployments, pools and workers.
+
+    Flow runs are written with compare-and-set on `FlowRun.version`: a write carries the version
+    the caller read; the store writes only if the stored version still equals it, stores
+    `version + 1`, and returns the stored run. Otherwise it raises `Conflict` and writes nothing.
+    """
+
+    # ---- flow runs -----------------------------------------------------------------------------
+
+    def create_flow_run(self, run: FlowRun) -> FlowRun:
+        """Insert a new flow run with `version = 1` and `run.state` as its first history entry.
+
+        `run.scheduled_at` is always set by the caller. If `run.idempotency_key` is set it must
+        be unique across all flow runs. Insert, key reservation and history entry are atomic.
+
+        Raises `Conflict` (writing nothing) when a run with `run.id` exists or another run holds
+        `run.idempotency_key`; the caller then reads the existing run.
+        """
+        ...
+
+    def get_flow_run(self, flow_run_id: str) -> FlowRun:
+        """Return the run. Raises `NotFound` if no run has this id."""
+        ...
+
+    def get_flow_run_by_idempotency_key(self, idempotency_key: str) -> FlowRun | None:
+        """Return the run created with this idempotency key, or None."""
+        ...
+
+    def update_flow_run(self, run: FlowRun) -> FlowRun:
+        """Replace a run's fields without a state change (heartbeat_at, enqueued_at, worker ...).
+
+        Compare-and-set: writes only if the stored version equals `run.version`; the stored and
+        returned run has `version = run.version + 1`. Appends no history entry. Raises
+        `NotFound` if the run does not exist, `Conflict` if its version moved on.
+        """
+        ...
+
+    def set_flow_run_state(self, run: FlowRun, transition_id: str | None) -> FlowRun:
+        """Write `run` (carrying its new `state`) and append `run.state` to its history, atomically.
+
+        Compare-and-set as in `update_flow_run` (`version` must still equal `run.version`; the
+        result has `version + 1`). When `transition_id` is given it is recorded with the history
+        entry, and a second write with the same (run id, transition_id) raises `Conflict` and
+        writes nothing, so a retried request can never apply twice. One DynamoDB transaction,
+        one SQLite transaction: either the run, its history entry and the transition id are all
+        written, or none is. Raises `NotFound` if the run does not exist.
+        """
+        ...
+
+    def has_transition(self, flow_run_id: str, transition_id: str) -> bool:
+        """Whether `set_flow_run_state` already recorded this transition id for this run."""
+        ...
+
+    def list_state_history(self, flow_run_id: str) -> list[State]:
+        """Every state the run has been in, oldest first (the creation state included).
+
+        Returns [] for an unknown run (no NotFound: history is read after the run itself).
+        """
+        ...
+
+    def list_flow_runs(
+        self, flt: FlowRunFilter, *, limit: int, cursor: str | None = None
+    ) -> Page[FlowRun]:
+        """Runs matching `flt`, newest first: `scheduled_at` descending, ties by `id` descending."""
+        ...
+
+    def list_flow_runs_by_state(
+        self,
+        state_type: StateType,
+        *,
+        scheduled_before: datetime | None = None,
+        limit: int,
+        cursor: str | None = None,
+    ) -> Page[FlowRun]:
+        """Runs currently in `state_type`, oldest first (`scheduled_at` ascending, then `id`).
+
+        With `scheduled_before`, only runs whose `scheduled_at` < it. This is the scheduler's
+        and monitor's work list ("Scheduled runs due before T", "Running runs"), so adapters
+        back it with an index on (state type, scheduled_at) rather than a scan.
+        """
+        ...
+
+    def count_flow_runs(self, flt: FlowRunFilter) -> int:
+        """How many runs match `flt` (e.g. Running runs of a pool or deployment)."""
+        ...
+
+    # ---- task runs -----------------------------------------------------------------------------
+
+    def upsert_task_runs(self, task_runs: Sequence[TaskRun]) -> int:
+        """Store task runs; idempotent by `id`, and a higher `version` wins.
+
+        Each record is written if no task run with its id exists or the stored one has a lower
+        `version`; a record with an equal or lower version is ignored (a replayed batch changes
+        nothing, a late older record never overwrites a newer one). Records of different flow
+        runs may be mixed. Returns how many records were written. Not atomic across records,
+        but each record is all-or-nothing.
+        """
+        ...
+
+    def list_task_runs(
+        self, flow_run_id: str, *, limit: int, cursor: str | None = None
+    ) -> Page[TaskRun]:
+        """Task runs of one flow run ordered by `id` ascending (SDK ids are time-ordered).
+
+        An unknown flow run gives an empty page.
+        """
+        ...
+
+    # ---- deployments ---------------------------------------------------------------------------
+
+    def upsert_deployment(self, deployment: Deployment) -> Deployment:
+        """Create or replace the deployment named (`flow_name`, `name`).
+
+        If one exists with that pair, its `id`, `created` and `created_by` are kept and every
+        other field is replaced by `deployment`'s; otherwise `deployment` is inserted as given
+        (its `id` must be new). Returns the stored deployment. Concurrent upserts of the same
+        pair end with exactly one deployment.
+        """
+        ...
+
+    def get_deployment(self, deployment_id: str) -> Deployment:
+        """Return the deployment. Raises `NotFound`."""
+        ...
+
+    def get_deployment_by_name(self, flow_name: str, name: str) -> Deployment:
+        """Return the deployment named (`flow_name`, `name`). Raises `NotFound`."""
+        ...
+
+    def list_deployments(
+        self, *, flow_name: str | None = None, limit: int, cursor: str | None = None
+    ) -> Page[Deployment]:
+        """Deployments (of one flow if given) ordered by (`flow_name`, `name`) ascending."""
+        ...
+
+    def update_deployment(self, deployment: Deployment) -> Deployment:
+        """Replace the stored deployment with the same `id` (its name pair must not change).
+
+        Raises `NotFound` if it does not exist. Returns the stored deployment.
+        """
+        ...
+
+    def delete_deployment(self, deployment_id: str) -> None:
+        """Delete the deployment and free its (flow_name, name). Raises `NotFound`.
+
+        Its flow runs stay (they keep `deployment_id` for history).
+        """
+        ...
+
+    # ---- pools and workers ---------------------------------------------------------------------
+
+    def upsert_pool(self, pool: Pool) -> Pool:
+        """Create or replace the pool named `pool.name`, keeping `created` of an existing one.
+
+        Stores the configuration fields only (name, concurrency_limit, description, queue_url,
+        dlq_url, created); the live fields (queue_depth, workers, running) are never stored and
+        come back None/empty.
+        """
+        ...
+
+    def get_pool(self, name: str) -> Pool:
+        """Return the pool. Raises `NotFound`."""
+        ...
+
+    def list_pools(self) -> list[Pool]:
+        """Every pool ordered by name (pools are few; no pagination)."""
+        ...
+
+    def upsert_worker(self, worker: Worker) -> Worker:
+        """Record a worker as seen: create or replace the worker (`pool`, `name`).
+
+        The caller sets `last_seen`; fields passed as None keep their stored value.
+        """
+        ...
+
+    def list_workers(self, pool: str) -> list[Worker]:
+        """Workers of a pool ordered by name; [] for an unknown pool."""
+        ...
+
+
+@runtime_checkable
+class RunQueue(Protocol):
+    """A queue (and a dead-letter queue) per work pool: SQS in AWS, SQLite locally.
+
+    Delivery is at least once: a received message becomes invisible for its visibility timeout
+    and reappears unless deleted. A message received more than the pool's `max_receive_count`
+    times moves to the dead-letter queue instead of being delivered again.
+    """
+
+    def create_pool_queue(
+        self, pool: str, *, max_receive_count: int = DEFAULT_MAX_RECEIVE_COUNT
+    ) -> PoolQueue:
+        """Create the pool's queue and DLQ with its redrive policy; idempotent."""
+        ...
+
+    def send(self, pool: str, body: str, *, delay_seconds: int = 0) -> str:
+        """Send one message, invisible for `delay_seconds`; returns its message id.
+
+        `delay_seconds` must be within 0..`MAX_DELAY_SECONDS` (ValueError otherwise). Raises
+        `NotFound` if the pool has no queue.
+        """
+        ...
+
+    def receive(
+        self,
+        pool: str,
+        *,
+        max_messages: int = 1,
+        wait_seconds: int = 0,
+        visibility_timeout: int | None = None,
+    ) -> list[QueueMessage]:
+        """Receive up to `max_messages` (1..10) visible messages, oldest first where possible.
+
+        Waits up to `wait_seconds` (0..20) for a first message; returns [] if none arrives.
+        Each message becomes invisible for `visibility_timeout` seconds (the queue's default
+        when None) and its `receive_count` goes up by one. Raises `NotFound` for an unknown pool.
+        """
+        ...
+
+    def change_visibility(self, pool: str, receipt_handle: str, timeout_seconds: int) -> None:
+        """Make a received message invisible for `timeout_seconds` from now (0 = visible now).
+
+        Raises `NotFound` if the message was deleted or the handle is not its latest receipt.
+        """
+        ...
+
+    def delete(self, pool: str, receipt_handle: str) -> None:
+        """Delete a received message. Deleting an already deleted message is not an error."""
+        ...
+
+    def depth(self, pool: str) -> QueueDepth:
+        """Approximate counts of the queue and its DLQ. Raises `NotFound` for an unknown pool."""
+        ...
+
+
+@runtime_checkable
+class LogSink(Protocol):
+    """Log lines of flow runs: CloudWatch Logs (a stream per run) in AWS, SQLite locally."""
+
+    def append(self, flow_run_id: str, records: Sequence[LogRecord]) -> int:
+        """Append records of one flow run; idempotent by `LogRecord.id`.
+
+        A record whose id was already appended for this run is ignored (readers never see it
+        twice: an adapter that cannot refuse the write, like CloudWatch, drops repeats on read).
+        Records may come in any timestamp order. Returns how many records were accepted as new
+        (adapters that only dedupe on read return `len(records)`).
+        """
+        ...
+
+    def read(
+        self, flow_run_id: str, *, cursor: str | None = None, limit: int = 100
+    ) -> Page[LogRecord]:
+        """Records of a run ordered by (`timestamp`, append order), starting after `cursor`.
+
+        `next_cursor` is always a string (never None) so a follower can keep polling: records
+        appended later show up on a later read with it. An empty `items` means "caught up for
+        now" (adapters loop over their own empty pages). A run without logs gives an empty page,
+        not `NotFound`. A record appended later with a timestamp before the cursor's position
+        may be skipped by that cursor.
+        """
+        ...
+
+
+@runtime_checkable
+class Metrics(Protocol):
+    """Operational metrics: CloudWatch EMF through Powertools in AWS, in-memory or no-op locally.
+
+    Metric names are CamelCase nouns ("FlowRunsCreated"); dimensions are low-cardinality
+    (pool, state type), never run ids.
+    """
+
+    def count(
+        self, name: str, value: float = 1, dimensions: Mapping[str, str] | None = None
+    ) -> None:
+        """Add `value` to a counter."""
+        ...
+
+    def gauge(self, name: str, value: float, dimensions: Mapping[str, str] | None = None) -> None:
+        """Record the current value of something (queue depth, runs in a state)."""
+        ...
+
+    def timing(
+        self, name: str, milliseconds: float, dimensions: Mapping[str, str] | None = None
+    ) -> None:
+        """Record a duration in milliseconds."""
+        ...
+
+    def flush(self) -> None:
+        """Emit everything recorded so far (end of a Lambda invocation); never raises."""
+        ...
+
+
+@dataclass(frozen=True)
+class ControlPlanePorts:
+    """The four adapters a composition root (Lambda handler, embedded server) builds once."""
+
+    store: RunStore
+    queue: RunQueue
+    logs: LogSink
+    metrics: Metrics

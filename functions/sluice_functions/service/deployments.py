@@ -1,0 +1,173 @@
+"""Use cases for deployments: upsert, read, update, delete, and run one."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+
+from sluice.exceptions import ValidationError
+from sluice.models import (
+    MAX_PAGE_LIMIT,
+    Deployment,
+    DeploymentCreate,
+    DeploymentRunRequest,
+    DeploymentUpdate,
+    FlowRun,
+    FlowRunCreate,
+    Page,
+    Schedule,
+    utcnow,
+)
+
+from ..ports import Metrics, RunQueue, RunStore
+from .flow_runs import create_flow_run
+from .limits import check_page_limit, check_parameters, check_tags
+from .parameter_schema import check_schema_usable, schema_errors
+from .pools import ensure_pool
+
+#: `PATCH` fields whose explicit null means "no value"; for the others null means "unchanged".
+NULLABLE_UPDATE_FIELDS = frozenset({"description", "concurrency_limit"})
+
+
+def create_deployment(
+    request: DeploymentCreate,
+    *,
+    store: RunStore,
+    queue: RunQueue,
+    created_by: str | None = None,
+    now: datetime | None = None,
+) -> Deployment:
+    """Create the deployment (flow_name, name), or replace it keeping its id. Its pool is
+    created if missing. Raises `ValidationError` / `PayloadTooLarge` before writing anything."""
+    now = now or utcnow()
+    deployment = Deployment(
+        **request.model_dump(), id=str(uuid.uuid4()), created=now, updated=now,
+        created_by=created_by,
+    )
+    check_deployment(deployment)
+    ensure_pool(deployment.pool, store=store, queue=queue, now=now)
+    return store.upsert_deployment(deployment)
+
+
+def get_deployment(ref: str, *, store: RunStore) -> Deployment:
+    """The deployment named by id or by "flow_name/deployment_name". Raises `NotFound`."""
+    if "/" in ref:
+        flow_name, _, name = ref.partition("/")
+        return store.get_deployment_by_name(flow_name, name)
+    return store.get_deployment(ref)
+
+
+def list_deployments(
+    *,
+    store: RunStore,
+    flow_name: str | None = None,
+    limit: int = MAX_PAGE_LIMIT,
+    cursor: str | None = None,
+) -> Page[Deployment]:
+    """Deployments ordered by flow name then name."""
+    check_page_limit(limit)
+    return store.list_deployments(flow_name=flow_name, limit=limit, cursor=cursor)
+
+
+def update_deployment(
+    ref: str, update: DeploymentUpdate, *, store: RunStore, now: datetime | None = None
+) -> Deployment:
+    """Change the fields the request sets (pause/resume, schedules, defaults ...).
+
+    Raises `NotFound`, `ValidationError`, `PayloadTooLarge`.
+    """
+    now = now or utcnow()
+    current = get_deployment(ref, store=store)
+    changes: dict[str, Any] = {
+        field: value
+        for field, value in update.model_dump(exclude_unset=True).items()
+        if value is not None or field in NULLABLE_UPDATE_FIELDS
+    }
+    updated = Deployment.model_validate({**current.model_dump(), **changes, "updated": now})
+    check_deployment(updated)
+    return store.update_deployment(updated)
+
+
+def delete_deployment(ref: str, *, store: RunStore) -> None:
+    """Delete the deployment (its runs stay). Raises `NotFound`."""
+    store.delete_deployment(get_deployment(ref, store=store).id)
+
+
+def run_deployment(
+    ref: str,
+    request: DeploymentRunRequest,
+    *,
+    store: RunStore,
+    queue: RunQueue,
+    metrics: Metrics,
+    created_by: str | None = None,
+    now: datetime | None = None,
+) -> FlowRun:
+    """Create a run of the deployment: its parameters merged over the deployment's defaults and
+    checked against its schema, in its pool, enqueued when due. A paused deployment can still be
+    run by hand (pausing stops its schedules). Idempotent with `idempotency_key`."""
+    deployment = get_deployment(ref, store=store)
+    create = FlowRunCreate(
+        flow_name=deployment.flow_name,
+        deployment_id=deployment.id,
+        parameters=request.parameters,
+        tags=request.tags,
+        scheduled_at=request.scheduled_at,
+        idempotency_key=request.idempotency_key,
+    )
+    return create_flow_run(
+        create, store=store, queue=queue, metrics=metrics, created_by=created_by, now=now
+    )
+
+
+def check_deployment(deployment: Deployment) -> None:
+    """Everything a deployment must satisfy beyond its model's field types."""
+    check_parameters(deployment.parameters)
+    check_parameters(deployment.parameter_schema, field="parameter_schema")
+    check_tags(deployment.tags)
+    check_schema_usable(deployment.parameter_schema)
+    _check_defaults(deployment)
+    for index, schedule in enumerate(deployment.schedules):
+        _check_schedule(schedule, f"schedules[{index}]")
+
+
+def _check_defaults(deployment: Deployment) -> None:
+    """Default parameters must fit the schema; required ones may be left to each run."""
+    if not deployment.parameter_schema:
+        return
+    errors = [
+        error
+        for error in schema_errors(
+            deployment.parameters, deployment.parameter_schema,
+            root=deployment.parameter_schema, loc=("parameters",),
+        )
+        if not (len(error["loc"]) == 2 and error["msg"] == "is required")
+    ]
+    if errors:
+        where = ".".join(str(part) for part in errors[0]["loc"])
+        raise ValidationError(f"default {where}: {errors[0]['msg']}", details=errors)
+
+
+def _check_schedule(schedule: Schedule, field: str) -> None:
+    if (schedule.cron is None) == (schedule.interval_seconds is None):
+        raise ValidationError(
+            f"{field}: give exactly one of cron or interval_seconds",
+            details=[{"loc": [field], "msg": "exactly one of cron or interval_seconds"}],
+        )
+    if schedule.cron is not None and not croniter.is_valid(schedule.cron):
+        raise ValidationError(
+            f"{field}.cron: {schedule.cron!r} is not a cron expression",
+            details=[{"loc": [field, "cron"], "msg": "not a cron expression"}],
+        )
+    try:
+        ZoneInfo(schedule.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValidationError(
+            f"{field}.timezone: {schedule.timezone!r} is not an IANA time zone",
+            details=[{"loc": [field, "timezone"], "msg": "unknown time zone"}],
+        ) from None
+    check_parameters(schedule.parameters, field=f"{field}.parameters")

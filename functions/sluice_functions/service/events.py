@@ -1,0 +1,102 @@
+"""Use cases for what a flow run reports in batches (task runs, log lines) and their reads."""
+
+from __future__ import annotations
+
+from sluice.exceptions import PayloadTooLarge, ValidationError
+from sluice.models import (
+    MAX_EVENTS_BATCH_BYTES,
+    MAX_EVENTS_PER_BATCH,
+    MAX_PAGE_LIMIT,
+    EventsAccepted,
+    EventsBatch,
+    LogRecord,
+    Page,
+    TaskRun,
+)
+
+from ..ports import LogSink, Metrics, RunStore
+from .limits import check_log_messages, check_page_limit, check_state, check_tags
+
+
+def record_events(
+    flow_run_id: str,
+    batch: EventsBatch,
+    *,
+    store: RunStore,
+    logs: LogSink,
+    metrics: Metrics,
+) -> EventsAccepted:
+    """Store a batch of task-run records and log lines of one flow run.
+
+    Idempotent by record id: a replayed batch changes nothing, and a task-run record only
+    replaces a stored one with a lower `version`. The whole batch is checked before anything is
+    written. Raises `NotFound` (unknown run), `ValidationError` (a record of another run),
+    `PayloadTooLarge` (too many records, too many bytes, an oversized message).
+    """
+    _check_batch(flow_run_id, batch)
+    store.get_flow_run(flow_run_id)
+    if batch.task_runs:
+        store.upsert_task_runs(batch.task_runs)
+    if batch.logs:
+        logs.append(flow_run_id, batch.logs)
+    metrics.count("TaskRunRecords", len(batch.task_runs))
+    metrics.count("LogRecords", len(batch.logs))
+    return EventsAccepted(task_runs=len(batch.task_runs), logs=len(batch.logs))
+
+
+def list_task_runs(
+    flow_run_id: str,
+    *,
+    store: RunStore,
+    limit: int = MAX_PAGE_LIMIT,
+    cursor: str | None = None,
+) -> Page[TaskRun]:
+    """Task runs of a flow run in creation order. Raises `NotFound` for an unknown run."""
+    check_page_limit(limit)
+    store.get_flow_run(flow_run_id)
+    return store.list_task_runs(flow_run_id, limit=limit, cursor=cursor)
+
+
+def read_logs(
+    flow_run_id: str,
+    *,
+    store: RunStore,
+    logs: LogSink,
+    limit: int = MAX_PAGE_LIMIT,
+    cursor: str | None = None,
+) -> Page[LogRecord]:
+    """A page of a run's log lines in time order. `next_cursor` is always set so `--follow` can
+    keep polling; an empty page means caught up. Raises `NotFound` for an unknown run."""
+    check_page_limit(limit)
+    store.get_flow_run(flow_run_id)
+    return logs.read(flow_run_id, cursor=cursor, limit=limit)
+
+
+def _check_batch(flow_run_id: str, batch: EventsBatch) -> None:
+    count = len(batch.task_runs) + len(batch.logs)
+    if count > MAX_EVENTS_PER_BATCH:
+        raise PayloadTooLarge(
+            f"an events batch holds at most {MAX_EVENTS_PER_BATCH} records, got {count}",
+            details={"field": "batch", "limit": MAX_EVENTS_PER_BATCH},
+        )
+    size = len(batch.model_dump_json().encode())
+    if size > MAX_EVENTS_BATCH_BYTES:
+        raise PayloadTooLarge(
+            f"an events batch is at most {MAX_EVENTS_BATCH_BYTES} bytes, got {size}",
+            details={"field": "batch", "limit": MAX_EVENTS_BATCH_BYTES},
+        )
+    for index, task_run in enumerate(batch.task_runs):
+        _check_belongs(flow_run_id, task_run.flow_run_id, f"task_runs[{index}]")
+        check_state(task_run.state, field=f"task_runs[{index}].state")
+        check_tags(task_run.tags, field=f"task_runs[{index}].tags")
+    for index, record in enumerate(batch.logs):
+        _check_belongs(flow_run_id, record.flow_run_id, f"logs[{index}]")
+    check_log_messages(record.message for record in batch.logs)
+
+
+def _check_belongs(flow_run_id: str, record_run_id: str, field: str) -> None:
+    if record_run_id != flow_run_id:
+        raise ValidationError(
+            f"{field} belongs to flow run {record_run_id!r}, not {flow_run_id!r}",
+            details=[{"loc": [field, "flow_run_id"], "msg": "must be the run in the path"}],
+        )

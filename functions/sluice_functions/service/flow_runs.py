@@ -1,0 +1,242 @@
+"""Use cases that create and read flow runs, and the scheduler's enqueueing of due runs."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from sluice.exceptions import Conflict, NotFound, ValidationError
+from sluice.models import (
+    MAX_PAGE_LIMIT,
+    Deployment,
+    FlowRun,
+    FlowRunCreate,
+    Page,
+    Scheduled,
+    State,
+    StateType,
+    utcnow,
+)
+
+from ..ports import FlowRunFilter, Metrics, RunQueue, RunStore
+from .limits import check_page_limit, check_parameters, check_state, check_tags
+from .parameter_schema import validate_parameters
+from .queueing import ENQUEUE_HORIZON, due_for_enqueue, mark_enqueued, send_run_message
+
+#: A run may be created already Pending or Running (a flow started as a plain script reports
+#: itself); a run never starts in a terminal or Cancelling state.
+CREATABLE_STATE_TYPES = frozenset({StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING})
+#: A Scheduled run whose message went out this long ago and is still unclaimed gets another
+#: message: the first may have been lost (a failed send, or it went to the DLQ). Duplicates are
+#: harmless: a claim names the attempt, and the second claim of an attempt gets 409.
+RESEND_UNCLAIMED_AFTER = timedelta(hours=1)
+#: Most runs one scheduler tick enqueues; the rest wait for the next tick (Lambda time limit).
+MAX_ENQUEUES_PER_TICK = 1000
+
+
+def create_flow_run(
+    request: FlowRunCreate,
+    *,
+    store: RunStore,
+    queue: RunQueue,
+    metrics: Metrics,
+    created_by: str | None = None,
+    now: datetime | None = None,
+) -> FlowRun:
+    """Create a run (Scheduled unless the request says otherwise) and enqueue it when it is due
+    within the SQS delay limit.
+
+    With `deployment_id`, the run goes to the deployment's pool, its parameters are merged over
+    the deployment's defaults and checked against its `parameter_schema`, and retries default to
+    the deployment's. Idempotent: a second create with the same `idempotency_key` (or the same
+    client `id`) returns the first run and sends nothing. Raises `ValidationError` (422),
+    `PayloadTooLarge` (413) before writing anything, `Conflict` when the client `id` belongs to a
+    run of another flow.
+    """
+    now = now or utcnow()
+    if request.idempotency_key:
+        existing = store.get_flow_run_by_idempotency_key(request.idempotency_key)
+        if existing is not None:
+            return public_view(existing)
+    run = _new_run(request, store=store, created_by=created_by, now=now)
+    send = run.pool is not None and run.state.type is StateType.SCHEDULED and due_for_enqueue(
+        run, now
+    )
+    if send:
+        run = mark_enqueued(run, now)
+    try:
+        stored = store.create_flow_run(run)
+    except Conflict:
+        return public_view(_existing_twin(run, store=store))
+    metrics.count("FlowRunsCreated", dimensions={"pool": stored.pool or ""})
+    if send:
+        send_run_message(stored, store=store, queue=queue, metrics=metrics, now=now)
+    return public_view(stored)
+
+
+def get_flow_run(flow_run_id: str, *, store: RunStore) -> FlowRun:
+    """The run as users see it (without its lease). Raises `NotFound`."""
+    return public_view(store.get_flow_run(flow_run_id))
+
+
+def list_flow_runs(
+    flt: FlowRunFilter,
+    *,
+    store: RunStore,
+    limit: int = MAX_PAGE_LIMIT,
+    cursor: str | None = None,
+) -> Page[FlowRun]:
+    """Runs matching the filter, newest scheduled first, one page at a time."""
+    check_page_limit(limit)
+    if flt.scheduled_after and flt.scheduled_before and flt.scheduled_after > flt.scheduled_before:
+        raise ValidationError(
+            "the time range ends before it starts",
+            details=[{"loc": ["scheduled_after"], "msg": "is after scheduled_before"}],
+        )
+    page = store.list_flow_runs(flt, limit=limit, cursor=cursor)
+    return Page[FlowRun](items=[public_view(r) for r in page.items], next_cursor=page.next_cursor)
+
+
+def list_state_history(flow_run_id: str, *, store: RunStore) -> list[State]:
+    """Every state of the run, oldest first. Raises `NotFound` for an unknown run."""
+    store.get_flow_run(flow_run_id)
+    return store.list_state_history(flow_run_id)
+
+
+def enqueue_due_runs(
+    *,
+    store: RunStore,
+    queue: RunQueue,
+    metrics: Metrics,
+    now: datetime | None = None,
+) -> int:
+    """The scheduler tick: send the messages of queued runs that became due within the SQS delay
+    limit, and resend those still unclaimed `RESEND_UNCLAIMED_AFTER` after their message.
+
+    Concurrent ticks do not double-send: the run is marked enqueued with compare-and-set before
+    its message goes out. Returns how many messages were sent.
+    """
+    now = now or utcnow()
+    sent = 0
+    cursor: str | None = None
+    while sent < MAX_ENQUEUES_PER_TICK:
+        page = store.list_flow_runs_by_state(
+            StateType.SCHEDULED, scheduled_before=now + ENQUEUE_HORIZON,
+            limit=MAX_PAGE_LIMIT, cursor=cursor,
+        )
+        for run in page.items:
+            if run.pool is None or run.lease is not None:
+                continue  # not queued, or its process waits for an in-process retry
+            if run.enqueued_at is not None and run.enqueued_at > now - RESEND_UNCLAIMED_AFTER:
+                continue
+            try:
+                marked = store.update_flow_run(mark_enqueued(run, now))
+            except (Conflict, NotFound):
+                continue  # claimed, cancelled or enqueued by someone else meanwhile
+            sent += send_run_message(marked, store=store, queue=queue, metrics=metrics, now=now)
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    return sent
+
+
+def public_view(run: FlowRun) -> FlowRun:
+    """The run without its lease: only the claim answer shows the lease, to its claimant."""
+    return run.model_copy(update={"lease": None}) if run.lease else run
+
+
+def _new_run(
+    request: FlowRunCreate, *, store: RunStore, created_by: str | None, now: datetime
+) -> FlowRun:
+    """Validate the request and build the run to insert (nothing is written here)."""
+    deployment = _deployment_of(request, store=store)
+    parameters: dict[str, Any] = dict(request.parameters)
+    tags = list(request.tags)
+    retries, retry_delay = request.retries, request.retry_delay_seconds
+    if deployment is not None:
+        parameters = {**deployment.parameters, **request.parameters}
+        tags = list(dict.fromkeys([*deployment.tags, *request.tags]))
+        if "retries" not in request.model_fields_set:
+            retries = deployment.retries
+        if "retry_delay_seconds" not in request.model_fields_set:
+            retry_delay = deployment.retry_delay_seconds
+    check_parameters(parameters)
+    check_tags(tags)
+    if deployment is not None:
+        validate_parameters(parameters, deployment.parameter_schema)
+    state = _initial_state(request, now)
+    scheduled_at = state.scheduled_time or request.scheduled_at or now
+    started = state.type is not StateType.SCHEDULED
+    return FlowRun(
+        id=request.id or str(uuid.uuid4()),
+        flow_name=request.flow_name,
+        name=request.name,
+        deployment_id=request.deployment_id,
+        pool=deployment.pool if deployment else None,
+        state=state,
+        parameters=parameters,
+        tags=tags,
+        scheduled_at=scheduled_at,
+        start_time=now if state.type is StateType.RUNNING else None,
+        run_count=1 if started else 0,
+        retries=retries,
+        retry_delay_seconds=retry_delay,
+        parent_flow_run_id=request.parent_flow_run_id,
+        parent_task_run_id=request.parent_task_run_id,
+        idempotency_key=request.idempotency_key,
+        created_by=created_by,
+        created=now,
+        updated=now,
+    )
+
+
+def _deployment_of(request: FlowRunCreate, *, store: RunStore) -> Deployment | None:
+    if request.deployment_id is None:
+        return None
+    try:
+        deployment = store.get_deployment(request.deployment_id)
+    except NotFound:
+        raise ValidationError(
+            f"deployment_id {request.deployment_id!r} names no deployment",
+            details=[{"loc": ["deployment_id"], "msg": "no such deployment"}],
+        ) from None
+    if deployment.flow_name != request.flow_name:
+        raise ValidationError(
+            f"deployment {request.deployment_id!r} runs flow {deployment.flow_name!r}, "
+            f"not {request.flow_name!r}",
+            details=[{"loc": ["flow_name"], "msg": "does not match the deployment's flow"}],
+        )
+    return deployment
+
+
+def _initial_state(request: FlowRunCreate, now: datetime) -> State:
+    if request.state is None:
+        return Scheduled(scheduled_time=request.scheduled_at or now)
+    check_state(request.state)
+    if request.state.type not in CREATABLE_STATE_TYPES:
+        raise ValidationError(
+            f"a run cannot be created {request.state.type.value}",
+            details=[{"loc": ["state", "type"], "msg": "SCHEDULED, PENDING or RUNNING"}],
+        )
+    if request.state.type is StateType.SCHEDULED and request.state.scheduled_time is None:
+        return request.state.model_copy(update={"scheduled_time": request.scheduled_at or now})
+    return request.state
+
+
+def _existing_twin(run: FlowRun, *, store: RunStore) -> FlowRun:
+    """The run an idempotent create collided with (same idempotency key or same id)."""
+    existing = None
+    if run.idempotency_key:
+        existing = store.get_flow_run_by_idempotency_key(run.idempotency_key)
+    if existing is None:
+        try:
+            existing = store.get_flow_run(run.id)
+        except NotFound:
+            raise Conflict(f"flow run {run.id} collided with a run that vanished") from None
+    if existing.flow_name != run.flow_name:
+        raise Conflict(
+            f"flow run id {run.id!r} already belongs to flow {existing.flow_name!r}",
+            details={"flow_run_id": run.id},
+        )
+    return existing

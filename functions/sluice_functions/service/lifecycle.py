@@ -1,0 +1,266 @@
+"""Use cases that move a flow run through its states: set_state, claim, heartbeat, cancel,
+retry, and the monitor's mark_crashed.
+
+Each one reads the run, asks `orchestration` what it becomes, and writes it with
+compare-and-set; a lost race re-reads and decides again, so concurrent writers never both win.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime
+
+from sluice.exceptions import Conflict, StaleLease
+from sluice.models import (
+    ClaimRequest,
+    ClaimResponse,
+    Crashed,
+    FlowRun,
+    HeartbeatRequest,
+    HeartbeatResponse,
+    SetStateRequest,
+    SetStateResponse,
+    StateType,
+    TransitionStatus,
+    Worker,
+    utcnow,
+)
+
+from .. import orchestration
+from ..orchestration import Mover, Transition, holds_live_attempt
+from ..ports import Metrics, RunQueue, RunStore
+from .limits import check_state
+from .queueing import due_for_enqueue, mark_enqueued, send_run_message
+
+#: Reads-decide-writes rounds before giving up with 409: only a run written this many times
+#: concurrently (a pathological client) gets there.
+MAX_WRITE_ATTEMPTS = 5
+#: Heartbeats tell the worker to stop when its run is in one of these states.
+CANCEL_STATE_TYPES = frozenset({StateType.CANCELLING, StateType.CANCELLED})
+
+
+def set_state(
+    flow_run_id: str,
+    request: SetStateRequest,
+    *,
+    store: RunStore,
+    queue: RunQueue,
+    metrics: Metrics,
+    now: datetime | None = None,
+) -> SetStateResponse:
+    """Propose a new state for a run (the run's process or its worker).
+
+    Accepted: the run, its history entry and the transition id are written together; a run that
+    entered Scheduled (AwaitingRetry) is enqueued again. Refused: status REJECT (or ABORT when the
+    run should stop) with the reason, nothing written. A repeated `transition_id` returns ACCEPT
+    with the current state. Raises `NotFound`, `StaleLease` (409), `PayloadTooLarge` (message).
+    """
+    now = now or utcnow()
+    check_state(request.state)
+    outcome = _apply(
+        flow_run_id,
+        lambda run: orchestration.propose_state(
+            run, request.state, now=now, lease=request.lease, expect=request.expect
+        ),
+        transition_id=request.transition_id,
+        store=store, queue=queue, metrics=metrics, now=now,
+    )
+    return _response(outcome)
+
+
+def claim_flow_run(
+    flow_run_id: str,
+    request: ClaimRequest,
+    *,
+    store: RunStore,
+    metrics: Metrics,
+    now: datetime | None = None,
+) -> ClaimResponse:
+    """A worker claims a queued run (Scheduled -> Pending) and gets the attempt's lease.
+
+    Raises `Conflict` when the run cannot be claimed (the worker then deletes the message) and
+    `NotFound` for an unknown run. A repeated claim by the same worker for the same attempt
+    returns the same lease.
+    """
+    now = now or utcnow()
+    new_lease = uuid.uuid4().hex
+    outcome = _apply(
+        flow_run_id,
+        lambda run: orchestration.claim(
+            run, worker=request.worker, new_lease=new_lease, now=now, attempt=request.attempt
+        ),
+        transition_id=None,
+        store=store, queue=None, metrics=metrics, now=now,
+    )
+    run = outcome.run
+    _record_worker_seen(run, store=store, now=now)
+    if outcome.write:
+        metrics.count("FlowRunsClaimed", dimensions={"pool": run.pool or ""})
+    assert run.lease is not None
+    return ClaimResponse(lease=run.lease, flow_run=run)
+
+
+def heartbeat(
+    flow_run_id: str,
+    request: HeartbeatRequest,
+    *,
+    store: RunStore,
+    now: datetime | None = None,
+) -> HeartbeatResponse:
+    """The worker of the current attempt says it is alive; the answer says whether to cancel.
+
+    Updates `heartbeat_at` while the attempt is live and marks the worker as seen. Raises
+    `StaleLease` when the caller's lease is not the run's (a newer attempt owns it) and
+    `NotFound` for an unknown run.
+    """
+    now = now or utcnow()
+    for _ in range(MAX_WRITE_ATTEMPTS):
+        run = store.get_flow_run(flow_run_id)
+        orchestration.check_lease(run, request.lease)
+        if holds_live_attempt(run):
+            try:
+                run = store.update_flow_run(run.model_copy(update={"heartbeat_at": now}))
+            except Conflict:
+                continue  # a state change raced us: read it, it may be a cancellation
+        _record_worker_seen(run, store=store, now=now)
+        return HeartbeatResponse(
+            cancel_requested=run.state.type in CANCEL_STATE_TYPES, state=run.state
+        )
+    raise Conflict(f"flow run {flow_run_id} kept changing during the heartbeat; try again")
+
+
+def cancel_flow_run(
+    flow_run_id: str,
+    *,
+    store: RunStore,
+    metrics: Metrics,
+    now: datetime | None = None,
+    message: str | None = None,
+) -> SetStateResponse:
+    """Cancel a run: Scheduled/Pending become Cancelled at once, Running/Paused become
+    Cancelling until the worker confirms. A finished run is refused (REJECT/ABORT + reason)."""
+    now = now or utcnow()
+    outcome = _apply(
+        flow_run_id,
+        lambda run: orchestration.cancel(run, now=now, message=message),
+        transition_id=None,
+        store=store, queue=None, metrics=metrics, now=now,
+    )
+    return _response(outcome)
+
+
+def retry_flow_run(
+    flow_run_id: str,
+    *,
+    store: RunStore,
+    queue: RunQueue,
+    metrics: Metrics,
+    now: datetime | None = None,
+) -> SetStateResponse:
+    """Start a new attempt of a Failed or Crashed run: Scheduled now, enqueued. Other runs are
+    refused with the reason (REJECT/ABORT)."""
+    now = now or utcnow()
+    outcome = _apply(
+        flow_run_id,
+        lambda run: orchestration.retry(run, now=now),
+        transition_id=None,
+        store=store, queue=queue, metrics=metrics, now=now,
+    )
+    return _response(outcome)
+
+
+def mark_crashed(
+    flow_run_id: str,
+    *,
+    store: RunStore,
+    queue: RunQueue,
+    metrics: Metrics,
+    message: str,
+    heartbeat_expired_before: datetime | None = None,
+    now: datetime | None = None,
+) -> SetStateResponse:
+    """The monitor's verdict on a run whose worker went silent: Crashed (or AwaitingRetry when
+    retries are left, enqueued again).
+
+    With `heartbeat_expired_before`, the run is only crashed if its last heartbeat is still older
+    than that when written (a heartbeat that arrives meanwhile wins: REJECT).
+    """
+    now = now or utcnow()
+
+    def decide(run: FlowRun) -> Transition:
+        beat = run.heartbeat_at
+        if heartbeat_expired_before is not None and beat and beat >= heartbeat_expired_before:
+            return Transition(TransitionStatus.REJECT, run, reason="the run heartbeated meanwhile")
+        return orchestration.propose_state(run, Crashed(message), now=now, mover=Mover.SERVER)
+
+    outcome = _apply(
+        flow_run_id, decide, transition_id=None,
+        store=store, queue=queue, metrics=metrics, now=now,
+    )
+    return _response(outcome)
+
+
+def _apply(
+    flow_run_id: str,
+    decide: Callable[[FlowRun], Transition],
+    *,
+    transition_id: str | None,
+    store: RunStore,
+    queue: RunQueue | None,
+    metrics: Metrics,
+    now: datetime,
+) -> Transition:
+    """Read, decide, compare-and-set write; re-read on a lost race. Sends the run's queue message
+    after the write when the transition asks for one."""
+    lost_race = False
+    for _ in range(MAX_WRITE_ATTEMPTS):
+        run = store.get_flow_run(flow_run_id)
+        if lost_race and _seen(store, run, transition_id):
+            return _repeat(run)
+        try:
+            outcome = decide(run)
+        except StaleLease:
+            # The first delivery of this very transition may be what moved the lease on.
+            if _seen(store, run, transition_id):
+                return _repeat(run)
+            raise
+        if not outcome.accepted and _seen(store, run, transition_id):
+            return _repeat(run)
+        if not outcome.write:
+            return outcome
+        to_write = outcome.run
+        send = outcome.enqueue and due_for_enqueue(to_write, now)
+        if send:
+            to_write = mark_enqueued(to_write, now)
+        try:
+            stored = store.set_flow_run_state(to_write, transition_id)
+        except StaleLease:
+            raise
+        except Conflict:
+            lost_race = True
+            continue
+        if send:
+            assert queue is not None, "a transition that enqueues needs the queue port"
+            send_run_message(stored, store=store, queue=queue, metrics=metrics, now=now)
+        metrics.count("FlowRunTransitions", dimensions={"state": stored.state.type.value})
+        return replace(outcome, run=stored)
+    raise Conflict(f"flow run {flow_run_id} kept changing while it was being updated; try again")
+
+
+def _seen(store: RunStore, run: FlowRun, transition_id: str | None) -> bool:
+    return transition_id is not None and store.has_transition(run.id, transition_id)
+
+
+def _repeat(run: FlowRun) -> Transition:
+    return Transition(TransitionStatus.ACCEPT, run, reason="repeated transition; nothing changed")
+
+
+def _response(outcome: Transition) -> SetStateResponse:
+    return SetStateResponse(status=outcome.status, state=outcome.state, reason=outcome.reason)
+
+
+def _record_worker_seen(run: FlowRun, *, store: RunStore, now: datetime) -> None:
+    if run.worker and run.pool:
+        store.upsert_worker(Worker(name=run.worker, pool=run.pool, last_seen=now, online=True))
