@@ -26,7 +26,7 @@ __all__ = [
     # inside runs
     "get_run_logger", "wait", "as_completed", "TaskFuture",
     # running
-    "run_flow", "use_reporter",
+    "run_flow", "use_reporter", "run_deployment",
     # states
     "State", "StateType",
     # errors
@@ -43,6 +43,7 @@ _LAZY = {
     "wait": "sluice.engine.futures", "as_completed": "sluice.engine.futures",
     "TaskFuture": "sluice.engine.futures",
     "run_flow": "sluice.engine", "use_reporter": "sluice.engine",
+    "run_deployment": "sluice.deployments",
     "State": "sluice.models", "StateType": "sluice.models",
     "SluiceError": "sluice.exceptions",
 }
@@ -62,6 +63,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from .deployments import run_deployment
     from .engine import run_flow, use_reporter
     from .engine.futures import TaskFuture, as_completed, wait
     from .exceptions import SluiceError

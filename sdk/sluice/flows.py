@@ -127,6 +127,24 @@ class Flow(Generic[P, R]):
         """A copy of this flow with some options changed, e.g. `.with_options(retries=2)`."""
         return Flow(self.fn, self.options.replace("@flow", **changes))
 
+    def deploy(self, name: str, *, pool: str = "default",
+               parameters: dict[str, Any] | None = None, source: Any = "local",
+               cron: str | None = None, interval: float | None = None,
+               timezone: str | None = None, **options: Any) -> Any:
+        """Register this flow as a deployment that workers of `pool` run.
+
+        `source` is where workers get the code: "local" (this project's directory, on the
+        worker's disk too), "bundle" (zipped and uploaded to your control plane's storage) or a
+        `CodeSource(kind="git", repository=..., ref=...)`. A schedule is `cron="0 2 * * *"`
+        or `interval=300`, in `timezone` (IANA, default UTC). Other options: tags,
+        description, version, paused, concurrency_limit, collision_strategy, retries,
+        retry_delay_seconds, catchup, max_lateness_seconds, requirements, entrypoint,
+        project_dir, client. Returns the stored `Deployment`."""
+        from .deployments import deploy_flow
+
+        return deploy_flow(self, name=name, pool=pool, parameters=parameters, source=source,
+                           cron=cron, interval=interval, timezone=timezone, **options)
+
     def __repr__(self) -> str:
         return f"Flow(name={self.name!r})"
 

@@ -10,7 +10,7 @@ import sluice
 EXPECTED_ALL = [
     "flow", "task", "Flow", "Task", "unmapped", "exponential_backoff",
     "get_run_logger", "wait", "as_completed", "TaskFuture",
-    "run_flow", "use_reporter",
+    "run_flow", "use_reporter", "run_deployment",
     "State", "StateType",
     "SluiceError",
     "__version__",

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sluice.exceptions import Conflict, NotFound, ValidationError
+from sluice.names import run_name
 from sluice.models import (
     MAX_PAGE_LIMIT,
     Deployment,
@@ -171,7 +172,7 @@ def _new_run(
     return FlowRun(
         id=request.id or str(uuid.uuid4()),
         flow_name=request.flow_name,
-        name=request.name,
+        name=request.name or run_name(),
         deployment_id=request.deployment_id,
         pool=deployment.pool if deployment else None,
         state=state,

@@ -9,7 +9,7 @@ import typer
 
 from .. import __version__
 from ..exceptions import ConfigurationError, NotFound, SluiceError, ValidationError
-from . import flow_runs, pools, profiles, server
+from . import deployments, flow_runs, pools, profiles, server, worker
 from .output import errors
 
 app = typer.Typer(name="sluice", no_args_is_help=True, add_completion=False,
@@ -19,6 +19,9 @@ app.add_typer(server.app, name="server")
 app.add_typer(flow_runs.app, name="flow-run")
 app.add_typer(pools.app, name="pool")
 app.add_typer(profiles.app, name="profile")
+app.add_typer(worker.app, name="worker")
+app.add_typer(deployments.app, name="deployment")
+app.command("deploy")(deployments.deploy)
 
 
 @app.command()

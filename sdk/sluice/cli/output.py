@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import sys
 from datetime import datetime, timezone
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
+# Piped output keeps long ids on one line (`--json` is the format for scripts).
+console = Console(width=None if sys.stdout.isatty() else 200)
 errors = Console(stderr=True)
 
 STATE_STYLES = {

@@ -106,9 +106,13 @@ class SluiceClient:
             self._call("POST", f"/flow-runs/{_q(flow_run_id)}/state",
                        json={k: v for k, v in body.items() if v is not None}))
 
-    def claim_flow_run(self, flow_run_id: str, worker: str) -> ClaimResponse:
+    def claim_flow_run(self, flow_run_id: str, worker: str,
+                       attempt: int | None = None) -> ClaimResponse:
+        body: dict[str, Any] = {"worker": worker}
+        if attempt is not None:
+            body["attempt"] = attempt
         return ClaimResponse.model_validate(
-            self._call("POST", f"/flow-runs/{_q(flow_run_id)}/claim", json={"worker": worker}))
+            self._call("POST", f"/flow-runs/{_q(flow_run_id)}/claim", json=body))
 
     def heartbeat(self, flow_run_id: str, lease: str) -> HeartbeatResponse:
         return HeartbeatResponse.model_validate(

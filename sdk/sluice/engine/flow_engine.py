@@ -11,7 +11,7 @@ from ..exceptions import ParameterValidationError, RunAborted, TaskTimeout
 from ..models import FlowRun, State, StateType, new_id, new_state, utcnow
 from .context import FlowRunContext, flow_run_ctx, task_run_ctx
 from .futures import TaskFuture, state_result
-from .names import run_name
+from ..names import run_name
 from .parameters import bind, stored_form, validate
 from .reporters import reporter_for_new_run
 from .timeouts import call_with_timeout
@@ -36,11 +36,11 @@ async def _await_flow(runner: FlowRunner, return_state: bool) -> Any:
 
 
 def run_flow(flow: Flow[Any, Any], parameters: dict[str, Any] | None = None, *,
-             reporter: Reporter | None = None, flow_run_id: str | None = None) -> State:
+             reporter: Reporter | None = None, flow_run: FlowRun | None = None) -> State:
     """Run a flow with keyword parameters and return its final state (the value is
-    `state.result()`). Workers and tests use this to choose the reporter and the run id."""
-    runner = FlowRunner(flow, (), dict(parameters or {}), reporter=reporter,
-                        flow_run_id=flow_run_id)
+    `state.result()`). Workers pass the run the control plane created (`flow_run`), which is
+    adopted instead of creating a new one; tests pass their reporter."""
+    runner = FlowRunner(flow, (), dict(parameters or {}), reporter=reporter, adopt=flow_run)
     if flow.is_async:
         return asyncio.run(runner.run_async())
     return runner.run_sync()
@@ -48,7 +48,7 @@ def run_flow(flow: Flow[Any, Any], parameters: dict[str, Any] | None = None, *,
 
 class FlowRunner:
     def __init__(self, flow: Flow[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any], *,
-                 reporter: Reporter | None = None, flow_run_id: str | None = None) -> None:
+                 reporter: Reporter | None = None, adopt: FlowRun | None = None) -> None:
         self.flow = flow
         self.options = flow.options
         self.parent = flow_run_ctx.get()
@@ -57,7 +57,7 @@ class FlowRunner:
                                      reporter_for_new_run())
         self.bound = bind(flow, args, kwargs)  # a TypeError here is the caller's, as usual
         self.flow_run = FlowRun(
-            id=flow_run_id or new_id(),
+            id=adopt.id if adopt else new_id(),
             flow_name=flow.name,
             name=run_name(),
             state=new_state(StateType.PENDING),
@@ -69,7 +69,18 @@ class FlowRunner:
             parent_task_run_id=parent_task.task_run.id if parent_task else None,
             created=utcnow(),
         )
+        if adopt is not None:
+            # A worker's run: keep the control plane's identity; this process makes attempts.
+            self.flow_run.name = adopt.name or self.flow_run.name
+            self.flow_run.deployment_id = adopt.deployment_id
+            self.flow_run.pool = adopt.pool
+            self.flow_run.tags = list(adopt.tags) or self.flow_run.tags
+            self.flow_run.run_count = max(0, adopt.run_count - 1)
+            self.flow_run.state = adopt.state
         self.context: FlowRunContext | None = None
+        #: Attempts made by this process (in-process retries count these, not run_count,
+        #: which also counts attempts of earlier processes of a worker's run).
+        self._attempts = 0
 
     # -- transitions ---------------------------------------------------------------------------
     def _set(self, state: State) -> State:
@@ -123,6 +134,7 @@ class FlowRunner:
 
     def _start_attempt(self) -> None:
         self.flow_run.run_count += 1
+        self._attempts += 1
         name = "Retrying" if self.flow_run.run_count > 1 else "Running"
         self._set(new_state(StateType.RUNNING, name))
 
@@ -152,7 +164,7 @@ class FlowRunner:
         run = self.flow_run
         timed_out = isinstance(exc, TaskTimeout)
         message = str(exc) if timed_out else f"{type(exc).__name__}: {exc}"
-        if run.run_count <= self.options.retries:
+        if self._attempts <= self.options.retries:
             self._logger().warning("Flow run failed (%s); retrying in %g s", message,
                                    self.options.retry_delay_seconds)
             self._set(new_state(StateType.SCHEDULED, "AwaitingRetry", message,
@@ -282,7 +294,7 @@ class FlowRunner:
 
     def _retry_after_failed_tasks(self, state: State) -> bool:
         """A flow whose tasks failed is retried like one that raised (when retries are left)."""
-        if self.flow_run.run_count > self.options.retries:
+        if self._attempts > self.options.retries:
             return False
         assert self.context is not None
         self.context.futures.clear()

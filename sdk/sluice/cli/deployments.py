@@ -1,0 +1,253 @@
+"""`sluice deploy` and `sluice deployment ls|inspect|run|pause|resume|delete|backfill`."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .common import ApiUrlOption, JsonOption, ProfileOption, client
+from .output import console, duration, errors, print_json, styled_state, table, when
+
+app = typer.Typer(no_args_is_help=True, help="Deployments: flows registered for workers.")
+
+ParamOption = Annotated[list[str] | None, typer.Option(
+    "--param", help="Parameter as key=value (value read as JSON if it parses); repeatable.")]
+
+
+def deploy(
+    target: Annotated[str, typer.Argument(metavar="PATH:FLOW",
+                                          help="Flow to deploy, e.g. flows/etl.py:orders_etl.")],
+    name: Annotated[str, typer.Option("--name", "-n", help="Deployment name.")],
+    pool: Annotated[str, typer.Option(help="Work pool whose workers run it.")] = "default",
+    param: ParamOption = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="Tag; repeatable.")] = None,
+    source: Annotated[str, typer.Option(help="Where workers get the code: local | git | "
+                                        "bundle.")] = "local",
+    repository: Annotated[str | None, typer.Option(help="git: repository URL.")] = None,
+    ref: Annotated[str | None, typer.Option(help="git: branch, tag or commit.")] = None,
+    subdirectory: Annotated[str | None, typer.Option(help="git: project directory inside "
+                                                     "the repository.")] = None,
+    requirements: Annotated[str | None, typer.Option(help="requirements.txt (relative to the "
+                                                     "project) installed in a cached venv.")]
+    = None,
+    cron: Annotated[str | None, typer.Option(help="5-field cron, e.g. '0 2 * * *'.")] = None,
+    interval: Annotated[float | None, typer.Option(help="Run every N seconds.")] = None,
+    timezone_: Annotated[str | None, typer.Option("--timezone", help="IANA timezone of the "
+                                                  "schedule, e.g. Europe/Berlin.")] = None,
+    description: Annotated[str | None, typer.Option(help="Free text.")] = None,
+    version: Annotated[str | None, typer.Option(help="Free text, e.g. a git sha.")] = None,
+    concurrency_limit: Annotated[int | None, typer.Option(min=1, help="Most runs at once.")]
+    = None,
+    collision_strategy: Annotated[str, typer.Option(help="Over the limit: enqueue | "
+                                                    "cancel_new.")] = "enqueue",
+    retries: Annotated[int | None, typer.Option(min=0, help="Crash/failure retries by the "
+                                                "control plane (default: the flow's).")] = None,
+    paused: Annotated[bool, typer.Option(help="Create paused (no scheduled runs).")] = False,
+    project_dir: Annotated[Path, typer.Option(help="Project root (bundle contents, local "
+                                              "path).")] = Path("."),
+    json: JsonOption = False, profile: ProfileOption = None, api_url: ApiUrlOption = None,
+) -> None:
+    """Register a flow as a deployment that workers of a pool run."""
+    from ..deployments import deployment_request, parse_params, schedules_from
+    from ..entrypoints import load_flow, split_entrypoint
+    from ..exceptions import ConfigurationError
+    from ..models import CodeSource, SourceKind
+
+    root = project_dir.resolve()
+    location, _ = split_entrypoint(target)
+    flow = load_flow(target, root if not Path(location).is_absolute() else None)
+    if location.endswith(".py"):
+        file = (root / location).resolve()
+        if not file.is_relative_to(root):
+            raise ConfigurationError(f"{location} is outside the project directory {root}; "
+                                     "pass --project-dir")
+        target = f"{file.relative_to(root).as_posix()}:{target.rpartition(':')[2]}"
+    with client(profile, api_url) as api:
+        if source == "local":
+            code = CodeSource(kind=SourceKind.LOCAL, path=str(root), requirements=requirements)
+        elif source == "git":
+            if not repository:
+                raise ConfigurationError("--source git needs --repository URL (and --ref)")
+            code = CodeSource(kind=SourceKind.GIT, repository=repository, ref=ref,
+                              subdirectory=subdirectory, requirements=requirements)
+        elif source == "bundle":
+            from ..bundles import upload_bundle
+
+            code = upload_bundle(api, root, requirements=requirements)
+        else:
+            raise ConfigurationError(f"--source {source!r}: use local, git or bundle")
+        request = deployment_request(
+            flow, name=name, entrypoint=target, source=code, pool=pool,
+            parameters=parse_params(param or []), tags=tag, description=description,
+            version=version, schedules=schedules_from(cron, interval, timezone_), paused=paused,
+            concurrency_limit=concurrency_limit, collision_strategy=collision_strategy,
+            retries=retries)
+        deployment = api.create_deployment(request)
+    if json:
+        print_json(deployment)
+        return
+    console.print(f"deployed [bold]{deployment.flow_name}/{deployment.name}[/bold] "
+                  f"({deployment.id}) to pool '{deployment.pool}', source {code.kind.value}")
+    console.print(f"run it: sluice deployment run {deployment.flow_name}/{deployment.name} "
+                  "--watch")
+
+
+@app.command("ls")
+def list_deployments(json: JsonOption = False, profile: ProfileOption = None,
+                     api_url: ApiUrlOption = None) -> None:
+    """List deployments."""
+    with client(profile, api_url) as api:
+        items = api.list_deployments().items
+    if json:
+        print_json(items)
+        return
+    t = table(None, "deployment", "id", "pool", "source", "schedules", "status")
+    for d in items:
+        t.add_row(f"{d.flow_name}/{d.name}", d.id, d.pool, d.source.kind.value,
+                  ", ".join(_describe(s) for s in d.schedules) or "-",
+                  "[yellow]paused[/yellow]" if d.paused else "active")
+    console.print(t)
+
+
+def _describe(schedule) -> str:  # noqa: ANN001
+    what = f"cron '{schedule.cron}'" if schedule.cron else f"every {schedule.interval_seconds:g}s"
+    return f"{what} {schedule.timezone}" + ("" if schedule.active else " (inactive)")
+
+
+@app.command()
+def inspect(ref: Annotated[str, typer.Argument(help="flow/deployment or id.")],
+            json: JsonOption = False, profile: ProfileOption = None,
+            api_url: ApiUrlOption = None) -> None:
+    """Show a deployment and its next scheduled runs."""
+    with client(profile, api_url) as api:
+        d = api.get_deployment(ref)
+        recent = api.list_flow_runs(deployment_id=d.id, limit=5).items
+    upcoming = _next_runs(d)
+    if json:
+        print_json({"deployment": d.model_dump(mode="json"),
+                    "next_runs": [t.isoformat() for t in upcoming],
+                    "recent_runs": [r.model_dump(mode="json") for r in recent]})
+        return
+    console.print(f"[bold]{d.flow_name}/{d.name}[/bold]  ({d.id})"
+                  + ("  [yellow]paused[/yellow]" if d.paused else ""))
+    for label, value in (("entrypoint", d.entrypoint), ("pool", d.pool),
+                         ("source", d.source.model_dump(exclude_none=True)),
+                         ("parameters", d.parameters), ("tags", ", ".join(d.tags) or "-"),
+                         ("description", d.description or "-"), ("version", d.version or "-"),
+                         ("concurrency", f"{d.concurrency_limit or '∞'} "
+                                         f"({d.collision_strategy.value})"),
+                         ("retries", d.retries)):
+        console.print(f"{label:>12}: {value}", highlight=False)
+    for schedule in d.schedules:
+        console.print(f"{'schedule':>12}: {_describe(schedule)}")
+    if upcoming:
+        console.print(f"{'next runs':>12}: " + ", ".join(
+            t.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z") for t in upcoming))
+    t = table("recent runs", "id", "name", "state", "scheduled", "duration")
+    for r in recent:
+        t.add_row(r.id, r.name or "-", styled_state(r.state), when(r.scheduled_at),
+                  duration(r.duration_seconds))
+    console.print(t)
+
+
+def _next_runs(deployment, count: int = 5) -> list[datetime]:  # noqa: ANN001
+    if deployment.paused or not deployment.schedules:
+        return []
+    try:
+        from sluice_functions.scheduling import next_times
+    except ImportError:
+        return []
+    now = datetime.now(timezone.utc)
+    times = sorted(t for s in deployment.schedules if s.active for t in next_times(s, now, count))
+    return times[:count]
+
+
+@app.command()
+def run(
+    ref: Annotated[str, typer.Argument(help="flow/deployment or id.")],
+    param: ParamOption = None,
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Stream states and logs until "
+                                        "the run ends; the exit code says how it ended.")]
+    = False,
+    json: JsonOption = False, profile: ProfileOption = None, api_url: ApiUrlOption = None,
+) -> None:
+    """Start a run of a deployment now."""
+    from ..deployments import parse_params
+    from ..models import DeploymentRunRequest
+
+    with client(profile, api_url) as api:
+        flow_run = api.run_deployment(ref, DeploymentRunRequest(
+            parameters=parse_params(param or [])))
+        if not watch:
+            if json:
+                print_json(flow_run)
+            else:
+                console.print(f"created flow run {flow_run.id} ({flow_run.name}): "
+                              f"{styled_state(flow_run.state)}")
+            return
+        console.print(f"flow run {flow_run.id} ({flow_run.name}) created")
+        final = watch_run(api, flow_run.id)
+    raise typer.Exit(0 if final.state.is_completed() else 1)
+
+
+def watch_run(api, flow_run_id: str, poll: float = 0.3):  # noqa: ANN001, ANN201
+    """Print state changes and log lines until the run ends; return the final run."""
+    cursor, last_state = None, None
+    while True:
+        run_now = api.get_flow_run(flow_run_id)
+        if run_now.state.name != last_state:
+            last_state = run_now.state.name
+            message = f" — {run_now.state.message}" if run_now.state.message else ""
+            console.print(f"{time.strftime('%H:%M:%S')} state {styled_state(run_now.state)}"
+                          f"{message}", highlight=False)
+        while True:
+            page = api.read_logs(flow_run_id, cursor=cursor, limit=200)
+            cursor = page.next_cursor or cursor
+            for line in page.items:
+                console.print(f"{line.timestamp.astimezone():%H:%M:%S} {line.level.value:<7} "
+                              f"{line.message}", highlight=False, markup=False)
+            if not page.items:
+                break
+        if run_now.state.is_terminal:
+            if not run_now.state.is_completed():
+                errors.print(f"run ended {run_now.state.name}")
+            return run_now
+        time.sleep(poll)
+
+
+def _set_paused(ref: str, paused: bool, profile: str | None, api_url: str | None) -> None:
+    from ..models import DeploymentUpdate
+
+    with client(profile, api_url) as api:
+        d = api.update_deployment(ref, DeploymentUpdate(paused=paused))
+    console.print(f"{d.flow_name}/{d.name} {'paused' if paused else 'resumed'}")
+
+
+@app.command()
+def pause(ref: Annotated[str, typer.Argument(help="flow/deployment or id.")],
+          profile: ProfileOption = None, api_url: ApiUrlOption = None) -> None:
+    """Stop scheduling new runs (runs already created still run)."""
+    _set_paused(ref, True, profile, api_url)
+
+
+@app.command()
+def resume(ref: Annotated[str, typer.Argument(help="flow/deployment or id.")],
+           profile: ProfileOption = None, api_url: ApiUrlOption = None) -> None:
+    """Schedule runs again."""
+    _set_paused(ref, False, profile, api_url)
+
+
+@app.command()
+def delete(ref: Annotated[str, typer.Argument(help="flow/deployment or id.")],
+           yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+           profile: ProfileOption = None, api_url: ApiUrlOption = None) -> None:
+    """Delete a deployment (its past runs stay)."""
+    if not yes:
+        typer.confirm(f"delete deployment {ref}?", abort=True)
+    with client(profile, api_url) as api:
+        api.delete_deployment(ref)
+    console.print(f"deleted {ref}")

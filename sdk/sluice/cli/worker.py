@@ -1,0 +1,33 @@
+"""`sluice worker start`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .common import ApiUrlOption, ProfileOption
+
+app = typer.Typer(no_args_is_help=True, help="Run flow runs from a work pool on this machine.")
+
+
+@app.command()
+def start(
+    pool: Annotated[str, typer.Option(help="The work pool to take runs from.")] = "default",
+    limit: Annotated[int, typer.Option(min=1, help="Most runs at once.")] = 4,
+    name: Annotated[str | None, typer.Option(help="Worker name (default host-pid).")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="Code and venv cache.")] = None,
+    heartbeat_interval: Annotated[float, typer.Option(min=0.1, help="Seconds between "
+                                                      "heartbeats.")] = 10.0,
+    shutdown_grace: Annotated[float, typer.Option(min=0, help="On SIGTERM, seconds running "
+                                                  "runs get to finish.")] = 30.0,
+    poll_wait: Annotated[int, typer.Option(min=0, max=20, help="Long-poll seconds.")] = 20,
+    profile: ProfileOption = None, api_url: ApiUrlOption = None,
+) -> None:
+    """Long-poll the pool's queue and run flows in subprocesses until Ctrl-C/SIGTERM."""
+    from sluice_worker import run_worker  # the CLI is the composition root
+
+    run_worker(pool=pool, limit=limit, name=name, profile=profile, api_url=api_url,
+               cache_dir=cache_dir, heartbeat_interval=heartbeat_interval,
+               shutdown_grace=shutdown_grace, poll_wait=poll_wait)

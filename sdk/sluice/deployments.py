@@ -1,0 +1,163 @@
+"""Registering deployments (`Flow.deploy`, `sluice deploy`) and running them
+(`run_deployment`)."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .exceptions import ConfigurationError
+from .models import (
+    DEFAULT_POOL,
+    CodeSource,
+    CollisionStrategy,
+    Deployment,
+    DeploymentCreate,
+    DeploymentRunRequest,
+    FlowRun,
+    Schedule,
+    SourceKind,
+)
+
+if TYPE_CHECKING:
+    from .client import SluiceClient
+    from .flows import Flow
+
+
+def parse_params(pairs: Iterable[str]) -> dict[str, Any]:
+    """`k=v` pairs; each value is read as JSON when it parses (numbers, lists, objects), else
+    kept as a string: `--param day=3 --param name=berlin`."""
+    parameters: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise ConfigurationError(f"--param {pair!r} must look like key=value, e.g. day=3")
+        try:
+            parameters[key] = json.loads(raw)
+        except ValueError:
+            parameters[key] = raw
+    return parameters
+
+
+def schedules_from(cron: str | None, interval: float | None, timezone: str | None,
+                   parameters: dict[str, Any] | None = None) -> list[Schedule]:
+    if cron and interval:
+        raise ConfigurationError("give either --cron or --interval, not both")
+    if cron:
+        return [Schedule(cron=cron, timezone=timezone or "UTC", parameters=parameters or {})]
+    if interval is not None:
+        if interval <= 0:
+            raise ConfigurationError(f"--interval must be a number of seconds > 0, got {interval}")
+        return [Schedule(interval_seconds=interval, timezone=timezone or "UTC",
+                         parameters=parameters or {})]
+    if timezone:
+        raise ConfigurationError("--timezone applies to a schedule; add --cron or --interval")
+    return []
+
+
+def local_entrypoint(flow: Flow[Any, Any], project_dir: Path | None = None) -> tuple[str, Path]:
+    """(entrypoint relative to the project directory, project directory) of a flow defined
+    in a file."""
+    try:
+        file = Path(inspect.getfile(flow.fn)).resolve()
+    except TypeError:
+        raise ConfigurationError(f"flow {flow.name!r} is not defined in a file; pass "
+                                 "entrypoint='path/to/file.py:my_flow'") from None
+    root = (project_dir or Path.cwd()).resolve()
+    if not file.is_relative_to(root):
+        root = file.parent
+    return f"{file.relative_to(root).as_posix()}:{flow.fn.__name__}", root
+
+
+def deployment_request(flow: Flow[Any, Any], *, name: str, entrypoint: str,
+                       source: CodeSource, pool: str = DEFAULT_POOL,
+                       parameters: dict[str, Any] | None = None,
+                       tags: Iterable[str] | None = None, description: str | None = None,
+                       version: str | None = None, schedules: list[Schedule] | None = None,
+                       paused: bool = False, concurrency_limit: int | None = None,
+                       collision_strategy: str = "enqueue", retries: int | None = None,
+                       retry_delay_seconds: float | None = None, catchup: bool = False,
+                       max_lateness_seconds: float | None = None) -> DeploymentCreate:
+    """The deployment of `flow`: its parameter schema comes from the type hints, and default
+    parameters are checked against it here, before anything is sent."""
+    parameters = dict(parameters or {})
+    unknown = set(parameters) - set(flow.signature.parameters)
+    if unknown and not any(p.kind is inspect.Parameter.VAR_KEYWORD
+                           for p in flow.signature.parameters.values()):
+        raise ConfigurationError(
+            f"flow {flow.name!r} has no parameter(s) {sorted(unknown)}; its parameters are "
+            f"{list(flow.signature.parameters)}")
+    return DeploymentCreate(
+        flow_name=flow.name, name=name, entrypoint=entrypoint, pool=pool,
+        parameters=parameters, parameter_schema=flow.parameter_schema(),
+        tags=list(tags or flow.options.tags), description=description or flow.options.description
+        or (inspect.getdoc(flow.fn) or None), version=version or flow.options.version,
+        source=source, schedules=schedules or [], paused=paused,
+        concurrency_limit=concurrency_limit,
+        collision_strategy=CollisionStrategy(collision_strategy),
+        retries=flow.options.retries if retries is None else retries,
+        retry_delay_seconds=flow.options.retry_delay_seconds if retry_delay_seconds is None
+        else retry_delay_seconds,
+        catchup=catchup, max_lateness_seconds=max_lateness_seconds,
+    )
+
+
+def deploy_flow(flow: Flow[Any, Any], *, name: str, source: str | CodeSource = "local",
+                project_dir: str | Path | None = None, entrypoint: str | None = None,
+                cron: str | None = None, interval: float | None = None,
+                timezone: str | None = None, client: SluiceClient | None = None,
+                **options: Any) -> Deployment:
+    """Register `flow` as a deployment named `name` (see `Flow.deploy`)."""
+    root = Path(project_dir).resolve() if project_dir else None
+    if entrypoint is None:
+        entrypoint, root = local_entrypoint(flow, root)
+    root = root or Path.cwd()
+    if isinstance(source, CodeSource):
+        code = source
+    elif source == SourceKind.LOCAL.value:
+        code = CodeSource(kind=SourceKind.LOCAL, path=str(root),
+                          requirements=options.pop("requirements", None))
+    elif source == SourceKind.BUNDLE.value:
+        from .bundles import upload_bundle
+
+        client = client or _client()
+        code = upload_bundle(client, root, requirements=options.pop("requirements", None))
+    else:
+        raise ConfigurationError(
+            f"source {source!r}: use 'local', 'bundle', or a CodeSource(kind='git', "
+            "repository=..., ref=...)")
+    options.setdefault("schedules", schedules_from(cron, interval, timezone))
+    request = deployment_request(flow, name=name, entrypoint=entrypoint, source=code, **options)
+    client = client or _client()
+    return client.create_deployment(request)
+
+
+def _client() -> SluiceClient:
+    from .client import get_client
+
+    return get_client()
+
+
+def run_deployment(name: str, parameters: dict[str, Any] | None = None, *,
+                   timeout: float | None = None, poll_interval: float = 0.5,
+                   tags: Iterable[str] | None = None,
+                   client: SluiceClient | None = None) -> FlowRun:
+    """Start a run of the deployment `name` ("flow/deployment" or an id) and wait for it to end
+    (at most `timeout` seconds; `timeout=0` returns at once). Returns the flow run as it is then.
+    Inside a flow this works the same: the run executes on a worker of the deployment's pool."""
+    client = client or _client()
+    run = client.run_deployment(name, DeploymentRunRequest(parameters=parameters or {},
+                                                           tags=list(tags or [])))
+    if timeout == 0:
+        return run
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while not run.state.is_terminal:
+        if deadline is not None and time.monotonic() >= deadline:
+            return run
+        time.sleep(poll_interval)
+        run = client.get_flow_run(run.id)
+    return run

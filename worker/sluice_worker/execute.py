@@ -1,0 +1,61 @@
+"""The process a worker starts for one flow run: `python -m sluice_worker.execute`.
+
+It reads the run id, lease and entrypoint from its environment, adopts the run the control
+plane created, runs the flow with the HTTP reporter and exits. Exit code 0 means a final state
+was reported; anything else tells the worker the run crashed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+ENV_FLOW_RUN_ID = "SLUICE_FLOW_RUN_ID"
+ENV_LEASE = "SLUICE_LEASE"
+ENV_ENTRYPOINT = "SLUICE_ENTRYPOINT"
+EXIT_REPORTED = 0
+EXIT_NOT_REPORTED = 70  # EX_SOFTWARE: the final state could not be reported
+
+
+def main() -> int:
+    from sluice.client import get_client
+    from sluice.client.reporter import HttpReporter
+    from sluice.engine import run_flow
+    from sluice.entrypoints import load_flow
+    from sluice.exceptions import SluiceError
+    from sluice.models import Failed, new_id
+
+    flow_run_id, lease = os.environ[ENV_FLOW_RUN_ID], os.environ[ENV_LEASE]
+    client = get_client()
+    reporter = HttpReporter(client)
+    reporter.adopted.add(flow_run_id)
+    reporter.leases[flow_run_id] = lease
+    flow_run = client.get_flow_run(flow_run_id)
+    from sluice.models import LogLevel
+
+    from .streams import RunOutput
+
+    # stdout goes only to the run's logs; stderr also to the pipe, where the worker keeps the
+    # last lines for the message of a run whose process dies.
+    out = RunOutput(reporter, flow_run_id, "stdout", LogLevel.INFO, None)
+    err = RunOutput(reporter, flow_run_id, "stderr", LogLevel.WARNING, sys.stderr)
+    sys.stdout, sys.stderr = out, err  # type: ignore[assignment]
+    try:
+        flow = load_flow(os.environ[ENV_ENTRYPOINT], os.getcwd())
+    except Exception as exc:  # a broken entrypoint is the run's failure, not a crash
+        message = f"could not load {os.environ[ENV_ENTRYPOINT]}: {type(exc).__name__}: {exc}"
+        print(message, file=sys.stderr)
+        try:
+            client.set_flow_run_state(flow_run_id, Failed(message), new_id(), lease=lease)
+        except SluiceError:
+            return EXIT_NOT_REPORTED
+        return EXIT_REPORTED
+    state = run_flow(flow, flow_run.parameters, reporter=reporter, flow_run=flow_run)
+    out.close_lines()
+    err.close_lines()
+    reporter.close(timeout=30)
+    return EXIT_REPORTED if state.is_terminal else EXIT_NOT_REPORTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,206 @@
+"""One run on a worker: claim, fetch code, start the flow process, heartbeat, finish."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError as PydanticValidationError
+
+from sluice import exceptions as errors
+from sluice.models import Cancelled, Crashed, Failed, RunMessage, new_id
+
+from .execute import ENV_ENTRYPOINT, ENV_FLOW_RUN_ID, ENV_LEASE, EXIT_REPORTED
+from .output import OutputPump
+from .sources import CodeUnavailable
+
+log = logging.getLogger("sluice.worker")
+_TRANSIENT = (errors.ServiceUnavailable, errors.Throttled)
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    heartbeat_interval: float = 10.0
+    #: How long a received message stays invisible between heartbeats (> the interval).
+    visibility_timeout: int = 60
+    #: After SIGTERM, how long a cancelled run's process gets before SIGKILL.
+    cancel_grace: float = 10.0
+    #: A claim refused for a full concurrency slot: see the message again after this long.
+    busy_retry_seconds: int = 5
+
+
+class RunSupervisor:
+    """Carries one queue message through the run protocol (DESIGN.md, steps 2-5)."""
+
+    def __init__(self, worker: Any, message: dict[str, Any]) -> None:
+        self.worker = worker
+        self.message = message
+        self.receipt = message["ReceiptHandle"]
+        self.settings: RunSettings = worker.run_settings
+        self.process: subprocess.Popen[bytes] | None = None
+        self.flow_run_id: str | None = None
+        self.lease: str | None = None
+        self.stop_reason: str | None = None  # "cancel" | "stale" | "shutdown"
+
+    # -- the protocol ----------------------------------------------------------------------------
+    def run(self) -> None:
+        try:
+            self._run()
+        except Exception:
+            log.exception("supervising message %s failed", self.message.get("MessageId"))
+
+    def _run(self) -> None:
+        worker, client = self.worker, self.worker.client
+        try:
+            body = RunMessage.model_validate_json(self.message["Body"])
+        except (PydanticValidationError, ValueError):
+            # Left alone, the message dead-letters after maxReceiveCount: kept for inspection.
+            log.error("malformed run message %s: %.200r", self.message.get("MessageId"),
+                      self.message.get("Body"))
+            worker.queue.change_visibility(self.receipt, self.settings.visibility_timeout)
+            return
+        self.flow_run_id = body.flow_run_id
+        try:
+            claim = client.claim_flow_run(body.flow_run_id, worker.name, attempt=body.attempt)
+        except (errors.Conflict, errors.NotFound) as exc:
+            log.info("run %s not claimable (%s); dropping its message", body.flow_run_id, exc)
+            worker.queue.delete(self.receipt)
+            return
+        except _TRANSIENT as exc:
+            log.warning("claim of %s deferred: %s", body.flow_run_id, exc)
+            worker.queue.change_visibility(self.receipt, self.settings.busy_retry_seconds)
+            return
+        self.lease = claim.lease
+        flow_run = claim.flow_run if isinstance(claim.flow_run, dict) else dict(claim.flow_run)
+        worker.echo(f"claimed {flow_run.get('flow_name')}/{flow_run.get('name')} "
+                    f"({body.flow_run_id}, attempt {flow_run.get('run_count')})")
+        try:
+            command, cwd, env = self._prepare(flow_run)
+        except (CodeUnavailable, errors.SluiceError) as exc:
+            self._report(Failed(f"could not prepare the run: {exc}"))
+            worker.queue.delete(self.receipt)
+            return
+        self._execute(command, cwd, env)
+        worker.queue.delete(self.receipt)
+
+    def _prepare(self, flow_run: dict[str, Any]) -> tuple[list[str], str, dict[str, str]]:
+        deployment_id = flow_run.get("deployment_id")
+        if not deployment_id:
+            raise CodeUnavailable("the run has no deployment, so there is no code to run")
+        deployment = self.worker.client.get_deployment(deployment_id)
+        code_dir = self.worker.code.directory(deployment.source)
+        python = self.worker.code.python_for(code_dir, deployment.source.requirements)
+        connection = self.worker.client.connection
+        env = {**os.environ,
+               ENV_FLOW_RUN_ID: self.flow_run_id, ENV_LEASE: self.lease,
+               ENV_ENTRYPOINT: deployment.entrypoint,
+               "SLUICE_API_URL": connection.api_url, "SLUICE_KIND": connection.kind,
+               "PYTHONUNBUFFERED": "1",
+               # Run loggers are reported by the flow process itself; its console copy
+               # would come back through stderr as duplicates.
+               "SLUICE_LOGGING_LEVEL": "CRITICAL"}
+        for key, value in (("SLUICE_API_TOKEN", connection.api_token),
+                           ("SLUICE_REGION", connection.region)):
+            if value:
+                env[key] = value
+        env.pop("SLUICE_PROFILE", None)
+        return [python, "-m", "sluice_worker.execute"], str(code_dir), env
+
+    def _execute(self, command: list[str], cwd: str, env: dict[str, str]) -> None:
+        assert self.flow_run_id is not None
+        pump = OutputPump(self.worker.reporter, self.flow_run_id, echo=self.worker.echo_output)
+        started = time.monotonic()
+        self.process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                                        start_new_session=True)  # its own process group
+        pump.follow(self.process.stdout, "stdout")  # type: ignore[arg-type]
+        pump.follow(self.process.stderr, "stderr")  # type: ignore[arg-type]
+        self.worker.on_started(self)
+        next_beat = time.monotonic() + self.settings.heartbeat_interval
+        while True:
+            try:
+                # Short waits: a stop request (cancel, shutdown) is acted on within a second.
+                code = self.process.wait(timeout=min(0.5, self.settings.heartbeat_interval))
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if time.monotonic() >= next_beat:
+                self._heartbeat()
+                next_beat = time.monotonic() + self.settings.heartbeat_interval
+            if self.stop_reason is not None:
+                code = self._terminate()
+                break
+        pump.join()
+        self.worker.reporter.flush(timeout=10, flow_run_id=self.flow_run_id)
+        elapsed = time.monotonic() - started
+        self._conclude(code, pump, elapsed)
+
+    def _heartbeat(self) -> None:
+        assert self.flow_run_id is not None and self.lease is not None
+        try:
+            self.worker.queue.change_visibility(self.receipt, self.settings.visibility_timeout)
+        except Exception as exc:  # the API heartbeat below is what keeps the run alive
+            log.warning("could not extend message visibility: %s", exc)
+        try:
+            answer = self.worker.client.heartbeat(self.flow_run_id, self.lease)
+        except errors.Conflict:
+            self.stop_reason = self.stop_reason or "stale"
+            return
+        except (*_TRANSIENT, errors.NotFound) as exc:
+            log.warning("heartbeat of %s failed: %s", self.flow_run_id, exc)
+            return
+        if answer.cancel_requested:
+            self.stop_reason = self.stop_reason or "cancel"
+
+    def request_stop(self, reason: str) -> None:
+        self.stop_reason = self.stop_reason or reason
+
+    def _terminate(self) -> int:
+        """SIGTERM the run's process group, SIGKILL after the grace period."""
+        assert self.process is not None
+        group = self.process.pid
+        for sig, wait in ((signal.SIGTERM, self.settings.cancel_grace), (signal.SIGKILL, 10.0)):
+            try:
+                os.killpg(group, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                return self.process.wait(timeout=wait)
+            except subprocess.TimeoutExpired:
+                continue
+        return self.process.wait()
+
+    def _conclude(self, code: int, pump: OutputPump, elapsed: float) -> None:
+        reason = self.stop_reason
+        if reason == "stale":
+            self.worker.echo(f"run {self.flow_run_id} lost its lease; stopped it")
+            return  # another attempt owns the run: nothing of ours may be written
+        if reason == "cancel":
+            self._report(Cancelled("cancelled by request; the worker stopped the run"))
+        elif reason == "shutdown" and code != EXIT_REPORTED:
+            self._report(Crashed(f"worker {self.worker.name} shut down before the run ended",
+                                 details={"exit_code": code}))
+        elif code != EXIT_REPORTED:
+            tail = "\n".join(pump.tail)
+            self._report(Crashed(
+                f"flow process exited with code {code} without a final state"
+                + (f"; last stderr lines:\n{tail}" if tail else ""),
+                details={"exit_code": code}))
+        self.worker.echo(f"run {self.flow_run_id} finished in {elapsed:.2f} s "
+                         f"(exit code {code}{', ' + reason if reason else ''})")
+
+    def _report(self, state: Any) -> None:
+        assert self.flow_run_id is not None
+        try:
+            answer = self.worker.client.set_flow_run_state(self.flow_run_id, state, new_id(),
+                                                           lease=self.lease)
+            if answer.status.value != "ACCEPT":
+                log.info("%s not recorded for %s: %s", state.name, self.flow_run_id,
+                         answer.reason)
+        except errors.SluiceError as exc:
+            log.warning("could not report %s for %s: %s", state.name, self.flow_run_id, exc)

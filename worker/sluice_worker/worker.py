@@ -1,0 +1,160 @@
+"""The worker: long-polls its pool's queue, runs each claimed flow run in its own process, and
+only ever makes outbound calls (SQS and the API)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from sluice import __version__
+
+from .queue import MAX_WAIT_SECONDS, PoolQueue
+from .sources import CodeCache
+from .supervisor import RunSettings, RunSupervisor
+
+log = logging.getLogger("sluice.worker")
+
+
+class Worker:
+    """Runs up to `limit` flow runs at once; never holds more messages than free slots."""
+
+    def __init__(self, client: Any, queue: PoolQueue, *, pool: str, name: str | None = None,
+                 limit: int = 4, code: CodeCache, reporter: Any,
+                 run_settings: RunSettings | None = None, poll_wait: int = MAX_WAIT_SECONDS,
+                 shutdown_grace: float = 30.0, echo: Any = None) -> None:
+        if limit < 1:
+            from sluice.exceptions import ConfigurationError
+
+            raise ConfigurationError(f"--limit must be at least 1, got {limit}")
+        self.client, self.queue, self.pool = client, queue, pool
+        self.name = name or f"{socket.gethostname()}-{os.getpid()}"
+        self.limit, self.code, self.reporter = limit, code, reporter
+        self.run_settings = run_settings or RunSettings()
+        self.poll_wait, self.shutdown_grace = poll_wait, shutdown_grace
+        self._echo = echo
+        self._active: set[RunSupervisor] = set()
+        self._active_lock = threading.Lock()
+        self._slot_freed = threading.Event()
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.started_runs = 0
+
+    # -- console ---------------------------------------------------------------------------------
+    def echo(self, text: str) -> None:
+        if self._echo is not None:
+            self._echo(text)
+
+    def echo_output(self, flow_run_id: str, stream: str, line: str) -> None:
+        log.debug("[%s %s] %s", flow_run_id[-6:], stream, line)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    @property
+    def active(self) -> int:
+        with self._active_lock:
+            return len(self._active)
+
+    def on_started(self, supervisor: RunSupervisor) -> None:
+        self.started_runs += 1
+
+    def serve(self) -> None:
+        """Poll until `stop()`; then finish gracefully (see `shutdown`)."""
+        self.echo(f"worker {self.name} polling pool '{self.pool}' with {self.limit} slot(s)")
+        while not self._stopping.is_set():
+            free = self.limit - self.active
+            if free <= 0:
+                self._slot_freed.wait(0.5)
+                self._slot_freed.clear()
+                continue
+            try:
+                messages = self.queue.receive(free, self.poll_wait,
+                                              self.run_settings.visibility_timeout)
+            except Exception as exc:  # the queue or network is down: keep trying, gently
+                log.warning("receiving from pool %s failed: %s", self.pool, exc)
+                self._stopping.wait(2.0)
+                continue
+            if self._stopping.is_set():
+                self._give_back(messages)
+                break
+            for message in messages:
+                self._launch(message)
+        self.shutdown()
+
+    def _launch(self, message: dict[str, Any]) -> None:
+        supervisor = RunSupervisor(self, message)
+        with self._active_lock:
+            self._active.add(supervisor)
+
+        def body() -> None:
+            try:
+                supervisor.run()
+            finally:
+                with self._active_lock:
+                    self._active.discard(supervisor)
+                self._slot_freed.set()
+
+        thread = threading.Thread(target=body, daemon=True, name="sluice-run")
+        self._threads.append(thread)
+        thread.start()
+
+    def _give_back(self, messages: list[dict[str, Any]]) -> None:
+        for message in messages:
+            try:
+                self.queue.change_visibility(message["ReceiptHandle"], 0)
+            except Exception as exc:
+                log.warning("could not return message %s: %s", message.get("MessageId"), exc)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._slot_freed.set()
+
+    def shutdown(self) -> None:
+        """Stop receiving; let running runs finish within the grace period, then stop the rest
+        (they are reported Crashed, so their retries apply)."""
+        deadline = time.monotonic() + self.shutdown_grace
+        if self.active:
+            self.echo(f"waiting up to {self.shutdown_grace:g} s for {self.active} run(s)")
+        while self.active and time.monotonic() < deadline:
+            time.sleep(0.2)
+        with self._active_lock:
+            remaining = list(self._active)
+        for supervisor in remaining:
+            supervisor.request_stop("shutdown")
+        for thread in self._threads:
+            thread.join(timeout=self.run_settings.cancel_grace + 15)
+        self.reporter.close(timeout=10)
+        self.echo(f"worker {self.name} stopped")
+
+
+def run_worker(*, pool: str, limit: int = 4, name: str | None = None,
+               profile: str | None = None, api_url: str | None = None,
+               cache_dir: Path | None = None, heartbeat_interval: float = 10.0,
+               shutdown_grace: float = 30.0, poll_wait: int = MAX_WAIT_SECONDS) -> None:
+    """`sluice worker start`: serve until SIGTERM or Ctrl-C."""
+    from sluice.client import get_client
+    from sluice.client.reporter import HttpReporter
+    from sluice.settings import get_settings
+
+    client = get_client(profile=profile, api_url=api_url)
+    pool_info = client.get_pool(pool)  # fails early, naming the pool, if it does not exist
+    queue_url = pool_info.queue_url if client.connection.kind == "aws" else None
+    queue = PoolQueue.connect(client.connection, pool, queue_url)
+    code = CodeCache(cache_dir or get_settings().home / "worker",
+                     download_bundle=getattr(client, "download_bundle", None))
+
+    def echo(text: str) -> None:
+        print(f"{time.strftime('%H:%M:%S')} | {text}", file=sys.stderr, flush=True)
+
+    worker = Worker(client, queue, pool=pool, name=name, limit=limit, code=code,
+                    reporter=HttpReporter(client), poll_wait=poll_wait,
+                    run_settings=RunSettings(heartbeat_interval=heartbeat_interval),
+                    shutdown_grace=shutdown_grace, echo=echo)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: (echo("stopping: no new runs"), worker.stop()))
+    worker.serve()
