@@ -37,7 +37,10 @@ EXIT_FAILURE, EXIT_USAGE, EXIT_NOT_FOUND = 1, 2, 3
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        app(args=argv, standalone_mode=False, prog_name="sluice")
+        # Without standalone mode click hands back a command's exit code instead of exiting.
+        result = app(args=argv, standalone_mode=False, prog_name="sluice")
+        if isinstance(result, int):
+            return result
     except SluiceError as exc:
         errors.print(f"[red]error:[/red] {exc.message}", highlight=False)
         code = EXIT_NOT_FOUND if isinstance(exc, NotFound) else \

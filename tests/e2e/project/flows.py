@@ -1,0 +1,51 @@
+"""Flows the end-to-end tests deploy. Each appends to a ledger file keyed by run id, so tests
+can count executions and measure overlap."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from sluice import flow, get_run_logger, task
+
+
+def _ledger(path: str, event: str) -> None:
+    run_id = os.environ.get("SLUICE_FLOW_RUN_ID", "?")
+    with open(path, "a") as fh:
+        fh.write(f"{event} {run_id} {time.time():.6f} {os.getpid()}\n")
+
+
+@task
+def step(i: int) -> int:
+    return i * i
+
+
+@flow
+def ledger_flow(ledger: str, pause: float = 0.0, n: int = 3) -> int:
+    _ledger(ledger, "start")
+    get_run_logger().info("squaring %d numbers", n)
+    print("stdout line from the flow")
+    time.sleep(pause)
+    total = sum(f.result() for f in step.map(range(n)))
+    _ledger(ledger, "end")
+    return total
+
+
+@flow
+def crash_flow() -> None:
+    print("about to exit hard", flush=True)
+    os._exit(3)
+
+
+@flow
+def slow_flow(pid_file: str, seconds: float = 60.0) -> None:
+    Path(pid_file).write_text(str(os.getpid()))
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+@flow
+def failing_flow() -> None:
+    raise RuntimeError("this flow fails on purpose")

@@ -1,0 +1,195 @@
+"""From `sluice deploy` to a run on a real worker process (issue: workers and deployments)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from .harness import created_id, wait_for
+
+pytestmark = pytest.mark.e2e
+PROJECT = Path(__file__).parent / "project"
+
+
+def deploy(sluice, flow: str, name: str, *extra: str, project: Path = PROJECT) -> None:
+    sluice.cli("deploy", f"flows.py:{flow}", "--name", name, "--project-dir", str(project),
+               *extra)
+
+
+def trigger(sluice, ref: str, **params) -> str:
+    args = [f"--param={k}={json.dumps(v) if not isinstance(v, str) else v}"
+            for k, v in params.items()]
+    return created_id(sluice.cli("deployment", "run", ref, *args).stdout)
+
+
+def ledger_lines(path: Path) -> list[tuple[str, str, float, int]]:
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        event, run_id, at, pid = line.split()
+        rows.append((event, run_id, float(at), int(pid)))
+    return rows
+
+
+def test_deploy_run_watch_completed_with_logs(sluice, tmp_path):
+    ledger = tmp_path / "ledger"
+    deploy(sluice, "ledger_flow", "local")
+    sluice.start_worker()
+    # When the deployment runs with --watch, Then it streams states and logs and exits 0
+    watched = sluice.cli("deployment", "run", "ledger-flow/local", f"--param=ledger={ledger}",
+                         "--param=n=4", "--watch", timeout=90)
+    assert "Completed" in watched.stdout
+    assert "squaring 4 numbers" in watched.stdout and "stdout line from the flow" in watched.stdout
+    run_id = created_id(watched.stdout)
+    detail = sluice.cli_json("flow-run", "inspect", run_id)
+    assert detail["flow_run"]["state"]["type"] == "COMPLETED"
+    assert len(detail["task_runs"]) == 4
+    assert [s["name"] for s in detail["history"]][:3] == ["Scheduled", "Pending", "Running"]
+    assert [e for e, *_ in ledger_lines(ledger)] == ["start", "end"]
+
+
+def test_failing_flow_exit_code_and_message(sluice):
+    deploy(sluice, "failing_flow", "fails")
+    sluice.start_worker()
+    watched = sluice.cli("deployment", "run", "failing-flow/fails", "--watch", check=False,
+                         timeout=90)
+    assert watched.returncode == 1
+    assert "this flow fails on purpose" in watched.stdout
+
+
+def test_bad_parameter_is_refused_at_trigger_time(sluice, tmp_path):
+    deploy(sluice, "ledger_flow", "local")
+    refused = sluice.cli("deployment", "run", "ledger-flow/local", "--param=n=lots",
+                         f"--param=ledger={tmp_path}", check=False)
+    assert refused.returncode == 2
+    assert "n" in refused.stderr and "integer" in refused.stderr
+    missing = sluice.cli("deployment", "run", "ledger-flow/local", check=False)
+    assert missing.returncode == 2 and "ledger" in missing.stderr
+    assert sluice.cli_json("flow-run", "ls") == []  # nothing was created
+
+
+def test_git_source(sluice, tmp_path):
+    repo = tmp_path / "repo"
+    (repo / "pipelines").mkdir(parents=True)
+    (repo / "pipelines" / "flows.py").write_text((PROJECT / "flows.py").read_text())
+    git = ["git", "-C", str(repo), "-c", "user.email=t@example.com", "-c", "user.name=t"]
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "flows"], check=True)
+    sluice.cli("deploy", "flows.py:ledger_flow", "--name", "from-git", "--source", "git",
+               "--repository", f"file://{repo}", "--ref", "main", "--subdirectory",
+               "pipelines", "--project-dir", str(PROJECT))
+    sluice.start_worker()
+    ledger = tmp_path / "ledger"
+    run_id = trigger(sluice, "ledger-flow/from-git", ledger=str(ledger))
+    assert sluice.wait_terminal(run_id, 90)["state"]["type"] == "COMPLETED"
+    assert len(ledger_lines(ledger)) == 2
+
+
+def test_cancel_while_running_stops_the_process(sluice, tmp_path):
+    deploy(sluice, "slow_flow", "slow")
+    sluice.start_worker()
+    pid_file = tmp_path / "pid"
+    run_id = trigger(sluice, "slow-flow/slow", pid_file=str(pid_file))
+    pid = int(wait_for(lambda: pid_file.exists() and pid_file.read_text(), 60, "the flow"))
+    sluice.cli("flow-run", "cancel", run_id)
+    final = sluice.wait_terminal(run_id, 60)
+    assert final["state"]["type"] == "CANCELLED"
+    wait_for(lambda: not _alive(pid), 15, "the flow process to be gone")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is gone for our purposes.
+    try:
+        return Path(f"/proc/{pid}/status").read_text().find("State:\tZ") < 0
+    except OSError:
+        return False
+
+
+def test_process_exit_is_reported_crashed_with_its_exit_code(sluice):
+    deploy(sluice, "crash_flow", "crash")
+    sluice.start_worker()
+    run_id = trigger(sluice, "crash-flow/crash")
+    final = sluice.wait_terminal(run_id, 60)
+    assert final["state"]["type"] == "CRASHED"
+    assert "exited with code 3" in final["state"]["message"]
+    assert final["state"]["details"]["exit_code"] == 3
+
+
+def test_a_message_delivered_twice_runs_the_flow_once(sluice, tmp_path):
+    import boto3
+
+    deploy(sluice, "ledger_flow", "local")
+    ledger = tmp_path / "ledger"
+    run_id = trigger(sluice, "ledger-flow/local", ledger=str(ledger))
+    # Given a second copy of the run's message in the queue
+    profile = sluice.cli_json("profile", "show")
+    sqs = boto3.client("sqs", endpoint_url=profile["sqs_endpoint"], region_name="us-east-1",
+                       aws_access_key_id="x", aws_secret_access_key="x")
+    url = sqs.get_queue_url(QueueName="default")["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody=json.dumps(
+        {"flow_run_id": run_id, "pool": "default", "attempt": 0}))
+    # When a worker takes both messages
+    sluice.start_worker()
+    assert sluice.wait_terminal(run_id, 60)["state"]["type"] == "COMPLETED"
+    wait_for(lambda: sluice.cli_json("pool", "inspect", "default")["queue_depth"] == 0, 30,
+             "the duplicate to be dropped")
+    # Then the flow body ran once
+    assert [e for e, *_ in ledger_lines(ledger)] == ["start", "end"]
+
+
+def test_limit_two_never_runs_more_than_two_at_once(sluice, tmp_path):
+    deploy(sluice, "ledger_flow", "local")
+    ledger = tmp_path / "ledger"
+    runs = [trigger(sluice, "ledger-flow/local", ledger=str(ledger), pause=0.6)
+            for _ in range(6)]
+    sluice.start_worker("--limit", "2")
+    for run_id in runs:
+        assert sluice.wait_terminal(run_id, 120)["state"]["type"] == "COMPLETED"
+    events = sorted((at, 1 if event == "start" else -1) for event, _, at, _ in
+                    ledger_lines(ledger))
+    running = peak = 0
+    for _, change in events:
+        running += change
+        peak = max(peak, running)
+    assert peak == 2  # the limit was reached and never passed
+
+
+def test_sigterm_lets_a_running_run_finish(sluice, tmp_path):
+    deploy(sluice, "ledger_flow", "local")
+    ledger = tmp_path / "ledger"
+    worker = sluice.start_worker("--shutdown-grace", "20")
+    run_id = trigger(sluice, "ledger-flow/local", ledger=str(ledger), pause=2)
+    wait_for(lambda: ledger_lines(ledger), 60, "the run to start")
+    # When the worker gets SIGTERM mid-run, Then the run finishes and the worker exits 0
+    worker.send_signal(signal.SIGTERM)
+    assert worker.popen.wait(60) == 0, worker.output()
+    assert sluice.wait_terminal(run_id, 10)["state"]["type"] == "COMPLETED"
+    # And a run created after it stopped stays queued for the next worker
+    later = trigger(sluice, "ledger-flow/local", ledger=str(ledger))
+    time.sleep(1)
+    assert sluice.run_state(later)["state"]["type"] == "SCHEDULED"
+
+
+def test_sigterm_past_the_grace_period_stops_the_run(sluice, tmp_path):
+    deploy(sluice, "slow_flow", "slow")
+    worker = sluice.start_worker("--shutdown-grace", "1")
+    pid_file = tmp_path / "pid"
+    run_id = trigger(sluice, "slow-flow/slow", pid_file=str(pid_file))
+    pid = int(wait_for(lambda: pid_file.exists() and pid_file.read_text(), 60, "the flow"))
+    worker.send_signal(signal.SIGTERM)
+    assert worker.popen.wait(60) == 0, worker.output()
+    final = sluice.wait_terminal(run_id, 10)
+    assert final["state"]["type"] == "CRASHED" and "shut down" in final["state"]["message"]
+    assert not _alive(pid)
