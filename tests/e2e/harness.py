@@ -73,7 +73,7 @@ class Sluice:
         self.server = Process([*SLUICE, "server", "start", "--port", str(self.port),
                                "--scheduler-interval", "0.5", *extra], self.env,
                               self.home.parent / f"server-{len(self.workers)}-{time.time()}.log")
-        wait_for(self._healthy, 30, f"the server on {self.url}\n{self.server.output()}", 0.1)
+        wait_for(self._healthy, 90, f"the server on {self.url}\n{self.server.output()}", 0.1)
         return self.server
 
     def _healthy(self) -> bool:

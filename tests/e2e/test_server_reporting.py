@@ -104,7 +104,7 @@ def test_reports_made_while_the_server_is_down_arrive_when_it_is_back(sluice, tm
     # Given a flow that takes ~4 s (200 tasks of 20 ms)
     flow = Process([__import__("sys").executable, str(script), "0.02"], sluice.env,
                    tmp_path / "flow.log")
-    wait_for(lambda: sluice.cli_json("flow-run", "ls"), 20, "the run to be created")
+    wait_for(lambda: sluice.cli_json("flow-run", "ls"), 60, "the run to be created")
     # When the server goes away mid-flow and comes back 2 s later
     sluice.stop_server(signal.SIGKILL)
     time.sleep(2)
