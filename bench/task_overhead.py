@@ -9,10 +9,12 @@ with no control plane). Targets: <= 50 us per sequential task, <= 100 us per map
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 # Measure the engine, not a terminal: run loggers still record, the console shows warnings only.
@@ -80,17 +82,40 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--mode", choices=["memory"], default="memory")
+    parser.add_argument("--mode", choices=["memory", "server"], default="memory",
+                        help="memory: in-process tracking; server: report to an embedded "
+                             "server started in another process (flushes included)")
     args = parser.parse_args()
     print(f"task overhead ({args.mode}) on {machine()}")
     figures = {}
     print(f"{'tasks':>8} | {'sequential us/task':>19} | {'mapped us/task':>15}")
-    for n in args.n:
-        result = measure(n, args.repeats, InMemoryReporter)
-        figures[str(n)] = result
-        print(f"{n:>8} | {result['sequential_us_per_task']:>19} | "
-              f"{result['mapped_us_per_task']:>15}")
+    with reporters(args.mode) as factory:
+        for n in args.n:
+            result = measure(n, args.repeats, factory)
+            figures[str(n)] = result
+            print(f"{n:>8} | {result['sequential_us_per_task']:>19} | "
+                  f"{result['mapped_us_per_task']:>15}", flush=True)
     record(f"task_overhead_{args.mode}", {"repeats": args.repeats, "by_task_count": figures})
+
+
+@contextlib.contextmanager
+def reporters(mode: str):
+    """A factory of reporters for each timed flow run."""
+    if mode == "memory":
+        yield InMemoryReporter
+        return
+    from server_process import embedded_server
+
+    from sluice.client import SluiceClient
+    from sluice.client.reporter import HttpReporter
+    from sluice.profiles import Connection
+
+    with embedded_server() as url:
+        client = SluiceClient(Connection(api_url=url))
+        reporter = HttpReporter(client)
+        yield lambda: reporter
+        reporter.close()
+
 
 
 if __name__ == "__main__":

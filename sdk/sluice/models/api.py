@@ -119,6 +119,12 @@ class EventsBatch(_Request):
     task_runs: list[TaskRun] = Field(default_factory=list)
     logs: list[LogRecord] = Field(default_factory=list)
 
+    def __repr_args__(self) -> Any:
+        # Counts, not contents: frameworks format request models into debug messages eagerly,
+        # and the full repr of a 500-record batch costs more than storing it.
+        yield "task_runs", len(self.task_runs)
+        yield "logs", len(self.logs)
+
 
 class EventsAccepted(BaseModel):
     task_runs: int

@@ -1,0 +1,48 @@
+"""An embedded server in its own process (so it does not share the benchmark's GIL)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+
+import httpx
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def embedded_server(*extra: str) -> Iterator[str]:
+    """Yields the URL of a fresh server (its own SLUICE_HOME), stopped afterwards."""
+    home = tempfile.mkdtemp(prefix="sluice-bench-")
+    port = _free_port()
+    env = {**os.environ, "SLUICE_HOME": home}
+    server = subprocess.Popen([sys.executable, "-m", "sluice.cli", "server", "start", "--port",
+                               str(port), "--scheduler-interval", "0.5", *extra], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("the embedded server did not start")
+            time.sleep(0.1)
+        os.environ["SLUICE_BENCH_HOME"] = home
+        yield url
+    finally:
+        server.terminate()
+        server.wait(30)
