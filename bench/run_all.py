@@ -11,6 +11,8 @@ HERE = Path(__file__).parent
 BENCHMARKS = [
     ["import_time.py"],
     ["task_overhead.py"],
+    ["task_overhead.py", "--mode", "server", "--repeats", "3"],
+    ["pickup.py"],
 ]
 
 
