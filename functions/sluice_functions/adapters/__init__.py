@@ -1,0 +1,1 @@
+"""Adapters of the control-plane ports: AWS (DynamoDB, SQS, CloudWatch) and SQLite (embedded)."""

@@ -1,0 +1,75 @@
+"""Build the boto3 clients and the four AWS adapters from `ControlPlaneSettings`.
+
+The Lambda handlers call `build_aws_ports` once per cold start; tests build clients inside a
+moto mock and pass them to the adapters directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from sluice.models import DEFAULT_POOL
+
+from ...config import ControlPlaneSettings
+from ...ports import ControlPlanePorts, PoolQueue
+from .dynamo_store import DynamoRunStore
+from .emf_metrics import EmfMetrics
+from .log_sink import CloudWatchLogSink
+from .sqs_queue import SqsRunQueue
+
+#: Inside an API request, fail fast and let the caller retry (the API answers 429/503 with
+#: Retry-After) rather than spend the Lambda's time in backoff; "standard" retries throttles.
+_API_RETRIES = {"mode": "standard", "max_attempts": 3}
+#: SQS long polls last up to 20 s (ports.MAX_WAIT_SECONDS); the read timeout must outlast them.
+_SQS_READ_TIMEOUT_SECONDS = 30
+_READ_TIMEOUT_SECONDS = 10
+_CONNECT_TIMEOUT_SECONDS = 3
+
+
+@dataclass(frozen=True)
+class AwsClients:
+    """The boto3 clients the control plane uses (thread-safe; one set per process)."""
+
+    dynamodb: Any
+    sqs: Any
+    logs: Any
+
+
+def build_aws_clients(session: boto3.session.Session | None = None,
+                      region_name: str | None = None) -> AwsClients:
+    session = session or boto3.session.Session()
+
+    def client(service: str, read_timeout: int) -> Any:
+        config = Config(retries=_API_RETRIES, connect_timeout=_CONNECT_TIMEOUT_SECONDS,
+                        read_timeout=read_timeout)
+        return session.client(service, region_name=region_name, config=config)
+
+    return AwsClients(
+        dynamodb=client("dynamodb", _READ_TIMEOUT_SECONDS),
+        sqs=client("sqs", _SQS_READ_TIMEOUT_SECONDS),
+        logs=client("logs", _READ_TIMEOUT_SECONDS),
+    )
+
+
+def build_aws_ports(settings: ControlPlaneSettings,
+                    clients: AwsClients | None = None) -> ControlPlanePorts:
+    """The AWS adapters wired from settings (the Lambda composition root's one call)."""
+    clients = clients or build_aws_clients()
+    known_queues: dict[str, PoolQueue] = {}
+    if settings.default_pool_queue_url and settings.default_pool_dlq_url:
+        known_queues[DEFAULT_POOL] = PoolQueue(pool=DEFAULT_POOL,
+                                               queue_url=settings.default_pool_queue_url,
+                                               dlq_url=settings.default_pool_dlq_url)
+    return ControlPlanePorts(
+        store=DynamoRunStore(clients.dynamodb, settings.table_name,
+                             retention_days=settings.retention_days),
+        queue=SqsRunQueue(clients.sqs, settings.effective_queue_prefix,
+                          visibility_timeout_seconds=settings.queue_visibility_timeout_seconds,
+                          known_queues=known_queues),
+        logs=CloudWatchLogSink(clients.logs, settings.effective_run_log_group),
+        metrics=EmfMetrics(settings.metrics_namespace),
+    )

@@ -1,0 +1,236 @@
+"""How Sluice's records become DynamoDB items in the single table, and back.
+
+Item layout (partition key `pk`, sort key `sk`; names in `sluice_functions.config`):
+
+| item                     | pk                          | sk                         | TTL |
+|--------------------------|-----------------------------|----------------------------|-----|
+| flow run                 | `RUN#<run id>`              | `RUN`                      | yes |
+| state history entry      | `RUN#<run id>`              | `STATE#<version, 0-padded>`| yes |
+| transition-id guard      | `RUN#<run id>`              | `TRANSITION#<id>`          | yes |
+| task run                 | `RUN#<flow run id>`         | `TASK#<task run id>`       | yes |
+| idempotency-key guard    | `IDEMPOTENCY#<key>`         | `IDEMPOTENCY`              | yes |
+| deployment (by id)       | `DEPLOYMENT#<id>`           | `DEPLOYMENT`               | no  |
+| deployment (by name)     | `DEPLOYMENT_NAMES`          | `<flow name>\\0<name>`     | no  |
+| pool                     | `POOLS`                     | `<pool name>`              | no  |
+| worker                   | `WORKERS#<pool>`            | `<worker name>`            | yes |
+
+Everything of one run shares its partition, so history and task runs are single Queries.
+Records are stored whole as a JSON document (`data`), so fields added to `sluice.models`
+round-trip without touching this module; key and index attributes sit beside it. Deployments
+and pools are configuration and never expire; everything a run produces, and workers, do.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+from sluice.exceptions import BadRequest
+from sluice.models import FlowRun, State
+
+from ...config import (
+    RUN_DEPLOYMENT_ID,
+    RUN_ENTITY,
+    RUN_ENTITY_FLOW_RUN,
+    RUN_FLOW_NAME,
+    RUN_ORDER,
+    RUN_POOL,
+    RUN_STATE_TYPE,
+    TABLE_PARTITION_KEY,
+    TABLE_SORT_KEY,
+    TTL_ATTRIBUTE,
+)
+
+Item = dict[str, dict[str, Any]]
+
+DATA = "data"
+VERSION = "version"
+TRANSITION_ID = "transition_id"
+#: On a deployment's name item: which deployment holds the (flow name, name) pair.
+DEPLOYMENT_ID = "deployment_id"
+#: On a pool item, apart from its JSON so an upsert keeps the first one atomically.
+CREATED = "created"
+#: On an idempotency guard: the run that holds the key.
+FLOW_RUN_ID = "flow_run_id"
+
+RUN_SORT_KEY = "RUN"
+HISTORY_PREFIX = "STATE#"
+TRANSITION_PREFIX = "TRANSITION#"
+TASK_PREFIX = "TASK#"
+IDEMPOTENCY_SORT_KEY = "IDEMPOTENCY"
+DEPLOYMENT_SORT_KEY = "DEPLOYMENT"
+DEPLOYMENT_NAMES_PARTITION = "DEPLOYMENT_NAMES"
+#: Sorts below every printable character, so "<flow>\0<name>" orders like (flow, name).
+NAME_SEPARATOR = "\x00"
+POOLS_PARTITION = "POOLS"
+#: Attributes of a worker item that are not worker fields.
+ITEM_BOOKKEEPING = frozenset({TABLE_PARTITION_KEY, TABLE_SORT_KEY, TTL_ATTRIBUTE})
+#: Versions are zero-padded so the history sorts numerically as strings.
+VERSION_DIGITS = 12
+
+
+def s(value: str) -> dict[str, str]:
+    return {"S": value}
+
+
+def n(value: int) -> dict[str, str]:
+    return {"N": str(value)}
+
+
+def key(pk: str, sk: str) -> Item:
+    return {TABLE_PARTITION_KEY: s(pk), TABLE_SORT_KEY: s(sk)}
+
+
+def run_partition(flow_run_id: str) -> str:
+    return f"RUN#{flow_run_id}"
+
+
+def run_key(flow_run_id: str) -> Item:
+    return key(run_partition(flow_run_id), RUN_SORT_KEY)
+
+
+def history_key(flow_run_id: str, version: int) -> Item:
+    return key(run_partition(flow_run_id), f"{HISTORY_PREFIX}{version:0{VERSION_DIGITS}d}")
+
+
+def transition_key(flow_run_id: str, transition_id: str) -> Item:
+    return key(run_partition(flow_run_id), f"{TRANSITION_PREFIX}{transition_id}")
+
+
+def task_run_key(flow_run_id: str, task_run_id: str) -> Item:
+    return key(run_partition(flow_run_id), f"{TASK_PREFIX}{task_run_id}")
+
+
+def idempotency_key(key_value: str) -> Item:
+    return key(f"IDEMPOTENCY#{key_value}", IDEMPOTENCY_SORT_KEY)
+
+
+def deployment_key(deployment_id: str) -> Item:
+    return key(f"DEPLOYMENT#{deployment_id}", DEPLOYMENT_SORT_KEY)
+
+
+def deployment_name_sort_key(flow_name: str, name: str = "") -> str:
+    return f"{flow_name}{NAME_SEPARATOR}{name}"
+
+
+def deployment_name_key(flow_name: str, name: str) -> Item:
+    return key(DEPLOYMENT_NAMES_PARTITION, deployment_name_sort_key(flow_name, name))
+
+
+def pool_key(name: str) -> Item:
+    return key(POOLS_PARTITION, name)
+
+
+def workers_partition(pool: str) -> str:
+    return f"WORKERS#{pool}"
+
+
+def worker_key(pool: str, name: str) -> Item:
+    return key(workers_partition(pool), name)
+
+
+# ---- time ordering -------------------------------------------------------------------------------
+
+
+def utc(moment: datetime) -> datetime:
+    """Naive datetimes are taken as UTC (ports.py: datetimes are UTC in and out)."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc)
+
+
+def sortable_time(moment: datetime) -> str:
+    """Fixed-width UTC ISO 8601, so string order is time order."""
+    return utc(moment).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def run_time(run: FlowRun) -> datetime:
+    """The time a run is listed by: its `scheduled_at` (always set by the service)."""
+    return run.scheduled_at or run.created or run.state.timestamp
+
+
+def run_order(run: FlowRun) -> str:
+    return f"{sortable_time(run_time(run))}#{run.id}"
+
+
+# ---- items ---------------------------------------------------------------------------------------
+
+
+def flow_run_item(run: FlowRun, expires_at: int) -> Item:
+    """The run's item: its JSON plus the attributes the run indexes are keyed and filtered on."""
+    item: Item = {
+        **run_key(run.id),
+        DATA: s(run.model_dump_json()),
+        VERSION: n(run.version),
+        RUN_ENTITY: s(RUN_ENTITY_FLOW_RUN),
+        RUN_ORDER: s(run_order(run)),
+        RUN_STATE_TYPE: s(run.state.type.value),
+        TTL_ATTRIBUTE: n(expires_at),
+    }
+    # Index keys cannot be empty strings; a run without a deployment is simply not in that index.
+    optional = {RUN_FLOW_NAME: run.flow_name, RUN_DEPLOYMENT_ID: run.deployment_id,
+                RUN_POOL: run.pool}
+    item.update({name: s(value) for name, value in optional.items() if value})
+    return item
+
+
+def history_item(flow_run_id: str, version: int, state: State, transition_id: str | None,
+                 expires_at: int) -> Item:
+    item: Item = {**history_key(flow_run_id, version), DATA: s(state.model_dump_json()),
+                  TTL_ATTRIBUTE: n(expires_at)}
+    if transition_id is not None:
+        item[TRANSITION_ID] = s(transition_id)
+    return item
+
+
+def data_of(item: Item) -> str:
+    return item[DATA]["S"]
+
+
+def version_of(item: Item) -> int:
+    return int(item[VERSION]["N"])
+
+
+def worker_fields(item: Item) -> dict[str, Any]:
+    """A worker item's fields: every non-bookkeeping attribute holds one JSON-encoded field."""
+    return {name: json.loads(value["S"]) for name, value in item.items()
+            if name not in ITEM_BOOKKEEPING}
+
+
+# ---- cursors -------------------------------------------------------------------------------------
+
+
+def encode_cursor(query: str, start_key: Item) -> str:
+    """An opaque cursor: the query's name and the key to continue after, base64 JSON."""
+    plain = {name: value["S"] for name, value in start_key.items()}
+    raw = json.dumps({"q": query, "k": plain}, separators=(",", ":"), sort_keys=True)
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, query: str, key_attributes: tuple[str, ...],
+                  partition: tuple[str, str]) -> Item:
+    """The ExclusiveStartKey in `cursor`; `BadRequest` unless it came from the same query."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        decoded = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        plain = decoded["k"]
+        valid = (
+            decoded["q"] == query
+            and isinstance(plain, dict)
+            and set(plain) == set(key_attributes)
+            and all(isinstance(value, str) and value for value in plain.values())
+            and plain[partition[0]] == partition[1]
+        )
+    except (ValueError, TypeError, KeyError, binascii.Error, UnicodeDecodeError):
+        valid = False
+    if not valid:
+        raise BadRequest("invalid cursor: pass the next_cursor of the same listing",
+                         details={"field": "cursor"})
+    return {name: s(value) for name, value in plain.items()}
+
+
+def key_of(item: Item, key_attributes: tuple[str, ...]) -> Item:
+    return {name: item[name] for name in key_attributes}

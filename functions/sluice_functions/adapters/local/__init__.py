@@ -1,0 +1,5 @@
+"""Adapters that keep files on the local disk (the embedded server)."""
+
+from .bundles import LocalBundleStore
+
+__all__ = ["LocalBundleStore"]

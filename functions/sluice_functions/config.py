@@ -1,0 +1,221 @@
+"""Control-plane configuration: the environment the Lambda functions read, and the table's keys.
+
+Both are defined once here and imported by the adapters, the moto test fixtures and the CDK
+construct (`sluice_infra`). This module imports neither boto3 nor Powertools, so the CDK app can
+read the constants without pulling in the Lambda runtime's dependencies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# ---- environment variables (names defined once; the CDK construct sets them on each function) --
+
+ENV_TABLE_NAME = "SLUICE_TABLE_NAME"
+#: Pool queues are named `<prefix>-<pool>` and `<prefix>-<pool>-dlq`.
+ENV_QUEUE_PREFIX = "SLUICE_QUEUE_PREFIX"
+#: The stack creates the default pool's queues itself; the functions use these URLs for it.
+ENV_DEFAULT_POOL_QUEUE_URL = "SLUICE_DEFAULT_POOL_QUEUE_URL"
+ENV_DEFAULT_POOL_DLQ_URL = "SLUICE_DEFAULT_POOL_DLQ_URL"
+ENV_BUNDLE_BUCKET = "SLUICE_BUNDLE_BUCKET"
+#: The log group that holds one log stream per flow run.
+ENV_RUN_LOG_GROUP = "SLUICE_RUN_LOG_GROUP"
+ENV_RETENTION_DAYS = "SLUICE_RETENTION_DAYS"
+ENV_HEARTBEAT_TIMEOUT_SECONDS = "SLUICE_HEARTBEAT_TIMEOUT_SECONDS"
+ENV_QUEUE_VISIBILITY_TIMEOUT_SECONDS = "SLUICE_QUEUE_VISIBILITY_TIMEOUT_SECONDS"
+ENV_MAX_RECEIVE_COUNT = "SLUICE_MAX_RECEIVE_COUNT"
+ENV_STACK_PREFIX = "SLUICE_STACK_PREFIX"
+ENV_METRICS_NAMESPACE = "SLUICE_METRICS_NAMESPACE"
+
+DEFAULT_STACK_PREFIX = "sluice"
+DEFAULT_RETENTION_DAYS = 30
+#: A Running run whose last heartbeat is older than this is Crashed by the monitor. Workers
+#: heartbeat several times within it, so one lost request does not crash a healthy run.
+DEFAULT_HEARTBEAT_TIMEOUT_SECONDS = 120
+#: How long a received run message stays invisible before the worker's first visibility extension.
+DEFAULT_QUEUE_VISIBILITY_TIMEOUT_SECONDS = 60
+#: Same value as `ports.DEFAULT_MAX_RECEIVE_COUNT` (not imported: `ports` pulls in `sluice.models`,
+#: and this module must stay light for the CDK app). A test keeps the two equal.
+DEFAULT_MAX_RECEIVE_COUNT = 5
+DEFAULT_METRICS_NAMESPACE = "Sluice"
+
+
+class ControlPlaneSettings(BaseSettings):
+    """Everything the api, scheduler and monitor functions read from their environment.
+
+    Construct with field names in code and tests (`ControlPlaneSettings(table_name="t")`); in
+    Lambda every field comes from the `ENV_*` variable named above.
+    """
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+
+    table_name: str = Field(default="sluice", validation_alias=ENV_TABLE_NAME)
+    stack_prefix: str = Field(
+        default=DEFAULT_STACK_PREFIX, validation_alias=ENV_STACK_PREFIX
+    )
+    #: None means "the stack prefix".
+    queue_prefix: str | None = Field(default=None, validation_alias=ENV_QUEUE_PREFIX)
+    default_pool_queue_url: str | None = Field(
+        default=None, validation_alias=ENV_DEFAULT_POOL_QUEUE_URL
+    )
+    default_pool_dlq_url: str | None = Field(
+        default=None, validation_alias=ENV_DEFAULT_POOL_DLQ_URL
+    )
+    bundle_bucket: str | None = Field(default=None, validation_alias=ENV_BUNDLE_BUCKET)
+    #: None means "/<stack prefix>/flow-runs".
+    run_log_group: str | None = Field(default=None, validation_alias=ENV_RUN_LOG_GROUP)
+    retention_days: int = Field(
+        default=DEFAULT_RETENTION_DAYS, ge=1, validation_alias=ENV_RETENTION_DAYS
+    )
+    heartbeat_timeout_seconds: int = Field(
+        default=DEFAULT_HEARTBEAT_TIMEOUT_SECONDS,
+        ge=1,
+        validation_alias=ENV_HEARTBEAT_TIMEOUT_SECONDS,
+    )
+    queue_visibility_timeout_seconds: int = Field(
+        default=DEFAULT_QUEUE_VISIBILITY_TIMEOUT_SECONDS,
+        ge=0,
+        le=12 * 60 * 60,  # SQS's visibility timeout ceiling (ports.MAX_VISIBILITY_TIMEOUT_SECONDS)
+        validation_alias=ENV_QUEUE_VISIBILITY_TIMEOUT_SECONDS,
+    )
+    max_receive_count: int = Field(
+        default=DEFAULT_MAX_RECEIVE_COUNT,
+        ge=1,
+        le=1000,  # SQS redrive policy's maxReceiveCount range is 1..1000
+        validation_alias=ENV_MAX_RECEIVE_COUNT,
+    )
+    metrics_namespace: str = Field(
+        default=DEFAULT_METRICS_NAMESPACE, validation_alias=ENV_METRICS_NAMESPACE
+    )
+
+    @property
+    def effective_queue_prefix(self) -> str:
+        return self.queue_prefix or self.stack_prefix
+
+    @property
+    def effective_run_log_group(self) -> str:
+        return self.run_log_group or f"/{self.stack_prefix}/flow-runs"
+
+    @property
+    def retention_seconds(self) -> int:
+        return self.retention_days * 24 * 60 * 60
+
+    def to_environment(self) -> dict[str, str]:
+        """The variables that reproduce these settings (what the CDK construct sets)."""
+        env: dict[str, str] = {}
+        for name, field in type(self).model_fields.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            env[str(field.validation_alias)] = str(value)
+        return env
+
+
+# ---- SQS: a queue and a dead-letter queue per work pool -----------------------------------------
+
+#: SQS queue names are at most 80 characters:
+#: https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_CreateQueue.html
+MAX_QUEUE_NAME_CHARS = 80
+DEAD_LETTER_SUFFIX = "-dlq"
+
+
+def pool_queue_names(queue_prefix: str, pool: str) -> tuple[str, str]:
+    """The (queue, dead-letter queue) names of a pool: `<prefix>-<pool>`, `<prefix>-<pool>-dlq`.
+
+    The CDK construct names the default pool's queues with this too, so the functions find them.
+    """
+    queue = f"{queue_prefix}-{pool}"
+    dead_letter = f"{queue}{DEAD_LETTER_SUFFIX}"
+    if len(dead_letter) > MAX_QUEUE_NAME_CHARS:
+        raise ValueError(f"queue name {dead_letter!r} is longer than SQS's "
+                         f"{MAX_QUEUE_NAME_CHARS} characters; use a shorter prefix or pool name")
+    return queue, dead_letter
+
+
+# ---- DynamoDB single table -----------------------------------------------------------------------
+# Attribute names are short on purpose: DynamoDB bills item size, and names count towards it.
+
+TABLE_PARTITION_KEY = "pk"
+TABLE_SORT_KEY = "sk"
+#: Epoch seconds after which DynamoDB deletes the item (TTL is enabled on this attribute).
+TTL_ATTRIBUTE = "expires_at"
+
+#: Attributes a flow-run item carries beside its JSON document, for the indexes below.
+RUN_FLOW_NAME = "flow_name"
+RUN_DEPLOYMENT_ID = "deployment_id"
+RUN_POOL = "pool"
+RUN_STATE_TYPE = "state_type"
+#: "<scheduled_at as fixed-width UTC ISO>#<run id>": sorts by time, ties by id.
+RUN_ORDER = "run_order"
+#: Constant on flow-run items only: the partition of the "every run by time" index.
+RUN_ENTITY = "entity"
+RUN_ENTITY_FLOW_RUN = "flow_run"
+
+#: Projected into every run index so list filters run on the index; the full run is then read
+#: from the table. Heartbeats and other updates that change none of these (nor a key) write
+#: the table only, not the four indexes.
+RUN_FILTER_ATTRIBUTES = (RUN_FLOW_NAME, RUN_DEPLOYMENT_ID, RUN_POOL, RUN_STATE_TYPE)
+
+
+@dataclass(frozen=True)
+class GlobalIndex:
+    """One global secondary index: its keys (both strings) and the non-key attributes it holds."""
+
+    name: str
+    partition_key: str
+    sort_key: str
+
+    @property
+    def projected_attributes(self) -> tuple[str, ...]:
+        keys = {self.partition_key, self.sort_key}
+        return tuple(a for a in RUN_FILTER_ATTRIBUTES if a not in keys)
+
+
+#: Runs of a deployment, by time (only runs with a deployment are in it).
+RUNS_BY_DEPLOYMENT = GlobalIndex("runs-by-deployment", RUN_DEPLOYMENT_ID, RUN_ORDER)
+#: Runs of a flow, by time.
+RUNS_BY_FLOW = GlobalIndex("runs-by-flow", RUN_FLOW_NAME, RUN_ORDER)
+#: Runs currently in a state type, by time: the scheduler's and monitor's work lists.
+RUNS_BY_STATE = GlobalIndex("runs-by-state", RUN_STATE_TYPE, RUN_ORDER)
+#: Every run, by time (one partition: fine for run creation rates far below 1,000 writes/s,
+#: DynamoDB's per-partition ceiling).
+RUNS_BY_TIME = GlobalIndex("runs-by-time", RUN_ENTITY, RUN_ORDER)
+
+GLOBAL_INDEXES = (RUNS_BY_DEPLOYMENT, RUNS_BY_FLOW, RUNS_BY_STATE, RUNS_BY_TIME)
+
+
+def table_key_schema() -> dict[str, Any]:
+    """`KeySchema`, `AttributeDefinitions`, `GlobalSecondaryIndexes` and `BillingMode` for boto3's
+    `create_table` (the moto fixtures); the CDK construct reads the same constants."""
+    key_attributes = {TABLE_PARTITION_KEY, TABLE_SORT_KEY}
+    for index in GLOBAL_INDEXES:
+        key_attributes |= {index.partition_key, index.sort_key}
+    return {
+        "KeySchema": [
+            {"AttributeName": TABLE_PARTITION_KEY, "KeyType": "HASH"},
+            {"AttributeName": TABLE_SORT_KEY, "KeyType": "RANGE"},
+        ],
+        "AttributeDefinitions": [
+            {"AttributeName": name, "AttributeType": "S"} for name in sorted(key_attributes)
+        ],
+        "GlobalSecondaryIndexes": [
+            {
+                "IndexName": index.name,
+                "KeySchema": [
+                    {"AttributeName": index.partition_key, "KeyType": "HASH"},
+                    {"AttributeName": index.sort_key, "KeyType": "RANGE"},
+                ],
+                "Projection": {
+                    "ProjectionType": "INCLUDE",
+                    "NonKeyAttributes": list(index.projected_attributes),
+                },
+            }
+            for index in GLOBAL_INDEXES
+        ],
+        "BillingMode": "PAY_PER_REQUEST",
+    }
+
