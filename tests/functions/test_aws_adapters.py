@@ -422,3 +422,28 @@ def test_metrics_never_raise(capsys, monkeypatch):
     metrics.flush()
     metrics.flush()  # nothing buffered: prints nothing
     assert capsys.readouterr().out == ""
+
+
+def test_s3_bundles_presign_and_detect_uploads():
+    import hashlib
+
+    import boto3
+    from moto import mock_aws
+
+    from sluice_functions.adapters.aws.s3_bundles import S3BundleStore
+
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="bundles")
+        store = S3BundleStore(s3, "bundles")
+        data = b"PK fake zip"
+        digest = hashlib.sha256(data).hexdigest()
+        # Given nothing uploaded, Then the bundle does not exist
+        assert not store.exists(digest)
+        # When the bytes go to the presigned upload URL (moto intercepts the request)
+        url = store.upload_url(digest, len(data))
+        assert "Signature=" in url and digest in url
+        s3.put_object(Bucket="bundles", Key=f"bundles/{digest}.zip", Body=data)
+        # Then it exists and the download URL names it
+        assert store.exists(digest)
+        assert f"bundles/{digest}.zip" in store.download_url(digest)

@@ -19,6 +19,7 @@ from ...ports import ControlPlanePorts, PoolQueue
 from .dynamo_store import DynamoRunStore
 from .emf_metrics import EmfMetrics
 from .log_sink import CloudWatchLogSink
+from .s3_bundles import S3BundleStore
 from .sqs_queue import SqsRunQueue
 
 #: Inside an API request, fail fast and let the caller retry (the API answers 429/503 with
@@ -37,6 +38,7 @@ class AwsClients:
     dynamodb: Any
     sqs: Any
     logs: Any
+    s3: Any = None
 
 
 def build_aws_clients(session: boto3.session.Session | None = None,
@@ -52,6 +54,8 @@ def build_aws_clients(session: boto3.session.Session | None = None,
         dynamodb=client("dynamodb", _READ_TIMEOUT_SECONDS),
         sqs=client("sqs", _SQS_READ_TIMEOUT_SECONDS),
         logs=client("logs", _READ_TIMEOUT_SECONDS),
+        s3=session.client("s3", region_name=region_name,
+                          config=Config(signature_version="s3v4")),
     )
 
 
@@ -72,4 +76,6 @@ def build_aws_ports(settings: ControlPlaneSettings,
                           known_queues=known_queues),
         logs=CloudWatchLogSink(clients.logs, settings.effective_run_log_group),
         metrics=EmfMetrics(settings.metrics_namespace),
+        bundles=S3BundleStore(clients.s3, settings.bundle_bucket)
+        if settings.bundle_bucket and clients.s3 is not None else None,
     )
