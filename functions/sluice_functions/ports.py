@@ -390,11 +390,32 @@ class Metrics(Protocol):
         ...
 
 
+@runtime_checkable
+class BundleStore(Protocol):
+    """Deployment code bundles in the user's own storage: the stack's S3 bucket (presigned URLs)
+    in AWS, files in the server's data directory locally. Bundles are immutable and addressed
+    by their SHA-256, so a URL for one never goes stale in content."""
+
+    def exists(self, sha256: str) -> bool:
+        """Whether the bundle was uploaded."""
+        ...
+
+    def upload_url(self, sha256: str, size: int) -> str:
+        """A URL the client PUTs the zip to (valid for a few minutes)."""
+        ...
+
+    def download_url(self, sha256: str) -> str:
+        """A URL a worker GETs the zip from (valid for a few minutes)."""
+        ...
+
+
 @dataclass(frozen=True)
 class ControlPlanePorts:
-    """The four adapters a composition root (Lambda handler, embedded server) builds once."""
+    """The adapters a composition root (Lambda handler, embedded server) builds once."""
 
     store: RunStore
     queue: RunQueue
     logs: LogSink
     metrics: Metrics
+    #: None where bundles are not configured (the bundle routes then answer 400 saying so).
+    bundles: BundleStore | None = None

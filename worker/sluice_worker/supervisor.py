@@ -115,9 +115,10 @@ class RunSupervisor:
         assert self.flow_run_id is not None
         pump = OutputPump(self.worker.reporter, self.flow_run_id, echo=self.worker.echo_output)
         started = time.monotonic()
-        self.process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                                        start_new_session=True)  # its own process group
+        self.process = self.worker.standby.take(command[0], env, cwd) or \
+            subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                             start_new_session=True)  # its own process group
         pump.follow(self.process.stdout, "stdout")  # type: ignore[arg-type]
         pump.follow(self.process.stderr, "stderr")  # type: ignore[arg-type]
         self.worker.on_started(self)

@@ -17,6 +17,7 @@ from sluice import __version__
 
 from .queue import MAX_WAIT_SECONDS, PoolQueue
 from .sources import CodeCache
+from .standby import Standby
 from .supervisor import RunSettings, RunSupervisor
 
 log = logging.getLogger("sluice.worker")
@@ -28,7 +29,7 @@ class Worker:
     def __init__(self, client: Any, queue: PoolQueue, *, pool: str, name: str | None = None,
                  limit: int = 4, code: CodeCache, reporter: Any,
                  run_settings: RunSettings | None = None, poll_wait: int = MAX_WAIT_SECONDS,
-                 shutdown_grace: float = 30.0, echo: Any = None) -> None:
+                 shutdown_grace: float = 30.0, echo: Any = None, standby: bool = True) -> None:
         if limit < 1:
             from sluice.exceptions import ConfigurationError
 
@@ -45,6 +46,9 @@ class Worker:
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self.started_runs = 0
+        self.standby = Standby(enabled=standby)
+        #: Seconds between presence heartbeats (a pool shows a worker offline after 60 s).
+        self.presence_interval = min(10.0, max(1.0, self.run_settings.heartbeat_interval))
 
     # -- console ---------------------------------------------------------------------------------
     def echo(self, text: str) -> None:
@@ -66,6 +70,10 @@ class Worker:
     def serve(self) -> None:
         """Poll until `stop()`; then finish gracefully (see `shutdown`)."""
         self.echo(f"worker {self.name} polling pool '{self.pool}' with {self.limit} slot(s)")
+        presence = threading.Thread(target=self._presence_loop, daemon=True,
+                                    name="sluice-presence")
+        presence.start()
+        self.standby.prepare()
         while not self._stopping.is_set():
             free = self.limit - self.active
             if free <= 0:
@@ -85,6 +93,20 @@ class Worker:
             for message in messages:
                 self._launch(message)
         self.shutdown()
+
+    def _presence_loop(self) -> None:
+        """Tell the control plane this worker is alive, busy or idle, so pools show it."""
+        from sluice.models import WorkerHeartbeat
+
+        while True:
+            try:
+                self.client.worker_heartbeat(self.pool, WorkerHeartbeat(
+                    name=self.name, host=socket.gethostname(), version=__version__,
+                    slots=self.limit - self.active))
+            except Exception as exc:  # presence is informative; runs heartbeat on their own
+                log.debug("worker heartbeat failed: %s", exc)
+            if self._stopping.wait(self.presence_interval):
+                return
 
     def _launch(self, message: dict[str, Any]) -> None:
         supervisor = RunSupervisor(self, message)
@@ -128,6 +150,7 @@ class Worker:
             supervisor.request_stop("shutdown")
         for thread in self._threads:
             thread.join(timeout=self.run_settings.cancel_grace + 15)
+        self.standby.close()
         self.reporter.close(timeout=10)
         self.echo(f"worker {self.name} stopped")
 

@@ -8,7 +8,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 
 @dataclass
@@ -31,6 +31,7 @@ def to_event(method: str, target: str, headers: dict[str, str], body: bytes,
              source_ip: str, caller: str | None = None) -> dict[str, Any]:
     """The API Gateway HTTP API (payload 2.0) event of one request."""
     parts = urlsplit(target)
+    path = unquote(parts.path)  # API Gateway hands Lambda the decoded path
     query = parse_qsl(parts.query, keep_blank_values=True)
     params: dict[str, str] = {}
     for key, value in query:  # API Gateway joins repeated parameters with commas
@@ -43,7 +44,7 @@ def to_event(method: str, target: str, headers: dict[str, str], body: bytes,
         text, is_base64 = base64.b64encode(body).decode(), True
     request_context: dict[str, Any] = {
         "accountId": "local", "apiId": "embedded", "domainName": lowered.get("host", "local"),
-        "http": {"method": method, "path": parts.path, "protocol": "HTTP/1.1",
+        "http": {"method": method, "path": path, "protocol": "HTTP/1.1",
                  "sourceIp": source_ip, "userAgent": lowered.get("user-agent", "")},
         "requestId": uuid.uuid4().hex, "routeKey": "$default", "stage": "$default",
         "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
@@ -52,7 +53,7 @@ def to_event(method: str, target: str, headers: dict[str, str], body: bytes,
     if caller:
         request_context["authorizer"] = {"iam": {"userArn": caller}}
     return {
-        "version": "2.0", "routeKey": "$default", "rawPath": parts.path,
+        "version": "2.0", "routeKey": "$default", "rawPath": path,
         "rawQueryString": parts.query, "headers": lowered,
         "queryStringParameters": params or None, "requestContext": request_context,
         "body": text if body else None, "isBase64Encoded": is_base64,

@@ -28,6 +28,8 @@ DEFAULT_PORT = 4300
 #: (https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-quotas.html).
 MAX_REQUEST_BYTES = 10 * 1024 * 1024
 SQS_PATH = "/sqs"
+#: Where the embedded server takes and serves bundle bytes (what S3 presigned URLs do in AWS).
+BUNDLE_DATA_PATH = "/bundle-data/"
 
 
 def is_loopback(host: str) -> bool:
@@ -92,6 +94,9 @@ class _Handler(BaseHTTPRequestHandler):
                         "this server needs a token: send `Authorization: Bearer <token>` "
                         "(set SLUICE_API_TOKEN or the profile's api_token)")
             return
+        if self.path.startswith(BUNDLE_DATA_PATH):
+            self._reply(*plane.handle_bundle_data(self.command, self.path, body))
+            return
         self._reply(*plane.handle_api(self.command, self.path, dict(self.headers), body,
                                       self.client_address[0]))
 
@@ -143,6 +148,7 @@ class EmbeddedServer:
         return f"{self.url}{SQS_PATH}"
 
     def _sqlite_ports(self, queue_url_base: str) -> ControlPlanePorts:
+        from ..adapters.local import LocalBundleStore
         from ..adapters.memory_metrics import InMemoryMetrics
         from ..adapters.sqlite import SqliteLogSink, SqliteRunQueue, SqliteRunStore
 
@@ -152,6 +158,7 @@ class EmbeddedServer:
             queue=SqliteRunQueue(self.data_dir / "queue.db", url_base=queue_url_base),
             logs=SqliteLogSink(self.data_dir / "logs.db"),
             metrics=InMemoryMetrics(),
+            bundles=LocalBundleStore(self.data_dir / "bundles", self.url),
         )
 
     def start(self) -> EmbeddedServer:
@@ -164,6 +171,9 @@ class EmbeddedServer:
         from ..service import ensure_pool
 
         self.app = build_app(self.ports)
+        # Powertools keeps the current event on the resolver class, shared between threads:
+        # requests through one app must not overlap (each takes about a millisecond).
+        self._resolve_lock = threading.Lock()
         self.sqs = SqsEndpoint(self.ports.queue)
         ensure_pool("default", store=self.ports.store, queue=self.ports.queue)
         self._add_default_jobs()
@@ -229,11 +239,35 @@ class EmbeddedServer:
 
         return signature_matches(method, f"{self.url}{path}", headers, body, secret=self.token)
 
+    def handle_bundle_data(self, method: str, path: str, body: bytes
+                           ) -> tuple[int, dict[str, str], bytes]:
+        store = self.ports.bundles
+        digest = path[len(BUNDLE_DATA_PATH):].split("?", 1)[0]
+        try:
+            if method == "PUT":
+                store.write(digest, body)  # type: ignore[union-attr]
+                return 200, {"content-type": "application/json"}, b"{}"
+            if method == "GET":
+                data = store.read(digest)  # type: ignore[union-attr]
+                if data is not None:
+                    return 200, {"content-type": "application/zip"}, data
+                return 404, {"content-type": "application/json"}, json.dumps(
+                    {"error": "not_found", "message": f"no bundle {digest}",
+                     "details": None}).encode()
+        except ValueError as exc:
+            return 400, {"content-type": "application/json"}, json.dumps(
+                {"error": "bad_request", "message": str(exc), "details": None}).encode()
+        return 405, {"content-type": "application/json"}, json.dumps(
+            {"error": "method_not_allowed", "message": "use PUT or GET", "details": None}
+        ).encode()
+
     def handle_api(self, method: str, path: str, headers: dict[str, str], body: bytes,
                    source_ip: str) -> tuple[int, dict[str, str], bytes]:
         event = to_event(method, path, headers, body, source_ip)
         try:
-            response = self.app.resolve(event, LambdaContext(aws_request_id=uuid.uuid4().hex))
+            with self._resolve_lock:
+                response = self.app.resolve(event,
+                                            LambdaContext(aws_request_id=uuid.uuid4().hex))
         except Exception:  # the handler maps errors itself; this is a bug, said as JSON
             log.exception("unhandled error in the api handler")
             return 500, {"content-type": "application/json"}, json.dumps(

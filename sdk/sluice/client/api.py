@@ -10,6 +10,10 @@ from urllib.parse import quote
 import httpx
 
 from ..models import (
+    BundleLocation,
+    BundleUploadRequest,
+    Worker,
+    WorkerHeartbeat,
     ClaimResponse,
     Deployment,
     DeploymentCreate,
@@ -191,6 +195,43 @@ class SluiceClient:
         body = _dump(request or DeploymentRunRequest())
         return FlowRun.model_validate(
             self._call("POST", f"{self._deployment_path(ref)}/runs", json=body))
+
+    # -- bundles and workers ---------------------------------------------------------------------
+    def request_bundle_upload(self, request: BundleUploadRequest) -> BundleLocation:
+        return BundleLocation.model_validate(
+            self._call("POST", "/bundles", json=_dump(request)))
+
+    def put_bundle(self, url: str, data: bytes) -> None:
+        """Upload to the URL the control plane gave (presigned S3, or the embedded server)."""
+        response = self._raw().put(url, content=data,
+                                   headers={"content-type": "application/zip"})
+        if response.status_code >= 300:
+            from .transport import error_from_response
+
+            raise error_from_response(response)
+
+    def download_bundle(self, sha256: str) -> bytes:
+        location = BundleLocation.model_validate(
+            self._call("GET", f"/bundles/{_q(sha256)}"))
+        assert location.download_url is not None
+        response = self._raw().get(location.download_url)
+        if response.status_code >= 300:
+            from .transport import error_from_response
+
+            raise error_from_response(response)
+        return response.content
+
+    def _raw(self) -> httpx.Client:
+        """A client for presigned URLs: no SigV4 (the URL carries its signature), but the
+        embedded server's token when it has one."""
+        headers = {}
+        if self.connection.api_token:
+            headers["authorization"] = f"Bearer {self.connection.api_token}"
+        return httpx.Client(timeout=120, headers=headers)
+
+    def worker_heartbeat(self, pool: str, heartbeat: WorkerHeartbeat) -> Worker:
+        return Worker.model_validate(
+            self._call("POST", f"/pools/{_q(pool)}/workers", json=_dump(heartbeat), attempts=1))
 
     # -- pools -----------------------------------------------------------------------------------
     def create_pool(self, request: PoolCreate) -> Pool:

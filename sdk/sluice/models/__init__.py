@@ -20,7 +20,11 @@ from .api import (
 )
 from .deployments import (
     DEFAULT_POOL,
+    MAX_BUNDLE_BYTES,
     POOL_NAME_PATTERN,
+    SHA256_PATTERN,
+    BundleLocation,
+    BundleUploadRequest,
     CodeSource,
     CollisionStrategy,
     Deployment,
@@ -32,6 +36,7 @@ from .deployments import (
     Schedule,
     SourceKind,
     Worker,
+    WorkerHeartbeat,
 )
 from .ids import new_id
 from .runs import (
@@ -86,5 +91,6 @@ __all__ = [
     # deployments and pools
     "Deployment", "DeploymentCreate", "DeploymentUpdate", "DeploymentRunRequest", "CodeSource",
     "SourceKind", "Schedule", "CollisionStrategy", "Pool", "PoolCreate", "Worker",
-    "DEFAULT_POOL", "POOL_NAME_PATTERN",
+    "DEFAULT_POOL", "POOL_NAME_PATTERN", "WorkerHeartbeat", "BundleUploadRequest",
+    "BundleLocation", "SHA256_PATTERN", "MAX_BUNDLE_BYTES",
 ]

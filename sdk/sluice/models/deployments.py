@@ -137,4 +137,37 @@ class Worker(BaseModel):
     online: bool | None = None
 
 
+class WorkerHeartbeat(BaseModel):
+    """A worker saying it is alive (every few seconds, busy or idle)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=256)
+    host: str | None = Field(default=None, max_length=256)
+    version: str | None = Field(default=None, max_length=64)
+    slots: int | None = Field(default=None, ge=0)
+
+
+#: Bundles are content-addressed by the SHA-256 of the zip.
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+#: Largest bundle `sluice deploy` uploads: code, not data.
+MAX_BUNDLE_BYTES = 100 * 1024 * 1024
+
+
+class BundleUploadRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sha256: str = Field(pattern=SHA256_PATTERN)
+    size: int = Field(gt=0, le=MAX_BUNDLE_BYTES)
+
+
+class BundleLocation(BaseModel):
+    """Where to put or get a bundle: presigned S3 URLs in AWS, the server's own URLs locally."""
+
+    sha256: str
+    exists: bool
+    upload_url: str | None = None
+    download_url: str | None = None
+
+
 Pool.model_rebuild()

@@ -1,0 +1,85 @@
+"""The control-plane HTTP API: one Powertools `APIGatewayHttpResolver` built from the ports.
+
+`build_app` is the only way to get one: the Lambda handler builds it once per container with
+the AWS adapters, the embedded server with the SQLite ones, tests with fakes. Nothing here holds
+adapters at module level.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from http import HTTPStatus
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from pydantic import BaseModel
+
+import sluice
+from sluice.models import utcnow
+
+from ..ports import ControlPlanePorts
+from .code import register_code_routes
+from .deployments import register_deployment_routes
+from .errors import mark_request_read, register_error_handlers
+from .flow_runs import register_flow_run_routes
+from .pools import register_pool_routes
+from .request_checks import parse_json_body
+
+OPENAPI_TITLE = "Sluice control plane"
+
+
+class Health(BaseModel):
+    """Answer of `GET /health`: the API process is up (no backend is called: a health probe must
+    cost nothing and cannot fail because a table is throttled)."""
+
+    status: str = "ok"
+    version: str
+
+
+def build_app(
+    ports: ControlPlanePorts,
+    *,
+    clock: Callable[[], datetime] = utcnow,
+    logger: logging.Logger | Any | None = None,
+) -> APIGatewayHttpResolver:
+    """The API with every route of the control plane, served by `ports`.
+
+    `clock` gives "now" to every use case (tests pass a fixed one). `logger` receives refused
+    requests (info), backend push-back (warning) and failures (exception); a Powertools `Logger`
+    fits, and the default is this module's standard logger.
+    """
+    app = APIGatewayHttpResolver(
+        enable_validation=True,
+        # Size limit and strict JSON before anything is parsed (see request_checks).
+        json_body_deserializer=parse_json_body,
+        # A response that fails its own model is our bug: 500, never a 422 blamed on the client.
+        response_validation_error_http_code=HTTPStatus.INTERNAL_SERVER_ERROR,
+    )
+    register_error_handlers(app, logger=logger or logging.getLogger(__name__))
+    app.use([mark_request_read])
+    _register_service_routes(app)
+    register_flow_run_routes(app, ports=ports, clock=clock)
+    register_deployment_routes(app, ports=ports, clock=clock)
+    register_pool_routes(app, ports=ports, clock=clock)
+    register_code_routes(app, ports=ports, clock=clock)
+    return app
+
+
+def _register_service_routes(app: APIGatewayHttpResolver) -> None:
+    @app.get("/health", tags=["service"], summary="Liveness of the API (calls no backend)")
+    def health() -> Health:
+        return Health(version=sluice.__version__)
+
+    @functools.cache
+    def openapi_document() -> str:
+        # Generating the document walks every route and model (tens of ms): once per app.
+        return app.get_openapi_json_schema(title=OPENAPI_TITLE, version=sluice.__version__)
+
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi():  # noqa: ANN202 - the document itself is not described by a model
+        return Response(
+            status_code=200, content_type=content_types.APPLICATION_JSON, body=openapi_document()
+        )

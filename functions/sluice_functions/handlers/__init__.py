@@ -1,0 +1,1 @@
+"""Lambda entry points of the control plane (api, scheduler, monitor): the composition roots."""

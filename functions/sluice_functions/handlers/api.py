@@ -1,0 +1,66 @@
+"""Lambda entry of the API function: API Gateway HTTP API (payload 2.0) events -> `build_app`.
+
+This is the composition root of the API in AWS, the one place allowed to build adapters: on the
+first invocation of a container it reads `ControlPlaneSettings` from the environment, builds the
+AWS ports and the app, and reuses them for every later invocation (cold start once, not per
+request). The CDK construct points the function at `sluice_functions.handlers.api.handler`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.logging import correlation_paths
+
+from ..api import build_app
+from ..api.errors import startup_failure_event_response
+from ..ports import ControlPlanePorts
+
+SERVICE_NAME = "sluice-api"
+
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+
+def make_handler(build_ports: Callable[[], ControlPlanePorts], *, logger: Logger) -> Handler:
+    """A Lambda handler that builds `build_ports()` and the app on its first call, then serves
+    every event with them; logs are structured JSON with the Lambda context and the API request
+    id as correlation id, and the metrics port is flushed after each invocation (EMF metrics
+    only leave the process when flushed)."""
+    built: list[tuple[Any, ControlPlanePorts]] = []
+
+    def application() -> tuple[Any, ControlPlanePorts]:
+        if not built:
+            ports = build_ports()
+            built.append((build_app(ports, logger=logger), ports))
+        return built[0]
+
+    @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        try:
+            app, ports = application()
+        except Exception:
+            # Misconfiguration (settings, adapters): answer JSON like every other failure; the
+            # next invocation tries again.
+            logger.exception("the API could not be built")
+            return startup_failure_event_response()
+        try:
+            return app.resolve(event, context)
+        finally:
+            ports.metrics.flush()
+
+    return handler
+
+
+def ports_from_environment() -> ControlPlanePorts:
+    """The AWS adapters configured by the function's environment (set by the CDK construct)."""
+    # Imported here so that importing this module (tests, the embedded server) needs no boto3.
+    from ..adapters.aws import build_aws_ports
+    from ..config import ControlPlaneSettings
+
+    return build_aws_ports(ControlPlaneSettings())
+
+
+logger = Logger(service=SERVICE_NAME)
+handler = make_handler(ports_from_environment, logger=logger)
