@@ -193,3 +193,41 @@ def test_sigterm_past_the_grace_period_stops_the_run(sluice, tmp_path):
     final = sluice.wait_terminal(run_id, 10)
     assert final["state"]["type"] == "CRASHED" and "shut down" in final["state"]["message"]
     assert not _alive(pid)
+
+
+def test_bundle_source_is_uploaded_and_cached_by_hash(sluice, tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "flows.py").write_text((PROJECT / "flows.py").read_text())
+    (project / "secret.env").write_text("TOKEN=do-not-ship")
+    (project / ".sluiceignore").write_text("*.env\n")
+    deploy(sluice, "ledger_flow", "bundled", "--source", "bundle", project=project)
+    detail = sluice.cli_json("deployment", "inspect", "ledger-flow/bundled")
+    digest = detail["deployment"]["source"]["bundle_sha256"]
+    assert len(digest) == 64
+    # When a worker (with its own cache) runs it, Then the code comes from the bundle
+    cache = tmp_path / "cache"
+    sluice.start_worker("--cache-dir", str(cache))
+    ledger = tmp_path / "ledger"
+    run_id = trigger(sluice, "ledger-flow/bundled", ledger=str(ledger))
+    assert sluice.wait_terminal(run_id, 90)["state"]["type"] == "COMPLETED"
+    unpacked = cache / "bundles" / digest
+    assert (unpacked / "flows.py").is_file() and not (unpacked / "secret.env").exists()
+    # And deploying the same files again reuses the same bundle
+    deploy(sluice, "ledger_flow", "bundled", "--source", "bundle", project=project)
+    again = sluice.cli_json("deployment", "inspect", "ledger-flow/bundled")
+    assert again["deployment"]["source"]["bundle_sha256"] == digest
+
+
+def test_pool_shows_its_workers_online(sluice):
+    sluice.cli("pool", "create", "etl", "--concurrency", "3")
+    sluice.start_worker("--pool", "etl", name="etl-worker-1")
+
+    def online():
+        pool = sluice.cli_json("pool", "inspect", "etl")
+        return [w for w in pool["workers"] if w["name"] == "etl-worker-1" and w["online"]]
+
+    (worker,) = wait_for(online, 30, "the worker to show up online")
+    assert worker["slots"] == 4 and worker["version"]
+    table = sluice.cli("pool", "ls").stdout
+    assert "etl" in table and "1/1" in table
