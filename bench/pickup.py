@@ -43,6 +43,8 @@ def stamps(path: Path) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--gap", type=float, default=0.5,
+                        help="seconds between a run's end and the next trigger")
     args = parser.parse_args()
     from sluice.client import SluiceClient
     from sluice.deployments import deploy_flow
@@ -73,11 +75,13 @@ def main() -> None:
                 while not client.get_flow_run(run.id).state.is_terminal:
                     time.sleep(0.01)
                 to_done.append(time.time() - started)
+                time.sleep(args.gap)
         finally:
             worker.terminate()
             worker.wait(30)
     figures = {
         "runs": args.runs,
+        "gap_s": args.gap,
         "first_line_p50_s": round(median(to_first), 3),
         "first_line_p95_s": round(percentile(to_first, 95), 3),
         "completed_p50_s": round(median(to_done), 3),

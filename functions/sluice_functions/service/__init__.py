@@ -12,6 +12,7 @@ from .deployments import (
 from .events import list_task_runs, read_logs, record_events
 from .flow_runs import (
     create_flow_run,
+    create_flow_run_once,
     enqueue_due_runs,
     get_flow_run,
     list_flow_runs,
@@ -19,6 +20,7 @@ from .flow_runs import (
     public_view,
 )
 from .lifecycle import (
+    apply_server_transition,
     cancel_flow_run,
     claim_flow_run,
     heartbeat,
@@ -31,7 +33,8 @@ from .pools import create_pool, ensure_pool, get_pool, list_pools
 from .queueing import ENQUEUE_HORIZON
 
 __all__ = [
-    "create_flow_run", "get_flow_run", "list_flow_runs", "list_state_history", "public_view",
+    "create_flow_run", "create_flow_run_once", "apply_server_transition", "get_flow_run",
+    "list_flow_runs", "list_state_history", "public_view",
     "enqueue_due_runs", "set_state", "claim_flow_run", "heartbeat", "cancel_flow_run",
     "retry_flow_run", "mark_crashed", "record_events", "list_task_runs", "read_logs",
     "create_deployment", "get_deployment", "list_deployments", "update_deployment",

@@ -5,9 +5,6 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-from croniter import croniter
 
 from sluice.exceptions import ValidationError
 from sluice.models import (
@@ -131,8 +128,8 @@ def check_deployment(deployment: Deployment) -> None:
     check_tags(deployment.tags)
     check_schema_usable(deployment.parameter_schema)
     _check_defaults(deployment)
-    for index, schedule in enumerate(deployment.schedules):
-        _check_schedule(schedule, f"schedules[{index}]")
+    _check_schedules(deployment.schedules)
+    _check_scheduled_parameters(deployment)
 
 
 def _check_defaults(deployment: Deployment) -> None:
@@ -152,22 +149,32 @@ def _check_defaults(deployment: Deployment) -> None:
         raise ValidationError(f"default {where}: {errors[0]['msg']}", details=errors)
 
 
-def _check_schedule(schedule: Schedule, field: str) -> None:
-    if (schedule.cron is None) == (schedule.interval_seconds is None):
-        raise ValidationError(
-            f"{field}: give exactly one of cron or interval_seconds",
-            details=[{"loc": [field], "msg": "exactly one of cron or interval_seconds"}],
+def _check_schedules(schedules: list[Schedule]) -> None:
+    """Each schedule usable (5-field cron only, IANA zones, intervals: the rules live with the
+    schedule math, imported here because the scheduling package imports this service), no two
+    firing as one, and parameters within size."""
+    from ..scheduling.schedules import validate_schedules
+
+    validate_schedules(schedules, field="schedules")
+    for index, schedule in enumerate(schedules):
+        check_parameters(schedule.parameters, field=f"schedules[{index}].parameters")
+
+
+def _check_scheduled_parameters(deployment: Deployment) -> None:
+    """A schedule's runs get only the deployment's defaults and the schedule's parameters, so
+    together they must satisfy the schema (required ones included): otherwise every scheduled
+    run would be refused when the scheduler creates it."""
+    if not deployment.parameter_schema:
+        return
+    for index, schedule in enumerate(deployment.schedules):
+        merged = {**deployment.parameters, **schedule.parameters}
+        errors = schema_errors(
+            merged, deployment.parameter_schema, root=deployment.parameter_schema,
+            loc=(f"schedules[{index}]", "parameters"),
         )
-    if schedule.cron is not None and not croniter.is_valid(schedule.cron):
-        raise ValidationError(
-            f"{field}.cron: {schedule.cron!r} is not a cron expression",
-            details=[{"loc": [field, "cron"], "msg": "not a cron expression"}],
-        )
-    try:
-        ZoneInfo(schedule.timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValidationError(
-            f"{field}.timezone: {schedule.timezone!r} is not an IANA time zone",
-            details=[{"loc": [field, "timezone"], "msg": "unknown time zone"}],
-        ) from None
-    check_parameters(schedule.parameters, field=f"{field}.parameters")
+        if errors:
+            where = ".".join(str(part) for part in errors[0]["loc"])
+            raise ValidationError(
+                f"{where}: {errors[0]['msg']} (the schedule's runs get the deployment's "
+                "defaults and the schedule's parameters only)", details=errors,
+            )

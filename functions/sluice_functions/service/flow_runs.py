@@ -21,9 +21,16 @@ from sluice.models import (
 )
 
 from ..ports import FlowRunFilter, Metrics, RunQueue, RunStore
+from .concurrency import cancel_if_over_limit_at_creation
 from .limits import check_page_limit, check_parameters, check_state, check_tags
 from .parameter_schema import validate_parameters
-from .queueing import ENQUEUE_HORIZON, due_for_enqueue, mark_enqueued, send_run_message
+from .queueing import (
+    ENQUEUE_HORIZON,
+    due_for_enqueue,
+    is_held,
+    mark_enqueued,
+    send_run_message,
+)
 
 #: A run may be created already Pending or Running (a flow started as a plain script reports
 #: itself); a run never starts in a terminal or Cancelling state.
@@ -55,12 +62,36 @@ def create_flow_run(
     `PayloadTooLarge` (413) before writing anything, `Conflict` when the client `id` belongs to a
     run of another flow.
     """
+    run, _ = create_flow_run_once(
+        request, store=store, queue=queue, metrics=metrics, created_by=created_by, now=now
+    )
+    return run
+
+
+def create_flow_run_once(
+    request: FlowRunCreate,
+    *,
+    store: RunStore,
+    queue: RunQueue,
+    metrics: Metrics,
+    created_by: str | None = None,
+    now: datetime | None = None,
+) -> tuple[FlowRun, bool]:
+    """`create_flow_run`, also saying whether this call created the run (True) or found it
+    already there under the same id or idempotency key (False). The scheduler and backfill use
+    it with deterministic ids: of several concurrent creates of one slot exactly one gets True.
+
+    A run of a deployment with `concurrency_limit` and collision strategy `cancel_new` that is
+    due now while the deployment's slots are full is created Cancelled (nothing is enqueued).
+    """
     now = now or utcnow()
     if request.idempotency_key:
         existing = store.get_flow_run_by_idempotency_key(request.idempotency_key)
         if existing is not None:
-            return public_view(existing)
+            return public_view(existing), False
     run = _new_run(request, store=store, created_by=created_by, now=now)
+    # Concurrency (issue 6): `cancel_new` refuses a run that would start over the limit at once.
+    run = cancel_if_over_limit_at_creation(run, store=store, now=now)
     send = run.pool is not None and run.state.type is StateType.SCHEDULED and due_for_enqueue(
         run, now
     )
@@ -69,11 +100,11 @@ def create_flow_run(
     try:
         stored = store.create_flow_run(run)
     except Conflict:
-        return public_view(_existing_twin(run, store=store))
+        return public_view(_existing_twin(run, store=store)), False
     metrics.count("FlowRunsCreated", dimensions={"pool": stored.pool or ""})
     if send:
         send_run_message(stored, store=store, queue=queue, metrics=metrics, now=now)
-    return public_view(stored)
+    return public_view(stored), True
 
 
 def get_flow_run(flow_run_id: str, *, store: RunStore) -> FlowRun:
@@ -111,9 +142,12 @@ def enqueue_due_runs(
     queue: RunQueue,
     metrics: Metrics,
     now: datetime | None = None,
+    resend_unclaimed_after: timedelta = RESEND_UNCLAIMED_AFTER,
 ) -> int:
     """The scheduler tick: send the messages of queued runs that became due within the SQS delay
-    limit, and resend those still unclaimed `RESEND_UNCLAIMED_AFTER` after their message.
+    limit, and resend those still unclaimed `resend_unclaimed_after` after their message (the
+    monitor's repair of lost messages passes a shorter window). Runs held back by the scheduler
+    (`queueing.is_held`) are left alone: the scheduler releases them.
 
     Concurrent ticks do not double-send: the run is marked enqueued with compare-and-set before
     its message goes out. Returns how many messages were sent.
@@ -129,7 +163,9 @@ def enqueue_due_runs(
         for run in page.items:
             if run.pool is None or run.lease is not None:
                 continue  # not queued, or its process waits for an in-process retry
-            if run.enqueued_at is not None and run.enqueued_at > now - RESEND_UNCLAIMED_AFTER:
+            if is_held(run):
+                continue  # the scheduler releases it (pre-created slot, backfill beyond max)
+            if run.enqueued_at is not None and run.enqueued_at > now - resend_unclaimed_after:
                 continue
             try:
                 marked = store.update_flow_run(mark_enqueued(run, now))

@@ -31,8 +31,9 @@ from sluice.models import (
 from .. import orchestration
 from ..orchestration import Mover, Transition, holds_live_attempt
 from ..ports import Metrics, RunQueue, RunStore
+from . import concurrency
 from .limits import check_state
-from .queueing import due_for_enqueue, mark_enqueued, send_run_message
+from .queueing import due_for_enqueue, is_held, mark_enqueued, send_run_message
 
 #: Reads-decide-writes rounds before giving up with 409: only a run written this many times
 #: concurrently (a pathological client) gets there.
@@ -83,9 +84,18 @@ def claim_flow_run(
     Raises `Conflict` when the run cannot be claimed (the worker then deletes the message) and
     `NotFound` for an unknown run. A repeated claim by the same worker for the same attempt
     returns the same lease.
+
+    Concurrency limits (see `concurrency`): a claim beyond the deployment's or the pool's limit
+    raises `Throttled` (the worker lets the message become visible again later; the run waits in
+    Scheduled); with the deployment's `cancel_new` strategy the run is Cancelled and `Conflict`
+    raised. A run held back by the scheduler (`queueing.is_held`) cannot be claimed (`Conflict`).
     """
     now = now or utcnow()
     new_lease = uuid.uuid4().hex
+    # Issue 6: holds and concurrency limits are checked before the claim is written and the
+    # limits again after it (the second check settles races between simultaneous claims).
+    before = store.get_flow_run(flow_run_id)
+    limits = _admit_claim(before, request.attempt, store=store, metrics=metrics, now=now)
     outcome = _apply(
         flow_run_id,
         lambda run: orchestration.claim(
@@ -94,6 +104,8 @@ def claim_flow_run(
         transition_id=None,
         store=store, queue=None, metrics=metrics, now=now,
     )
+    if outcome.write and limits:
+        _confirm_claim(before, new_lease, limits, store=store, metrics=metrics, now=now)
     run = outcome.run
     _record_worker_seen(run, store=store, now=now)
     if outcome.write:
@@ -200,6 +212,80 @@ def mark_crashed(
         store=store, queue=queue, metrics=metrics, now=now,
     )
     return _response(outcome)
+
+
+def apply_server_transition(
+    flow_run_id: str,
+    decide: Callable[[FlowRun], Transition],
+    *,
+    store: RunStore,
+    queue: RunQueue,
+    metrics: Metrics,
+    now: datetime,
+    transition_id: str | None = None,
+) -> Transition:
+    """A transition the control plane itself decides (scheduler, monitor, backfill): `decide`
+    maps the run as read to a `Transition` (usually through `orchestration` with
+    `Mover.SERVER`), and it is written with the same read-decide-compare-and-set loop, history
+    entry and queue message as every other transition."""
+    return _apply(
+        flow_run_id, decide, transition_id=transition_id,
+        store=store, queue=queue, metrics=metrics, now=now,
+    )
+
+
+def _admit_claim(
+    run: FlowRun, attempt: int | None, *, store: RunStore, metrics: Metrics, now: datetime
+) -> list[concurrency.SlotLimit]:
+    """Refuse a claim that cannot be admitted before anything is written; return the limits
+    the claim must be re-checked against once written. Only a claim that would otherwise
+    succeed is checked (a stale message of an earlier attempt never cancels a run)."""
+    if is_held(run):
+        raise Conflict(
+            f"flow run {run.id} is held by the scheduler ({run.state.details}); it is not "
+            "claimable until it is released",
+            details={"flow_run_id": run.id, "state": run.state.type.value},
+        )
+    fresh_claim = (
+        run.state.is_scheduled() and run.lease is None and run.pool is not None
+        and (attempt is None or attempt == run.run_count)
+    )
+    limits = concurrency.limits_for(run, store=store) if fresh_claim else []
+    full = concurrency.first_full_limit(limits, store=store, run_is_counted=False)
+    if full is None:
+        return limits
+    slot_limit, occupied = full
+    metrics.count("ConcurrencyLimited", dimensions={"scope": slot_limit.scope})
+    if slot_limit.cancel_new:
+        message = slot_limit.cancellation_message(occupied)
+        cancel_flow_run(run.id, store=store, metrics=metrics, now=now, message=message)
+        raise Conflict(message, details={"flow_run_id": run.id, "reason": "cancel_new"})
+    raise slot_limit.refusal(occupied)
+
+
+def _confirm_claim(
+    before: FlowRun,
+    lease: str,
+    limits: list[concurrency.SlotLimit],
+    *,
+    store: RunStore,
+    metrics: Metrics,
+    now: datetime,
+) -> None:
+    """Count again with the claimed run active; over a limit, undo the claim and refuse it."""
+    over = concurrency.first_full_limit(limits, store=store, run_is_counted=True)
+    if over is None:
+        return
+    slot_limit, occupied = over
+    metrics.count("ConcurrencyLimited", dimensions={"scope": slot_limit.scope})
+    message = f"waiting for a concurrency slot of {slot_limit.scope} {slot_limit.name}"
+    _apply(
+        before.id,
+        lambda run: concurrency.undo_claim(run, before=before, lease=lease, now=now,
+                                           message=message),
+        transition_id=None, store=store, queue=None, metrics=metrics, now=now,
+    )
+    raise slot_limit.refusal(occupied - 1)
 
 
 def _apply(

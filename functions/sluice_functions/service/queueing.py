@@ -17,10 +17,26 @@ logger = logging.getLogger(__name__)
 #: (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-delay-queues.html);
 #: runs due later are enqueued by a later scheduler tick.
 ENQUEUE_HORIZON = timedelta(seconds=MAX_DELAY_SECONDS)
+#: Key of `State.details` that marks a Scheduled run as held back by the control plane: the
+#: scheduler's pre-created runs (released shortly before they are due, or skipped by the
+#: catch-up policy) and a backfill's runs beyond its `max_active` (released as earlier ones
+#: finish). The value names the holder ("schedule", "backfill"); see `sluice_functions.scheduling`.
+HELD_BY = "held_by"
+
+
+def is_held(run: FlowRun) -> bool:
+    """Whether the run waits in Scheduled for the scheduler to release it: no queue message may
+    be sent for it and no worker may claim it until then."""
+    details = run.state.details
+    held = bool(details and details.get(HELD_BY))
+    return held and run.state.is_scheduled() and run.lease is None
 
 
 def due_for_enqueue(run: FlowRun, now: datetime) -> bool:
-    """Whether the run's message can be sent now (it is due within the SQS delay limit)."""
+    """Whether the run's message can be sent now (it is due within the SQS delay limit and not
+    held back by the scheduler)."""
+    if is_held(run):
+        return False
     return run.scheduled_at is None or run.scheduled_at <= now + ENQUEUE_HORIZON
 
 

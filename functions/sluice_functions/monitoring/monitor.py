@@ -1,0 +1,195 @@
+"""The monitor tick: EventBridge `rate(1 minute)` in AWS, a timer in the embedded server.
+
+Three passes, each safe to run concurrently with itself and with the scheduler:
+
+1. Crashed: a run that holds a live attempt (`orchestration.holds_live_attempt`: leased and not
+   terminal - Pending, Running, Paused, Cancelling, or Scheduled while its process waits for an
+   in-process retry) whose last sign of life (heartbeat, else start, else claim) is older than
+   the heartbeat timeout goes through `service.mark_crashed`: Crashed, or AwaitingRetry and
+   enqueued again when the flow has retries left. The write re-checks the heartbeat, so a
+   heartbeat that lands meanwhile wins; a run that already ended is refused by the rules, so a
+   terminal state always wins over a late heartbeat (and the crashed attempt's lease is dead:
+   its late reports get 409). Crashing frees the run's concurrency slot.
+2. Late: a run still "Scheduled" (not AwaitingRetry, not held, not part of a backfill whose
+   times are past by design) `late_grace` after its time is renamed Late (same state type, it
+   keeps its queue message) and counted in the `LateRuns` metric.
+3. Repair: `service.enqueue_due_runs` with `repair_after`: a due, unclaimed run whose message
+   went out longer ago than that (the API died between its write and its send, or the message
+   dead-lettered) gets a new message. A duplicate is harmless: the claim names the attempt.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta, timezone
+
+from sluice.exceptions import Conflict, NotFound, SluiceError
+from sluice.models import (
+    MAX_PAGE_LIMIT,
+    FlowRun,
+    Late,
+    StateType,
+    TransitionStatus,
+    utcnow,
+)
+
+from .. import orchestration
+from ..orchestration import Mover, Transition, holds_live_attempt
+from ..ports import Metrics, RunQueue, RunStore
+from ..scheduling.holds import backfill_id_of
+from ..service.flow_runs import enqueue_due_runs
+from ..service.lifecycle import apply_server_transition, mark_crashed
+from ..service.queueing import is_held
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_LATE_GRACE = timedelta(seconds=15)
+#: SQS shows a message at most 15 minutes after it was sent; unclaimed 5 minutes after that,
+#: the message is presumed lost.
+DEFAULT_REPAIR_AFTER = timedelta(minutes=20)
+#: Most runs one pass looks at; the rest wait for the next tick (Lambda time limit).
+MAX_RUNS_PER_PASS = 2000
+#: State types whose runs may hold a live attempt (Scheduled: waiting for an in-process retry).
+_LONG_AGO = datetime(1970, 1, 1, tzinfo=timezone.utc)
+LIVE_STATE_TYPES = (StateType.PENDING, StateType.RUNNING, StateType.PAUSED,
+                    StateType.CANCELLING, StateType.SCHEDULED)
+
+
+@dataclass
+class MonitorTickResult:
+    """What one monitor tick did."""
+
+    crashed: int = 0
+    retried: int = 0
+    late: int = 0
+    repaired: int = 0
+    failed: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def monitor_runs(
+    *,
+    store: RunStore,
+    queue: RunQueue,
+    metrics: Metrics,
+    heartbeat_timeout: timedelta | float,
+    now: datetime | None = None,
+    late_grace: timedelta | float = DEFAULT_LATE_GRACE,
+    repair_after: timedelta | float = DEFAULT_REPAIR_AFTER,
+) -> MonitorTickResult:
+    """One monitor tick (see the module docstring); durations are timedeltas or seconds."""
+    now = now or utcnow()
+    result = MonitorTickResult()
+    timeout, grace, repair = (_duration(v) for v in (heartbeat_timeout, late_grace, repair_after))
+    crash_silent_runs(store=store, queue=queue, metrics=metrics, now=now,
+                      heartbeat_timeout=timeout, result=result)
+    mark_late_runs(store=store, queue=queue, metrics=metrics, now=now, late_grace=grace,
+                   result=result)
+    result.repaired = enqueue_due_runs(store=store, queue=queue, metrics=metrics, now=now,
+                                       resend_unclaimed_after=repair)
+    return result
+
+
+def crash_silent_runs(*, store: RunStore, queue: RunQueue, metrics: Metrics, now: datetime,
+                      heartbeat_timeout: timedelta, result: MonitorTickResult) -> None:
+    """Pass 1: crash (or retry) every live attempt whose heartbeat expired."""
+    expired_before = now - heartbeat_timeout
+    for state_type in LIVE_STATE_TYPES:
+        # A Scheduled run's process waits until its retry time, so only due ones can be late.
+        due_before = now if state_type is StateType.SCHEDULED else None
+        for run in _runs_in(store, state_type, scheduled_before=due_before):
+            if not holds_live_attempt(run) or last_sign_of_life(run) >= expired_before:
+                continue
+            seconds = int(heartbeat_timeout.total_seconds())
+            message = (f"no heartbeat for over {seconds} s (last at "
+                       f"{last_sign_of_life(run).isoformat()}): the worker or its process died")
+            try:
+                answer = mark_crashed(run.id, store=store, queue=queue, metrics=metrics,
+                                      message=message, heartbeat_expired_before=expired_before,
+                                      now=now)
+            except (Conflict, NotFound):
+                continue  # it kept changing: alive after all, or someone else decided
+            except SluiceError:
+                logger.exception("marking flow run %s crashed failed", run.id)
+                result.failed += 1
+                continue
+            if answer.status is not TransitionStatus.ACCEPT:
+                continue  # a heartbeat or a final state won
+            dimensions = {"pool": run.pool or ""}
+            metrics.count("CrashedRuns", dimensions=dimensions)
+            if answer.state.type is StateType.SCHEDULED:
+                result.retried += 1
+                metrics.count("CrashedRunsRetried", dimensions=dimensions)
+            else:
+                result.crashed += 1
+
+
+def mark_late_runs(*, store: RunStore, queue: RunQueue, metrics: Metrics, now: datetime,
+                   late_grace: timedelta, result: MonitorTickResult) -> None:
+    """Pass 2: rename runs that should have started `late_grace` ago."""
+    for run in _runs_in(store, StateType.SCHEDULED, scheduled_before=now - late_grace):
+        if not _may_be_late(run):
+            continue
+        scheduled_at = run.scheduled_at
+
+        def decide(current: FlowRun) -> Transition:
+            if not _may_be_late(current) or current.scheduled_at != scheduled_at:
+                return Transition(TransitionStatus.REJECT, current, reason="no longer waiting")
+            assert current.scheduled_at is not None
+            seconds = int((now - current.scheduled_at).total_seconds())
+            late = Late(scheduled_time=current.scheduled_at,
+                        message=f"not started {seconds} s after its scheduled time")
+            return orchestration.propose_state(current, late, now=now, mover=Mover.SERVER)
+
+        try:
+            outcome = apply_server_transition(run.id, decide, store=store, queue=queue,
+                                              metrics=metrics, now=now)
+        except (Conflict, NotFound):
+            continue
+        if outcome.accepted and outcome.write:
+            result.late += 1
+            metrics.count("LateRuns", dimensions={"pool": run.pool or ""})
+
+
+def last_sign_of_life(run: FlowRun) -> datetime:
+    """When the run's attempt last proved alive: its heartbeat, else its start, else its last
+    write (the claim sets `heartbeat_at`, so this is rarely needed)."""
+    for when in (run.heartbeat_at, run.start_time, run.updated, run.created):
+        if when is not None:
+            return when
+    return _LONG_AGO
+
+
+def _may_be_late(run: FlowRun) -> bool:
+    return (
+        run.state.type is StateType.SCHEDULED
+        and run.state.name == "Scheduled"
+        and run.pool is not None
+        and run.lease is None
+        and not is_held(run)
+        and backfill_id_of(run) is None
+    )
+
+
+def _runs_in(store: RunStore, state_type: StateType, *,
+             scheduled_before: datetime | None) -> Iterator[FlowRun]:
+    """Runs in `state_type`, oldest first, at most `MAX_RUNS_PER_PASS`."""
+    cursor: str | None = None
+    seen = 0
+    while seen < MAX_RUNS_PER_PASS:
+        page = store.list_flow_runs_by_state(state_type, scheduled_before=scheduled_before,
+                                             limit=MAX_PAGE_LIMIT, cursor=cursor)
+        for run in page.items[: MAX_RUNS_PER_PASS - seen]:
+            seen += 1
+            yield run
+        cursor = page.next_cursor
+        if cursor is None:
+            return
+
+
+def _duration(value: timedelta | float) -> timedelta:
+    return value if isinstance(value, timedelta) else timedelta(seconds=value)

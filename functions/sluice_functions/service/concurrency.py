@@ -1,0 +1,162 @@
+"""Concurrency limits: a deployment's `concurrency_limit` (with its collision strategy) and a
+pool's `concurrency_limit`, enforced when a worker claims a run and when a run is created.
+
+A slot is held by every run of the deployment (or pool) in an active state type (Pending,
+Running, Paused, Cancelling), counted with `RunStore.count_flow_runs`; every terminal state
+releases it, Crashed from the monitor included, so a dead worker never holds a slot for ever.
+
+The store has no counter that a claim could increment atomically with the run, so admission
+is optimistic and checked twice:
+
+1. before the claim: slots visibly full -> refuse without writing (the common case);
+2. after the claim wrote the run as Pending: count again, the run included; over the limit ->
+   undo the claim (back to the run's previous Scheduled state, same attempt) and refuse.
+
+Step 2 keeps the limit under races: of any `limit + 1` claims that overlap, the one that counts
+last sees them all and backs off, so no more than `limit` claims ever return a lease. Runs that
+back off together may all back off (they retry a few seconds later); the limit is never
+exceeded to avoid that. A refused claim answers `Throttled` (429, retryable): the worker leaves
+the message to become visible again later and the run waits in Scheduled. With collision
+strategy `cancel_new` a run that finds the deployment's slots already full is Cancelled
+instead (a claim that lost a race in step 2 is only refused, never cancelled: which of the
+racing runs is "new" is not known).
+
+Counting through a DynamoDB index is eventually consistent, so in AWS step 2 may miss a claim
+made a few milliseconds earlier; SQLite counts are exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sluice.exceptions import NotFound, Throttled
+from sluice.models import Cancelled, CollisionStrategy, FlowRun, StateType, TransitionStatus
+
+from ..orchestration import Transition
+from ..ports import FlowRunFilter, RunStore
+from .pools import ACTIVE_STATE_TYPES
+from .queueing import is_held
+
+#: After a refused claim the worker sees the message again after this long (`Retry-After`).
+CONCURRENCY_RETRY_AFTER_SECONDS = 5.0
+#: `details.reason` of a refused claim, so a worker can tell it from other throttling.
+CONCURRENCY_LIMIT_REASON = "concurrency_limit"
+
+
+@dataclass(frozen=True)
+class SlotLimit:
+    """One limit a run is subject to: its deployment's or its pool's."""
+
+    #: "deployment" or "pool".
+    scope: str
+    #: What users call it: "flow/deployment" or the pool name.
+    name: str
+    limit: int
+    #: The runs that hold one of its slots.
+    holders: FlowRunFilter
+    #: The deployment's collision strategy is `cancel_new` (pools always make runs wait).
+    cancel_new: bool = False
+
+    def occupied(self, store: RunStore) -> int:
+        return store.count_flow_runs(self.holders)
+
+    def refusal(self, occupied: int) -> Throttled:
+        return Throttled(
+            f"{self.scope} {self.name} is at its concurrency limit ({occupied} of {self.limit} "
+            "slots taken); the run waits in Scheduled and starts when a slot frees",
+            retry_after=CONCURRENCY_RETRY_AFTER_SECONDS,
+            details={"reason": CONCURRENCY_LIMIT_REASON, "scope": self.scope,
+                     "name": self.name, "limit": self.limit, "occupied": occupied},
+        )
+
+    def cancellation_message(self, occupied: int) -> str:
+        return (
+            f"cancelled: {self.scope} {self.name} already runs {occupied} of its {self.limit} "
+            "allowed runs (collision strategy cancel_new)"
+        )
+
+
+def limits_for(run: FlowRun, *, store: RunStore) -> list[SlotLimit]:
+    """The limits that apply to `run` (none when neither its deployment nor its pool has one)."""
+    limits: list[SlotLimit] = []
+    if run.deployment_id is not None:
+        try:
+            deployment = store.get_deployment(run.deployment_id)
+        except NotFound:
+            deployment = None  # deleted: its runs still run, without its limit
+        if deployment is not None and deployment.concurrency_limit is not None:
+            limits.append(SlotLimit(
+                scope="deployment",
+                name=f"{deployment.flow_name}/{deployment.name}",
+                limit=deployment.concurrency_limit,
+                holders=FlowRunFilter(deployment_id=deployment.id, state_types=ACTIVE_STATE_TYPES),
+                cancel_new=deployment.collision_strategy is CollisionStrategy.CANCEL_NEW,
+            ))
+    if run.pool is not None:
+        try:
+            pool = store.get_pool(run.pool)
+        except NotFound:
+            pool = None
+        if pool is not None and pool.concurrency_limit is not None:
+            limits.append(SlotLimit(
+                scope="pool",
+                name=pool.name,
+                limit=pool.concurrency_limit,
+                holders=FlowRunFilter(pool=pool.name, state_types=ACTIVE_STATE_TYPES),
+            ))
+    return limits
+
+
+def first_full_limit(
+    limits: list[SlotLimit], *, store: RunStore, run_is_counted: bool
+) -> tuple[SlotLimit, int] | None:
+    """The first limit whose slots are all taken, with how many are occupied; None if every
+    limit has room. Before the claim (`run_is_counted=False`) a limit is full at `occupied >=
+    limit`; after the claim wrote the run as active it is over at `occupied > limit`."""
+    for slot_limit in limits:
+        occupied = slot_limit.occupied(store)
+        allowed = slot_limit.limit + (1 if run_is_counted else 0)
+        if occupied >= allowed:
+            return slot_limit, occupied
+    return None
+
+
+def undo_claim(
+    run: FlowRun, *, before: FlowRun, lease: str, now: datetime, message: str
+) -> Transition:
+    """The claim this call made, taken back: the run as it was before the claim (its Scheduled,
+    Late or AwaitingRetry state, attempt count, worker and enqueued time), so the queue message
+    the worker keeps can claim it again. Nothing is written if the run moved on meanwhile (a
+    user cancelled it: its slot is free anyway)."""
+    if run.state.type is not StateType.PENDING or run.lease != lease:
+        return Transition(TransitionStatus.REJECT, run, reason="the claim was already superseded")
+    waiting = before.state.model_copy(update={"timestamp": now, "message": message})
+    restored = run.model_copy(update={
+        "state": waiting,
+        "lease": before.lease,
+        "worker": before.worker,
+        "heartbeat_at": before.heartbeat_at,
+        "run_count": before.run_count,
+        "enqueued_at": before.enqueued_at,
+        "scheduled_at": before.scheduled_at,
+        "updated": now,
+    })
+    return Transition(TransitionStatus.ACCEPT, restored, write=True)
+
+
+def cancel_if_over_limit_at_creation(run: FlowRun, *, store: RunStore, now: datetime) -> FlowRun:
+    """`run` as it must be created: Cancelled at once when it is due now, its deployment's
+    strategy is `cancel_new` and the deployment's slots are full; otherwise unchanged. (Runs due
+    later are checked when they are claimed; this check only answers a "run now" quickly.)"""
+    due_now = run.scheduled_at is not None and run.scheduled_at <= now
+    if run.deployment_id is None or not run.state.is_scheduled() or is_held(run) or not due_now:
+        return run
+    for slot_limit in limits_for(run, store=store):
+        if slot_limit.scope != "deployment" or not slot_limit.cancel_new:
+            continue
+        occupied = slot_limit.occupied(store)
+        if occupied >= slot_limit.limit:
+            cancelled = Cancelled(slot_limit.cancellation_message(occupied))
+            return run.model_copy(update={"state": cancelled, "end_time": now})
+    return run
