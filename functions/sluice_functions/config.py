@@ -35,7 +35,7 @@ DEFAULT_STACK_PREFIX = "sluice"
 DEFAULT_RETENTION_DAYS = 30
 #: A Running run whose last heartbeat is older than this is Crashed by the monitor. Workers
 #: heartbeat several times within it, so one lost request does not crash a healthy run.
-DEFAULT_HEARTBEAT_TIMEOUT_SECONDS = 120
+DEFAULT_HEARTBEAT_TIMEOUT_SECONDS = 90
 #: How long a received run message stays invisible before the worker's first visibility extension.
 DEFAULT_QUEUE_VISIBILITY_TIMEOUT_SECONDS = 60
 #: Same value as `ports.DEFAULT_MAX_RECEIVE_COUNT` (not imported: `ports` pulls in `sluice.models`,

@@ -16,6 +16,8 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 
 from sluice.models import (
+    BackfillRequest,
+    BackfillSummary,
     Deployment,
     DeploymentCreate,
     DeploymentRunRequest,
@@ -66,6 +68,21 @@ def register_deployment_routes(
             created_by=caller_identity(app.current_event.raw_event), now=clock(),
         )
 
+    def backfill(ref: str, request: BackfillRequest) -> BackfillSummary:
+        check_timestamps(request)
+        from ..scheduling import backfill_deployment
+
+        result = backfill_deployment(
+            ref, request.start, request.end, store=store, queue=queue, metrics=metrics,
+            reprocess=request.reprocess, max_active=request.max_active,
+            backfill_id=request.backfill_id,
+            created_by=caller_identity(app.current_event.raw_event), now=clock(),
+        )
+        return BackfillSummary(backfill_id=result.backfill_id, slots=result.slots,
+                               created=result.created, reprocessed=result.reprocessed,
+                               existing=result.existing, released=result.released,
+                               run_ids=result.run_ids)
+
     @app.post("/deployments", tags=[TAG], responses=documented(200),
               summary="Create or replace the deployment (flow_name, name); creates its pool")
     def upsert_deployment(request: DeploymentCreate) -> Deployment:
@@ -111,6 +128,13 @@ def register_deployment_routes(
     ) -> FlowRun:
         return run(deployment_id, request)
 
+    @app.post("/deployments/<deployment_id>/backfill", status_code=201, tags=[TAG],
+              responses=documented(201, 404),
+              summary="Create the runs the schedules would have made in a past window")
+    def backfill_deployment(deployment_id: DeploymentId, request: BackfillRequest
+                            ) -> BackfillSummary:
+        return backfill(deployment_id, request)
+
     # ---- by "flow_name/name" -----------------------------------------------------------------
 
     @app.get("/deployments/<flow_name>/<name>", tags=[TAG], responses=documented(200, 404),
@@ -140,3 +164,10 @@ def register_deployment_routes(
         request: Annotated[DeploymentRunRequest | None, Body()] = None,
     ) -> FlowRun:
         return run(f"{flow_name}/{name}", request)
+
+    @app.post("/deployments/<flow_name>/<name>/backfill", status_code=201, tags=[TAG],
+              responses=documented(201, 404),
+              summary="Backfill a deployment named by flow name and name")
+    def backfill_deployment_by_name(flow_name: FlowName, name: DeploymentName,
+                                    request: BackfillRequest) -> BackfillSummary:
+        return backfill(f"{flow_name}/{name}", request)

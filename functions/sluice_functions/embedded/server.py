@@ -199,16 +199,12 @@ class EmbeddedServer:
         self._threads.append(thread)
 
     def _add_default_jobs(self) -> None:
-        from .. import service
+        from datetime import timedelta
 
-        ports = self.ports
-        self.jobs.append(("enqueue-due-runs", lambda: service.enqueue_due_runs(
-            store=ports.store, queue=ports.queue, metrics=ports.metrics)))
-        try:
-            from ..handlers.ticks import embedded_jobs
-        except ImportError:  # scheduler and monitor arrive with the schedules work
-            return
-        self.jobs.extend(embedded_jobs(ports))
+        from ..handlers.ticks import embedded_jobs
+
+        self.jobs.extend(embedded_jobs(self.ports,
+                                       tick_interval=timedelta(seconds=self.tick_seconds)))
 
     def _tick_loop(self) -> None:
         while not self._stopping.wait(self.tick_seconds):

@@ -67,13 +67,15 @@ def embedded_jobs(
     *,
     settings: ControlPlaneSettings | None = None,
     clock: Clock = utcnow,
+    tick_interval: timedelta = DEFAULT_TICK_INTERVAL,
 ) -> list[tuple[str, Callable[[], Any]]]:
     """The periodic jobs of the embedded server: the scheduler and the monitor. The heartbeat
-    timeout comes from `settings` (default: the environment, `SLUICE_HEARTBEAT_TIMEOUT_SECONDS`)."""
+    timeout comes from `settings` (default: the environment, `SLUICE_HEARTBEAT_TIMEOUT_SECONDS`);
+    `tick_interval` is how often the server's timer calls them."""
     settings = settings or ControlPlaneSettings()
     timeout = timedelta(seconds=settings.heartbeat_timeout_seconds)
     return [
-        ("scheduler", scheduler_job(ports, clock=clock)),
+        ("scheduler", scheduler_job(ports, clock=clock, tick_interval=tick_interval)),
         ("monitor", monitor_job(ports, heartbeat_timeout=timeout, clock=clock)),
     ]
 

@@ -10,6 +10,8 @@ from urllib.parse import quote
 import httpx
 
 from ..models import (
+    BackfillRequest,
+    BackfillSummary,
     BundleLocation,
     BundleUploadRequest,
     Worker,
@@ -232,6 +234,10 @@ class SluiceClient:
     def worker_heartbeat(self, pool: str, heartbeat: WorkerHeartbeat) -> Worker:
         return Worker.model_validate(
             self._call("POST", f"/pools/{_q(pool)}/workers", json=_dump(heartbeat), attempts=1))
+
+    def backfill_deployment(self, ref: str, request: BackfillRequest) -> BackfillSummary:
+        return BackfillSummary.model_validate(
+            self._call("POST", f"{self._deployment_path(ref)}/backfill", json=_dump(request)))
 
     # -- pools -----------------------------------------------------------------------------------
     def create_pool(self, request: PoolCreate) -> Pool:

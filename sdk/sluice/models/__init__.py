@@ -23,6 +23,8 @@ from .deployments import (
     MAX_BUNDLE_BYTES,
     POOL_NAME_PATTERN,
     SHA256_PATTERN,
+    BackfillRequest,
+    BackfillSummary,
     BundleLocation,
     BundleUploadRequest,
     CodeSource,
@@ -92,5 +94,6 @@ __all__ = [
     "Deployment", "DeploymentCreate", "DeploymentUpdate", "DeploymentRunRequest", "CodeSource",
     "SourceKind", "Schedule", "CollisionStrategy", "Pool", "PoolCreate", "Worker",
     "DEFAULT_POOL", "POOL_NAME_PATTERN", "WorkerHeartbeat", "BundleUploadRequest",
+    "BackfillRequest", "BackfillSummary",
     "BundleLocation", "SHA256_PATTERN", "MAX_BUNDLE_BYTES",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -135,6 +135,32 @@ class Worker(BaseModel):
     slots: int | None = None
     last_seen: datetime | None = None
     online: bool | None = None
+
+
+class BackfillRequest(BaseModel):
+    """Create the runs a deployment's schedules would have made in [start, end)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    start: datetime
+    end: datetime
+    #: Times that already have a run: leave them (none), re-run Failed/Crashed ones (failed),
+    #: or re-run every finished one (all).
+    reprocess: Literal["none", "failed", "all"] = "none"
+    #: Most runs of this backfill active at once (None: all at once).
+    max_active: int | None = Field(default=None, ge=1)
+    #: Client-chosen id: a repeated request with it changes nothing.
+    backfill_id: str | None = Field(default=None, min_length=1, max_length=64)
+
+
+class BackfillSummary(BaseModel):
+    backfill_id: str
+    slots: int
+    created: int
+    reprocessed: int
+    existing: int
+    released: int
+    run_ids: list[str] = Field(default_factory=list)
 
 
 class WorkerHeartbeat(BaseModel):

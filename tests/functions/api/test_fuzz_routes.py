@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+from datetime import timedelta
 import json
 import re
 import string
@@ -43,6 +44,8 @@ ROUTES = [
     ("PATCH", "/deployments/{flow_name}/{name}"),
     ("DELETE", "/deployments/{flow_name}/{name}"),
     ("POST", "/deployments/{flow_name}/{name}/runs"),
+    ("POST", "/deployments/{deployment_id}/backfill"),
+    ("POST", "/deployments/{flow_name}/{name}/backfill"),
     ("POST", "/pools"),
     ("GET", "/pools"),
     ("GET", "/pools/{name}"),
@@ -135,6 +138,9 @@ def valid_body(route: tuple[str, str], world: dict[str, str]) -> Any:
                 "schedules": [{"interval_seconds": 60, "anchor": NOW.isoformat()}]}
     if method == "PATCH":
         return {"paused": True, "tags": ["x"]}
+    if template.endswith("/backfill"):
+        return {"start": (NOW - timedelta(hours=3)).isoformat(), "end": NOW.isoformat(),
+                "reprocess": "failed", "max_active": 2}
     if template.endswith("/runs"):
         return {"parameters": {"day": "tue"}, "scheduled_at": NOW.isoformat()}
     if template == "/pools":
