@@ -169,3 +169,50 @@ def test_storage_from_values(tmp_path):
         storage_from("s3://")
     with pytest.raises(ConfigurationError, match="not supported"):
         storage_from("gs://bucket")
+
+
+def test_a_retried_flow_resumes_where_it_broke(reporter, tmp_path):
+    calls = []
+
+    @task
+    def extract():
+        calls.append("extract")
+        return [1, 2, 3]
+
+    @task
+    def load(rows):
+        calls.append("load")
+        if calls.count("load") == 1:
+            raise ConnectionError("warehouse down")
+        return len(rows)
+
+    @flow(retries=1, persist_result=True, result_storage=tmp_path)
+    def pipeline():
+        return load(extract())
+
+    # When the first attempt fails in `load`, Then the retry does not run `extract` again
+    assert pipeline() == 3
+    assert calls == ["extract", "load", "load"]
+    by_name = {}
+    for t in reporter.task_runs.values():
+        by_name.setdefault(t.name, []).append(t.state.name)
+    assert sorted(by_name["extract-0"]) == ["Cached", "Completed"]
+    cached = next(t for t in reporter.task_runs.values() if t.state.name == "Cached")
+    assert "earlier attempt" in cached.state.message
+
+
+def test_without_persisted_results_a_retry_runs_everything(reporter, tmp_path):
+    calls = []
+
+    @task
+    def step():
+        calls.append(1)
+        if len(calls) == 1:
+            raise ValueError("first attempt")
+
+    @flow(retries=1, result_storage=tmp_path)
+    def pipeline():
+        step()
+
+    pipeline()
+    assert len(calls) == 2

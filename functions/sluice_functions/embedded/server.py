@@ -62,9 +62,13 @@ class _Handler(BaseHTTPRequestHandler):
             if key.lower() not in ("content-length", "connection", "transfer-encoding"):
                 self.send_header(key, value)
         self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        try:
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            # The client gave up (a worker stopped mid long poll): nothing left to tell it.
+            self.close_connection = True
 
     def _error(self, status: int, error: str, message: str) -> None:
         body = json.dumps({"error": error, "message": message, "details": None}).encode()

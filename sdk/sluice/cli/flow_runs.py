@@ -70,7 +70,9 @@ def inspect(
         console.print(f"parameters: {run.parameters}")
     states = table("history", "time", "state", "message")
     for s in history:
-        states.add_row(when(s.timestamp), styled_state(s), (s.message or "")[:200])
+        after = (s.details or {}).get("failed_state")
+        label = f"{styled_state(s)} (after {after})" if after else styled_state(s)
+        states.add_row(when(s.timestamp), label, (s.message or "")[:200])
     console.print(states)
     counts: dict[str, int] = {}
     for t in task_runs:
@@ -125,8 +127,7 @@ def cancel(flow_run_id: Annotated[str, typer.Argument(help="The flow run's id.")
     """Cancel a run: at once if it has not started, else its worker stops it."""
     with client(profile, api_url) as api:
         answer = api.cancel_flow_run(flow_run_id)
-    state = (answer or {}).get("state", {}) if isinstance(answer, dict) else {}
-    console.print(f"cancel requested: {state.get('name', 'ok')}")
+    _print_answer("cancel", answer)
 
 
 @app.command()
@@ -134,5 +135,14 @@ def retry(flow_run_id: Annotated[str, typer.Argument(help="The flow run's id.")]
           profile: ProfileOption = None, api_url: ApiUrlOption = None) -> None:
     """Run a Failed or Crashed run again as a new attempt."""
     with client(profile, api_url) as api:
-        run = api.retry_flow_run(flow_run_id)
-    console.print(f"retrying {run.id}: {run.state.name}")
+        answer = api.retry_flow_run(flow_run_id)
+    _print_answer("retry", answer)
+
+
+def _print_answer(action: str, answer) -> None:  # noqa: ANN001
+    if answer.status.value == "ACCEPT":
+        console.print(f"{action}: the run is now {styled_state(answer.state)}")
+        return
+    from ..exceptions import Conflict
+
+    raise Conflict(f"{action} refused: {answer.reason or answer.state.name}")

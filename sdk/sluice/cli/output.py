@@ -12,7 +12,7 @@ from rich.table import Table
 
 # Piped output keeps long ids on one line (`--json` is the format for scripts).
 console = Console(width=None if sys.stdout.isatty() else 200)
-errors = Console(stderr=True)
+errors = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 STATE_STYLES = {
     "COMPLETED": "green", "FAILED": "red", "CRASHED": "bold red", "CANCELLED": "yellow",

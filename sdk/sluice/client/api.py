@@ -124,11 +124,14 @@ class SluiceClient:
         return HeartbeatResponse.model_validate(
             self._call("POST", f"/flow-runs/{_q(flow_run_id)}/heartbeat", json={"lease": lease}))
 
-    def cancel_flow_run(self, flow_run_id: str) -> Any:
-        return self._call("POST", f"/flow-runs/{_q(flow_run_id)}/cancel", json={})
+    def cancel_flow_run(self, flow_run_id: str, message: str | None = None
+                        ) -> SetStateResponse:
+        body = {"message": message} if message else {}
+        return SetStateResponse.model_validate(
+            self._call("POST", f"/flow-runs/{_q(flow_run_id)}/cancel", json=body))
 
-    def retry_flow_run(self, flow_run_id: str) -> FlowRun:
-        return FlowRun.model_validate(
+    def retry_flow_run(self, flow_run_id: str) -> SetStateResponse:
+        return SetStateResponse.model_validate(
             self._call("POST", f"/flow-runs/{_q(flow_run_id)}/retry", json={}))
 
     def flow_run_history(self, flow_run_id: str) -> list[State]:

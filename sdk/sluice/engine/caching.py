@@ -74,11 +74,15 @@ def storage_for(runner: TaskRunner) -> ResultStorage:
     return storage
 
 
-def _result_key(runner: TaskRunner) -> str:
-    cache_key = runner.task_run.cache_key
-    if cache_key is not None:
-        return f"cache/{cache_key}"
-    return f"runs/{runner.flow_ctx.flow_run.id}/{runner.task_run.name}"
+def _result_keys(runner: TaskRunner) -> list[str]:
+    """Where a value is stored: under its cache key, and under the run when it persists (so a
+    retry of the run finds it even when the cache entry expired)."""
+    keys = []
+    if runner.task_run.cache_key is not None:
+        keys.append(f"cache/{runner.task_run.cache_key}")
+    if runner.persists:
+        keys.append(f"runs/{runner.flow_ctx.flow_run.id}/{runner.task_run.name}")
+    return keys
 
 
 def read_cached(runner: TaskRunner, cache_key: str) -> State | None:
@@ -93,15 +97,33 @@ def read_cached(runner: TaskRunner, cache_key: str) -> State | None:
     return state
 
 
+def read_earlier_attempt(runner: TaskRunner) -> State | None:
+    """On a retried flow run: the value an earlier attempt persisted for this task run, as a
+    Cached state, or None (then the task runs)."""
+    key = f"runs/{runner.flow_ctx.flow_run.id}/{runner.task_run.name}"
+    value = load_result(storage_for(runner).read(key))
+    if value is MISSING:
+        return None
+    runner.task_run.result_key = key
+    state = new_state(StateType.COMPLETED, "Cached",
+                      message="completed in an earlier attempt of this flow run",
+                      details={"result_key": key})
+    state._result = value
+    return state
+
+
 def persist(runner: TaskRunner, value: Any) -> None:
     """Store the value where later runs (cache hits, retries from failure) find it."""
     expiration = runner.options.cache_expiration
     expires_at = time.time() + expiration.total_seconds() if expiration is not None else None
-    key = _result_key(runner)
+    keys = _result_keys(runner)
     try:
-        storage_for(runner).write(key, dump_result(value, expires_at))
+        for key in keys:
+            # Only the cache entry expires; the run's own copy serves its retries.
+            storage_for(runner).write(key, dump_result(
+                value, expires_at if key.startswith("cache/") else None))
     except Exception as exc:  # an unpicklable value or a storage outage must not fail the task
         runner._logger().warning("could not persist the result of %r: %s", runner.task_run.name,
                                  exc)
         return
-    runner.task_run.result_key = key
+    runner.task_run.result_key = keys[0]

@@ -28,6 +28,10 @@ class FlowRunContext:
     log_prints: bool
     result_storage: ResultStorage | None
     max_workers: int | None
+    #: Default `persist_result` of the run's tasks (the flow's option).
+    persist_result: bool | None = None
+    #: This attempt retries a run: tasks whose result an earlier attempt persisted are Cached.
+    resuming: bool = False
     #: n-th call of each task in this run, so task-run names ("extract-3") are stable.
     task_counters: dict[str, itertools.count] = field(default_factory=dict)
     futures: list[TaskFuture] = field(default_factory=list)

@@ -122,6 +122,7 @@ class FlowRunner:
             result_storage=self.options.result_storage or
             (self.parent.result_storage if self.parent else None),
             max_workers=self.options.max_workers,
+            persist_result=self.options.persist_result,
         )
         self._logger().info("Beginning flow run %r for flow %r", self.flow_run.name,
                             self.flow.name)
@@ -135,6 +136,12 @@ class FlowRunner:
     def _start_attempt(self) -> None:
         self.flow_run.run_count += 1
         self._attempts += 1
+        assert self.context is not None
+        # Each attempt names its task runs from 0 again, so an attempt finds what an earlier
+        # one persisted under the same names.
+        self.context.task_counters.clear()
+        self.context.futures.clear()
+        self.context.resuming = self.flow_run.run_count > 1
         name = "Retrying" if self.flow_run.run_count > 1 else "Running"
         self._set(new_state(StateType.RUNNING, name))
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ..exceptions import InvalidMapArguments, SluiceError, TaskTimeout, UpstreamFailed
 from ..models import State, StateType, TaskRun, new_id, new_state, utcnow
 from ..models._fast import construct
-from .caching import cache_key_for, persist, read_cached
+from .caching import cache_key_for, persist, read_cached, read_earlier_attempt
 from .context import FlowRunContext, TaskRunContext, flow_run_ctx, task_run_ctx
 from .futures import TaskFuture, state_result
 from .timeouts import call_with_timeout
@@ -212,7 +212,16 @@ class TaskRunner:
                 hit = read_cached(self, key)
                 if hit is not None:
                     return self._finish(hit)
+        if self.flow_ctx.resuming and self.persists:
+            done = read_earlier_attempt(self)
+            if done is not None:
+                return self._finish(done)
         return None
+
+    @property
+    def persists(self) -> bool:
+        own = self.options.persist_result
+        return bool(self.flow_ctx.persist_result if own is None else own)
 
     def _start_attempt(self) -> None:
         run = self.task_run
@@ -222,7 +231,7 @@ class TaskRunner:
         self._set(new_state(StateType.RUNNING, "Retrying" if run.run_count > 1 else "Running"))
 
     def _on_success(self, value: Any) -> State:
-        if self.task_run.cache_key is not None or self.options.persist_result:
+        if self.task_run.cache_key is not None or self.persists:
             persist(self, value)
         state = new_state(StateType.COMPLETED)
         state._result = value

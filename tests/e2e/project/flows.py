@@ -49,3 +49,44 @@ def slow_flow(pid_file: str, seconds: float = 60.0) -> None:
 @flow
 def failing_flow() -> None:
     raise RuntimeError("this flow fails on purpose")
+
+
+@flow
+def first_attempt_hangs(pid_file: str, marker: str) -> str:
+    """The first attempt writes its pid and hangs (the test kills its machine); later
+    attempts finish at once."""
+    if not Path(marker).exists():
+        Path(marker).write_text("attempted")
+        Path(pid_file).write_text(str(os.getpid()))
+        time.sleep(120)
+    return "done"
+
+
+_calls_file = "SLUICE_TEST_CALLS"
+
+
+@task
+def expensive_extract(calls: str) -> list[int]:
+    with open(calls, "a") as fh:
+        fh.write("extract\n")
+    return [1, 2, 3]
+
+
+@task
+def fragile_load(rows: list[int], calls: str, marker: str) -> int:
+    with open(calls, "a") as fh:
+        fh.write("load\n")
+    if not Path(marker).exists():
+        Path(marker).write_text("failed once")
+        raise ConnectionError("warehouse unavailable")
+    return len(rows)
+
+
+@flow(persist_result=True)
+def resumable_pipeline(calls: str, marker: str) -> int:
+    return fragile_load(expensive_extract(calls), calls, marker)
+
+
+@flow
+def stamp(ledger: str) -> None:
+    _ledger(ledger, "start")
