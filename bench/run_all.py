@@ -13,6 +13,7 @@ BENCHMARKS = [
     ["task_overhead.py"],
     ["task_overhead.py", "--mode", "server", "--repeats", "3"],
     ["pickup.py"],
+    ["schedule_precision.py"],
     ["api.py"],
 ]
 

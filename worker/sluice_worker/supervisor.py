@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import time
+from datetime import datetime, timezone
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,8 @@ from .output import OutputPump
 from .sources import CodeUnavailable
 
 log = logging.getLogger("sluice.worker")
+#: A message this early is not held in a slot: it goes back to the queue until its time.
+MAX_EARLY_WAIT_SECONDS = 5.0
 _TRANSIENT = (errors.ServiceUnavailable, errors.Throttled)
 
 
@@ -65,6 +68,8 @@ class RunSupervisor:
             worker.queue.change_visibility(self.receipt, self.settings.visibility_timeout)
             return
         self.flow_run_id = body.flow_run_id
+        if not self._wait_until_due(body):
+            return
         try:
             claim = client.claim_flow_run(body.flow_run_id, worker.name, attempt=body.attempt)
         except (errors.Conflict, errors.NotFound) as exc:
@@ -87,6 +92,19 @@ class RunSupervisor:
             return
         self._execute(command, cwd, env)
         worker.queue.delete(self.receipt)
+
+    def _wait_until_due(self, body: RunMessage) -> bool:
+        """Start a run on its second: hold an early message until `scheduled_at`. A message far
+        ahead of its time (a clock skew or a resend) goes back to the queue until then."""
+        if body.scheduled_at is None:
+            return True
+        early = (body.scheduled_at - datetime.now(timezone.utc)).total_seconds()
+        if early > MAX_EARLY_WAIT_SECONDS:
+            self.worker.queue.change_visibility(self.receipt, min(int(early), 43_200))
+            return False
+        if early > 0:
+            time.sleep(early)
+        return True
 
     def _prepare(self, flow_run: dict[str, Any]) -> tuple[list[str], str, dict[str, str]]:
         deployment_id = flow_run.get("deployment_id")

@@ -41,17 +41,22 @@ def due_for_enqueue(run: FlowRun, now: datetime) -> bool:
 
 
 def delay_seconds(run: FlowRun, now: datetime) -> int:
-    """Seconds until the run is due, rounded up, within 0..MAX_DELAY_SECONDS."""
+    """Seconds until the run is due, rounded down, within 0..MAX_DELAY_SECONDS.
+
+    SQS delays are whole seconds, so the message appears up to a second early; it carries
+    `scheduled_at` and the worker waits out the rest, which starts the run on its second
+    instead of up to a second late."""
     if run.scheduled_at is None:
         return 0
     wait = (run.scheduled_at - now).total_seconds()
-    return max(0, min(MAX_DELAY_SECONDS, math.ceil(wait)))
+    return max(0, min(MAX_DELAY_SECONDS, math.floor(wait)))
 
 
 def run_message(run: FlowRun) -> str:
     """The queue message body for the run's next attempt."""
     assert run.pool is not None
-    return RunMessage(flow_run_id=run.id, pool=run.pool, attempt=run.run_count).model_dump_json()
+    return RunMessage(flow_run_id=run.id, pool=run.pool, attempt=run.run_count,
+                      scheduled_at=run.scheduled_at).model_dump_json()
 
 
 def mark_enqueued(run: FlowRun, now: datetime) -> FlowRun:

@@ -97,6 +97,9 @@ class RunMessage(BaseModel):
     pool: str
     #: The run's `run_count` when the message was sent; the claim makes it `attempt + 1`.
     attempt: int = 0
+    #: When the run is due: the message may appear up to a second before (SQS delays are whole
+    #: seconds) and the worker waits until then.
+    scheduled_at: datetime | None = None
 
 
 class ClaimResponse(BaseModel):

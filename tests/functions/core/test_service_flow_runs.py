@@ -54,8 +54,12 @@ class TestCreate:
         assert (message.flow_run_id, message.pool, message.attempt) == (run.id, "etl", 0)
 
     def test_a_run_due_in_ten_minutes_is_sent_with_a_delay(self, ports):
-        ports.queued_run(scheduled_at=NOW + timedelta(minutes=10, milliseconds=300))
-        assert [delay for _, _, delay in ports.queue.sent] == [601]
+        # The delay is rounded down; the message carries the exact time for the worker.
+        due = NOW + timedelta(minutes=10, milliseconds=300)
+        ports.queued_run(scheduled_at=due)
+        assert [delay for _, _, delay in ports.queue.sent] == [600]
+        (_, body, _), = ports.queue.sent
+        assert RunMessage.model_validate_json(body).scheduled_at == due
 
     def test_a_run_due_later_than_the_sqs_delay_limit_waits_for_a_scheduler_tick(self, ports):
         # Given a run due in 20 minutes: not sent yet
