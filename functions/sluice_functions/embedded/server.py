@@ -118,6 +118,7 @@ class EmbeddedServer:
 
     def __init__(self, *, data_dir: Path, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
                  token: str | None = None, tick_seconds: float = 5.0,
+                 retention_days: int = 30,
                  ports_factory: Callable[[str], ControlPlanePorts] | None = None) -> None:
         from sluice.exceptions import ConfigurationError
 
@@ -128,6 +129,7 @@ class EmbeddedServer:
             )
         self.data_dir = Path(data_dir).expanduser()
         self.host, self.token, self.tick_seconds = host, token, tick_seconds
+        self.retention_days = retention_days
         self._requested_port = port
         self._ports_factory = ports_factory or self._sqlite_ports
         self._http: _HttpServer | None = None
@@ -209,6 +211,27 @@ class EmbeddedServer:
 
         self.jobs.extend(embedded_jobs(self.ports,
                                        tick_interval=timedelta(seconds=self.tick_seconds)))
+        if self._ports_factory == self._sqlite_ports:
+            self.jobs.append(("retention", self._retention_job()))
+
+    def _retention_job(self) -> Callable[[], Any]:
+        """Purge finished runs past the retention period, at most every 10 minutes."""
+        from datetime import timedelta
+
+        from sluice.models import utcnow
+
+        from ..adapters.sqlite.retention import purge_finished_runs
+
+        last = [0.0]
+
+        def run() -> int:
+            if time.monotonic() - last[0] < 600:
+                return 0
+            last[0] = time.monotonic()
+            cutoff = utcnow() - timedelta(days=self.retention_days)
+            return purge_finished_runs(self.ports.store, self.ports.logs, cutoff)  # type: ignore[arg-type]
+
+        return run
 
     def _tick_loop(self) -> None:
         while not self._stopping.wait(self.tick_seconds):
@@ -277,14 +300,16 @@ class EmbeddedServer:
 
 
 def run_server(*, host: str = "127.0.0.1", port: int = DEFAULT_PORT, data_dir: Path | None = None,
-               token: str | None = None, tick_seconds: float = 5.0) -> None:
+               token: str | None = None, tick_seconds: float = 5.0,
+               retention_days: int = 30) -> None:
     """`sluice server start`: serve until Ctrl-C or SIGTERM; write the `local` profile."""
     from sluice.profiles import LOCAL_PROFILE, Profile, load_profiles, upsert_profile
     from sluice.settings import get_settings
 
     settings = get_settings()
     server = EmbeddedServer(data_dir=data_dir or settings.home / "server", host=host, port=port,
-                            token=token, tick_seconds=tick_seconds).start()
+                            token=token, tick_seconds=tick_seconds,
+                            retention_days=retention_days).start()
     activate = load_profiles().active in (None, LOCAL_PROFILE)
     path = upsert_profile(LOCAL_PROFILE, Profile(kind="local", api_url=server.url,
                                                  api_token=token,

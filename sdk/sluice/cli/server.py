@@ -22,9 +22,11 @@ def start(
     = None,
     scheduler_interval: Annotated[float, typer.Option(help="Seconds between scheduler and "
                                                       "monitor ticks.")] = 5.0,
+    retention_days: Annotated[int, typer.Option(min=1, help="Finished runs older than this "
+                                                "are deleted with their logs.")] = 30,
 ) -> None:
     """Serve the API, an SQS-compatible queue endpoint and the schedule timers until Ctrl-C."""
     from sluice_functions.embedded import run_server  # the CLI is the composition root
 
     run_server(host=host, port=port, data_dir=data_dir, token=token,
-               tick_seconds=scheduler_interval)
+               tick_seconds=scheduler_interval, retention_days=retention_days)
