@@ -231,3 +231,22 @@ def test_pool_shows_its_workers_online(sluice):
     assert worker["slots"] == 4 and worker["version"]
     table = sluice.cli("pool", "ls").stdout
     assert "etl" in table and "1/1" in table
+
+
+def test_requirements_are_installed_into_a_cached_venv(sluice, tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "flows.py").write_text((PROJECT / "flows.py").read_text())
+    (project / "requirements.txt").write_text("six==1.16.0\n")
+    deploy(sluice, "needs_six", "with-reqs", "--requirements", "requirements.txt",
+           project=project)
+    cache = tmp_path / "cache"
+    sluice.start_worker("--cache-dir", str(cache))
+    ledger = tmp_path / "ledger"
+    first = trigger(sluice, "needs-six/with-reqs", ledger=str(ledger))
+    assert sluice.wait_terminal(first, 240)["state"]["type"] == "COMPLETED"
+    second = trigger(sluice, "needs-six/with-reqs", ledger=str(ledger))
+    assert sluice.wait_terminal(second, 60)["state"]["type"] == "COMPLETED"
+    assert [e for e, *_ in ledger_lines(ledger)] == ["six-1.16.0", "six-1.16.0"]
+    venvs = list((cache / "venvs").iterdir())
+    assert len(venvs) == 1 and (venvs[0] / ".complete").exists()  # built once, then reused

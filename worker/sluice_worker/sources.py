@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import site
 import subprocess
 import sys
 import threading
@@ -107,9 +108,9 @@ class CodeCache:
         with self._lock(f"venv:{digest}"):
             if not (venv / ".complete").exists():
                 try:
-                    # System site packages: the run still imports the worker's own sluice.
-                    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages",
-                                    str(venv)], check=True, capture_output=True)
+                    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True,
+                                   capture_output=True)
+                    _inherit_worker_packages(python)
                     subprocess.run([str(python), "-m", "pip", "install", "--quiet", "-r",
                                     str(path)], check=True, capture_output=True)
                 except subprocess.CalledProcessError as exc:
@@ -117,6 +118,16 @@ class CodeCache:
                     raise CodeUnavailable(f"installing {requirements} failed: {detail}") from exc
                 (venv / ".complete").touch()
         return str(python)
+
+
+def _inherit_worker_packages(python: Path) -> None:
+    """Let the run's venv import what the worker has (Sluice itself, even an editable install)
+    behind its own packages: a .pth file adds the worker's site-packages after the venv's."""
+    purelib = subprocess.run([str(python), "-c",
+                              "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             check=True, capture_output=True, text=True).stdout.strip()
+    lines = [f"import site; site.addsitedir({p!r})" for p in site.getsitepackages()]
+    (Path(purelib) / "_sluice_worker_packages.pth").write_text("\n".join(lines) + "\n")
 
 
 def _git(*args: str) -> None:

@@ -90,3 +90,11 @@ def resumable_pipeline(calls: str, marker: str) -> int:
 @flow
 def stamp(ledger: str) -> None:
     _ledger(ledger, "start")
+
+
+@flow
+def needs_six(ledger: str) -> str:
+    import six  # installed from the deployment's requirements.txt into a cached venv
+
+    _ledger(ledger, f"six-{six.__version__}")
+    return six.__version__
