@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from .exceptions import ConfigurationError
@@ -42,6 +42,33 @@ class Options(BaseModel):
     def model_dump_raw(self) -> dict[str, Any]:
         """The options as given (callables and tuples kept), for building a modified copy."""
         return {name: getattr(self, name) for name in type(self).model_fields}
+
+
+class RunOptions(Options):
+    """Validators the options of flows and tasks share (each class declares its own fields)."""
+
+    @field_validator("tags", mode="before", check_fields=False)
+    @classmethod
+    def _tags(cls, value: Any) -> tuple[str, ...]:
+        return as_tags(value)
+
+    @field_validator("on_completion", "on_failure", "on_crashed", "on_cancellation",
+                     mode="before", check_fields=False)
+    @classmethod
+    def _hooks(cls, value: Any) -> tuple[Hook, ...]:
+        return as_hooks("hook", value)
+
+    @field_validator("result_storage", check_fields=False)
+    @classmethod
+    def _storage(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        from .engine.results import storage_from
+
+        try:
+            return storage_from(value)
+        except Exception as exc:  # ConfigurationError, or a value that is not a path at all
+            raise ValueError(str(exc)) from None
 
 
 def _explain(decorator: str, cls: type[Options], exc: PydanticValidationError) -> str:

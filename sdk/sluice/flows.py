@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from pydantic import Field, StrictInt, field_validator
 
-from ._options import Hook, Options, as_hooks, as_tags
+from ._options import Hook, RunOptions
 from .exceptions import ConfigurationError
 
 if TYPE_CHECKING:
@@ -19,7 +19,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-class FlowOptions(Options):
+class FlowOptions(RunOptions):
     """Every option of `@flow`, once. Frozen: `Flow.with_options` builds a new one."""
 
     examples = {
@@ -58,17 +58,6 @@ class FlowOptions(Options):
     on_crashed: tuple[Hook, ...] = ()
     on_cancellation: tuple[Hook, ...] = ()
 
-    @field_validator("tags", mode="before")
-    @classmethod
-    def _tags(cls, value: Any) -> tuple[str, ...]:
-        return as_tags(value)
-
-    @field_validator("on_completion", "on_failure", "on_crashed", "on_cancellation",
-                     mode="before")
-    @classmethod
-    def _hooks(cls, value: Any) -> tuple[Hook, ...]:
-        return as_hooks("hook", value)
-
     @field_validator("retry_delay_seconds", mode="before")
     @classmethod
     def _delay(cls, value: Any) -> Any:
@@ -76,17 +65,6 @@ class FlowOptions(Options):
             raise ValueError("must be a number of seconds >= 0")
         return value
 
-    @field_validator("result_storage")
-    @classmethod
-    def _storage(cls, value: Any) -> Any:
-        if value is None:
-            return None
-        from .engine.results import storage_from
-
-        try:
-            return storage_from(value)
-        except Exception as exc:
-            raise ValueError(str(exc)) from None
 
 
 class Flow(Generic[P, R]):

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, ove
 
 from pydantic import Field, StrictInt, field_validator, model_validator
 
-from ._options import Hook, Options, as_hooks, as_tags
+from ._options import Hook, RunOptions
 from .exceptions import ConfigurationError
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ class unmapped(Generic[R]):  # noqa: N801 - reads like the function users know f
         self.value = value
 
 
-class TaskOptions(Options):
+class TaskOptions(RunOptions):
     """Every option of `@task`, once. Frozen: `Task.with_options` builds a new one."""
 
     examples = {
@@ -85,16 +85,6 @@ class TaskOptions(Options):
     on_completion: tuple[Hook, ...] = ()
     on_failure: tuple[Hook, ...] = ()
 
-    @field_validator("tags", mode="before")
-    @classmethod
-    def _tags(cls, value: Any) -> tuple[str, ...]:
-        return as_tags(value)
-
-    @field_validator("on_completion", "on_failure", mode="before")
-    @classmethod
-    def _hooks(cls, value: Any) -> tuple[Hook, ...]:
-        return as_hooks("hook", value)
-
     @field_validator("retry_delay_seconds", mode="before")
     @classmethod
     def _delay(cls, value: Any) -> Any:
@@ -122,17 +112,6 @@ class TaskOptions(Options):
             raise ValueError("must be positive")
         return value
 
-    @field_validator("result_storage")
-    @classmethod
-    def _storage(cls, value: Any) -> Any:
-        if value is None:
-            return None
-        from .engine.results import storage_from
-
-        try:
-            return storage_from(value)
-        except Exception as exc:  # ConfigurationError or a bad path type
-            raise ValueError(str(exc)) from None
 
     @model_validator(mode="after")
     def _consistent(self) -> TaskOptions:
