@@ -84,7 +84,7 @@ def test_the_embedded_server_runs_them_on_its_timer(tmp_path):
 
     server = EmbeddedServer(data_dir=tmp_path / "server", port=0, tick_seconds=3600).start()
     try:
-        assert [name for name, _ in server.jobs][-2:] == ["scheduler", "monitor"]
+        assert [name for name, _ in server.jobs] == ["scheduler", "monitor", "retention"]
         request = DeploymentCreate(flow_name="f", name="d", entrypoint="f.py:f",
                                    schedules=[Schedule(cron="* * * * *")])
         service.create_deployment(request, store=server.ports.store, queue=server.ports.queue)
