@@ -236,7 +236,8 @@ class RunStore(Protocol):
     def update_deployment(self, deployment: Deployment) -> Deployment:
         """Replace the stored deployment with the same `id` (its name pair must not change).
 
-        Raises `NotFound` if it does not exist. Returns the stored deployment.
+        Raises `NotFound` if it does not exist and `Conflict` if the name pair changed. Returns
+        the stored deployment.
         """
         ...
 
@@ -313,7 +314,10 @@ class RunQueue(Protocol):
 
         Waits up to `wait_seconds` (0..20) for a first message; returns [] if none arrives.
         Each message becomes invisible for `visibility_timeout` seconds (the queue's default
-        when None) and its `receive_count` goes up by one. Raises `NotFound` for an unknown pool.
+        when None) and its `receive_count` goes up by one. Raises `NotFound` for an unknown pool
+        and `ValueError` for an option outside its range. Delivery is at least once: two
+        concurrent receivers may, rarely, get the same message (SQS standard queues do); the
+        run's claim, not the queue, keeps it from running twice.
         """
         ...
 
@@ -325,7 +329,8 @@ class RunQueue(Protocol):
         ...
 
     def delete(self, pool: str, receipt_handle: str) -> None:
-        """Delete a received message. Deleting an already deleted message is not an error."""
+        """Delete a received message. Deleting an already deleted message is not an error; with
+        an older receipt handle the message may or may not be deleted (as in SQS)."""
         ...
 
     def depth(self, pool: str) -> QueueDepth:
