@@ -1,5 +1,6 @@
 """`make bench`: run every benchmark in turn; each prints its table and merges its figures
-into bench/results.json."""
+into bench/results.json. The request count (aws_requests.py) also rewrites docs/requests.json
+and the cost model (cost_model.py) docs/cost.md."""
 
 from __future__ import annotations
 
@@ -15,6 +16,10 @@ BENCHMARKS = [
     ["pickup.py"],
     ["schedule_precision.py"],
     ["api.py"],
+    ["throughput.py"],
+    # Rewrites docs/requests.json, which cost_model.py turns into docs/cost.md.
+    ["aws_requests.py"],
+    ["cost_model.py"],
 ]
 
 
