@@ -9,6 +9,13 @@ plane is its own stack or part of a user's CDK app.
 
 from __future__ import annotations
 
+import json
+import os
+from typing import Any
+
+from .exceptions import ConfigurationError, NotFound, SluiceError
+from .profiles import Profile
+
 API_URL = "SluiceApiUrl"
 REGION = "SluiceRegion"
 BUNDLE_BUCKET = "SluiceBundleBucket"
@@ -19,3 +26,59 @@ QUEUE_URLS = "SluiceQueueUrls"
 #: What `sluice profile create` needs; a stack without them is not a Sluice control plane.
 REQUIRED = (API_URL, REGION, QUEUE_URLS)
 ALL = (API_URL, REGION, BUNDLE_BUCKET, WORKER_POLICY_ARN, QUEUE_URLS)
+
+
+def read_stack_outputs(stack_name: str, region: str | None = None, *,
+                       cloudformation: Any = None) -> tuple[str, dict[str, str]]:
+    """(region, {output key: value}) of a deployed stack, read with boto3 from the standard AWS
+    credential chain. Raises `NotFound` for a missing stack, `ConfigurationError` when the
+    region or credentials are missing or the stack is not a Sluice control plane."""
+    try:
+        import boto3
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+    except ImportError:
+        raise ConfigurationError("reading a stack needs boto3: pip install 'sluice[worker]'"
+                                 ) from None
+    if cloudformation is None:
+        # boto3 reads AWS_DEFAULT_REGION and the config file; AWS_REGION is what EC2 user data
+        # and most tools set.
+        session = boto3.session.Session(region_name=region or os.environ.get("AWS_REGION"))
+        if not session.region_name:
+            raise ConfigurationError("no AWS region: pass --region or set AWS_REGION")
+        cloudformation = session.client("cloudformation")
+    region = cloudformation.meta.region_name
+    try:
+        stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
+    except NoCredentialsError:
+        raise ConfigurationError("no AWS credentials found: configure them (aws configure, "
+                                 "AWS_PROFILE, an instance role)") from None
+    except ClientError as error:
+        message = error.response.get("Error", {}).get("Message", str(error))
+        if "does not exist" in message:
+            raise NotFound(f"no stack {stack_name!r} in {region}: deploy it first (see "
+                           "README, Deploying to AWS) or pass --region") from None
+        raise SluiceError(f"could not read stack {stack_name!r}: {message}") from None
+    except BotoCoreError as error:
+        raise SluiceError(f"could not read stack {stack_name!r}: {error}") from None
+    stack = stacks[0]
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+    missing = [key for key in REQUIRED if key not in outputs]
+    if missing:
+        raise ConfigurationError(
+            f"stack {stack_name!r} ({stack.get('StackStatus', '?')}) has no output "
+            f"{', '.join(missing)}: is it a Sluice control plane, and is its deployment done?")
+    return region, outputs
+
+
+def profile_from_stack(stack_name: str, region: str | None = None, *,
+                       cloudformation: Any = None) -> Profile:
+    """An `aws` profile for the control plane a stack deployed."""
+    region, outputs = read_stack_outputs(stack_name, region, cloudformation=cloudformation)
+    try:
+        queue_urls = json.loads(outputs[QUEUE_URLS])
+    except ValueError:
+        raise ConfigurationError(f"stack {stack_name!r}: output {QUEUE_URLS} is not JSON"
+                                 ) from None
+    return Profile(kind="aws", api_url=outputs[API_URL].rstrip("/"),
+                   region=outputs.get(REGION) or region, stack_name=stack_name,
+                   bundle_bucket=outputs.get(BUNDLE_BUCKET), queue_urls=queue_urls)

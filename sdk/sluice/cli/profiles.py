@@ -1,4 +1,4 @@
-"""`sluice profile ls|use|show`."""
+"""`sluice profile ls|use|show|create`."""
 
 from __future__ import annotations
 
@@ -65,3 +65,27 @@ def show(name: Annotated[str | None, typer.Argument(help="Profile (default: the 
         return
     for key, value in data.items():
         console.print(f"{key:>13}: {value if value is not None else '-'}")
+
+
+@app.command()
+def create(
+    name: Annotated[str, typer.Argument(help="Profile name.")],
+    stack: Annotated[str, typer.Option(help="CloudFormation stack of the control plane.")],
+    region: Annotated[str | None, typer.Option(help="The stack's AWS region (default: "
+                                               "AWS_REGION or your AWS config).")] = None,
+    use: Annotated[bool, typer.Option("--use", help="Make it the active profile.")] = False,
+    json: JsonOption = False,
+) -> None:
+    """Create (or refresh) an AWS profile from a deployed stack's outputs."""
+    from ..profiles import load_profiles, upsert_profile
+    from ..stack_outputs import profile_from_stack
+
+    profile = profile_from_stack(stack, region)
+    path = upsert_profile(name, profile, activate=use)
+    active = load_profiles().active == name
+    if json:
+        print_json({"profile": name, "active": active, "path": str(path),
+                    **profile.model_dump(mode="json", exclude_none=True)})
+        return
+    console.print(f"profile {name}: {profile.api_url} ({profile.region}, stack {stack})"
+                  f"{' - active' if active else ''}; written to {path}")

@@ -1,0 +1,160 @@
+"""`SluiceControlPlane`: the whole Sluice control plane as one CDK construct."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from constructs import Construct
+
+from sluice import stack_outputs
+from sluice.models import DEFAULT_POOL, POOL_NAME_PATTERN
+from sluice_functions.config import DEFAULT_RETENTION_DAYS, ControlPlaneSettings
+
+from .acknowledgments import acknowledge
+from .asset import function_code
+from .functions import ControlPlaneFunctions, queue_arn_pattern
+from .http_api import ControlPlaneApi, Throttle
+from .observability import ControlPlaneObservability
+from .storage import PoolQueues, create_bundle_bucket, create_pool_queues, create_table
+from .workers import WorkerFleet, WorkerFleetGroup, create_worker_policy
+
+#: Stack prefixes name queues (`<prefix>-<pool>-dlq`, at most 80 characters) and log groups.
+PREFIX_PATTERN = r"^[a-z][a-z0-9-]{0,29}$"
+
+
+class SluiceControlPlane(Construct):
+    """The Sluice control plane: HTTP API, api/scheduler/monitor functions, DynamoDB table, pool
+    queues, bundle bucket, log groups, dashboard, alarms, worker policy, optional worker fleet.
+
+    Use it as its own stack (`sluice_infra.app`) or inside your CDK app; one per stack (its
+    outputs have fixed logical ids that `sluice profile create` reads).
+
+    :param prefix: names the pool queues (`<prefix>-<pool>`), the dashboard and alarms; must
+        be unique per account and region. Lowercase letters, digits, '-'.
+    :param retention_days: days flow runs and their task runs are kept in the table (TTL).
+    :param extra_pools: pools besides "default" whose queues the stack creates (alarms and a
+        fleet need them at deploy time); others can be created later with `sluice pool create`.
+    :param log_retention: retention of every log group (run logs, functions, API access logs).
+    :param alarm_email: an address subscribed to the alarm topic (it must confirm by email).
+    :param worker_fleet: an EC2 Auto Scaling group of workers (`WorkerFleet`), or None.
+    :param removal_policy: what a stack delete does to the data (table, bucket, run logs);
+        RETAIN also turns on the table's deletion protection.
+    :param throttle: the API's stage-wide rate and burst limits.
+    :param bundle_expiration: delete uploaded bundles this long after upload (None: never).
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *,
+                 prefix: str = "sluice",
+                 retention_days: int = DEFAULT_RETENTION_DAYS,
+                 extra_pools: Sequence[str] = (),
+                 log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
+                 alarm_email: str | None = None,
+                 worker_fleet: WorkerFleet | None = None,
+                 removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
+                 throttle: Throttle = Throttle(),
+                 bundle_expiration: Duration | None = None) -> None:
+        super().__init__(scope, construct_id)
+        pools = _pool_names(extra_pools)
+        if not re.match(PREFIX_PATTERN, prefix):
+            raise ValueError(f"prefix {prefix!r} must match {PREFIX_PATTERN} (lowercase "
+                             "letters, digits and '-', at most 30 characters)")
+        if worker_fleet is not None and worker_fleet.pool not in pools:
+            raise ValueError(f"worker fleet pool {worker_fleet.pool!r} has no queue in this "
+                             f"stack; add it to extra_pools (pools: {', '.join(pools)})")
+        stack = Stack.of(self)
+
+        self.table = create_table(self, removal_policy=removal_policy)
+        self.bundle_bucket = create_bundle_bucket(self, removal_policy=removal_policy,
+                                                  bundle_expiration=bundle_expiration)
+        acknowledge(self.bundle_bucket, "AwsSolutions-S1",
+                    "Bundles are only reached through presigned URLs the API issues to "
+                    "IAM-authorized callers, and every API call is in the API's access log; "
+                    "server access logs would need a second bucket and add nothing.")
+        self.run_log_group = logs.LogGroup(self, "RunLogs", retention=log_retention,
+                                           removal_policy=removal_policy)
+        settings = ControlPlaneSettings(
+            table_name=self.table.table_name, stack_prefix=prefix, queue_prefix=prefix,
+            bundle_bucket=self.bundle_bucket.bucket_name,
+            run_log_group=self.run_log_group.log_group_name, retention_days=retention_days)
+        self.pools: list[PoolQueues] = [create_pool_queues(self, pool, settings)
+                                        for pool in pools]
+        default_pool = self.pools[0]
+        self.settings = settings.model_copy(update={
+            "default_pool_queue_url": default_pool.queue.queue_url,
+            "default_pool_dlq_url": default_pool.dead_letter_queue.queue_url})
+
+        self.functions = ControlPlaneFunctions(
+            self, "Functions", code=function_code(), settings=self.settings, table=self.table,
+            bundle_bucket=self.bundle_bucket, run_log_group=self.run_log_group,
+            log_retention=log_retention)
+        access_logs = logs.LogGroup(self, "ApiAccessLogs", retention=log_retention,
+                                    removal_policy=RemovalPolicy.DESTROY)
+        self.api = ControlPlaneApi(self, "Api", function=self.functions.api,
+                                   access_log_group=access_logs, throttle=throttle)
+
+        self.alarm_topic = sns.Topic(self, "AlarmTopic", display_name=f"Sluice alarms ({prefix})",
+                                     enforce_ssl=True)
+        acknowledge(self.alarm_topic, "AwsSolutions-SNS2",
+                    "Alarm notifications carry alarm names and states, no run data or secrets. "
+                    "CloudWatch cannot publish to a topic encrypted with the AWS-managed SNS "
+                    "key, and a customer-managed key would cost $1 a month at idle.")
+        if alarm_email:
+            self.alarm_topic.add_subscription(subscriptions.EmailSubscription(alarm_email))
+        self.observability = ControlPlaneObservability(
+            self, "Observability", namespace=self.settings.metrics_namespace,
+            dashboard_name=f"{prefix}-control-plane", topic=self.alarm_topic,
+            http_api=self.api.http_api, functions=self.functions.functions, pools=self.pools)
+
+        self.worker_policy = create_worker_policy(
+            self, queue_pattern=queue_arn_pattern(self, prefix),
+            invoke_arns=self.api.worker_invoke_arns(), bundle_bucket=self.bundle_bucket)
+        self.worker_fleet: WorkerFleetGroup | None = None
+        if worker_fleet is not None:
+            fleet_pool = next(p for p in self.pools if p.pool == worker_fleet.pool)
+            self.worker_fleet = WorkerFleetGroup(
+                self, "WorkerFleet", fleet=worker_fleet, pool=fleet_pool,
+                policy=self.worker_policy, topic=self.alarm_topic, log_retention=log_retention)
+
+        self._output(stack_outputs.API_URL, self.api.url, "Base URL of the Sluice API")
+        self._output(stack_outputs.REGION, stack.region, "Region of the control plane")
+        self._output(stack_outputs.BUNDLE_BUCKET, self.bundle_bucket.bucket_name,
+                     "Bucket of deployment code bundles")
+        self._output(stack_outputs.WORKER_POLICY_ARN, self.worker_policy.managed_policy_arn,
+                     "Attach to worker instance roles (or on-prem roles)")
+        self._output(stack_outputs.QUEUE_URLS,
+                     stack.to_json_string({p.pool: p.queue.queue_url for p in self.pools}),
+                     "Queue URL of each pool the stack created (JSON)")
+
+    @property
+    def api_url(self) -> str:
+        """The API's base URL."""
+        return self.api.url
+
+    def grant_invoke_api(self, grantee: iam.IGrantable) -> iam.Grant:
+        """Let `grantee` (an operator's role, CI) call every API route."""
+        return iam.Grant.add_to_principal(
+            grantee=grantee, actions=["execute-api:Invoke"],
+            resource_arns=[self.api.http_api.arn_for_execute_api()])
+
+    def _output(self, logical_id: str, value: str, description: str) -> None:
+        output = CfnOutput(self, logical_id, value=value, description=description)
+        # Fixed logical ids: `sluice profile create` finds them wherever the construct sits.
+        output.override_logical_id(logical_id)
+
+
+def _pool_names(extra_pools: Sequence[str]) -> list[str]:
+    """"default" first, then the extra pools: valid names, no repeats."""
+    pools = [DEFAULT_POOL]
+    for pool in extra_pools:
+        if not re.match(POOL_NAME_PATTERN, pool):
+            raise ValueError(f"pool name {pool!r} must match {POOL_NAME_PATTERN}")
+        if pool in pools:
+            raise ValueError(f"pool {pool!r} is listed twice (\"default\" is always created)")
+        pools.append(pool)
+    return pools

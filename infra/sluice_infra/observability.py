@@ -1,0 +1,177 @@
+"""The CloudWatch dashboard and alarms of the control plane.
+
+Custom metrics are the EMF metrics `sluice_functions` emits (names below; tests/infra checks each
+still appears in the functions' code). They carry a `pool` or `state` dimension, or none, so the
+dashboard sums over dimensions with SEARCH and the crashed-runs alarm uses a Metrics Insights
+query (alarms cannot SEARCH): a pool created at run time is covered without a stack update.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from aws_cdk import Duration
+from aws_cdk import aws_apigatewayv2 as apigateway
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as actions
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sns as sns
+from constructs import Construct
+
+from .storage import PoolQueues
+
+# ---- metric names emitted by sluice_functions (and where) ---------------------------------------
+FLOW_RUN_TRANSITIONS = "FlowRunTransitions"  # service/lifecycle.py, dimension `state`
+FLOW_RUNS_CREATED = "FlowRunsCreated"        # service/flow_runs.py, dimension `pool`
+FLOW_RUNS_ENQUEUED = "FlowRunsEnqueued"      # service/queueing.py, dimension `pool`
+FLOW_RUNS_CLAIMED = "FlowRunsClaimed"        # service/lifecycle.py, dimension `pool`
+ENQUEUE_FAILED = "EnqueueFailed"             # service/queueing.py, dimension `pool`
+LATE_RUNS = "LateRuns"                       # monitoring/monitor.py, dimension `pool`
+CRASHED_RUNS = "CrashedRuns"                 # monitoring/monitor.py, dimension `pool`
+CRASHED_RUNS_RETRIED = "CrashedRunsRetried"  # monitoring/monitor.py, dimension `pool`
+SCHEDULED_RUNS_CREATED = "ScheduledRunsCreated"  # scheduling/tick.py, no dimension
+SCHEDULER_ERRORS = "SchedulerErrors"         # scheduling/tick.py, no dimension
+CUSTOM_METRICS = (FLOW_RUN_TRANSITIONS, FLOW_RUNS_CREATED, FLOW_RUNS_ENQUEUED, FLOW_RUNS_CLAIMED,
+                  ENQUEUE_FAILED, LATE_RUNS, CRASHED_RUNS, CRASHED_RUNS_RETRIED,
+                  SCHEDULED_RUNS_CREATED, SCHEDULER_ERRORS)
+
+PERIOD = Duration.minutes(5)
+#: A single 5xx can be deliberate (503 with Retry-After when DynamoDB throttles; clients
+#: retry); five within five minutes is a problem worth a page.
+API_SERVER_ERRORS_THRESHOLD = 5
+
+
+def metrics_insights_total(namespace: str, metric: str) -> str:
+    """A Metrics Insights query summing `metric` over every dimension it is emitted with."""
+    return f'SELECT SUM("{metric}") FROM "{namespace}"'
+
+
+class ControlPlaneObservability(Construct):
+    """Alarms (each notifying `topic`) and the dashboard."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, namespace: str,
+                 dashboard_name: str, topic: sns.ITopic, http_api: apigateway.HttpApi,
+                 functions: Mapping[str, lambda_.Function], pools: Sequence[PoolQueues]) -> None:
+        super().__init__(scope, construct_id)
+        self.namespace = namespace
+        self.alarms: list[cloudwatch.Alarm] = []
+        notify = actions.SnsAction(topic)
+        for pool in pools:
+            self._alarm(f"DeadLetters-{pool.pool}",
+                        pool.dead_letter_queue.metric_approximate_number_of_messages_visible(
+                            period=Duration.minutes(1), statistic="Maximum"),
+                        threshold=1,
+                        description=f"Runs of pool {pool.pool} were delivered "
+                                    "maxReceiveCount times without finishing and are in its "
+                                    "dead-letter queue.")
+        self._alarm("CrashedRuns",
+                    cloudwatch.MathExpression(
+                        expression=metrics_insights_total(namespace, CRASHED_RUNS),
+                        label="crashed runs", period=PERIOD),
+                    threshold=1,
+                    description="The monitor marked runs Crashed: their worker stopped "
+                                "heartbeating (killed, lost network, instance gone).")
+        self._alarm("ApiServerErrors",
+                    http_api.metric_server_error(period=PERIOD, statistic="Sum"),
+                    threshold=API_SERVER_ERRORS_THRESHOLD,
+                    description="The Sluice API answered 5xx repeatedly.")
+        for name, function in functions.items():
+            self._alarm(f"{name.capitalize()}FunctionErrors",
+                        function.metric_errors(period=PERIOD, statistic="Sum"), threshold=1,
+                        description=f"The {name} function failed (see its log group).")
+        for alarm in self.alarms:
+            alarm.add_alarm_action(notify)
+        self.dashboard = self._dashboard(dashboard_name, http_api, functions, pools)
+
+    def _alarm(self, construct_id: str, metric: cloudwatch.IMetric, *, threshold: float,
+               description: str) -> None:
+        self.alarms.append(cloudwatch.Alarm(
+            self, construct_id, metric=metric, threshold=threshold, evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            # No data means nothing happened: no errors, no crashes, an idle queue.
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_description=description,
+        ))
+
+    # ---- dashboard ---------------------------------------------------------------------------
+
+    def _total(self, metric: str, label: str) -> cloudwatch.MathExpression:
+        """`metric` summed over all its dimensions (one line)."""
+        search = f"SEARCH('Namespace=\"{self.namespace}\" MetricName=\"{metric}\"', 'Sum', 300)"
+        return cloudwatch.MathExpression(expression=f"SUM({search})", label=label,
+                                         period=PERIOD)
+
+    def _by(self, metric: str, dimension: str) -> cloudwatch.MathExpression:
+        """One line per value of `dimension`."""
+        search = (f"SEARCH('{{{self.namespace},{dimension}}} MetricName=\"{metric}\"', "
+                  "'Sum', 300)")
+        return cloudwatch.MathExpression(expression=search, label="", period=PERIOD)
+
+    def _dashboard(self, name: str, http_api: apigateway.HttpApi,
+                   functions: Mapping[str, lambda_.Function],
+                   pools: Sequence[PoolQueues]) -> cloudwatch.Dashboard:
+        def graph(title: str, metrics: Sequence[cloudwatch.IMetric], width: int = 8
+                  ) -> cloudwatch.GraphWidget:
+            return cloudwatch.GraphWidget(title=title, left=list(metrics), width=width, height=6)
+
+        def per_function(metric: str, statistic: str) -> list[cloudwatch.IMetric]:
+            return [function.metric(metric, statistic=statistic, period=PERIOD, label=name)
+                    for name, function in functions.items()]
+
+        dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=name)
+        dashboard.add_widgets(
+            graph("Flow runs: transitions into each state", [
+                self._by(FLOW_RUN_TRANSITIONS, "state")]),
+            graph("Flow runs: created, enqueued, claimed", [
+                self._total(FLOW_RUNS_CREATED, "created"),
+                self._total(SCHEDULED_RUNS_CREATED, "created by schedules"),
+                self._total(FLOW_RUNS_ENQUEUED, "enqueued"),
+                self._total(FLOW_RUNS_CLAIMED, "claimed by workers")]),
+            graph("Late and crashed runs", [
+                self._total(LATE_RUNS, "late"), self._total(CRASHED_RUNS, "crashed"),
+                self._total(CRASHED_RUNS_RETRIED, "crashed, retried"),
+                self._total(ENQUEUE_FAILED, "enqueue failed"),
+                self._total(SCHEDULER_ERRORS, "scheduler errors")]),
+        )
+        dashboard.add_widgets(
+            # The age of the oldest waiting message is how long the next run has been waiting
+            # for a worker: the pickup latency a user feels.
+            graph("Pickup latency: oldest waiting run (s)", [
+                pool.queue.metric_approximate_age_of_oldest_message(
+                    period=Duration.minutes(1), statistic="Maximum", label=pool.pool)
+                for pool in pools]),
+            graph("Queue depth (waiting, running, delayed) and dead letters", [
+                metric for pool in pools for metric in (
+                    pool.queue.metric_approximate_number_of_messages_visible(
+                        period=Duration.minutes(1), statistic="Maximum",
+                        label=f"{pool.pool} waiting"),
+                    pool.queue.metric_approximate_number_of_messages_not_visible(
+                        period=Duration.minutes(1), statistic="Maximum",
+                        label=f"{pool.pool} running"),
+                    pool.queue.metric_approximate_number_of_messages_delayed(
+                        period=Duration.minutes(1), statistic="Maximum",
+                        label=f"{pool.pool} delayed"),
+                    pool.dead_letter_queue.metric_approximate_number_of_messages_visible(
+                        period=Duration.minutes(1), statistic="Maximum",
+                        label=f"{pool.pool} dead letters"))]),
+            cloudwatch.AlarmStatusWidget(title="Alarms", alarms=self.alarms, width=8, height=6),
+        )
+        dashboard.add_widgets(
+            graph("API requests and errors", [
+                http_api.metric_count(period=PERIOD, statistic="Sum", label="requests"),
+                http_api.metric_client_error(period=PERIOD, statistic="Sum", label="4xx"),
+                http_api.metric_server_error(period=PERIOD, statistic="Sum", label="5xx")]),
+            graph("API latency (ms)", [
+                http_api.metric_latency(period=PERIOD, statistic=statistic, label=statistic)
+                for statistic in ("p50", "p90", "p99")]),
+            graph("Lambda errors and throttles", [
+                *per_function("Errors", "Sum"),
+                *(function.metric_throttles(period=PERIOD, statistic="Sum",
+                                            label=f"{name} throttles")
+                  for name, function in functions.items())]),
+        )
+        dashboard.add_widgets(
+            graph("Lambda duration p90 (ms)", per_function("Duration", "p90"), width=12),
+            graph("Lambda invocations", per_function("Invocations", "Sum"), width=12),
+        )
+        return dashboard

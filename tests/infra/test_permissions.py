@@ -1,0 +1,162 @@
+"""IAM: no wildcard actions, data access scoped to this stack's resources, each function only
+what its code calls, workers only their routes."""
+
+from __future__ import annotations
+
+import fnmatch
+
+import pytest
+
+from sluice_infra.functions import (
+    BUNDLE_OBJECT_ACTIONS,
+    QUEUE_ADMIN_ACTIONS,
+    QUEUE_SEND_ACTIONS,
+    RUN_LOG_ACTIONS,
+    TABLE_ITEM_ACTIONS,
+    TABLE_QUERY_ACTIONS,
+)
+from sluice_infra.routes import WORKER_REQUESTS
+from sluice_infra.workers import WORKER_QUEUE_ACTIONS
+
+from .conftest import DEFAULT_STACK, FULL_STACK
+from .template_reading import actions_of, as_list, flat, policy_of_role, refers_to, statements
+
+BOTH = pytest.mark.parametrize("stack", [DEFAULT_STACK, FULL_STACK])
+PREFIX = {DEFAULT_STACK: "sluice", FULL_STACK: "full"}
+
+
+@BOTH
+def test_no_statement_allows_a_wildcard_action_or_any_resource(synthesized, stack):
+    found = list(statements(synthesized.template(stack)))
+    assert len(found) > 10
+    assert {statement["Effect"] for _, statement in found} == {"Allow"}
+    for owner, statement in found:
+        for action in as_list(statement["Action"]):
+            assert "*" not in action, (owner, statement)
+        assert "*" not in as_list(statement.get("Resource")), (owner, statement)
+
+
+def _function_roles(synthesized, stack: str) -> dict[str, str]:
+    """{"api" | "scheduler" | "monitor": role logical id}."""
+    roles = {}
+    for function in synthesized.resources("AWS::Lambda::Function", stack).values():
+        name = function["Properties"]["Handler"].split(".")[-2]
+        roles[name] = function["Properties"]["Role"]["Fn::GetAtt"][0]
+    return roles
+
+
+@BOTH
+def test_data_permissions_name_this_stacks_resources_only(synthesized, stack):
+    template = synthesized.template(stack)
+    (table_id,) = synthesized.resources("AWS::DynamoDB::Table", stack)
+    (bucket_id,) = synthesized.resources("AWS::S3::Bucket", stack)
+    for role_id in _function_roles(synthesized, stack).values():
+        for statement in policy_of_role(template, role_id):
+            actions = as_list(statement["Action"])
+            resources = [flat(r) for r in as_list(statement["Resource"])]
+            service = actions[0].split(":")[0]
+            assert {a.split(":")[0] for a in actions} == {service}, statement
+            if service == "dynamodb":
+                assert all(r.startswith(f"<{table_id}.Arn>") for r in resources), statement
+                assert all(r in (f"<{table_id}.Arn>", f"<{table_id}.Arn>/index/*")
+                           for r in resources)
+            elif service == "sqs":
+                assert resources == [f"arn:<AWS::Partition>:sqs:<AWS::Region>:<AWS::AccountId>:"
+                                     f"{PREFIX[stack]}-*"], statement
+            elif service == "s3":
+                assert all(r.startswith(f"<{bucket_id}.Arn>") for r in resources)
+                if "s3:ListBucket" in actions:
+                    assert statement["Condition"] == {"StringLike": {"s3:prefix": ["bundles/*"]}}
+                else:
+                    assert resources == [f"<{bucket_id}.Arn>/bundles/*"]
+            elif service == "logs":
+                (log_group,) = resources
+                assert template["Resources"][log_group[1:].split(".")[0]]["Type"] == \
+                    "AWS::Logs::LogGroup"
+            else:
+                raise AssertionError(f"unexpected permission {statement}")
+
+
+def test_each_function_may_do_what_its_code_does_and_no_more(synthesized):
+    template = synthesized.template(DEFAULT_STACK)
+    roles = _function_roles(synthesized, DEFAULT_STACK)
+    own_logs = {"logs:CreateLogStream", "logs:PutLogEvents"}
+    shared = {*TABLE_ITEM_ACTIONS, *TABLE_QUERY_ACTIONS, *QUEUE_SEND_ACTIONS, *own_logs}
+    api_only = {*QUEUE_ADMIN_ACTIONS, *RUN_LOG_ACTIONS, *BUNDLE_OBJECT_ACTIONS, "s3:ListBucket"}
+    assert actions_of(policy_of_role(template, roles["api"])) == shared | api_only
+    for tick in ("scheduler", "monitor"):
+        assert actions_of(policy_of_role(template, roles[tick])) == shared
+    # The API reads and writes the run log group only; functions write their own log group.
+    (api_function,) = [f for f in synthesized.resources("AWS::Lambda::Function").values()
+                       if f["Properties"]["Handler"].endswith("api.handler")]
+    own_group = api_function["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+    for statement in policy_of_role(template, roles["api"]):
+        if "logs:GetLogEvents" in as_list(statement["Action"]):
+            assert not refers_to(statement["Resource"], own_group)
+        elif set(as_list(statement["Action"])) == own_logs:
+            assert refers_to(statement["Resource"], own_group)
+
+
+# ---- the workers' managed policy -------------------------------------------------------------
+
+def _worker_policy(synthesized, stack: str) -> list[dict]:
+    (policy,) = synthesized.resources("AWS::IAM::ManagedPolicy", stack).values()
+    return policy["Properties"]["PolicyDocument"]["Statement"]
+
+
+def _invoke_patterns(synthesized, stack: str) -> list[str]:
+    (api_id,) = synthesized.resources("AWS::ApiGatewayV2::Api", stack)
+    prefix = f"arn:<AWS::Partition>:execute-api:<AWS::Region>:<AWS::AccountId>:<{api_id}>/$default/"
+    patterns = []
+    for statement in _worker_policy(synthesized, stack):
+        if statement["Action"] == "execute-api:Invoke":
+            for resource in as_list(statement["Resource"]):
+                text = flat(resource)
+                assert text.startswith(prefix), text
+                method, _, path = text.removeprefix(prefix).partition("/")
+                patterns.append(f"{method} /{path}")
+    return patterns
+
+
+def worker_may(patterns: list[str], method: str, path: str) -> bool:
+    # IAM's `*` matches any characters, "/" included: fnmatch's `*` does the same.
+    return any(fnmatch.fnmatchcase(f"{method} {path}", pattern) for pattern in patterns)
+
+
+@BOTH
+def test_workers_may_receive_and_extend_runs_on_pool_queues_and_read_bundles(synthesized, stack):
+    policy = _worker_policy(synthesized, stack)
+    assert actions_of(policy) == {*WORKER_QUEUE_ACTIONS, "execute-api:Invoke", "s3:GetObject",
+                                  "cloudformation:DescribeStacks"}
+    (bucket_id,) = synthesized.resources("AWS::S3::Bucket", stack)
+    for statement in policy:
+        resources = [flat(r) for r in as_list(statement["Resource"])]
+        if statement["Action"] == "s3:GetObject":
+            assert resources == [f"<{bucket_id}.Arn>/bundles/*"]
+        elif "sqs:ReceiveMessage" in as_list(statement["Action"]):
+            assert resources == [f"arn:<AWS::Partition>:sqs:<AWS::Region>:<AWS::AccountId>:"
+                                 f"{PREFIX[stack]}-*"]
+        elif statement["Action"] == "cloudformation:DescribeStacks":
+            assert resources == ["<AWS::StackId>"]
+
+
+def test_workers_invoke_only_the_routes_a_worker_uses(synthesized):
+    patterns = _invoke_patterns(synthesized, DEFAULT_STACK)
+    assert sorted(patterns) == sorted(f"{r.method} {r.path}" for r in WORKER_REQUESTS)
+    worker_calls = [
+        ("GET", "/health"), ("GET", "/pools/default"), ("POST", "/pools/default/workers"),
+        ("POST", "/flow-runs/0190-ab/claim"), ("POST", "/flow-runs/0190-ab/heartbeat"),
+        ("POST", "/flow-runs/0190-ab/state"), ("POST", "/flow-runs/0190-ab/events"),
+        ("GET", "/flow-runs/0190-ab"), ("POST", "/flow-runs"),
+        ("GET", "/deployments/etl/nightly"), ("GET", "/bundles/" + "a" * 64),
+        ("POST", "/deployments/etl/nightly/runs"),
+    ]
+    operator_calls = [
+        ("POST", "/deployments"), ("PATCH", "/deployments/etl/nightly"),
+        ("DELETE", "/deployments/etl/nightly"), ("POST", "/deployments/etl/nightly/backfill"),
+        ("POST", "/flow-runs/0190-ab/cancel"), ("POST", "/flow-runs/0190-ab/retry"),
+        ("GET", "/flow-runs"), ("GET", "/deployments"), ("POST", "/pools"), ("GET", "/pools"),
+        ("POST", "/bundles"), ("GET", "/openapi.json"),
+    ]
+    assert [c for c in worker_calls if not worker_may(patterns, *c)] == []
+    assert [c for c in operator_calls if worker_may(patterns, *c)] == []
