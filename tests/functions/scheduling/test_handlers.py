@@ -159,8 +159,13 @@ def test_the_aws_handlers_schedule_and_monitor_from_the_environment(monkeypatch)
         request = DeploymentCreate(flow_name="f", name="d", entrypoint="f.py:f",
                                    schedules=[Schedule(cron="*/20 * * * *")])
         service.create_deployment(request, store=ports.store, queue=ports.queue)
+        import importlib
+
         from sluice_functions.handlers import monitor, scheduler
 
+        # Fresh modules: a handler keeps the ports it built on its first event, as in a Lambda
+        # container, and another test may have invoked these entries before.
+        scheduler, monitor = importlib.reload(scheduler), importlib.reload(monitor)
         scheduled = scheduler.handler(EVENT, LambdaContext())
         monitored = monitor.handler(EVENT, LambdaContext())
         # the next hour of */20 (plus, if the clock just crossed a slot, that slot)
