@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION = 20
 
-.PHONY: install test demo bench synth clean
+.PHONY: install test demo bench synth chaos clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/run_all.py
+
+# The reliability scenarios (tests/reliability) with larger counts; prints the table and writes
+# docs/reliability.md. Sizes: SLUICE_CHAOS_RUNS (500), SLUICE_CHAOS_WORKERS (6).
+chaos: $(STAMP)
+	$(PY) tests/reliability/run_chaos.py
 
 # The CloudFormation template and Lambda asset of the control plane, into cdk.out (plain Python:
 # no Docker, no CDK CLI). Options: make synth CONTEXT="-c sluice:alarmEmail=ops@example.com"

@@ -24,7 +24,7 @@ __all__ = [
     # defining flows and tasks
     "flow", "task", "Flow", "Task", "unmapped", "exponential_backoff",
     # inside runs
-    "get_run_logger", "wait", "as_completed", "TaskFuture",
+    "get_run_logger", "wait", "as_completed", "TaskFuture", "secret",
     # running
     "run_flow", "use_reporter", "run_deployment",
     # states
@@ -41,7 +41,7 @@ _LAZY = {
     "exponential_backoff": "sluice.tasks",
     "get_run_logger": "sluice.run_logging",
     "wait": "sluice.engine.futures", "as_completed": "sluice.engine.futures",
-    "TaskFuture": "sluice.engine.futures",
+    "TaskFuture": "sluice.engine.futures", "secret": "sluice.secrets",
     "run_flow": "sluice.engine", "use_reporter": "sluice.engine",
     "run_deployment": "sluice.deployments",
     "State": "sluice.models", "StateType": "sluice.models",
@@ -70,4 +70,5 @@ if TYPE_CHECKING:
     from .flows import Flow, flow
     from .models import State, StateType
     from .run_logging import get_run_logger
+    from .secrets import secret
     from .tasks import Task, exponential_backoff, task, unmapped

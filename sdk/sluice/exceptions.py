@@ -47,6 +47,12 @@ class NotFound(SluiceError, LookupError):
     code = "not_found"
 
 
+class SecretNotFound(NotFound):
+    """`sluice.secret(name)` found no secret of that name in the secret store."""
+
+    code = "secret_not_found"
+
+
 class Conflict(SluiceError):
     """The write lost a race or names something that already exists."""
 
@@ -113,7 +119,7 @@ class CancelledRun(SluiceError):
 
 __all__ = [
     "SluiceError", "ConfigurationError", "ValidationError", "BadRequest", "Unauthorized",
-    "NotFound", "Conflict", "StaleLease", "PayloadTooLarge", "Throttled", "ServiceUnavailable",
+    "NotFound", "SecretNotFound", "Conflict", "StaleLease", "PayloadTooLarge", "Throttled", "ServiceUnavailable",
     "MissingContextError", "RunAborted", "TaskTimeout", "UpstreamFailed", "CancelledRun",
     "InvalidMapArguments", "ParameterValidationError",
 ]

@@ -12,6 +12,7 @@ from typing import Any
 from .engine.context import flow_run_ctx, get_run_context, task_run_ctx
 from .models import MAX_LOG_MESSAGE_CHARS, LogLevel, LogRecord, new_id
 from .models._fast import construct
+from .redaction import redact
 
 RUN_LOGGER = "sluice.runs"
 _LEVELS = {10: LogLevel.DEBUG, 20: LogLevel.INFO, 30: LogLevel.WARNING, 40: LogLevel.ERROR,
@@ -63,7 +64,7 @@ class _ConsoleFormatter(logging.Formatter):
                f"{record.levelname:<7} | {run} - {record.getMessage()}"
         if record.exc_info:
             base = f"{base}\n{self.formatException(record.exc_info)}"
-        return base
+        return redact(base)
 
 
 class _StderrHandler(logging.StreamHandler):

@@ -9,7 +9,7 @@ import sluice
 
 EXPECTED_ALL = [
     "flow", "task", "Flow", "Task", "unmapped", "exponential_backoff",
-    "get_run_logger", "wait", "as_completed", "TaskFuture",
+    "get_run_logger", "wait", "as_completed", "TaskFuture", "secret",
     "run_flow", "use_reporter", "run_deployment",
     "State", "StateType",
     "SluiceError",

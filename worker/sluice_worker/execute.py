@@ -15,11 +15,15 @@ ENV_LEASE = "SLUICE_LEASE"
 ENV_ENTRYPOINT = "SLUICE_ENTRYPOINT"
 EXIT_REPORTED = 0
 EXIT_NOT_REPORTED = 70  # EX_SOFTWARE: the final state could not be reported
+#: How long start-up calls ride out an unreachable control plane (the reporter's transitions
+#: are retried as long).
+PATIENCE_SECONDS = 120.0
 
 
 def main() -> int:
     from sluice.client import get_client
     from sluice.client.reporter import HttpReporter
+    from sluice.client.transport import retry_transient
     from sluice.engine import run_flow
     from sluice.entrypoints import load_flow
     from sluice.exceptions import SluiceError
@@ -30,7 +34,9 @@ def main() -> int:
     reporter = HttpReporter(client)
     reporter.adopted.add(flow_run_id)
     reporter.leases[flow_run_id] = lease
-    flow_run = client.get_flow_run(flow_run_id)
+    # A control plane that is briefly unreachable delays the start instead of crashing the run.
+    flow_run = retry_transient(lambda: client.get_flow_run(flow_run_id), PATIENCE_SECONDS,
+                               what=f"reading flow run {flow_run_id}")
     from sluice.models import LogLevel
 
     from .streams import RunOutput
@@ -50,7 +56,21 @@ def main() -> int:
         except SluiceError:
             return EXIT_NOT_REPORTED
         return EXIT_REPORTED
-    state = run_flow(flow, flow_run.parameters, reporter=reporter, flow_run=flow_run)
+    try:
+        # Secret parameters arrive as references ({"$secret": name}): read them here, in the
+        # user's account, so their values never pass through the control plane.
+        from sluice.secrets import resolve_references
+
+        parameters = resolve_references(flow_run.parameters)
+    except SluiceError as exc:
+        message = f"could not read a secret parameter: {exc}"
+        print(message, file=sys.stderr)
+        try:
+            client.set_flow_run_state(flow_run_id, Failed(message), new_id(), lease=lease)
+        except SluiceError:
+            return EXIT_NOT_REPORTED
+        return EXIT_REPORTED
+    state = run_flow(flow, parameters, reporter=reporter, flow_run=flow_run)
     out.close_lines()
     err.close_lines()
     reporter.close(timeout=30)

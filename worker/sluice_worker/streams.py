@@ -11,6 +11,7 @@ from typing import Any, TextIO
 from sluice.engine.context import task_run_ctx
 from sluice.models import LogLevel, LogRecord, new_id
 from sluice.models._fast import construct
+from sluice.redaction import redact
 
 
 class RunOutput(io.TextIOBase):
@@ -29,8 +30,8 @@ class RunOutput(io.TextIOBase):
         return True
 
     def write(self, text: str) -> int:
-        if self.passthrough is not None:
-            self.passthrough.write(text)
+        if self.passthrough is not None:  # the worker keeps stderr lines for Crashed messages
+            self.passthrough.write(redact(text))
         ident = threading.get_ident()
         with self._lock:
             buffered = self._pending.pop(ident, "") + text

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import subprocess
+import threading
 import time
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from dataclasses import dataclass
 from typing import Any
@@ -14,8 +17,10 @@ from typing import Any
 from pydantic import ValidationError as PydanticValidationError
 
 from sluice import exceptions as errors
+from sluice.client.transport import retry_transient
 from sluice.models import Cancelled, Crashed, Failed, RunMessage, new_id
 
+from . import faults
 from .execute import ENV_ENTRYPOINT, ENV_FLOW_RUN_ID, ENV_LEASE, EXIT_REPORTED
 from .output import OutputPump
 from .sources import CodeUnavailable
@@ -23,6 +28,10 @@ from .sources import CodeUnavailable
 log = logging.getLogger("sluice.worker")
 #: A message this early is not held in a slot: it goes back to the queue until its time.
 MAX_EARLY_WAIT_SECONDS = 5.0
+#: How long the worker rides out an unreachable control plane for what a run cannot do without
+#: (reading the deployment, reporting how the process ended): as long as the flow process's
+#: reporter retries its transitions.
+PATIENCE_SECONDS = 120.0
 _TRANSIENT = (errors.ServiceUnavailable, errors.Throttled)
 
 
@@ -68,30 +77,77 @@ class RunSupervisor:
             worker.queue.change_visibility(self.receipt, self.settings.visibility_timeout)
             return
         self.flow_run_id = body.flow_run_id
+        faults.reached("after_receive", body.flow_run_id)
         if not self._wait_until_due(body):
             return
         try:
-            claim = client.claim_flow_run(body.flow_run_id, worker.name, attempt=body.attempt)
+            # The message id names the claim: a lost answer is retried with the same id and
+            # gets the same lease; a second copy of the message gets 409 and is dropped.
+            claim = client.claim_flow_run(body.flow_run_id, worker.name, attempt=body.attempt,
+                                          claim_id=self.message.get("MessageId"))
         except (errors.Conflict, errors.NotFound) as exc:
             log.info("run %s not claimable (%s); dropping its message", body.flow_run_id, exc)
             worker.queue.delete(self.receipt)
+            return
+        except (errors.ValidationError, errors.BadRequest) as exc:
+            # The message names something that is no run id at all: like a malformed one it is
+            # left to dead-letter (kept for inspection), without a traceback per delivery.
+            log.error("run message %s names no claimable run (%s): %.200r",
+                      self.message.get("MessageId"), exc, self.message.get("Body"))
+            worker.queue.change_visibility(self.receipt, self.settings.visibility_timeout)
             return
         except _TRANSIENT as exc:
             log.warning("claim of %s deferred: %s", body.flow_run_id, exc)
             worker.queue.change_visibility(self.receipt, self.settings.busy_retry_seconds)
             return
         self.lease = claim.lease
+        faults.reached("after_claim", body.flow_run_id)
         flow_run = claim.flow_run if isinstance(claim.flow_run, dict) else dict(claim.flow_run)
         worker.echo(f"claimed {flow_run.get('flow_name')}/{flow_run.get('name')} "
                     f"({body.flow_run_id}, attempt {flow_run.get('run_count')})")
         try:
-            command, cwd, env = self._prepare(flow_run)
+            # Fetching code (a clone, a bundle, a requirements venv) can take a while: the run
+            # heartbeats meanwhile, and an API outage is waited out rather than failing it.
+            with self._beating():
+                command, cwd, env = retry_transient(
+                    lambda: self._prepare(flow_run), PATIENCE_SECONDS,
+                    what=f"preparing run {body.flow_run_id}")
+        except _TRANSIENT:
+            # Still no control plane: nothing can be reported. The run stays claimed and
+            # silent, so the monitor crashes it (and retries it if allowed).
+            worker.queue.delete(self.receipt)
+            return
         except (CodeUnavailable, errors.SluiceError) as exc:
             self._report(Failed(f"could not prepare the run: {exc}"))
             worker.queue.delete(self.receipt)
             return
+        if self.stop_reason is not None:
+            # Cancelled (a Pending run is Cancelled at once), stale, or the worker is stopping.
+            if self.stop_reason == "shutdown":
+                self._report(Crashed(f"worker {worker.name} shut down before the run started"))
+            self.worker.echo(f"run {self.flow_run_id} stopped before it started "
+                             f"({self.stop_reason})")
+            worker.queue.delete(self.receipt)
+            return
         self._execute(command, cwd, env)
         worker.queue.delete(self.receipt)
+
+    @contextlib.contextmanager
+    def _beating(self) -> Iterator[None]:
+        """Heartbeat in a helper thread while the body runs (before there is a process)."""
+        done = threading.Event()
+
+        def beat() -> None:
+            while not done.wait(self.settings.heartbeat_interval):
+                self._heartbeat()
+
+        thread = threading.Thread(target=beat, daemon=True, name="sluice-prepare-beat")
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join(timeout=self._beat_timeout + 1)
 
     def _wait_until_due(self, body: RunMessage) -> bool:
         """Start a run on its second: hold an early message until `scheduled_at`. A message far
@@ -166,7 +222,10 @@ class RunSupervisor:
         except Exception as exc:  # the API heartbeat below is what keeps the run alive
             log.warning("could not extend message visibility: %s", exc)
         try:
-            answer = self.worker.client.heartbeat(self.flow_run_id, self.lease)
+            # One short try: the next beat is the retry, and a hung connection must not keep
+            # the run from hearing a cancel or a 409 for long.
+            answer = self.worker.client.heartbeat(self.flow_run_id, self.lease, attempts=1,
+                                                  timeout=self._beat_timeout)
         except errors.Conflict:
             self.stop_reason = self.stop_reason or "stale"
             return
@@ -175,6 +234,10 @@ class RunSupervisor:
             return
         if answer.cancel_requested:
             self.stop_reason = self.stop_reason or "cancel"
+
+    @property
+    def _beat_timeout(self) -> float:
+        return min(30.0, max(5.0, 2 * self.settings.heartbeat_interval))
 
     def request_stop(self, reason: str) -> None:
         self.stop_reason = self.stop_reason or reason
@@ -215,9 +278,12 @@ class RunSupervisor:
 
     def _report(self, state: Any) -> None:
         assert self.flow_run_id is not None
+        transition_id = new_id()  # one id across retries: a resend is a no-op
         try:
-            answer = self.worker.client.set_flow_run_state(self.flow_run_id, state, new_id(),
-                                                           lease=self.lease)
+            answer = retry_transient(
+                lambda: self.worker.client.set_flow_run_state(
+                    self.flow_run_id, state, transition_id, lease=self.lease),
+                PATIENCE_SECONDS, what=f"reporting {state.name} for {self.flow_run_id}")
             if answer.status.value != "ACCEPT":
                 log.info("%s not recorded for %s: %s", state.name, self.flow_run_id,
                          answer.reason)

@@ -158,8 +158,16 @@ class Worker:
 def run_worker(*, pool: str, limit: int = 4, name: str | None = None,
                profile: str | None = None, api_url: str | None = None,
                cache_dir: Path | None = None, heartbeat_interval: float = 10.0,
-               shutdown_grace: float = 30.0, poll_wait: int = MAX_WAIT_SECONDS) -> None:
+               shutdown_grace: float = 30.0, poll_wait: int = MAX_WAIT_SECONDS,
+               visibility_timeout: int = 60) -> None:
     """`sluice worker start`: serve until SIGTERM or Ctrl-C."""
+    if heartbeat_interval >= visibility_timeout:
+        from sluice.exceptions import ConfigurationError
+
+        raise ConfigurationError(
+            f"--heartbeat-interval ({heartbeat_interval:g} s) must be shorter than "
+            f"--visibility-timeout ({visibility_timeout} s): each heartbeat extends the "
+            "message's visibility, which must not lapse in between")
     from sluice.client import get_client
     from sluice.client.reporter import HttpReporter
     from sluice.settings import get_settings
@@ -176,7 +184,8 @@ def run_worker(*, pool: str, limit: int = 4, name: str | None = None,
 
     worker = Worker(client, queue, pool=pool, name=name, limit=limit, code=code,
                     reporter=HttpReporter(client), poll_wait=poll_wait,
-                    run_settings=RunSettings(heartbeat_interval=heartbeat_interval),
+                    run_settings=RunSettings(heartbeat_interval=heartbeat_interval,
+                                             visibility_timeout=visibility_timeout),
                     shutdown_grace=shutdown_grace, echo=echo)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: (echo("stopping: no new runs"), worker.stop()))

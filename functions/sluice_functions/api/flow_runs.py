@@ -155,7 +155,8 @@ def register_flow_run_routes(
             flow_run_id, store=store, queue=queue, metrics=metrics, now=clock()
         )
 
-    @app.post("/flow-runs/<flow_run_id>/events", tags=[TAG], responses=documented(200, 404),
+    @app.post("/flow-runs/<flow_run_id>/events", tags=[TAG],
+              responses=documented(200, 404, 409),
               summary="Record a batch of task-run records and log lines (idempotent by id)")
     def record_flow_run_events(flow_run_id: FlowRunId, batch: EventsBatch) -> EventsAccepted:
         check_timestamps(batch)

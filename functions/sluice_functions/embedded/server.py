@@ -53,6 +53,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_GET  # noqa: N815
 
+    def __getattr__(self, name: str) -> Any:
+        # Any other method (OPTIONS, TRACE, made-up ones) goes to the handler too, as API
+        # Gateway's $default route does, and gets its JSON 4xx instead of http.server's 501.
+        if name.startswith("do_"):
+            return self._serve
+        raise AttributeError(name)
+
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         log.debug("%s - %s", self.address_string(), format % args)
 
@@ -76,7 +83,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self) -> None:
         plane = self.server.plane
-        length = int(self.headers.get("content-length") or 0)
+        declared = (self.headers.get("content-length") or "0").strip()
+        # A length that is not a plain count would raise here (no answer at all) or, negative,
+        # make the read below wait for the client to close the connection: refuse it.
+        if not declared.isascii() or not declared.isdigit():
+            self.close_connection = True  # where the body ends is unknown
+            self._error(400, "bad_request",
+                        f"Content-Length must be a number of bytes, got {declared[:40]!r}")
+            return
+        length = int(declared)
         if length > MAX_REQUEST_BYTES:
             self.close_connection = True  # the unread body makes the connection unusable
             self._error(413, "payload_too_large",

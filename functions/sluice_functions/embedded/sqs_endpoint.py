@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
 from sluice.exceptions import NotFound
@@ -16,6 +17,10 @@ from sluice.exceptions import NotFound
 from ..ports import MAX_RECEIVE_MESSAGES, MAX_WAIT_SECONDS, RunQueue
 
 TARGET_PREFIX = "AmazonSQS."
+#: SQS refuses larger message bodies, and characters outside XML's
+#: (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_SendMessage.html).
+MAX_MESSAGE_BYTES = 262_144
+_INVALID_CHARACTERS = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _QUEUE_MARK = "/queue/"
 _DLQ_SUFFIX = "/dead-letter"
 
@@ -127,6 +132,15 @@ class SqsEndpoint:
         message = body.get("MessageBody")
         if not isinstance(message, str) or not message:
             raise SqsError("MissingParameter", "MessageBody is required")
+        invalid = _INVALID_CHARACTERS.search(message)
+        if invalid:
+            raise SqsError("InvalidMessageContents", "the message contains characters outside "
+                           f"the allowed set: {invalid.group()!r} at {invalid.start()}")
+        size = len(message.encode("utf-8"))
+        if size > MAX_MESSAGE_BYTES:
+            raise SqsError("InvalidParameterValue", "One or more parameters are invalid. Reason: "
+                           f"Message must be shorter than {MAX_MESSAGE_BYTES} bytes "
+                           f"(got {size}).")
         message_id = self.queue.send(pool, message,
                                      delay_seconds=_int(body, "DelaySeconds", 0, 0, 900))
         return {"MessageId": message_id,

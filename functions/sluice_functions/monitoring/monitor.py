@@ -108,9 +108,11 @@ def crash_silent_runs(*, store: RunStore, queue: RunQueue, metrics: Metrics, now
             message = (f"no heartbeat for over {seconds} s (last at "
                        f"{last_sign_of_life(run).isoformat()}): the worker or its process died")
             try:
+                # The verdict is about the attempt read here (its lease): one that ended
+                # meanwhile is left alone, so its retry is not crashed before it starts.
                 answer = mark_crashed(run.id, store=store, queue=queue, metrics=metrics,
                                       message=message, heartbeat_expired_before=expired_before,
-                                      now=now)
+                                      lease=run.lease, now=now)
             except (Conflict, NotFound):
                 continue  # it kept changing: alive after all, or someone else decided
             except SluiceError:

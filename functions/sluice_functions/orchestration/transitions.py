@@ -113,19 +113,28 @@ def propose_state(
 
 
 def claim(
-    run: FlowRun, *, worker: str, new_lease: str, now: datetime, attempt: int | None = None
+    run: FlowRun,
+    *,
+    worker: str,
+    new_lease: str,
+    now: datetime,
+    attempt: int | None = None,
+    claim_id: str | None = None,
 ) -> Transition:
     """A worker claims a queued run: Scheduled -> Pending with a new lease, one more attempt.
 
     Claiming again for the same attempt by the same worker (its answer was lost) returns the
-    existing lease unchanged. Raises `Conflict` when the run cannot be claimed (already claimed,
-    not queued, or `attempt` names an earlier attempt than the run's current one).
+    existing lease unchanged - with a `claim_id`, only a claim with the same id does: a second
+    copy of the run's message, even on the same worker, must not start the attempt twice.
+    Raises `Conflict` when the run cannot be claimed (already claimed, not queued, or `attempt`
+    names an earlier attempt than the run's current one).
     """
     details = {"flow_run_id": run.id, "state": run.state.type.value, "run_count": run.run_count}
     already_claimed_by_caller = (
         run.state.type is StateType.PENDING
         and run.worker == worker
         and (attempt is None or run.run_count == attempt + 1)
+        and (claim_id is None or claim_id == run.claim_id)
     )
     if already_claimed_by_caller:
         return Transition(TransitionStatus.ACCEPT, run)
@@ -149,7 +158,7 @@ def claim(
         raise Conflict(f"flow run {run.id} cannot be claimed: {reason}", details=details)
     pending = Pending(message=f"claimed by {worker}")
     claimed = _enter(run, pending, now, same_attempt=False).model_copy(
-        update={"lease": new_lease, "worker": worker, "heartbeat_at": now}
+        update={"lease": new_lease, "worker": worker, "heartbeat_at": now, "claim_id": claim_id}
     )
     return Transition(TransitionStatus.ACCEPT, claimed, write=True)
 

@@ -136,6 +136,7 @@ def undo_claim(
         "state": waiting,
         "lease": before.lease,
         "worker": before.worker,
+        "claim_id": before.claim_id,
         "heartbeat_at": before.heartbeat_at,
         "run_count": before.run_count,
         "enqueued_at": before.enqueued_at,

@@ -14,6 +14,7 @@ from sluice.models import (
     TaskRun,
 )
 
+from ..orchestration import check_lease
 from ..ports import LogSink, Metrics, RunStore
 from .limits import check_log_messages, check_page_limit, check_state, check_tags
 
@@ -31,10 +32,13 @@ def record_events(
     Idempotent by record id: a replayed batch changes nothing, and a task-run record only
     replaces a stored one with a lower `version`. The whole batch is checked before anything is
     written. Raises `NotFound` (unknown run), `ValidationError` (a record of another run),
-    `PayloadTooLarge` (too many records, too many bytes, an oversized message).
+    `PayloadTooLarge` (too many records, too many bytes, an oversized message), `StaleLease`
+    (409: the batch names a lease the run no longer has; a stale attempt's late records).
     """
     _check_batch(flow_run_id, batch)
-    store.get_flow_run(flow_run_id)
+    run = store.get_flow_run(flow_run_id)
+    if batch.lease is not None:
+        check_lease(run, batch.lease)
     if batch.task_runs:
         store.upsert_task_runs(batch.task_runs)
     if batch.logs:

@@ -180,7 +180,9 @@ def enqueue_due_runs(
 
 def public_view(run: FlowRun) -> FlowRun:
     """The run without its lease: only the claim answer shows the lease, to its claimant."""
-    return run.model_copy(update={"lease": None}) if run.lease else run
+    if run.lease or run.claim_id:
+        return run.model_copy(update={"lease": None, "claim_id": None})
+    return run
 
 
 def _new_run(

@@ -99,7 +99,8 @@ def claim_flow_run(
     outcome = _apply(
         flow_run_id,
         lambda run: orchestration.claim(
-            run, worker=request.worker, new_lease=new_lease, now=now, attempt=request.attempt
+            run, worker=request.worker, new_lease=new_lease, now=now, attempt=request.attempt,
+            claim_id=request.claim_id,
         ),
         transition_id=None,
         store=store, queue=None, metrics=metrics, now=now,
@@ -191,17 +192,25 @@ def mark_crashed(
     metrics: Metrics,
     message: str,
     heartbeat_expired_before: datetime | None = None,
+    lease: str | None = None,
     now: datetime | None = None,
 ) -> SetStateResponse:
     """The monitor's verdict on a run whose worker went silent: Crashed (or AwaitingRetry when
     retries are left, enqueued again).
 
     With `heartbeat_expired_before`, the run is only crashed if its last heartbeat is still older
-    than that when written (a heartbeat that arrives meanwhile wins: REJECT).
+    than that when written (a heartbeat that arrives meanwhile wins: REJECT). With `lease`, the
+    verdict is about that attempt only: if the run no longer holds it when written (the attempt
+    ended meanwhile - its worker reported the crash and the run awaits its retry, or a new
+    attempt claimed it) nothing is written (REJECT). Without that check a late verdict would
+    crash the run's next attempt before it started and end the run, retries or not.
     """
     now = now or utcnow()
 
     def decide(run: FlowRun) -> Transition:
+        if lease is not None and (run.lease != lease or not holds_live_attempt(run)):
+            return Transition(TransitionStatus.REJECT, run,
+                              reason="the attempt the verdict was about already ended")
         beat = run.heartbeat_at
         if heartbeat_expired_before is not None and beat and beat >= heartbeat_expired_before:
             return Transition(TransitionStatus.REJECT, run, reason="the run heartbeated meanwhile")

@@ -6,6 +6,11 @@ additionalProperties, items, prefixItems, anyOf, oneOf, allOf, local $ref ($defs
 min/max (Length, Items, imum). Unknown keywords (title, default, format, description ...) are
 ignored, as JSON Schema does. pydantic validates models, not JSON Schema documents, hence this
 small validator instead of a dependency.
+
+Secrets: a value `{"$secret": "<name>"}` is a reference to a secret in the user's secret store
+(`sluice.models.secrets`); it is checked as the string it stands for. A parameter whose schema
+is a secret (`writeOnly`, or `format: password`: what pydantic emits for `SecretStr`) only takes
+a reference (or null): a plain value would be stored, so it is refused, naming the fix.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from sluice.exceptions import ValidationError
+from sluice.models import SECRET_MASK, is_secret_name, secret_reference_name
 
 _JSON_TYPE_CHECKS = {
     "object": lambda v: isinstance(v, dict),
@@ -94,6 +100,17 @@ def schema_errors(
         raise TypeError(f"a schema must be an object or a boolean, got {type(schema).__name__}")
     if "$ref" in schema:
         return schema_errors(value, _resolve(schema["$ref"], root), root=root, loc=loc)
+    reference = secret_reference_name(value)
+    if reference is not None:
+        if not is_secret_name(reference):
+            return [_error(loc, 'a secret reference is {"$secret": "<name>"} with a name of '
+                                "letters, digits and _.-/")]
+        value = _ReferencedSecret(SECRET_MASK)  # checked as the string it stands for
+    elif value is not None and not isinstance(value, _ReferencedSecret) and _is_secret(
+            schema, root):
+        return [_error(loc, 'is a secret: its value is never stored; pass a reference '
+                            '{"$secret": "<name>"} to a secret created with `sluice secret '
+                            'set <name>`')]
 
     errors: list[dict[str, Any]] = []
     declared = schema.get("type")
@@ -180,6 +197,23 @@ def _bound_errors(value: Any, schema: dict[str, Any], loc: Location) -> list[dic
     if sized and high in schema and len(value) > schema[high]:
         errors.append(_error(loc, f"must have at most {schema[high]} {kind}"))
     return errors
+
+
+class _ReferencedSecret(str):
+    """The stand-in of a secret reference while its schema (and any anyOf form) is checked."""
+
+
+def _is_secret(schema: dict[str, Any] | bool, root: dict[str, Any], depth: int = 0) -> bool:
+    """Whether the schema describes a secret (pydantic's SecretStr/SecretBytes: writeOnly,
+    format password), also as one form of an anyOf/oneOf (an Optional secret)."""
+    if not isinstance(schema, dict) or depth > 8:
+        return False
+    if "$ref" in schema:
+        return _is_secret(_resolve(schema["$ref"], root), root, depth + 1)
+    if schema.get("writeOnly") is True or schema.get("format") == "password":
+        return True
+    return any(_is_secret(sub, root, depth + 1)
+               for key in ("anyOf", "oneOf", "allOf") for sub in schema.get(key, []))
 
 
 def _resolve(ref: str, root: dict[str, Any]) -> dict[str, Any] | bool:

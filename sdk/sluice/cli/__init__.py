@@ -9,7 +9,7 @@ import typer
 
 from .. import __version__
 from ..exceptions import ConfigurationError, NotFound, SluiceError, ValidationError
-from . import deployments, flow_runs, pools, profiles, server, worker
+from . import deployments, flow_runs, pools, profiles, secrets, server, worker
 from .output import errors
 
 app = typer.Typer(name="sluice", no_args_is_help=True, add_completion=False,
@@ -21,6 +21,7 @@ app.add_typer(pools.app, name="pool")
 app.add_typer(profiles.app, name="profile")
 app.add_typer(worker.app, name="worker")
 app.add_typer(deployments.app, name="deployment")
+app.add_typer(secrets.app, name="secret")
 app.command("deploy")(deployments.deploy)
 
 

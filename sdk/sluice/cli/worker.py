@@ -23,6 +23,9 @@ def start(
     shutdown_grace: Annotated[float, typer.Option(min=0, help="On SIGTERM, seconds running "
                                                   "runs get to finish.")] = 30.0,
     poll_wait: Annotated[int, typer.Option(min=0, max=20, help="Long-poll seconds.")] = 20,
+    visibility_timeout: Annotated[int, typer.Option(
+        min=1, max=43_200, help="Seconds a received message stays hidden from other workers "
+        "between heartbeats; a message of a worker that died shows again after this.")] = 60,
     profile: ProfileOption = None, api_url: ApiUrlOption = None,
 ) -> None:
     """Long-poll the pool's queue and run flows in subprocesses until Ctrl-C/SIGTERM."""
@@ -30,4 +33,5 @@ def start(
 
     run_worker(pool=pool, limit=limit, name=name, profile=profile, api_url=api_url,
                cache_dir=cache_dir, heartbeat_interval=heartbeat_interval,
-               shutdown_grace=shutdown_grace, poll_wait=poll_wait)
+               shutdown_grace=shutdown_grace, poll_wait=poll_wait,
+               visibility_timeout=visibility_timeout)

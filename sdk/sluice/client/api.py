@@ -67,10 +67,11 @@ class SluiceClient:
         self.close()
 
     def _call(self, method: str, path: str, *, json: Any = None, content: bytes | None = None,
-              params: dict[str, Any] | None = None, attempts: int | None = None) -> Any:
+              params: dict[str, Any] | None = None, attempts: int | None = None,
+              timeout: float | None = None) -> Any:
         clean = {k: v for k, v in (params or {}).items() if v is not None}
         response = send(self.http, method, path, json=json, content=content, params=clean,
-                        attempts=attempts or self.attempts)
+                        attempts=attempts or self.attempts, timeout=timeout)
         return response.json() if response.content else None
 
     # -- health --------------------------------------------------------------------------------
@@ -113,16 +114,23 @@ class SluiceClient:
                        json={k: v for k, v in body.items() if v is not None}))
 
     def claim_flow_run(self, flow_run_id: str, worker: str,
-                       attempt: int | None = None) -> ClaimResponse:
+                       attempt: int | None = None, claim_id: str | None = None
+                       ) -> ClaimResponse:
         body: dict[str, Any] = {"worker": worker}
         if attempt is not None:
             body["attempt"] = attempt
+        if claim_id is not None:
+            body["claim_id"] = claim_id
         return ClaimResponse.model_validate(
             self._call("POST", f"/flow-runs/{_q(flow_run_id)}/claim", json=body))
 
-    def heartbeat(self, flow_run_id: str, lease: str) -> HeartbeatResponse:
+    def heartbeat(self, flow_run_id: str, lease: str, *, attempts: int | None = None,
+                  timeout: float | None = None) -> HeartbeatResponse:
+        """`attempts`/`timeout`: a worker beating often gives each beat one short try (the next
+        beat is the retry), so a hung connection cannot keep it from hearing a cancel or 409."""
         return HeartbeatResponse.model_validate(
-            self._call("POST", f"/flow-runs/{_q(flow_run_id)}/heartbeat", json={"lease": lease}))
+            self._call("POST", f"/flow-runs/{_q(flow_run_id)}/heartbeat", json={"lease": lease},
+                       attempts=attempts, timeout=timeout))
 
     def cancel_flow_run(self, flow_run_id: str, message: str | None = None
                         ) -> SetStateResponse:

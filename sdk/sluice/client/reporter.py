@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import atexit
 import collections
+import json
 import logging
 import threading
 import time
 from typing import Any
 
 from .. import exceptions as errors
+from .. import redaction
 from ..models import (
     MAX_EVENTS_BATCH_BYTES,
     MAX_EVENTS_PER_BATCH,
@@ -72,7 +74,8 @@ class HttpReporter:
             return flow_run
         request = FlowRunCreate(
             id=flow_run.id, flow_name=flow_run.flow_name, name=flow_run.name,
-            parameters=flow_run.parameters, tags=flow_run.tags, state=flow_run.state,
+            parameters=redaction.redact_value(flow_run.parameters), tags=flow_run.tags,
+            state=redaction.redact_state(flow_run.state),
             parent_flow_run_id=flow_run.parent_flow_run_id,
             parent_task_run_id=flow_run.parent_task_run_id,
         )
@@ -94,11 +97,12 @@ class HttpReporter:
             # Task runs and logs land before the run ends, so watchers see them complete.
             self.flush(timeout=max(0.0, deadline - time.monotonic()), flow_run_id=flow_run.id)
         attempt = 0
+        shown = redaction.redact_state(state)  # secrets stay in this process
         while True:
             attempt += 1
             try:
                 answer = self.client.set_flow_run_state(
-                    flow_run.id, state, transition_id, lease=self.leases.get(flow_run.id))
+                    flow_run.id, shown, transition_id, lease=self.leases.get(flow_run.id))
                 break
             except errors.Conflict as exc:  # a stale lease: another attempt owns the run
                 raise errors.RunAborted(f"the control plane refused {state.name}: {exc}") from exc
@@ -123,6 +127,8 @@ class HttpReporter:
             self._wake.set()
 
     def report_log(self, record: LogRecord) -> None:
+        if redaction.active():
+            record.message = redaction.redact(record.message)
         logs = self._logs
         logs.append(record)
         if self._thread is None:
@@ -203,7 +209,9 @@ class HttpReporter:
                 if failed_at is not None:
                     self._requeue(task_runs, logs)
                     continue
-                for body, sent_runs, sent_logs in _chunks(task_runs, logs, self.max_batch):
+                lease = self.leases.get(flow_run_id)
+                for body, sent_runs, sent_logs in _chunks(task_runs, logs, self.max_batch,
+                                                          lease):
                     if failed_at is not None:
                         self._requeue(sent_runs, sent_logs)
                         continue
@@ -212,6 +220,10 @@ class HttpReporter:
                     except _TRANSIENT as exc:
                         failed_at = exc
                         self._requeue(sent_runs, sent_logs)
+                    except errors.StaleLease as exc:
+                        log.warning("flow run %s: this attempt lost the run (%s); %d task runs "
+                                    "and %d log lines of it are dropped", flow_run_id, exc,
+                                    len(sent_runs), len(sent_logs))
                     except errors.SluiceError as exc:
                         log.error("the control plane refused %d task runs and %d log lines of "
                                   "flow run %s: %s", len(sent_runs), len(sent_logs),
@@ -241,10 +253,13 @@ class HttpReporter:
         self._logs.extendleft(reversed(logs))
 
 
-def _chunks(task_runs: list[TaskRun], logs: list[LogRecord], max_count: int
-            ) -> Any:
-    """Request bodies within the API's count and size limits (raw JSON, built once)."""
-    items = [("task_runs", t, t.model_dump_json()) for t in task_runs] + \
+def _chunks(task_runs: list[TaskRun], logs: list[LogRecord], max_count: int,
+            lease: str | None = None) -> Any:
+    """Request bodies within the API's count and size limits (raw JSON, built once), each
+    naming the attempt's lease when there is one (a stale attempt's batch gets 409)."""
+    tail = "]" + (f',"lease":{json.dumps(lease)}' if lease else "") + "}"
+    items = [("task_runs", t, redaction.redact_task_run(t).model_dump_json())
+             for t in task_runs] + \
             [("logs", r, r.model_dump_json()) for r in logs]
     start = 0
     while start < len(items):
@@ -257,7 +272,7 @@ def _chunks(task_runs: list[TaskRun], logs: list[LogRecord], max_count: int
         runs = [obj for kind, obj, _ in chunk if kind == "task_runs"]
         lines = [obj for kind, obj, _ in chunk if kind == "logs"]
         body = ('{"task_runs":[' + ",".join(j for k, _, j in chunk if k == "task_runs") +
-                '],"logs":[' + ",".join(j for k, _, j in chunk if k == "logs") + "]}")
+                '],"logs":[' + ",".join(j for k, _, j in chunk if k == "logs") + tail)
         yield body.encode(), runs, lines
         start = end
 

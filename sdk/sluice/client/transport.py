@@ -104,16 +104,43 @@ def backoff_delay(attempt: int, base: float = 0.2, cap: float = 5.0) -> float:
     return random.uniform(0, min(cap, base * 2 ** (attempt - 1)))
 
 
+def retry_transient(call: Any, seconds: float, *, what: str = "a control-plane call",
+                    on_retry: Any = None) -> Any:
+    """`call()`, retried with backoff while it fails with a "try again later" error (the control
+    plane unreachable, 5xx, 429) for up to `seconds`; the last such error is raised after that.
+    For calls a run cannot do without, so a short outage delays it instead of failing it."""
+    deadline = time.monotonic() + seconds
+    attempt = 0
+    while True:
+        try:
+            return call()
+        except (errors.ServiceUnavailable, errors.Throttled) as exc:
+            attempt += 1
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise
+            if attempt == 1:
+                import logging
+
+                logging.getLogger("sluice.client").warning(
+                    "%s failed (%s); retrying for up to %.0f s", what, exc, seconds)
+            if on_retry is not None:
+                on_retry()
+            time.sleep(min(backoff_delay(attempt, base=0.25, cap=5.0), remaining))
+
+
 def send(http: httpx.Client, method: str, path: str, *, json: Any = None,
          content: bytes | None = None, params: dict[str, Any] | None = None,
-         attempts: int = 4) -> httpx.Response:
-    """One API call with retries on connection errors, 429 and 5xx; raises the SDK's errors."""
+         attempts: int = 4, timeout: float | None = None) -> httpx.Response:
+    """One API call with retries on connection errors, 429 and 5xx; raises the SDK's errors.
+    `timeout` (seconds) replaces the client's for this call."""
     last: Exception | None = None
+    extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
     for attempt in range(1, attempts + 1):
         try:
             headers = {"content-type": "application/json"} if content is not None else None
             response = http.request(method, path, json=json, content=content, params=params,
-                                    headers=headers)
+                                    headers=headers, **extra)
         except httpx.TransportError as exc:
             last = exc
         else:

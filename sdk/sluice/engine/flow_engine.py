@@ -12,6 +12,7 @@ from ..models import FlowRun, State, StateType, new_id, new_state, utcnow
 from .context import FlowRunContext, flow_run_ctx, task_run_ctx
 from .futures import TaskFuture, state_result
 from ..names import run_name
+from ..redaction import register_secrets_in
 from .parameters import bind, stored_form, validate
 from .reporters import reporter_for_new_run
 from .timeouts import call_with_timeout
@@ -114,6 +115,8 @@ class FlowRunner:
                 validate(self.flow, self.bound)
             except ParameterValidationError as exc:
                 invalid = exc
+        # SecretStr parameters: masked wherever this run's logs and states go from now on.
+        register_secrets_in(self.bound.arguments)
         self.flow_run.parameters = stored_form(self.flow, self.bound.arguments)
         self.reporter.create_flow_run(self.flow_run)
         self.context = FlowRunContext(

@@ -41,6 +41,14 @@ from .deployments import (
     WorkerHeartbeat,
 )
 from .ids import new_id
+from .secrets import (
+    SECRET_MASK,
+    SECRET_NAME_PATTERN,
+    SECRET_REFERENCE_KEY,
+    is_secret_name,
+    secret_reference,
+    secret_reference_name,
+)
 from .runs import (
     MAX_LOG_MESSAGE_CHARS,
     MAX_PARAMETERS_BYTES,
@@ -96,4 +104,7 @@ __all__ = [
     "DEFAULT_POOL", "POOL_NAME_PATTERN", "WorkerHeartbeat", "BundleUploadRequest",
     "BackfillRequest", "BackfillSummary",
     "BundleLocation", "SHA256_PATTERN", "MAX_BUNDLE_BYTES",
+    # secrets in parameters
+    "SECRET_REFERENCE_KEY", "SECRET_MASK", "SECRET_NAME_PATTERN", "is_secret_name",
+    "secret_reference", "secret_reference_name",
 ]

@@ -86,6 +86,11 @@ class ClaimRequest(_Request):
     #: The `attempt` of the queue message being claimed: a late duplicate message of an earlier
     #: attempt then cannot claim a retry before its delay.
     attempt: int | None = Field(default=None, ge=0)
+    #: Names this claim (workers send the queue message's id). Claiming again with the same id
+    #: (a retry whose answer was lost) returns the same lease; a claim with another id of a run
+    #: already claimed for this attempt is refused with 409, even from the same worker (it
+    #: holds a second copy of the message, whose run is already being started).
+    claim_id: str | None = Field(default=None, min_length=1, max_length=256)
 
 
 class RunMessage(BaseModel):
@@ -121,6 +126,10 @@ class EventsBatch(_Request):
 
     task_runs: list[TaskRun] = Field(default_factory=list)
     logs: list[LogRecord] = Field(default_factory=list)
+    #: The lease of the attempt that sends the batch (a worker's run). A batch of an attempt
+    #: that lost the run (the monitor crashed it, another attempt holds it) is refused with 409,
+    #: like its state changes. Without a lease (a flow started as a script) nothing is checked.
+    lease: str | None = Field(default=None, max_length=256)
 
     def __repr_args__(self) -> Any:
         # Counts, not contents: frameworks format request models into debug messages eagerly,

@@ -63,6 +63,8 @@ class FlowRun(BaseModel):
     #: Proof of the latest claim; writes by the attempt's worker must carry it. The API never
     #: shows it outside the claim answer. Cleared when the run goes back to Scheduled.
     lease: str | None = None
+    #: The `claim_id` of the claim that started the current attempt (never shown by the API).
+    claim_id: str | None = None
     #: When the current attempt's queue message was sent; None while it still has to be sent.
     enqueued_at: datetime | None = None
 

@@ -107,3 +107,36 @@ def test_other_keywords(schema, value, ok):
     else:
         with pytest.raises(ValidationError):
             validate_parameters({"v": value}, wrapped)
+
+
+#: What pydantic emits for `password: SecretStr, token: SecretStr | None = None, ...`.
+SECRET_SCHEMA = {
+    "type": "object", "required": ["password"],
+    "properties": {
+        "password": {"type": "string", "format": "password", "writeOnly": True},
+        "token": {"anyOf": [{"type": "string", "format": "password", "writeOnly": True},
+                            {"type": "null"}], "default": None},
+        "day": {"type": "string"}, "n": {"type": "integer"}}}
+
+
+@pytest.mark.parametrize("parameters", [
+    {"password": {"$secret": "db-password"}},
+    {"password": {"$secret": "/prod/db"}, "token": None},
+    {"password": {"$secret": "a"}, "token": {"$secret": "b"}, "day": {"$secret": "c"}},
+])
+def test_secret_parameters_take_references(parameters):
+    validate_parameters(parameters, SECRET_SCHEMA)
+
+
+@pytest.mark.parametrize(("parameters", "where", "says"), [
+    ({"password": "hunter2"}, "parameters.password", "is a secret"),
+    ({"password": {"$secret": "a"}, "token": "raw"}, "parameters.token", "is a secret"),
+    ({"password": {"$secret": "../x"}}, "parameters.password", "secret reference"),
+    ({"password": {"$secret": 5}}, "parameters.password", "secret reference"),
+    ({"password": {"$secret": "a"}, "n": {"$secret": "b"}}, "parameters.n", "integer"),
+])
+def test_plain_values_of_secret_parameters_are_refused(parameters, where, says):
+    with pytest.raises(ValidationError) as raised:
+        validate_parameters(parameters, SECRET_SCHEMA)
+    assert raised.value.details[0]["loc"] == where.split(".") and says in raised.value.message
+    assert "hunter2" not in raised.value.message

@@ -244,3 +244,56 @@ class TestMonitorCrash:
             message="no heartbeat", heartbeat_expired_before=NOW + timedelta(seconds=30))
         assert answer.status is TransitionStatus.REJECT
         assert ports.store.get_flow_run(run.id).state.type is StateType.PENDING
+
+    def test_a_late_verdict_about_an_attempt_that_ended_leaves_the_retry_alone(self, ports):
+        # The monitor read the run Running with a stale heartbeat; before its write, the
+        # worker reported the crash itself and the run went to AwaitingRetry.
+        run = ports.queued_run(deployment={"retries": 1})
+        lease = claim(ports, run.id).lease
+        set_state(ports, run.id, Running(), lease, "t1")
+        set_state(ports, run.id, Failed("process died"), lease, "t2")
+        answer = service.mark_crashed(
+            run.id, store=ports.store, queue=ports.queue, metrics=ports.metrics,
+            message="no heartbeat", heartbeat_expired_before=NOW + timedelta(seconds=30),
+            lease=lease, now=NOW + timedelta(seconds=91))
+        assert answer.status is TransitionStatus.REJECT
+        assert history(ports, run.id)[-1] == "AwaitingRetry"  # not Crashed for good
+
+
+class TestClaimIds:
+    def test_a_retried_claim_with_the_same_id_gets_the_same_lease(self, ports):
+        run = ports.queued_run()
+        first = service.claim_flow_run(run.id, ClaimRequest(worker="w1", attempt=0,
+                                                            claim_id="m-1"),
+                                       store=ports.store, metrics=ports.metrics, now=NOW)
+        again = service.claim_flow_run(run.id, ClaimRequest(worker="w1", attempt=0,
+                                                            claim_id="m-1"),
+                                       store=ports.store, metrics=ports.metrics, now=NOW)
+        assert again.lease == first.lease
+
+    def test_a_second_copy_of_the_message_on_the_same_worker_is_refused(self, ports):
+        run = ports.queued_run()
+        service.claim_flow_run(run.id, ClaimRequest(worker="w1", attempt=0, claim_id="m-1"),
+                               store=ports.store, metrics=ports.metrics, now=NOW)
+        with pytest.raises(Conflict):
+            service.claim_flow_run(run.id, ClaimRequest(worker="w1", attempt=0,
+                                                        claim_id="m-2"),
+                                   store=ports.store, metrics=ports.metrics, now=NOW)
+        assert service.get_flow_run(run.id, store=ports.store).claim_id is None  # not shown
+
+
+class TestStaleEvents:
+    def test_a_batch_of_an_attempt_that_lost_the_run_is_refused_with_409(self, ports):
+        from sluice.models import EventsBatch, LogRecord
+
+        run = ports.queued_run(deployment={"retries": 1})
+        lease = claim(ports, run.id).lease
+        line = LogRecord(id="l1", flow_run_id=run.id, timestamp=NOW, message="hi")
+        record = lambda lease: service.record_events(  # noqa: E731
+            run.id, EventsBatch(logs=[line], lease=lease), store=ports.store,
+            logs=ports.logs, metrics=ports.metrics)
+        assert record(lease).logs == 1
+        set_state(ports, run.id, Failed("boom"), lease, "t1")  # retried: the lease is gone
+        with pytest.raises(StaleLease):
+            record(lease)
+        assert record(None).logs == 1  # without a lease (a script run) nothing is checked
