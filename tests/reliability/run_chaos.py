@@ -30,6 +30,7 @@ FAULTS = {
     "1": "machines lost (SIGKILL of a worker and its flow processes)",
     "2": "API outages (frozen or killed and restarted), each shorter than the timeout",
     "3": "attempts cut off from the API for longer than the timeout",
+    "3b": "claims written whose answer was lost (and the worker cut off for 3-5 s)",
     "4": "extra copies of run messages",
     "5": "flow processes that killed themselves",
     "6": "crash reports and monitor verdicts racing completions, cancels, heartbeats",

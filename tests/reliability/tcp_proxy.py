@@ -41,6 +41,14 @@ class TcpProxy:
         self._held: list[socket.socket] = []
         #: (method, path, status) of each exchange forwarded after `heal()`.
         self.exchanges: list[tuple[str, str, int]] = []
+        self._sever: tuple[str, float] | None = None
+        #: Set once `sever_after_response` struck.
+        self.severed = threading.Event()
+
+    def sever_after_response(self, path_part: str, seconds: float) -> None:
+        """Once: let the first request whose path contains `path_part` reach the server, drop
+        its answer, and cut (reset) for `seconds`: the caller cannot know what happened."""
+        self._sever = (path_part, seconds)
 
     @property
     def statuses(self) -> list[int]:
@@ -121,6 +129,13 @@ class TcpProxy:
                         method, path = requests.pop(0) if requests else ("?", "?")
                         if self._healed.is_set():
                             self.exchanges.append((method, path, int(match.group(1))))
+                        sever = self._sever
+                        if sever is not None and sever[0] in path:
+                            self._sever = None
+                            self.cut("reset")
+                            threading.Timer(sever[1], self.heal).start()
+                            self.severed.set()
+                            return  # the answer is never forwarded (the finally resets)
                 sink.sendall(data)
         except OSError:
             pass

@@ -250,3 +250,39 @@ def test_a_partitioned_worker_is_replaced_and_its_late_writes_refused(installati
         late_records = [t for t in records if t.get("start_time") and cut_at + 0.2 <
                         datetime.fromisoformat(t["start_time"]).timestamp() < second_claim]
         assert not late_records, late_records
+
+
+def test_a_claim_whose_answer_is_lost_is_taken_up_again_by_its_worker(patient, tmp_path, seed,
+                                                                      rng):
+    """The server writes a claim, the answer never reaches the worker, and the worker cannot
+    reach the API for a few seconds (less than the heartbeat timeout). The worker must take up
+    its own claim again (same claim id, same lease): if it let the message go, another worker
+    would find the run held, drop the message, and the run would be crashed for silence."""
+    started = time.monotonic()
+    inst = patient
+    ref = inst.deploy("chaos_flow", "claimed")  # no retries: a false crash would end the run
+    ledger = Ledger(tmp_path / "ledger")
+    proxy = TcpProxy(("127.0.0.1", inst.port)).start()
+    seconds = rng.uniform(3.0, 5.0)
+    proxy.sever_after_response("/claim", seconds)
+    try:
+        # Should the worker let the message go, it must not be the one to get it back (its
+        # second receive kills it): the bystander then gets it, as it could in real life.
+        unlucky = inst.start_worker(name="unlucky", env={
+            "SLUICE_API_URL": proxy.url, "SLUICE_SQS_ENDPOINT": f"{inst.url}/sqs",
+            "SLUICE_WORKER_FAULT": "after_receive:2"})
+        run_id = inst.trigger(ref, ledger=str(ledger), steps=2, step_seconds=0.1)
+        wait_for(proxy.severed.is_set, 30, "the claim's answer to be lost")
+        inst.start_worker(name="bystander")  # would take the message if it were let go
+        final = inst.wait_terminal(run_id, 60)
+        with inst.reader() as api:
+            findings = check_runs(api, [run_id], ledger=ledger)
+    finally:
+        proxy.close()
+    Figures("3b lost claim answer", seed, runs=1, workers=2, crashes_injected=1,
+            retries=findings.retries, lost=len(findings.lost),
+            duplicated=len(findings.duplicated), seconds=time.monotonic() - started,
+            notes={"cut_s": round(seconds, 1)}).save()
+    findings.assert_clean(seed)
+    assert final["run_count"] == 1 and final["worker"] == "unlucky", final
+    assert unlucky.popen.poll() is None, unlucky.output()

@@ -82,9 +82,17 @@ class RunSupervisor:
             return
         try:
             # The message id names the claim: a lost answer is retried with the same id and
-            # gets the same lease; a second copy of the message gets 409 and is dropped.
-            claim = client.claim_flow_run(body.flow_run_id, worker.name, attempt=body.attempt,
-                                          claim_id=self.message.get("MessageId"))
+            # gets the same lease; a second copy of the message gets 409 and is dropped. An
+            # unreachable control plane is waited out here, by this worker: a claim may have
+            # been written before its answer was lost, and only this worker can pick it up
+            # again (another one would find the run held, drop the message, and the run would
+            # sit claimed by nobody until the monitor crashed it).
+            claim = retry_transient(
+                lambda: client.claim_flow_run(body.flow_run_id, worker.name,
+                                              attempt=body.attempt,
+                                              claim_id=self.message.get("MessageId")),
+                PATIENCE_SECONDS, what=f"claiming run {body.flow_run_id}",
+                retry_on=(errors.ServiceUnavailable,))
         except (errors.Conflict, errors.NotFound) as exc:
             log.info("run %s not claimable (%s); dropping its message", body.flow_run_id, exc)
             worker.queue.delete(self.receipt)

@@ -105,16 +105,19 @@ def backoff_delay(attempt: int, base: float = 0.2, cap: float = 5.0) -> float:
 
 
 def retry_transient(call: Any, seconds: float, *, what: str = "a control-plane call",
-                    on_retry: Any = None) -> Any:
+                    on_retry: Any = None,
+                    retry_on: tuple[type[Exception], ...] = (errors.ServiceUnavailable,
+                                                             errors.Throttled)) -> Any:
     """`call()`, retried with backoff while it fails with a "try again later" error (the control
-    plane unreachable, 5xx, 429) for up to `seconds`; the last such error is raised after that.
-    For calls a run cannot do without, so a short outage delays it instead of failing it."""
+    plane unreachable, 503, 429: `retry_on`) for up to `seconds`; the last such error is raised
+    after that. For calls a run cannot do without, so a short outage delays it instead of
+    failing it."""
     deadline = time.monotonic() + seconds
     attempt = 0
     while True:
         try:
             return call()
-        except (errors.ServiceUnavailable, errors.Throttled) as exc:
+        except retry_on as exc:
             attempt += 1
             remaining = deadline - time.monotonic()
             if remaining <= 0:
