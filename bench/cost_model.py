@@ -20,6 +20,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 
 from _common import record  # noqa: E402
+from sluice_worker.worker import PRESENCE_INTERVAL_SECONDS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 REGION = "us-east-1"
@@ -76,7 +77,7 @@ DASHBOARDS = 1
 #: Run lengths (seconds) the per-run figures are shown for; heartbeats every 10 s.
 RUN_LENGTHS = (0, 60, 600)
 HEARTBEAT_INTERVAL = 10
-PRESENCE_INTERVAL = 10
+PRESENCE_INTERVAL = int(PRESENCE_INTERVAL_SECONDS)
 LONG_POLL_SECONDS = 20
 #: The reporter's batch limit (records per events call).
 BATCH_RECORDS = 500

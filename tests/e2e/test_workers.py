@@ -250,3 +250,28 @@ def test_requirements_are_installed_into_a_cached_venv(sluice, tmp_path):
     assert [e for e, *_ in ledger_lines(ledger)] == ["six-1.16.0", "six-1.16.0"]
     venvs = list((cache / "venvs").iterdir())
     assert len(venvs) == 1 and (venvs[0] / ".complete").exists()  # built once, then reused
+
+
+def test_a_run_waiting_for_a_concurrency_slot_never_reaches_the_dead_letter_queue(sluice,
+                                                                                   tmp_path):
+    """Given a deployment that runs one at a time, in a pool whose messages dead-letter after
+    two deliveries, when a second run waits through several refused claims for the first, then
+    it starts as soon as the slot frees, as its first attempt, and nothing is dead-lettered."""
+    from sluice_functions.adapters.sqlite import SqliteRunQueue
+
+    ledger = tmp_path / "ledger"
+    deploy(sluice, "ledger_flow", "one-at-a-time", "--concurrency-limit", "1")
+    queue = SqliteRunQueue(sluice.home / "server" / "queue.db")
+    queue.create_pool_queue("default", max_receive_count=2)
+    queue.close()
+    sluice.start_worker("--limit", "2")
+    first = trigger(sluice, "ledger-flow/one-at-a-time", ledger=str(ledger), pause=14)
+    wait_for(lambda: ledger_lines(ledger), 30, "the first run to start")
+    second = trigger(sluice, "ledger-flow/one-at-a-time", ledger=str(ledger))
+    # refused claims every 5 s for about 14 s: more deliveries than the pool allows one message
+    assert sluice.wait_terminal(first, 60)["state"]["type"] == "COMPLETED"
+    waited = sluice.wait_terminal(second, 30)
+    assert waited["state"]["type"] == "COMPLETED" and waited["run_count"] == 1, waited
+    assert sluice.cli_json("pool", "inspect", "default")["dlq_depth"] == 0
+    events = [(event, run_id) for event, run_id, *_ in ledger_lines(ledger)]
+    assert events == [("start", first), ("end", first), ("start", second), ("end", second)]

@@ -259,6 +259,20 @@ def test_pool_queues_are_encrypted_and_redrive_to_their_dlq(sqs):
     assert json.loads(attributes["RedrivePolicy"])["maxReceiveCount"] == 7
 
 
+def test_pool_queues_created_by_the_api_refuse_requests_without_tls(sqs):
+    """Given a pool created after the stack (by the API, not by CDK's enforceSSL),
+    when its queues are made, then both carry the same TLS-only deny as the stack's queues."""
+    urls = SqsRunQueue(sqs, "sluice").create_pool_queue("etl")
+    for url, name in ((urls.queue_url, "sluice-etl"), (urls.dlq_url, "sluice-etl-dlq")):
+        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["Policy", "QueueArn"])[
+            "Attributes"]
+        [statement] = json.loads(attributes["Policy"])["Statement"]
+        assert statement["Effect"] == "Deny" and statement["Action"] == "sqs:*"
+        assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+        assert statement["Resource"] == attributes["QueueArn"] and attributes[
+            "QueueArn"].endswith(f":{name}")
+
+
 def test_receive_asks_sqs_for_the_receive_count(sqs):
     queue = SqsRunQueue(sqs, "sluice")
     queue.create_pool_queue("etl")

@@ -90,7 +90,8 @@ class RunSupervisor:
             claim = retry_transient(
                 lambda: client.claim_flow_run(body.flow_run_id, worker.name,
                                               attempt=body.attempt,
-                                              claim_id=self.message.get("MessageId")),
+                                              claim_id=self.message.get("MessageId"),
+                                              requeue=True),
                 PATIENCE_SECONDS, what=f"claiming run {body.flow_run_id}",
                 retry_on=(errors.ServiceUnavailable,))
         except (errors.Conflict, errors.NotFound) as exc:
@@ -105,6 +106,12 @@ class RunSupervisor:
             worker.queue.change_visibility(self.receipt, self.settings.visibility_timeout)
             return
         except _TRANSIENT as exc:
+            if isinstance(exc, errors.Throttled) and (exc.details or {}).get("requeued"):
+                # The run waits for a concurrency slot and has a fresh message: this one goes,
+                # so waiting never counts deliveries towards the dead-letter queue.
+                log.info("run %s waits for a concurrency slot: %s", body.flow_run_id, exc)
+                worker.queue.delete(self.receipt)
+                return
             log.warning("claim of %s deferred: %s", body.flow_run_id, exc)
             worker.queue.change_visibility(self.receipt, self.settings.busy_retry_seconds)
             return

@@ -22,6 +22,12 @@ from .supervisor import RunSettings, RunSupervisor
 
 log = logging.getLogger("sluice.worker")
 
+#: Seconds between a worker's presence heartbeats. A pool shows a worker offline after 90 s of
+#: silence (`WORKER_ONLINE_WITHIN`), i.e. three missed beats; a busy worker is also seen through
+#: its runs' heartbeats. Every beat is an API call and a DynamoDB write around the clock, so this
+#: is most of what an idle worker costs (docs/cost.md).
+PRESENCE_INTERVAL_SECONDS = 30.0
+
 
 class Worker:
     """Runs up to `limit` flow runs at once; never holds more messages than free slots."""
@@ -47,8 +53,9 @@ class Worker:
         self._threads: list[threading.Thread] = []
         self.started_runs = 0
         self.standby = Standby(enabled=standby)
-        #: Seconds between presence heartbeats (a pool shows a worker offline after 60 s).
-        self.presence_interval = min(10.0, max(1.0, self.run_settings.heartbeat_interval))
+        #: Short run heartbeats (tests, demos) shorten presence too, so pools show changes soon.
+        self.presence_interval = min(PRESENCE_INTERVAL_SECONDS,
+                                     max(1.0, 3 * self.run_settings.heartbeat_interval))
 
     # -- console ---------------------------------------------------------------------------------
     def echo(self, text: str) -> None:

@@ -128,7 +128,7 @@ def register_flow_run_routes(
               summary="Claim a queued run for a worker (Scheduled to Pending); returns the lease")
     def claim_flow_run(flow_run_id: FlowRunId, request: ClaimRequest) -> ClaimResponse:
         return service.claim_flow_run(
-            flow_run_id, request, store=store, metrics=metrics, now=clock()
+            flow_run_id, request, store=store, metrics=metrics, queue=queue, now=clock()
         )
 
     @app.post("/flow-runs/<flow_run_id>/heartbeat", tags=[TAG],

@@ -15,8 +15,11 @@ is optimistic and checked twice:
 Step 2 keeps the limit under races: of any `limit + 1` claims that overlap, the one that counts
 last sees them all and backs off, so no more than `limit` claims ever return a lease. Runs that
 back off together may all back off (they retry a few seconds later); the limit is never
-exceeded to avoid that. A refused claim answers `Throttled` (429, retryable): the worker leaves
-the message to become visible again later and the run waits in Scheduled. With collision
+exceeded to avoid that. A refused claim answers `Throttled` (429) and the run waits in
+Scheduled. A worker's claim asks for `requeue`: the control plane then sends the run a fresh
+message, due a few seconds later, and the worker deletes the one it holds. (Letting the same
+message come back would count a delivery at every refusal, and after the queue's
+`maxReceiveCount` the waiting run would land in the dead-letter queue.) With collision
 strategy `cancel_new` a run that finds the deployment's slots already full is Cancelled
 instead (a claim that lost a race in step 2 is only refused, never cancelled: which of the
 racing runs is "new" is not known).
@@ -27,21 +30,28 @@ made a few milliseconds earlier; SQLite counts are exact.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sluice.exceptions import NotFound, Throttled
+from sluice.exceptions import NotFound, SluiceError, Throttled
 from sluice.models import Cancelled, CollisionStrategy, FlowRun, StateType, TransitionStatus
 
 from ..orchestration import Transition
-from ..ports import FlowRunFilter, RunStore
+from ..ports import FlowRunFilter, Metrics, RunQueue, RunStore
 from .pools import ACTIVE_STATE_TYPES
-from .queueing import is_held
+from .queueing import is_held, mark_enqueued, run_message
+
+logger = logging.getLogger(__name__)
 
 #: After a refused claim the worker sees the message again after this long (`Retry-After`).
 CONCURRENCY_RETRY_AFTER_SECONDS = 5.0
 #: `details.reason` of a refused claim, so a worker can tell it from other throttling.
 CONCURRENCY_LIMIT_REASON = "concurrency_limit"
+#: A waiting run's `enqueued_at` is refreshed when a requeue finds it older than this, so the
+#: lost-message repair (20 minutes at the soonest) never takes the waiting run's live message
+#: for a lost one and adds another: one write per waiting run every few minutes.
+REQUEUE_REFRESH_AFTER = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -161,3 +171,26 @@ def cancel_if_over_limit_at_creation(run: FlowRun, *, store: RunStore, now: date
             cancelled = Cancelled(slot_limit.cancellation_message(occupied))
             return run.model_copy(update={"state": cancelled, "end_time": now})
     return run
+
+
+def requeue_waiting(run_id: str, refusal: Throttled, *, store: RunStore, queue: RunQueue,
+                    metrics: Metrics, now: datetime) -> None:
+    """After a claim was refused for a full slot: send the waiting run a fresh message, due in
+    `CONCURRENCY_RETRY_AFTER_SECONDS`, and mark the refusal `details.requeued` so the worker
+    deletes the message it holds. Best effort: when the run moved on or the send fails, the
+    refusal stays unmarked and the worker lets its own message come back instead."""
+    run = store.get_flow_run(run_id)
+    if not run.state.is_scheduled() or run.lease is not None or run.pool is None or is_held(run):
+        return
+    if run.enqueued_at is None or run.enqueued_at <= now - REQUEUE_REFRESH_AFTER:
+        try:
+            run = store.update_flow_run(mark_enqueued(run, now))
+        except SluiceError:  # a claim or a cancel got there first: nothing to requeue
+            return
+    try:
+        queue.send(run.pool, run_message(run), delay_seconds=int(CONCURRENCY_RETRY_AFTER_SECONDS))
+    except (SluiceError, OSError) as exc:
+        logger.warning("requeue of waiting flow run %s failed: %r", run.id, exc)
+        return
+    metrics.count("FlowRunsRequeued", dimensions={"pool": run.pool})
+    refusal.details = {**(refusal.details or {}), "requeued": True}

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 
-from sluice.exceptions import Conflict, StaleLease
+from sluice.exceptions import Conflict, StaleLease, Throttled
 from sluice.models import (
     ClaimRequest,
     ClaimResponse,
@@ -77,6 +77,7 @@ def claim_flow_run(
     *,
     store: RunStore,
     metrics: Metrics,
+    queue: RunQueue | None = None,
     now: datetime | None = None,
 ) -> ClaimResponse:
     """A worker claims a queued run (Scheduled -> Pending) and gets the attempt's lease.
@@ -87,10 +88,23 @@ def claim_flow_run(
 
     Concurrency limits (see `concurrency`): a claim beyond the deployment's or the pool's limit
     raises `Throttled` (the worker lets the message become visible again later; the run waits in
-    Scheduled); with the deployment's `cancel_new` strategy the run is Cancelled and `Conflict`
-    raised. A run held back by the scheduler (`queueing.is_held`) cannot be claimed (`Conflict`).
+    Scheduled; with `request.requeue` and a `queue`, a fresh message is sent for it and the
+    refusal says `requeued`); with the deployment's `cancel_new` strategy the run is Cancelled
+    and `Conflict` raised. A run held back by the scheduler (`queueing.is_held`) cannot be
+    claimed (`Conflict`).
     """
     now = now or utcnow()
+    try:
+        return _claim(flow_run_id, request, store=store, metrics=metrics, now=now)
+    except Throttled as refusal:
+        if request.requeue and queue is not None:
+            concurrency.requeue_waiting(flow_run_id, refusal, store=store, queue=queue,
+                                        metrics=metrics, now=now)
+        raise
+
+
+def _claim(flow_run_id: str, request: ClaimRequest, *, store: RunStore, metrics: Metrics,
+           now: datetime) -> ClaimResponse:
     new_lease = uuid.uuid4().hex
     # Issue 6: holds and concurrency limits are checked before the claim is written and the
     # limits again after it (the second check settles races between simultaneous claims).

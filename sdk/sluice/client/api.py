@@ -36,7 +36,7 @@ from ..models import (
     TaskRun,
 )
 from ..profiles import Connection
-from .transport import build_http_client, send
+from .transport import RETRYABLE_STATUSES, build_http_client, send
 
 
 def _q(value: str) -> str:
@@ -68,10 +68,12 @@ class SluiceClient:
 
     def _call(self, method: str, path: str, *, json: Any = None, content: bytes | None = None,
               params: dict[str, Any] | None = None, attempts: int | None = None,
-              timeout: float | None = None) -> Any:
+              timeout: float | None = None,
+              retry_statuses: frozenset[int] = RETRYABLE_STATUSES) -> Any:
         clean = {k: v for k, v in (params or {}).items() if v is not None}
         response = send(self.http, method, path, json=json, content=content, params=clean,
-                        attempts=attempts or self.attempts, timeout=timeout)
+                        attempts=attempts or self.attempts, timeout=timeout,
+                        retry_statuses=retry_statuses)
         return response.json() if response.content else None
 
     # -- health --------------------------------------------------------------------------------
@@ -114,15 +116,20 @@ class SluiceClient:
                        json={k: v for k, v in body.items() if v is not None}))
 
     def claim_flow_run(self, flow_run_id: str, worker: str,
-                       attempt: int | None = None, claim_id: str | None = None
-                       ) -> ClaimResponse:
+                       attempt: int | None = None, claim_id: str | None = None,
+                       requeue: bool = False) -> ClaimResponse:
+        """Claim a queued run; a run waiting for a concurrency slot raises `Throttled` at once
+        (not retried here: the queue brings the run back; see `ClaimRequest.requeue`)."""
         body: dict[str, Any] = {"worker": worker}
         if attempt is not None:
             body["attempt"] = attempt
         if claim_id is not None:
             body["claim_id"] = claim_id
+        if requeue:
+            body["requeue"] = True
         return ClaimResponse.model_validate(
-            self._call("POST", f"/flow-runs/{_q(flow_run_id)}/claim", json=body))
+            self._call("POST", f"/flow-runs/{_q(flow_run_id)}/claim", json=body,
+                       retry_statuses=RETRYABLE_STATUSES - {429}))
 
     def heartbeat(self, flow_run_id: str, lease: str, *, attempts: int | None = None,
                   timeout: float | None = None) -> HeartbeatResponse:

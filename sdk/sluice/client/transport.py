@@ -134,9 +134,10 @@ def retry_transient(call: Any, seconds: float, *, what: str = "a control-plane c
 
 def send(http: httpx.Client, method: str, path: str, *, json: Any = None,
          content: bytes | None = None, params: dict[str, Any] | None = None,
-         attempts: int = 4, timeout: float | None = None) -> httpx.Response:
-    """One API call with retries on connection errors, 429 and 5xx; raises the SDK's errors.
-    `timeout` (seconds) replaces the client's for this call."""
+         attempts: int = 4, timeout: float | None = None,
+         retry_statuses: frozenset[int] = RETRYABLE_STATUSES) -> httpx.Response:
+    """One API call with retries on connection errors and `retry_statuses` (429 and 5xx);
+    raises the SDK's errors. `timeout` (seconds) replaces the client's for this call."""
     last: Exception | None = None
     extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
     for attempt in range(1, attempts + 1):
@@ -150,7 +151,7 @@ def send(http: httpx.Client, method: str, path: str, *, json: Any = None,
             if response.status_code < 400:
                 return response
             error = error_from_response(response)
-            if response.status_code not in RETRYABLE_STATUSES:
+            if response.status_code not in retry_statuses:
                 raise error
             last = error
         if attempt < attempts:

@@ -91,6 +91,12 @@ class ClaimRequest(_Request):
     #: already claimed for this attempt is refused with 409, even from the same worker (it
     #: holds a second copy of the message, whose run is already being started).
     claim_id: str | None = Field(default=None, min_length=1, max_length=256)
+    #: When the run must wait for a concurrency slot, the control plane sends a fresh (delayed)
+    #: message for it and says so (`details.requeued` of the 429), and the worker deletes the
+    #: message it holds: a run may wait for hours without wearing out its message's receive
+    #: count (which would dead-letter it). Workers set this; a caller that cannot delete the
+    #: message it claimed from must not.
+    requeue: bool = False
 
 
 class RunMessage(BaseModel):

@@ -181,3 +181,57 @@ def test_a_crashed_run_frees_its_slot(plane):
     plane.clock.advance(seconds=31)
     assert monitor_runs(**plane.ports, now=plane.clock(), heartbeat_timeout=30).crashed == 1
     assert plane.claim(second.id, attempt=0).flow_run.state.type is StateType.PENDING
+
+
+def claim_for_worker(plane: Plane, run_id: str, worker: str = "w2"):
+    """A claim as workers make it: asking for a fresh message if the run must wait."""
+    return service.claim_flow_run(run_id, ClaimRequest(worker=worker, attempt=0, requeue=True),
+                                  **plane.ports, now=plane.clock())
+
+
+def test_a_waiting_run_gets_a_fresh_message_so_waiting_never_dead_letters_it(plane):
+    # Given a deployment at its limit and a second run waiting
+    dep = plane.deploy(concurrency_limit=1)
+    first, second = runs_of(plane, dep, 2)
+    lease = plane.claim(first.id, attempt=0).lease
+    sent = plane.queue.sends_of(second.id)
+    # When a claim without `requeue` is refused, Then nothing is sent (the caller keeps its own)
+    with pytest.raises(Throttled) as plain:
+        plane.claim(second.id, attempt=0)
+    assert "requeued" not in plain.value.details and plane.queue.sends_of(second.id) == sent
+    # When a worker's claim is refused, Then a fresh message is due in 5 s and the answer says so
+    with pytest.raises(Throttled) as refused:
+        claim_for_worker(plane, second.id)
+    assert refused.value.details["requeued"] is True
+    assert plane.queue.sends_of(second.id) == [*sent, (0, 5)]
+    # and the run's last enqueue is refreshed only every few minutes (one write, not one each)
+    assert plane.store.get_flow_run(second.id).enqueued_at == second.enqueued_at
+    enqueued = plane.clock.advance(minutes=6)
+    with pytest.raises(Throttled):
+        claim_for_worker(plane, second.id)
+    assert plane.store.get_flow_run(second.id).enqueued_at == enqueued
+    # so the lost-message repair does not add copies while it waits
+    plane.clock.advance(minutes=19)
+    sends = len(plane.queue.sends_of(second.id))
+    monitor_runs(**plane.ports, now=plane.clock(), heartbeat_timeout=3600)
+    assert len(plane.queue.sends_of(second.id)) == sends
+    # When the slot frees, Then the waiting run is claimed as its first attempt
+    plane.report(first.id, Running(), lease, "r")
+    plane.report(first.id, Completed(), lease, "c")
+    claimed = claim_for_worker(plane, second.id)
+    assert claimed.flow_run.state.type is StateType.PENDING and claimed.flow_run.run_count == 1
+
+
+def test_a_requeue_never_touches_a_run_that_moved_on(plane):
+    # Given a run refused for a full slot and then cancelled while its claim was answered
+    dep = plane.deploy(concurrency_limit=1)
+    first, second = runs_of(plane, dep, 2)
+    plane.claim(first.id, attempt=0)
+    refusal = Throttled("full", details={"reason": "concurrency_limit"})
+    service.cancel_flow_run(second.id, store=plane.store, metrics=plane.metrics, now=plane.clock())
+    sent = plane.queue.sends_of(second.id)
+    # When it is requeued, Then nothing is sent and the refusal is not marked requeued
+    from sluice_functions.service.concurrency import requeue_waiting
+
+    requeue_waiting(second.id, refusal, **plane.ports, now=plane.clock())
+    assert plane.queue.sends_of(second.id) == sent and "requeued" not in refusal.details

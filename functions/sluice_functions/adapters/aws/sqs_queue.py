@@ -37,13 +37,23 @@ _GONE_MESSAGE = frozenset({"ReceiptHandleIsInvalid", "InvalidParameterValue",
                            "AWS.SimpleQueueService.MessageNotInflight", "MessageNotInflight"})
 
 
+def tls_only_policy(queue_arn: str) -> str:
+    """The queue policy that refuses any request made without TLS: the same statement CDK's
+    `enforceSSL` puts on the queues the stack creates, for the pools created later by the API."""
+    return json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": {"AWS": "*"},
+        "Action": "sqs:*", "Resource": queue_arn,
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]})
+
+
 def _codes(error: ClientError) -> set[str]:
     details = error.response.get("Error", {})
     return {str(details.get("Code", "")), str(details.get("QueryErrorCode", ""))}
 
 
 class SqsRunQueue:
-    """Pool queues on SQS, named `<prefix>-<pool>` and `<prefix>-<pool>-dlq` (SSE on both).
+    """Pool queues on SQS, named `<prefix>-<pool>` and `<prefix>-<pool>-dlq` (SSE and a TLS-only
+    policy on both).
 
     Queue URLs are resolved once per instance. Queues the stack created itself (the default
     pool's) are passed in `known_queues` and never created or reconfigured here.
@@ -84,11 +94,17 @@ class SqsRunQueue:
         with aws_errors("get queue attributes"):
             dlq_arn = self._client.get_queue_attributes(
                 QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        with aws_errors("set queue attributes"):  # the DLQ's ARN is known only now
+            self._client.set_queue_attributes(QueueUrl=dlq_url,
+                                              Attributes={"Policy": tls_only_policy(dlq_arn)})
+        # Both queues live in the same account and region: only the name differs.
+        queue_arn = f"{dlq_arn.rsplit(':', 1)[0]}:{queue_name}"
         redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive_count}
         queue_url = self._create_or_update(queue_name, {
             **encrypted,
             "VisibilityTimeout": str(self._visibility_timeout),
             "RedrivePolicy": json.dumps(redrive),
+            "Policy": tls_only_policy(queue_arn),
         })
         return PoolQueue(pool=pool, queue_url=queue_url, dlq_url=dlq_url)
 
