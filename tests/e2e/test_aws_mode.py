@@ -224,16 +224,19 @@ def test_a_deployment_runs_on_aws_adapters_from_schedule_to_logs(plane, host_env
     profiles = (tmp_path / "home" / "profiles.toml").read_text()
     assert 'kind = "aws"' in profiles and f'stack_name = "{STACK}"' in profiles
 
-    # Deploy as a bundle (S3 in moto, through presigned URLs), then start a worker.
-    project = tmp_path / "project"
-    shutil.copytree(PROJECT, project)
-    ledger = tmp_path / "ledger"
-    cli(operator, "deploy", "flows.py:ledger_flow", "--name", "on-aws", "--project-dir",
-        str(project), "--source", "bundle", f"--param=ledger={ledger}")
+    # A worker started on the fresh stack, before any deployment, serves the default pool
+    # (whose queues the stack made); then a deploy as a bundle (S3 in moto, presigned URLs).
     worker = Process([*SLUICE, "worker", "start", "--pool", "default", "--name", "aws-worker",
                       "--limit", "2", "--poll-wait", "1", "--heartbeat-interval", "0.5"],
                      worker_env, tmp_path / "worker.log")
+    project = tmp_path / "project"
+    shutil.copytree(PROJECT, project)
+    ledger = tmp_path / "ledger"
     try:
+        wait_for(lambda: "polling pool 'default'" in worker.output(), 60,
+                 "the worker to serve the default pool")
+        cli(operator, "deploy", "flows.py:ledger_flow", "--name", "on-aws", "--project-dir",
+            str(project), "--source", "bundle", f"--param=ledger={ledger}")
         # A manual run: API -> DynamoDB + SQS -> worker -> Completed, logs in CloudWatch.
         # (It pauses long enough for the worker to heartbeat it.)
         run_id = created_id(cli(operator, "deployment", "run", "ledger-flow/on-aws",

@@ -147,6 +147,7 @@ class EmbeddedServer:
         self.retention_days = retention_days
         self._requested_port = port
         self._ports_factory = ports_factory or self._sqlite_ports
+        self._owns_ports = ports_factory is None
         self._http: _HttpServer | None = None
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
@@ -196,7 +197,8 @@ class EmbeddedServer:
         # requests through one app must not overlap (each takes about a millisecond).
         self._resolve_lock = threading.Lock()
         self.sqs = SqsEndpoint(self.ports.queue)
-        ensure_pool("default", store=self.ports.store, queue=self.ports.queue)
+        if self._owns_ports:  # injected ports (AWS in tests) are provisioned by their owner
+            ensure_pool("default", store=self.ports.store, queue=self.ports.queue)
         self._add_default_jobs()
         self._spawn("sluice-http", self._http.serve_forever)
         self._spawn("sluice-ticks", self._tick_loop)

@@ -56,9 +56,16 @@ def get_pool(
     name: str, *, store: RunStore, queue: RunQueue, now: datetime | None = None
 ) -> Pool:
     """A pool with its live figures: queue and DLQ depth, workers (online or not), and how many
-    runs hold a slot. Raises `NotFound`."""
+    runs hold a slot. Raises `NotFound`.
+
+    A pool whose queue exists without a record (in AWS the stack creates the default pool's
+    queues; the record used to appear with the first deployment) is adopted: its record is
+    written now, so a worker started on a fresh stack serves it instead of failing."""
     now = now or utcnow()
-    pool = store.get_pool(name)
+    try:
+        pool = store.get_pool(name)
+    except NotFound:
+        pool = _adopt(name, store=store, queue=queue, now=now)
     try:
         depth = queue.depth(name)
         queue_depth, dlq_depth = depth.visible + depth.delayed + depth.in_flight, depth.dead_letter
@@ -80,3 +87,13 @@ def get_pool(
             "running": running,
         }
     )
+
+
+def _adopt(name: str, *, store: RunStore, queue: RunQueue, now: datetime) -> Pool:
+    try:
+        queue.depth(name)
+    except NotFound:
+        raise NotFound(
+            f"pool {name!r} does not exist; create it with `sluice pool create {name}` or deploy "
+            f"a flow to it (`sluice deploy ... --pool {name}`)", details={"pool": name}) from None
+    return create_pool(PoolCreate(name=name), store=store, queue=queue, now=now)

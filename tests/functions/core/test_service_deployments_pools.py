@@ -150,6 +150,16 @@ class TestPools:
         assert (pool.queue_depth, pool.dlq_depth, pool.running) == (2, 0, 1)
         assert {(w.name, w.online) for w in pool.workers} == {("w0", False), ("w1", True)}
 
-    def test_an_unknown_pool_is_not_found(self, ports):
-        with pytest.raises(NotFound):
+    def test_an_unknown_pool_is_not_found_and_the_answer_says_how_to_make_it(self, ports):
+        with pytest.raises(NotFound, match="sluice pool create nope"):
             service.get_pool("nope", store=ports.store, queue=ports.queue)
+        with pytest.raises(NotFound):
+            ports.store.get_pool("nope")  # and nothing was written
+
+    def test_a_queue_made_by_the_stack_is_adopted_as_a_pool(self, ports):
+        # Given the default pool's queues, made by the stack before any deployment
+        ports.queue.create_pool_queue("default")
+        # When a worker asks for the pool, Then it gets it, and the record now exists
+        pool = service.get_pool("default", store=ports.store, queue=ports.queue, now=NOW)
+        assert pool.name == "default" and pool.queue_depth == 0
+        assert ports.store.get_pool("default").created == NOW
