@@ -50,6 +50,10 @@ MAX_VISIBILITY_TIMEOUT_SECONDS = 12 * 60 * 60
 #: Deliveries of one message before SQS moves it to the pool's dead-letter queue (redrive policy
 #: maxReceiveCount; https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-dead-letter-queues.html).
 DEFAULT_MAX_RECEIVE_COUNT = 5
+#: Runs holding a worker slot (and a concurrency slot): claimed and not finished.
+ACTIVE_STATE_TYPES = frozenset(
+    {StateType.PENDING, StateType.RUNNING, StateType.PAUSED, StateType.CANCELLING}
+)
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,37 @@ class FlowRunFilter:
     #: Half-open range on `FlowRun.scheduled_at`: after <= scheduled_at < before.
     scheduled_after: datetime | None = None
     scheduled_before: datetime | None = None
+
+    #: Only runs whose current attempt was admitted under this kind of concurrency limit
+    #: ("deployment" or "pool"; `FlowRun.slot_scopes`).
+    holds_slot_of: str | None = None
+
+    @classmethod
+    def slot_holders(cls, *, deployment_id: str | None = None, pool: str | None = None
+                     ) -> FlowRunFilter:
+        """The runs holding a slot of one deployment's or one pool's concurrency limit: active,
+        and admitted under that limit. What limits count, and `RunStore.count_flow_runs` must
+        count it exactly."""
+        if (deployment_id is None) == (pool is None):
+            raise ValueError("name either a deployment or a pool")
+        return cls(deployment_id=deployment_id, pool=pool, state_types=ACTIVE_STATE_TYPES,
+                   holds_slot_of="deployment" if deployment_id is not None else "pool")
+
+    @property
+    def slot_limit(self) -> tuple[str, str] | None:
+        """("deployment", id) or ("pool", name) when this is exactly a `slot_holders` filter."""
+        if self.holds_slot_of is None:
+            return None
+        field = "deployment_id" if self.holds_slot_of == "deployment" else "pool"
+        name = getattr(self, field)
+        if name is None or self != FlowRunFilter.slot_holders(**{field: name}):
+            return None
+        return (self.holds_slot_of, name)
+        if self.deployment_id is not None and self.pool is None:
+            return ("deployment", self.deployment_id)
+        if self.pool is not None and self.deployment_id is None:
+            return ("pool", self.pool)
+        return None
 
 
 @dataclass(frozen=True)
@@ -182,7 +217,11 @@ class RunStore(Protocol):
         ...
 
     def count_flow_runs(self, flt: FlowRunFilter) -> int:
-        """How many runs match `flt` (e.g. Running runs of a pool or deployment)."""
+        """How many runs match `flt` (e.g. Running runs of a pool or deployment).
+
+        Exact, read after every committed write, for `FlowRunFilter.slot_holders(...)`:
+        concurrency limits rely on it to settle simultaneous claims. Other counts may lag
+        writes by up to a second (DynamoDB reads them from an eventually consistent index)."""
         ...
 
     # ---- task runs -----------------------------------------------------------------------------

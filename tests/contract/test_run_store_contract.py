@@ -458,6 +458,40 @@ def test_runs_are_counted_with_the_same_filters(run_store):
     assert run_store.count_flow_runs(FlowRunFilter(deployment_id="dep-1")) == 1
     assert run_store.count_flow_runs(FlowRunFilter(scheduled_after=at(30))) == 1
     assert run_store.count_flow_runs(FlowRunFilter(flow_name="none")) == 0
+    # What concurrency limits count: the active runs admitted under a deployment's or pool's
+    held = {"slot_scopes": ("deployment", "pool")}
+    _store_runs(
+        run_store,
+        flow_run(pool="default", deployment_id="dep-1", state=state(StateType.RUNNING), **held),
+        flow_run(pool="default", deployment_id="dep-2", state=state(StateType.PENDING),
+                 slot_scopes=("pool",)),
+        flow_run(pool="default", deployment_id="dep-1", state=state(StateType.COMPLETED), **held),
+    )
+    assert run_store.count_flow_runs(FlowRunFilter.slot_holders(pool="default")) == 2
+    assert run_store.count_flow_runs(FlowRunFilter.slot_holders(deployment_id="dep-1")) == 1
+    assert run_store.count_flow_runs(FlowRunFilter.slot_holders(deployment_id="dep-2")) == 0
+    assert run_store.count_flow_runs(FlowRunFilter.slot_holders(pool="gpu")) == 0
+    # and a filter that adds to it still answers (without the exact shortcut)
+    assert run_store.count_flow_runs(FlowRunFilter(
+        pool="default", holds_slot_of="deployment")) == 2
+
+
+def test_slot_holders_follow_every_state_change(run_store):
+    # Given a deployment run whose claim was admitted under its deployment's limit
+    run = run_store.create_flow_run(flow_run(pool="default", deployment_id="dep-1"))
+    held = FlowRunFilter.slot_holders(deployment_id="dep-1")
+    counts = []
+    steps = [(StateType.PENDING, ("deployment",)), (StateType.RUNNING, None),
+             (StateType.PAUSED, None), (StateType.RUNNING, None), (StateType.SCHEDULED, None),
+             (StateType.RUNNING, None), (StateType.CANCELLING, None), (StateType.CANCELLED, None)]
+    for step, (state_type, scopes) in enumerate(steps):
+        # When it moves through active states, back to waiting, and to a final state
+        update = {"state": state(state_type)} | ({"slot_scopes": scopes} if scopes else {})
+        run = run_store.set_flow_run_state(run.model_copy(update=update), f"t{step}")
+        counts.append(run_store.count_flow_runs(held))
+    # Then it holds its slot exactly while active
+    assert counts == [1, 1, 1, 1, 0, 1, 1, 0]
+    assert run_store.count_flow_runs(FlowRunFilter.slot_holders(pool="default")) == 0
 
 
 # ---- task runs ---------------------------------------------------------------------------------

@@ -121,6 +121,48 @@ def test_a_heartbeat_changes_nothing_the_indexes_hold(store, dynamodb):
     assert indexed_attributes(dynamodb) == before
 
 
+def test_slot_counts_are_exact_while_the_run_indexes_lag(store, dynamodb):
+    """Concurrency limits settle simultaneous claims by counting again after a claim; a GSI
+    (eventually consistent) may not show a claim made a few ms earlier, so the count of a
+    deployment's or pool's active runs must not come from one."""
+    # Given run indexes that lag: every index query answers as if nothing were written yet
+    def stale_index(params, **_):
+        if params.get("IndexName"):
+            params["ExpressionAttributeValues"][":qpk"] = {"S": "nothing-written-yet"}
+    dynamodb.meta.events.register("provide-client-params.dynamodb.Query", stale_index)
+    by_deployment = FlowRunFilter.slot_holders(deployment_id="d1")
+    by_pool = FlowRunFilter.slot_holders(pool="default")
+    runs = [store.create_flow_run(a_run(id=f"run-{i}", deployment_id="d1",
+                                        slot_scopes=("deployment", "pool"))) for i in range(3)]
+    assert store.count_flow_runs(FlowRunFilter(deployment_id="d1")) == 0  # the lag is real
+
+    def move(run: FlowRun, state_type: StateType, transition: str) -> FlowRun:
+        return store.set_flow_run_state(
+            run.model_copy(update={"state": State(type=state_type)}), transition)
+
+    # When two are claimed, Then both are counted at once, by deployment and by pool
+    first, second = move(runs[0], StateType.PENDING, "a"), move(runs[1], StateType.PENDING, "b")
+    assert store.count_flow_runs(by_deployment) == store.count_flow_runs(by_pool) == 2
+    # and moving between active states keeps them counted once
+    first = move(first, StateType.RUNNING, "c")
+    first = move(first, StateType.PAUSED, "d")
+    first = move(first, StateType.RUNNING, "e")
+    assert store.count_flow_runs(by_deployment) == 2
+    # When one finishes and the other goes back to waiting, Then neither holds a slot
+    move(first, StateType.COMPLETED, "f")
+    second = move(second, StateType.SCHEDULED, "g")
+    assert store.count_flow_runs(by_deployment) == store.count_flow_runs(by_pool) == 0
+    # and an in-process retry that starts again without a claim holds one again
+    move(second, StateType.RUNNING, "h")
+    assert store.count_flow_runs(by_deployment) == 1
+    assert store.count_flow_runs(FlowRunFilter.slot_holders(deployment_id="d2")) == 0
+    # and a run admitted under no limit costs no slot-holder write at all
+    free = store.create_flow_run(a_run(id="run-free", deployment_id="d1"))
+    items_before = len(raw_items(dynamodb))
+    move(free, StateType.PENDING, "i")
+    assert len(raw_items(dynamodb)) == items_before + 2  # its history entry and transition guard
+
+
 def test_lists_drop_runs_whose_index_entry_is_stale(store, dynamodb):
     # Given a run that left RUNNING while its index entry (eventually consistent) still says so
     run = store.create_flow_run(a_run(state=State(type=StateType.RUNNING)))

@@ -42,13 +42,12 @@ from sluice.models import (
 
 from .. import orchestration
 from ..orchestration import Transition
-from ..ports import FlowRunFilter, Metrics, RunQueue, RunStore
+from ..ports import ACTIVE_STATE_TYPES, FlowRunFilter, Metrics, RunQueue, RunStore
 from ..service.deployments import get_deployment
 from ..service.flow_runs import create_flow_run_once
 from ..service.lifecycle import apply_server_transition
 from ..service.limits import check_parameters
 from ..service.parameter_schema import validate_parameters
-from ..service.pools import ACTIVE_STATE_TYPES
 from .holds import (
     BACKFILL_HOLD,
     backfill_hold,

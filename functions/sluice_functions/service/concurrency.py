@@ -24,8 +24,12 @@ strategy `cancel_new` a run that finds the deployment's slots already full is Ca
 instead (a claim that lost a race in step 2 is only refused, never cancelled: which of the
 racing runs is "new" is not known).
 
-Counting through a DynamoDB index is eventually consistent, so in AWS step 2 may miss a claim
-made a few milliseconds earlier; SQLite counts are exact.
+A limit counts the active runs admitted under it (`FlowRun.slot_scopes`, set by the claim;
+runs claimed before a limit was set are not counted). Both counts must see every committed claim
+(`FlowRunFilter.slot_holders`; `RunStore.count_flow_runs` says so): SQLite counts rows; DynamoDB
+counts one item per slot holder, written in the same transaction as the run's state, in a table
+partition read with strong consistency (its run indexes are eventually consistent and could miss
+a claim made a few milliseconds earlier).
 """
 
 from __future__ import annotations
@@ -39,7 +43,6 @@ from sluice.models import Cancelled, CollisionStrategy, FlowRun, StateType, Tran
 
 from ..orchestration import Transition
 from ..ports import FlowRunFilter, Metrics, RunQueue, RunStore
-from .pools import ACTIVE_STATE_TYPES
 from .queueing import is_held, mark_enqueued, run_message
 
 logger = logging.getLogger(__name__)
@@ -100,7 +103,7 @@ def limits_for(run: FlowRun, *, store: RunStore) -> list[SlotLimit]:
                 scope="deployment",
                 name=f"{deployment.flow_name}/{deployment.name}",
                 limit=deployment.concurrency_limit,
-                holders=FlowRunFilter(deployment_id=deployment.id, state_types=ACTIVE_STATE_TYPES),
+                holders=FlowRunFilter.slot_holders(deployment_id=deployment.id),
                 cancel_new=deployment.collision_strategy is CollisionStrategy.CANCEL_NEW,
             ))
     if run.pool is not None:
@@ -113,7 +116,7 @@ def limits_for(run: FlowRun, *, store: RunStore) -> list[SlotLimit]:
                 scope="pool",
                 name=pool.name,
                 limit=pool.concurrency_limit,
-                holders=FlowRunFilter(pool=pool.name, state_types=ACTIVE_STATE_TYPES),
+                holders=FlowRunFilter.slot_holders(pool=pool.name),
             ))
     return limits
 

@@ -110,10 +110,14 @@ def _claim(flow_run_id: str, request: ClaimRequest, *, store: RunStore, metrics:
     # limits again after it (the second check settles races between simultaneous claims).
     before = store.get_flow_run(flow_run_id)
     limits = _admit_claim(before, request.attempt, store=store, metrics=metrics, now=now)
+    # The attempt holds a slot of each limit it is admitted under (the store lists it there,
+    # so the count after the claim sees every claim written before it).
+    scopes = tuple(limit.scope for limit in limits)
     outcome = _apply(
         flow_run_id,
         lambda run: orchestration.claim(
-            run, worker=request.worker, new_lease=new_lease, now=now, attempt=request.attempt,
+            run if run.slot_scopes == scopes else run.model_copy(update={"slot_scopes": scopes}),
+            worker=request.worker, new_lease=new_lease, now=now, attempt=request.attempt,
             claim_id=request.claim_id,
         ),
         transition_id=None,

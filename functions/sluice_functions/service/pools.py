@@ -5,18 +5,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from sluice.exceptions import NotFound
-from sluice.models import Pool, PoolCreate, StateType, utcnow
+from sluice.models import Pool, PoolCreate, utcnow
 
-from ..ports import FlowRunFilter, RunQueue, RunStore
+from ..ports import ACTIVE_STATE_TYPES, FlowRunFilter, RunQueue, RunStore
 
 #: A worker seen (claim or heartbeat) within this window counts as online. Workers heartbeat
 #: their runs every few tens of seconds, so three missed beats mark an idle-looking worker
 #: offline only when it really stopped talking.
 WORKER_ONLINE_WITHIN = timedelta(seconds=90)
-#: Runs holding a worker slot: claimed and not finished.
-ACTIVE_STATE_TYPES = frozenset(
-    {StateType.PENDING, StateType.RUNNING, StateType.PAUSED, StateType.CANCELLING}
-)
 
 
 def create_pool(

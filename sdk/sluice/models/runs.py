@@ -67,6 +67,9 @@ class FlowRun(BaseModel):
     claim_id: str | None = None
     #: When the current attempt's queue message was sent; None while it still has to be sent.
     enqueued_at: datetime | None = None
+    #: The concurrency limits ("deployment", "pool") the current attempt was admitted under: the
+    #: run holds a slot of each while its state is active. Set by the claim.
+    slot_scopes: tuple[str, ...] = ()
 
     @property
     def duration_seconds(self) -> float | None:

@@ -120,6 +120,7 @@ class InMemoryRunStore:
                 and (not flt.state_types or run.state.type in flt.state_types)
                 and (flt.scheduled_after is None or run.scheduled_at >= flt.scheduled_after)
                 and (flt.scheduled_before is None or run.scheduled_at < flt.scheduled_before)
+                and (flt.holds_slot_of is None or flt.holds_slot_of in run.slot_scopes)
             )
 
         return [r.model_copy(deep=True) for r in self.runs.values() if matches(r)]

@@ -235,3 +235,16 @@ def test_a_requeue_never_touches_a_run_that_moved_on(plane):
 
     requeue_waiting(second.id, refusal, **plane.ports, now=plane.clock())
     assert plane.queue.sends_of(second.id) == sent and "requeued" not in refusal.details
+
+
+def test_a_claim_records_the_limits_it_was_admitted_under(plane):
+    # Given a deployment with a limit in a pool with one, and one without any
+    service.create_pool(PoolCreate(name="etl", concurrency_limit=5), store=plane.store,
+                        queue=plane.queue, now=plane.clock())
+    [limited] = runs_of(plane, plane.deploy(name="limited", concurrency_limit=2), 1)
+    [free] = runs_of(plane, plane.deploy(name="free"), 1)
+    service.create_pool(PoolCreate(name="etl"), store=plane.store, queue=plane.queue,
+                        now=plane.clock())
+    # When both are claimed, Then each holds a slot of exactly the limits that admitted it
+    assert plane.claim(limited.id, attempt=0).flow_run.slot_scopes == ("deployment",)
+    assert plane.claim(free.id, attempt=0).flow_run.slot_scopes == ()

@@ -13,8 +13,11 @@ Item layout (partition key `pk`, sort key `sk`; names in `sluice_functions.confi
 | deployment (by name)     | `DEPLOYMENT_NAMES`          | `<flow name>\\0<name>`     | no  |
 | pool                     | `POOLS`                     | `<pool name>`              | no  |
 | worker                   | `WORKERS#<pool>`            | `<worker name>`            | yes |
+| slot holder (active run) | `ACTIVE#deployment#<id>`, `ACTIVE#pool#<name>` | `<run id>` | yes |
 
-Everything of one run shares its partition, so history and task runs are single Queries.
+Everything of one run shares its partition, so history and task runs are single Queries. A
+run whose state is active is listed under its deployment and its pool (slot holders, written in
+the same transaction as the state), so concurrency limits count with a consistent read.
 Records are stored whole as a JSON document (`data`), so fields added to `sluice.models`
 round-trip without touching this module; key and index attributes sit beside it. Deployments
 and pools are configuration and never expire; everything a run produces, and workers, do.
@@ -122,6 +125,25 @@ def deployment_name_key(flow_name: str, name: str) -> Item:
 
 def pool_key(name: str) -> Item:
     return key(POOLS_PARTITION, name)
+
+
+def slot_holder_key(scope: str, name: str, flow_run_id: str) -> Item:
+    """One run holding a slot of a deployment or a pool ("deployment"/"pool", id or name).
+
+    Concurrency limits count these, not the run indexes: a partition of the table is read with
+    strong consistency, so simultaneous claims see each other (a GSI may lag by a second)."""
+    return key(slot_holders_partition(scope, name), flow_run_id)
+
+
+def slot_holders_partition(scope: str, name: str) -> str:
+    return f"ACTIVE#{scope}#{name}"
+
+
+def slot_scopes(run: FlowRun) -> list[tuple[str, str]]:
+    """(scope, deployment id or pool name) of the limits the run's attempt was admitted under:
+    only runs subject to a limit are listed, so the others cost no extra write."""
+    names = {"deployment": run.deployment_id, "pool": run.pool}
+    return [(scope, names[scope]) for scope in run.slot_scopes if names.get(scope)]
 
 
 def workers_partition(pool: str) -> str:

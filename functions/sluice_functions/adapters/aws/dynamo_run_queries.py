@@ -20,10 +20,11 @@ from ...config import (
     RUNS_BY_FLOW,
     RUNS_BY_STATE,
     RUNS_BY_TIME,
+    TABLE_PARTITION_KEY,
     GlobalIndex,
 )
 from ...ports import FlowRunFilter
-from .dynamo_items import run_time, s, sortable_time, utc
+from .dynamo_items import run_time, s, slot_holders_partition, sortable_time, utc
 from .dynamo_table import KeyQuery
 
 
@@ -37,6 +38,7 @@ def matches(run: FlowRun, flt: FlowRunFilter) -> bool:
         and (not flt.state_types or run.state.type in flt.state_types)
         and (flt.scheduled_after is None or moment >= utc(flt.scheduled_after))
         and (flt.scheduled_before is None or moment < utc(flt.scheduled_before))
+        and (flt.holds_slot_of is None or flt.holds_slot_of in run.slot_scopes)
     )
 
 
@@ -91,6 +93,12 @@ def flow_run_list_query(flt: FlowRunFilter) -> KeyQuery:
     """The Query behind `list_flow_runs`: newest first, ties by id descending."""
     index, partition_value = _index_for(flt)
     return _query(flt, index, partition_value, newest_first=True)
+
+
+def slot_holders_query(scope: str, name: str) -> KeyQuery:
+    """The runs holding a slot of a deployment or pool: a table partition, read consistently."""
+    return KeyQuery(name="slot-holders",
+                    partition=(TABLE_PARTITION_KEY, slot_holders_partition(scope, name)))
 
 
 def flow_run_count_queries(flt: FlowRunFilter) -> list[KeyQuery]:

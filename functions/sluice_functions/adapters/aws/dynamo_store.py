@@ -21,10 +21,15 @@ from ...config import (
     TABLE_SORT_KEY,
     TTL_ATTRIBUTE,
 )
-from ...ports import FlowRunFilter
+from ...ports import ACTIVE_STATE_TYPES, FlowRunFilter
 from . import dynamo_items as items
 from .dynamo_table import EXISTS, NOT_EXISTS, KeyQuery, SingleTable
-from .dynamo_run_queries import flow_run_count_queries, flow_run_list_query, matches
+from .dynamo_run_queries import (
+    flow_run_count_queries,
+    flow_run_list_query,
+    matches,
+    slot_holders_query,
+)
 
 #: DynamoDB serves this many conditional PutItems of one task-run batch at once; below
 #: botocore's default connection pool (10), so the calls never queue for a connection.
@@ -54,6 +59,17 @@ class DynamoRunStore:
     def _expires_at(self) -> int:
         return int(self._clock()) + self._retention_seconds
 
+    def _slot_holder_writes(self, run: FlowRun, expires_at: int) -> list[tuple[str, Any]]:
+        """The slot-holder items of a run admitted under concurrency limits, kept in step with
+        its state in the same transaction: listed while its state is active, unlisted otherwise
+        (both idempotent, so no write needs to know the state it left)."""
+        keys = [items.slot_holder_key(scope, name, run.id) for scope, name in
+                items.slot_scopes(run)]
+        if run.state.type in ACTIVE_STATE_TYPES:
+            return [("Put", self._table.put_request({**k, TTL_ATTRIBUTE: items.n(expires_at)}))
+                    for k in keys]
+        return [("Delete", self._table.delete_request(k, None)) for k in keys]
+
     # ---- flow runs ---------------------------------------------------------------------------
 
     def create_flow_run(self, run: FlowRun) -> FlowRun:
@@ -68,6 +84,7 @@ class DynamoRunStore:
             guard = {**items.idempotency_key(run.idempotency_key),
                      items.FLOW_RUN_ID: items.s(run.id), TTL_ATTRIBUTE: items.n(expires_at)}
             writes.append(("Put", self._table.put_request(guard, NOT_EXISTS)))
+        writes += self._slot_holder_writes(stored, expires_at)
         try:
             self._table.transact("create flow run", *writes)
         except Conflict as error:
@@ -133,6 +150,7 @@ class DynamoRunStore:
             guard = {**items.transition_key(run.id, transition_id),
                      TTL_ATTRIBUTE: items.n(expires_at)}
             writes.append(("Put", self._table.put_request(guard, NOT_EXISTS)))
+        writes += self._slot_holder_writes(stored, expires_at)  # after the guard: see reasons
         try:
             self._table.transact("set flow run state", *writes)
         except Conflict as error:
@@ -186,6 +204,13 @@ class DynamoRunStore:
         return Page[FlowRun](items=self._fresh_runs(found, flt), next_cursor=next_cursor)
 
     def count_flow_runs(self, flt: FlowRunFilter) -> int:
+        if flt.slot_limit is not None:  # exact: concurrency limits settle races with it
+            return self._table.count(slot_holders_query(*flt.slot_limit))
+        if flt.holds_slot_of is not None:  # the run indexes do not hold `slot_scopes`
+            pages = [self.list_flow_runs(flt, limit=100)]
+            while pages[-1].next_cursor is not None:
+                pages.append(self.list_flow_runs(flt, limit=100, cursor=pages[-1].next_cursor))
+            return sum(len(page.items) for page in pages)
         return sum(self._table.count(query) for query in flow_run_count_queries(flt))
 
     # ---- task runs ---------------------------------------------------------------------------

@@ -97,11 +97,14 @@ class SingleTable:
                 request["ExpressionAttributeValues"] = values
         return request
 
-    def delete_request(self, key: Item, condition: str, names: dict[str, str] | None = None,
+    def delete_request(self, key: Item, condition: str | None,
+                       names: dict[str, str] | None = None,
                        values: dict[str, Any] | None = None) -> dict[str, Any]:
-        request: dict[str, Any] = {"TableName": self._table_name, "Key": key,
-                                   "ConditionExpression": condition,
-                                   "ExpressionAttributeNames": names or NAMES_PK}
+        """A DeleteItem request (also a TransactWriteItems "Delete"); None: unconditional."""
+        request: dict[str, Any] = {"TableName": self._table_name, "Key": key}
+        if condition:
+            request["ConditionExpression"] = condition
+            request["ExpressionAttributeNames"] = names or NAMES_PK
         if values:
             request["ExpressionAttributeValues"] = values
         return request

@@ -145,6 +145,9 @@ def filter_clauses(flt: FlowRunFilter) -> tuple[list[str], list[object]]:
     if flt.scheduled_before is not None:
         where.append("scheduled_us < ?")
         params.append(epoch_micros(flt.scheduled_before))
+    if flt.holds_slot_of is not None:
+        where.append("EXISTS (SELECT 1 FROM json_each(doc, '$.slot_scopes') WHERE value = ?)")
+        params.append(flt.holds_slot_of)
     return where, params
 
 
