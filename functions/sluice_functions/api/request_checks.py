@@ -107,11 +107,27 @@ def check_timestamps(model: BaseModel, *, loc: tuple[str | int, ...] = ("body",)
     The wire models accept naive datetimes; the ports require aware UTC ones, and comparing the
     two raises TypeError deep in a use case. An ambiguous time is the client's mistake: say so.
     """
+    if _timestamps_valid(model):
+        return  # the common case, checked without building a location per value
     errors: list[dict[str, Any]] = []
     _collect_timestamp_errors(model, loc, errors)
     if errors:
         where = ".".join(str(part) for part in errors[0]["loc"])
         raise ValidationError(f"{where}: {errors[0]['msg']}", details=errors)
+
+
+def _timestamps_valid(value: Any) -> bool:
+    if isinstance(value, datetime):
+        return value.utcoffset() is not None and EARLIEST_TIMESTAMP <= value < LATEST_TIMESTAMP
+    if isinstance(value, BaseModel):
+        for name in _timestamp_fields(type(value)):
+            child = getattr(value, name)
+            if child is not None and not _timestamps_valid(child):
+                return False
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_timestamps_valid(item) for item in value)
+    return True
 
 
 def _collect_timestamp_errors(
