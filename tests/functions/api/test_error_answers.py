@@ -177,3 +177,15 @@ def test_health_answers_without_touching_any_backend():
     answer = call(app_with_failing_store(RuntimeError("down")), "GET", "/health")
     assert answer.status == 200
     assert answer.json["status"] == "ok"
+
+
+def test_a_naive_timestamp_deep_in_an_events_batch_is_named(api):
+    now = "2024-05-01T12:00:00Z"
+    records = [{"id": f"t{i}", "flow_run_id": "fr-1", "task_name": "step", "name": f"step-{i}",
+                "state": {"type": "COMPLETED", "timestamp": now}} for i in range(5)]
+    records[3]["state"]["timestamp"] = "2024-05-01T12:00:00"
+    answer = api.post("/flow-runs/fr-1/events", {"task_runs": records})
+    assert answer.status == 422
+    assert [d["loc"] for d in answer.json["details"]] == [
+        ["body", "task_runs", 3, "state", "timestamp"]]
+    assert api.writes == []
