@@ -94,11 +94,6 @@ class FlowRunFilter:
         if name is None or self != FlowRunFilter.slot_holders(**{field: name}):
             return None
         return (self.holds_slot_of, name)
-        if self.deployment_id is not None and self.pool is None:
-            return ("deployment", self.deployment_id)
-        if self.pool is not None and self.deployment_id is None:
-            return ("pool", self.pool)
-        return None
 
 
 @dataclass(frozen=True)

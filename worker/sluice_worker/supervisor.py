@@ -59,12 +59,37 @@ class RunSupervisor:
         self.lease: str | None = None
         self.stop_reason: str | None = None  # "cancel" | "stale" | "shutdown"
 
+    def _claim(self, body: RunMessage) -> Any:
+        worker = self.worker
+        try:
+            return worker.client.claim_flow_run(
+                body.flow_run_id, worker.name, attempt=body.attempt,
+                claim_id=self.message.get("MessageId"), requeue=worker.requeue_supported)
+        except errors.ValidationError as exc:
+            if not (worker.requeue_supported and "requeue" in f"{exc} {exc.details}"):
+                raise
+            # A control plane older than this worker refuses the field: claim as it expects.
+            log.warning("the control plane does not requeue waiting runs; upgrade it")
+            worker.requeue_supported = False
+            return self._claim(body)
+
+    def _keep_message(self) -> None:
+        """While the claim waits out an outage, its message must not show again (a copy would
+        carry the same claim id, and get the same lease)."""
+        try:
+            self.worker.queue.change_visibility(self.receipt, self.settings.visibility_timeout)
+        except Exception as exc:  # the queue may be down too; the run guard still holds
+            log.debug("extending message %s failed: %s", self.message.get("MessageId"), exc)
+
     # -- the protocol ----------------------------------------------------------------------------
     def run(self) -> None:
         try:
             self._run()
         except Exception:
             log.exception("supervising message %s failed", self.message.get("MessageId"))
+        finally:
+            if self.flow_run_id is not None:
+                self.worker.release_run(self.flow_run_id, self)
 
     def _run(self) -> None:
         worker, client = self.worker, self.worker.client
@@ -74,6 +99,13 @@ class RunSupervisor:
             # Left alone, the message dead-letters after maxReceiveCount: kept for inspection.
             log.error("malformed run message %s: %.200r", self.message.get("MessageId"),
                       self.message.get("Body"))
+            worker.queue.change_visibility(self.receipt, self.settings.visibility_timeout)
+            return
+        if not worker.take_run(body.flow_run_id, self):
+            # Another copy of a message this worker is already handling (SQS may deliver one
+            # twice, with the same id: the same claim id would get the same lease). It comes
+            # back later, when the run is claimed, and is dropped then.
+            log.info("run %s is already handled here; its extra message waits", body.flow_run_id)
             worker.queue.change_visibility(self.receipt, self.settings.visibility_timeout)
             return
         self.flow_run_id = body.flow_run_id
@@ -88,12 +120,9 @@ class RunSupervisor:
             # again (another one would find the run held, drop the message, and the run would
             # sit claimed by nobody until the monitor crashed it).
             claim = retry_transient(
-                lambda: client.claim_flow_run(body.flow_run_id, worker.name,
-                                              attempt=body.attempt,
-                                              claim_id=self.message.get("MessageId"),
-                                              requeue=True),
+                lambda: self._claim(body),
                 PATIENCE_SECONDS, what=f"claiming run {body.flow_run_id}",
-                retry_on=(errors.ServiceUnavailable,))
+                retry_on=(errors.ServiceUnavailable,), on_retry=self._keep_message)
         except (errors.Conflict, errors.NotFound) as exc:
             log.info("run %s not claimable (%s); dropping its message", body.flow_run_id, exc)
             worker.queue.delete(self.receipt)

@@ -47,6 +47,10 @@ class Worker:
         self.poll_wait, self.shutdown_grace = poll_wait, shutdown_grace
         self._echo = echo
         self._active: set[RunSupervisor] = set()
+        self._runs: dict[str, RunSupervisor] = {}  # run id -> the supervisor handling it
+        #: Whether claims ask the control plane to requeue runs waiting for a concurrency slot
+        #: (turned off, once, by a control plane too old to know the field).
+        self.requeue_supported = True
         self._active_lock = threading.Lock()
         self._slot_freed = threading.Event()
         self._stopping = threading.Event()
@@ -70,6 +74,16 @@ class Worker:
     def active(self) -> int:
         with self._active_lock:
             return len(self._active)
+
+    def take_run(self, flow_run_id: str, supervisor: RunSupervisor) -> bool:
+        """Whether `supervisor` may handle the run: no other one on this worker does."""
+        with self._active_lock:
+            return self._runs.setdefault(flow_run_id, supervisor) is supervisor
+
+    def release_run(self, flow_run_id: str, supervisor: RunSupervisor) -> None:
+        with self._active_lock:
+            if self._runs.get(flow_run_id) is supervisor:
+                del self._runs[flow_run_id]
 
     def on_started(self, supervisor: RunSupervisor) -> None:
         self.started_runs += 1

@@ -97,10 +97,19 @@ def claim_flow_run(
     try:
         return _claim(flow_run_id, request, store=store, metrics=metrics, now=now)
     except Throttled as refusal:
-        if request.requeue and queue is not None:
+        reason = (refusal.details or {}).get("reason")
+        if request.requeue and queue is not None and reason == concurrency.CONCURRENCY_LIMIT_REASON:
             concurrency.requeue_waiting(flow_run_id, refusal, store=store, queue=queue,
                                         metrics=metrics, now=now)
         raise
+
+
+class _AdmittedOnStaleRead(Exception):
+    """The run changed between its admission and the claim's write: admit it again."""
+
+
+#: Admissions redone when the run keeps changing under the claim (then the last try's answer).
+MAX_ADMISSIONS = 3
 
 
 def _claim(flow_run_id: str, request: ClaimRequest, *, store: RunStore, metrics: Metrics,
@@ -108,21 +117,28 @@ def _claim(flow_run_id: str, request: ClaimRequest, *, store: RunStore, metrics:
     new_lease = uuid.uuid4().hex
     # Issue 6: holds and concurrency limits are checked before the claim is written and the
     # limits again after it (the second check settles races between simultaneous claims).
-    before = store.get_flow_run(flow_run_id)
-    limits = _admit_claim(before, request.attempt, store=store, metrics=metrics, now=now)
-    # The attempt holds a slot of each limit it is admitted under (the store lists it there,
-    # so the count after the claim sees every claim written before it).
-    scopes = tuple(limit.scope for limit in limits)
-    outcome = _apply(
-        flow_run_id,
-        lambda run: orchestration.claim(
-            run if run.slot_scopes == scopes else run.model_copy(update={"slot_scopes": scopes}),
-            worker=request.worker, new_lease=new_lease, now=now, attempt=request.attempt,
-            claim_id=request.claim_id,
-        ),
-        transition_id=None,
-        store=store, queue=None, metrics=metrics, now=now,
-    )
+    for admission in range(1, MAX_ADMISSIONS + 1):
+        before = store.get_flow_run(flow_run_id)
+        limits = _admit_claim(before, request.attempt, store=store, metrics=metrics, now=now)
+        # The attempt holds a slot of each limit it is admitted under (the store lists it
+        # there, so the count after the claim sees every claim written before it).
+        scopes = tuple(limit.scope for limit in limits)
+
+        def decide(run: FlowRun, before: FlowRun = before, scopes: tuple[str, ...] = scopes,
+                   last: bool = admission == MAX_ADMISSIONS) -> Transition:
+            if run.version != before.version and not last:
+                raise _AdmittedOnStaleRead  # e.g. it became claimable after it was admitted
+            if run.slot_scopes != scopes:
+                run = run.model_copy(update={"slot_scopes": scopes})
+            return orchestration.claim(run, worker=request.worker, new_lease=new_lease, now=now,
+                                       attempt=request.attempt, claim_id=request.claim_id)
+
+        try:
+            outcome = _apply(flow_run_id, decide, transition_id=None,
+                             store=store, queue=None, metrics=metrics, now=now)
+            break
+        except _AdmittedOnStaleRead:
+            continue
     if outcome.write and limits:
         _confirm_claim(before, new_lease, limits, store=store, metrics=metrics, now=now)
     run = outcome.run

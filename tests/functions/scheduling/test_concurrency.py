@@ -248,3 +248,31 @@ def test_a_claim_records_the_limits_it_was_admitted_under(plane):
     # When both are claimed, Then each holds a slot of exactly the limits that admitted it
     assert plane.claim(limited.id, attempt=0).flow_run.slot_scopes == ("deployment",)
     assert plane.claim(free.id, attempt=0).flow_run.slot_scopes == ()
+
+
+def test_a_run_that_changes_between_admission_and_claim_is_admitted_again(plane):
+    # Given a deployment at its limit, and a second run read (for admission) in an older
+    # version that did not look claimable (an earlier attempt still held it)
+    dep = plane.deploy(concurrency_limit=1)
+    first, second = runs_of(plane, dep, 2)
+    plane.claim(first.id, attempt=0)
+    store = plane.store
+    reads = []
+
+    class StaleFirstRead:
+        def __getattr__(self, name):
+            return getattr(store, name)
+
+        def get_flow_run(self, run_id):
+            run = store.get_flow_run(run_id)
+            reads.append(run_id)
+            if run_id == second.id and len(reads) == 1:
+                return run.model_copy(update={"state": Running(), "lease": "old",
+                                              "version": run.version - 1})
+            return run
+
+    # When it is claimed, Then the claim is admitted against the run as written: refused
+    with pytest.raises(Throttled):
+        service.claim_flow_run(second.id, ClaimRequest(worker="w2", attempt=0),
+                               store=StaleFirstRead(), metrics=plane.metrics, now=plane.clock())
+    assert plane.store.get_flow_run(second.id).state.type is StateType.SCHEDULED
