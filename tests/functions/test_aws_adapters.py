@@ -163,6 +163,26 @@ def test_slot_counts_are_exact_while_the_run_indexes_lag(store, dynamodb):
     assert len(raw_items(dynamodb)) == items_before + 2  # its history entry and transition guard
 
 
+def test_a_slot_holder_left_behind_is_removed_by_the_next_count(store, dynamodb):
+    # Given two runs holding slots of a deployment's limit
+    held = FlowRunFilter.slot_holders(deployment_id="d1")
+    runs = [store.create_flow_run(a_run(id=f"run-{i}", deployment_id="d1",
+                                        slot_scopes=("deployment",))) for i in range(2)]
+    runs = [store.set_flow_run_state(r.model_copy(update={"state": State(type=StateType.PENDING)}),
+                                     f"claim-{r.id}") for r in runs]
+    # When code that knows nothing of slot holders finishes one (an older function during an
+    # upgrade): the run item is rewritten, its holder item stays
+    done = runs[0].model_copy(update={"state": State(type=StateType.COMPLETED), "version": 9})
+    dynamodb.put_item(TableName=TABLE, Item=dynamo_items.flow_run_item(done, NOW))
+    holders = lambda: sorted(i["sk"]["S"] for i in raw_items(dynamodb)  # noqa: E731
+                             if i["pk"]["S"] == "ACTIVE#deployment#d1")
+    assert holders() == ["run-0", "run-1"]
+    # Then the next count counts only the live holder, and removes the stale one for good
+    assert store.count_flow_runs(held) == 1
+    assert holders() == ["run-1"]
+    assert store.count_flow_runs(held) == 1
+
+
 def test_lists_drop_runs_whose_index_entry_is_stale(store, dynamodb):
     # Given a run that left RUNNING while its index entry (eventually consistent) still says so
     run = store.create_flow_run(a_run(state=State(type=StateType.RUNNING)))

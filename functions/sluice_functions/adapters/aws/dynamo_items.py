@@ -13,11 +13,12 @@ Item layout (partition key `pk`, sort key `sk`; names in `sluice_functions.confi
 | deployment (by name)     | `DEPLOYMENT_NAMES`          | `<flow name>\\0<name>`     | no  |
 | pool                     | `POOLS`                     | `<pool name>`              | no  |
 | worker                   | `WORKERS#<pool>`            | `<worker name>`            | yes |
-| slot holder (active run) | `ACTIVE#deployment#<id>`, `ACTIVE#pool#<name>` | `<run id>` | yes |
+| slot holder (active run) | `ACTIVE#deployment#<id>`, `ACTIVE#pool#<name>` | `<run id>` | no  |
 
 Everything of one run shares its partition, so history and task runs are single Queries. A
 run whose state is active is listed under its deployment and its pool (slot holders, written in
-the same transaction as the state), so concurrency limits count with a consistent read.
+the same transaction as the state), so concurrency limits count with a consistent read; a count
+removes holders whose run no longer holds the slot (`dynamo_slots`), so they need no TTL.
 Records are stored whole as a JSON document (`data`), so fields added to `sluice.models`
 round-trip without touching this module; key and index attributes sit beside it. Deployments
 and pools are configuration and never expire; everything a run produces, and workers, do.

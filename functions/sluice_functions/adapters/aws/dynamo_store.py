@@ -21,15 +21,11 @@ from ...config import (
     TABLE_SORT_KEY,
     TTL_ATTRIBUTE,
 )
-from ...ports import ACTIVE_STATE_TYPES, FlowRunFilter
+from ...ports import FlowRunFilter
 from . import dynamo_items as items
 from .dynamo_table import EXISTS, NOT_EXISTS, KeyQuery, SingleTable
-from .dynamo_run_queries import (
-    flow_run_count_queries,
-    flow_run_list_query,
-    matches,
-    slot_holders_query,
-)
+from .dynamo_run_queries import flow_run_count_queries, flow_run_list_query, matches
+from .dynamo_slots import count_slot_holders, slot_holder_writes
 
 #: DynamoDB serves this many conditional PutItems of one task-run batch at once; below
 #: botocore's default connection pool (10), so the calls never queue for a connection.
@@ -59,17 +55,6 @@ class DynamoRunStore:
     def _expires_at(self) -> int:
         return int(self._clock()) + self._retention_seconds
 
-    def _slot_holder_writes(self, run: FlowRun, expires_at: int) -> list[tuple[str, Any]]:
-        """The slot-holder items of a run admitted under concurrency limits, kept in step with
-        its state in the same transaction: listed while its state is active, unlisted otherwise
-        (both idempotent, so no write needs to know the state it left)."""
-        keys = [items.slot_holder_key(scope, name, run.id) for scope, name in
-                items.slot_scopes(run)]
-        if run.state.type in ACTIVE_STATE_TYPES:
-            return [("Put", self._table.put_request({**k, TTL_ATTRIBUTE: items.n(expires_at)}))
-                    for k in keys]
-        return [("Delete", self._table.delete_request(k, None)) for k in keys]
-
     # ---- flow runs ---------------------------------------------------------------------------
 
     def create_flow_run(self, run: FlowRun) -> FlowRun:
@@ -84,7 +69,7 @@ class DynamoRunStore:
             guard = {**items.idempotency_key(run.idempotency_key),
                      items.FLOW_RUN_ID: items.s(run.id), TTL_ATTRIBUTE: items.n(expires_at)}
             writes.append(("Put", self._table.put_request(guard, NOT_EXISTS)))
-        writes += self._slot_holder_writes(stored, expires_at)
+        writes += slot_holder_writes(self._table, stored)
         try:
             self._table.transact("create flow run", *writes)
         except Conflict as error:
@@ -150,7 +135,7 @@ class DynamoRunStore:
             guard = {**items.transition_key(run.id, transition_id),
                      TTL_ATTRIBUTE: items.n(expires_at)}
             writes.append(("Put", self._table.put_request(guard, NOT_EXISTS)))
-        writes += self._slot_holder_writes(stored, expires_at)  # after the guard: see reasons
+        writes += slot_holder_writes(self._table, stored)  # after the guard: see reasons
         try:
             self._table.transact("set flow run state", *writes)
         except Conflict as error:
@@ -205,7 +190,7 @@ class DynamoRunStore:
 
     def count_flow_runs(self, flt: FlowRunFilter) -> int:
         if flt.slot_limit is not None:  # exact: concurrency limits settle races with it
-            return self._table.count(slot_holders_query(*flt.slot_limit))
+            return count_slot_holders(self._table, *flt.slot_limit)
         if flt.holds_slot_of is not None:  # the run indexes do not hold `slot_scopes`
             pages = [self.list_flow_runs(flt, limit=100)]
             while pages[-1].next_cursor is not None:
