@@ -58,17 +58,17 @@ def test_a_worker_claims_as_an_older_control_plane_expects_once_it_refuses_reque
     assert plane.claims == [True, False, False] and worker.requeue_supported is False
 
 
-def test_a_second_copy_of_a_message_being_handled_never_starts_the_run_again():
+def test_a_second_delivery_of_a_message_being_handled_never_starts_the_run_again():
     # Given a run this worker already handles
     worker = a_worker(OldControlPlane())
     first = RunSupervisor(worker, a_message())
-    assert worker.take_run("fr-1", first)
+    assert worker.take_message("m-1", first)
     # When another copy arrives (same message id: its claim would get the same lease)
     copy = RunSupervisor(worker, a_message())
     copy._run()
     # Then it is put back for later, untouched by a claim
     assert worker.queue.calls == [("visibility", copy.settings.visibility_timeout)]
     assert worker.client.claims == []
-    # and once the first is done, the run can be taken again
-    worker.release_run("fr-1", first)
-    assert worker.take_run("fr-1", copy)
+    # and once the first is done, the message can be taken again
+    worker.release_message("m-1", first)
+    assert worker.take_message("m-1", copy)

@@ -56,6 +56,7 @@ class RunSupervisor:
         self.settings: RunSettings = worker.run_settings
         self.process: subprocess.Popen[bytes] | None = None
         self.flow_run_id: str | None = None
+        self._taken = False  # this supervisor holds the message id on its worker
         self.lease: str | None = None
         self.stop_reason: str | None = None  # "cancel" | "stale" | "shutdown"
 
@@ -88,8 +89,8 @@ class RunSupervisor:
         except Exception:
             log.exception("supervising message %s failed", self.message.get("MessageId"))
         finally:
-            if self.flow_run_id is not None:
-                self.worker.release_run(self.flow_run_id, self)
+            if self._taken:
+                self.worker.release_message(self.message["MessageId"], self)
 
     def _run(self) -> None:
         worker, client = self.worker, self.worker.client
@@ -101,13 +102,15 @@ class RunSupervisor:
                       self.message.get("Body"))
             worker.queue.change_visibility(self.receipt, self.settings.visibility_timeout)
             return
-        if not worker.take_run(body.flow_run_id, self):
-            # Another copy of a message this worker is already handling (SQS may deliver one
-            # twice, with the same id: the same claim id would get the same lease). It comes
-            # back later, when the run is claimed, and is dropped then.
-            log.info("run %s is already handled here; its extra message waits", body.flow_run_id)
+        message_id = self.message.get("MessageId")
+        if message_id is not None and not worker.take_message(message_id, self):
+            # A second delivery of a message this worker is handling (SQS may deliver one twice;
+            # its claim id would get the same lease). It comes back later and is dropped then.
+            log.info("message %s of run %s is already handled here", message_id,
+                     body.flow_run_id)
             worker.queue.change_visibility(self.receipt, self.settings.visibility_timeout)
             return
+        self._taken = message_id is not None
         self.flow_run_id = body.flow_run_id
         faults.reached("after_receive", body.flow_run_id)
         if not self._wait_until_due(body):

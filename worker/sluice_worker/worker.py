@@ -47,7 +47,7 @@ class Worker:
         self.poll_wait, self.shutdown_grace = poll_wait, shutdown_grace
         self._echo = echo
         self._active: set[RunSupervisor] = set()
-        self._runs: dict[str, RunSupervisor] = {}  # run id -> the supervisor handling it
+        self._messages: dict[str, RunSupervisor] = {}  # message id -> its supervisor
         #: Whether claims ask the control plane to requeue runs waiting for a concurrency slot
         #: (turned off, once, by a control plane too old to know the field).
         self.requeue_supported = True
@@ -75,15 +75,16 @@ class Worker:
         with self._active_lock:
             return len(self._active)
 
-    def take_run(self, flow_run_id: str, supervisor: RunSupervisor) -> bool:
-        """Whether `supervisor` may handle the run: no other one on this worker does."""
+    def take_message(self, message_id: str, supervisor: RunSupervisor) -> bool:
+        """Whether `supervisor` may handle the message: no other one on this worker does (a
+        message delivered twice has one id, so its claims would get one lease)."""
         with self._active_lock:
-            return self._runs.setdefault(flow_run_id, supervisor) is supervisor
+            return self._messages.setdefault(message_id, supervisor) is supervisor
 
-    def release_run(self, flow_run_id: str, supervisor: RunSupervisor) -> None:
+    def release_message(self, message_id: str, supervisor: RunSupervisor) -> None:
         with self._active_lock:
-            if self._runs.get(flow_run_id) is supervisor:
-                del self._runs[flow_run_id]
+            if self._messages.get(message_id) is supervisor:
+                del self._messages[message_id]
 
     def on_started(self, supervisor: RunSupervisor) -> None:
         self.started_runs += 1
