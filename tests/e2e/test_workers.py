@@ -275,3 +275,19 @@ def test_a_run_waiting_for_a_concurrency_slot_never_reaches_the_dead_letter_queu
     assert sluice.cli_json("pool", "inspect", "default")["dlq_depth"] == 0
     events = [(event, run_id) for event, run_id, *_ in ledger_lines(ledger)]
     assert events == [("start", first), ("end", first), ("start", second), ("end", second)]
+
+
+def test_a_flow_that_cannot_be_loaded_fails_with_the_reason(sluice, tmp_path):
+    # Given a deployment whose code breaks after it was deployed
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "flows.py").write_text((PROJECT / "flows.py").read_text())
+    deploy(sluice, "ledger_flow", "breaks", project=project)
+    (project / "flows.py").write_text("raise RuntimeError('broken on purpose')\n")
+    sluice.start_worker()
+    # When it runs, Then it is Failed (its own fault, not a crash), naming the entrypoint
+    run_id = trigger(sluice, "ledger-flow/breaks", ledger=str(tmp_path / "ledger"))
+    final = sluice.wait_terminal(run_id, 60)
+    assert final["state"]["type"] == "FAILED", final
+    assert final["state"]["message"] == (
+        "could not load flows.py:ledger_flow: RuntimeError: broken on purpose")

@@ -46,16 +46,21 @@ def main() -> int:
     out = RunOutput(reporter, flow_run_id, "stdout", LogLevel.INFO, None)
     err = RunOutput(reporter, flow_run_id, "stderr", LogLevel.WARNING, sys.stderr)
     sys.stdout, sys.stderr = out, err  # type: ignore[assignment]
-    try:
-        flow = load_flow(os.environ[ENV_ENTRYPOINT], os.getcwd())
-    except Exception as exc:  # a broken entrypoint is the run's failure, not a crash
-        message = f"could not load {os.environ[ENV_ENTRYPOINT]}: {type(exc).__name__}: {exc}"
+
+    def fail_before_start(message: str) -> int:
+        """The run cannot start through its own fault (not a crash): report it Failed."""
         print(message, file=sys.stderr)
         try:
             client.set_flow_run_state(flow_run_id, Failed(message), new_id(), lease=lease)
         except SluiceError:
             return EXIT_NOT_REPORTED
         return EXIT_REPORTED
+
+    try:
+        flow = load_flow(os.environ[ENV_ENTRYPOINT], os.getcwd())
+    except Exception as exc:  # a broken entrypoint is the run's failure, not a crash
+        return fail_before_start(
+            f"could not load {os.environ[ENV_ENTRYPOINT]}: {type(exc).__name__}: {exc}")
     try:
         # Secret parameters arrive as references ({"$secret": name}): read them here, in the
         # user's account, so their values never pass through the control plane.
@@ -63,13 +68,7 @@ def main() -> int:
 
         parameters = resolve_references(flow_run.parameters)
     except SluiceError as exc:
-        message = f"could not read a secret parameter: {exc}"
-        print(message, file=sys.stderr)
-        try:
-            client.set_flow_run_state(flow_run_id, Failed(message), new_id(), lease=lease)
-        except SluiceError:
-            return EXIT_NOT_REPORTED
-        return EXIT_REPORTED
+        return fail_before_start(f"could not read a secret parameter: {exc}")
     state = run_flow(flow, parameters, reporter=reporter, flow_run=flow_run)
     out.close_lines()
     err.close_lines()
