@@ -192,10 +192,7 @@ class DynamoRunStore:
         if flt.slot_limit is not None:  # exact: concurrency limits settle races with it
             return count_slot_holders(self._table, *flt.slot_limit)
         if flt.holds_slot_of is not None:  # the run indexes do not hold `slot_scopes`
-            pages = [self.list_flow_runs(flt, limit=100)]
-            while pages[-1].next_cursor is not None:
-                pages.append(self.list_flow_runs(flt, limit=100, cursor=pages[-1].next_cursor))
-            return sum(len(page.items) for page in pages)
+            return len(self._fresh_runs(self._table.all(flow_run_list_query(flt)), flt))
         return sum(self._table.count(query) for query in flow_run_count_queries(flt))
 
     # ---- task runs ---------------------------------------------------------------------------
