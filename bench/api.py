@@ -125,12 +125,12 @@ def measure(handler: Handler, n: int, counter: RequestCounter | None) -> dict[st
             "id": f"{run['id'][:8]}-{t}", "flow_run_id": run["id"], "task_name": "step",
             "name": f"step-{t}", "state": {"type": "COMPLETED", "timestamp": now},
             "start_time": now, "end_time": now, "run_count": 1, "version": 1,
-        } for t in range(BATCH_RECORDS)]}
+        } for t in range(BATCH_RECORDS)], "lease": lease}
         timed("events_100", "POST", f"/flow-runs/{run['id']}/events", batch)
         lines = {"logs": [{
             "id": f"{run['id'][:8]}-log-{t}", "flow_run_id": run["id"], "timestamp": now,
             "level": "INFO", "logger": "bench", "message": f"line {t} " + "x" * 80,
-        } for t in range(BATCH_RECORDS)]}
+        } for t in range(BATCH_RECORDS)], "lease": lease}
         timed("logs_100", "POST", f"/flow-runs/{run['id']}/events", lines)
     return {
         name: {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
@@ -9,6 +10,12 @@ from pydantic import BaseModel, ConfigDict, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from .exceptions import ConfigurationError
+from .models.bounds import (
+    MAX_RETRIES,
+    MAX_RETRY_DELAY_SECONDS,
+    MAX_RETRY_JITTER_FACTOR,
+    MAX_TIMEOUT_SECONDS,
+)
 
 Hook = Callable[..., Any]
 
@@ -58,6 +65,41 @@ class RunOptions(Options):
     def _hooks(cls, value: Any) -> tuple[Hook, ...]:
         return as_hooks("hook", value)
 
+    # Bounds shared by flows and tasks (`sluice.models.bounds`): run after each class's own
+    # type checks, so the value is already a number (or a list of numbers, or a callable).
+
+    @field_validator("retries", check_fields=False)
+    @classmethod
+    def _retries_bound(cls, value: Any) -> Any:
+        if isinstance(value, int) and value > MAX_RETRIES:
+            raise ValueError(f"must be at most {MAX_RETRIES} (sluice.models.MAX_RETRIES); a "
+                             "run that keeps failing that often needs fixing, not retrying")
+        return value
+
+    @field_validator("retry_delay_seconds", check_fields=False)
+    @classmethod
+    def _retry_delay_bound(cls, value: Any) -> Any:
+        delays = value if isinstance(value, list) else [value] if not callable(value) else []
+        for delay in delays:
+            check_seconds(delay, MAX_RETRY_DELAY_SECONDS, "MAX_RETRY_DELAY_SECONDS",
+                          "7 days; wait longer with a schedule")
+        return value
+
+    @field_validator("timeout_seconds", check_fields=False)
+    @classmethod
+    def _timeout_bound(cls, value: Any) -> Any:
+        if value is not None:
+            check_seconds(value, MAX_TIMEOUT_SECONDS, "MAX_TIMEOUT_SECONDS", "30 days")
+        return value
+
+    @field_validator("retry_jitter_factor", check_fields=False)
+    @classmethod
+    def _jitter_bound(cls, value: Any) -> Any:
+        if value is not None:
+            check_seconds(value, MAX_RETRY_JITTER_FACTOR, "MAX_RETRY_JITTER_FACTOR", "",
+                          unit="")
+        return value
+
     @field_validator("result_storage", check_fields=False)
     @classmethod
     def _storage(cls, value: Any) -> Any:
@@ -88,6 +130,19 @@ def _explain(decorator: str, cls: type[Options], exc: PydanticValidationError) -
         lines.append(f"{decorator}: option `{option}` {reason[:1].lower()}{reason[1:]} "
                      f"(got {error.get('input')!r}){hint}")
     return "\n".join(lines)
+
+
+def check_seconds(value: Any, maximum: float, name: str, meaning: str, *,
+                  unit: str = " seconds") -> None:
+    """Refuse a number that is not finite or over `maximum` (named `name` in sluice.models)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        if value > maximum:
+            why = f" ({meaning})" if meaning else ""
+            bound = int(maximum) if float(maximum).is_integer() else maximum
+            raise ValueError(f"must be at most {bound}{unit}{why}; the bound is "
+                             f"sluice.models.{name}")
 
 
 def as_hooks(option: str, value: Any) -> tuple[Hook, ...]:

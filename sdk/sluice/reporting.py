@@ -11,6 +11,7 @@ from collections import defaultdict
 from typing import Protocol, runtime_checkable
 
 from .exceptions import RunAborted
+from .leases import LocalLease
 from .models import FlowRun, LogRecord, State, TaskRun
 
 
@@ -31,6 +32,9 @@ class Reporter(Protocol):
 
     def flush(self, timeout: float | None = None) -> None:
         """Deliver everything buffered (best effort within `timeout`)."""
+
+    def lease_of(self, flow_run_id: str) -> LocalLease | None:
+        """The run's lease in this process, if the control plane leased it to this process."""
 
 
 class InMemoryReporter:
@@ -70,6 +74,9 @@ class InMemoryReporter:
 
     def flush(self, timeout: float | None = None) -> None:
         return None
+
+    def lease_of(self, flow_run_id: str) -> LocalLease | None:
+        return None  # nothing else can run these runs: no lease to lose
 
     # Queries for tests and the demo.
     def states_of(self, run_id: str) -> list[State]:

@@ -51,6 +51,8 @@ PREFIX = "sluice-e2e"
 OPERATOR_KEY, WORKER_KEY = "AKIDSLUICEOPERATOR", "AKIDSLUICEWORKER"
 #: The monitor crashes runs whose heartbeat is older than this (short, for the test).
 HEARTBEAT_TIMEOUT_SECONDS = 3
+#: A silent attempt is crashed this long after its lease expired (orchestration.leases).
+LEASE_MARGIN_SECONDS = 2
 SCHEDULED_EVENT = {"version": "0", "id": "e2e", "detail-type": "Scheduled Event",
                    "source": "aws.events", "account": "123456789012", "region": REGION,
                    "resources": [], "detail": {}}
@@ -284,7 +286,7 @@ def test_a_deployment_runs_on_aws_adapters_from_schedule_to_logs(plane, host_env
     sqs.get_queue_url(QueueName=idle_dlq)
     orphan = created_id(cli(operator, "deployment", "run", "ledger-flow/orphan"))
     plane.call("POST", f"/flow-runs/{orphan}/claim", {"worker": "gone-worker"})
-    time.sleep(HEARTBEAT_TIMEOUT_SECONDS + 1)
+    time.sleep(HEARTBEAT_TIMEOUT_SECONDS + LEASE_MARGIN_SECONDS + 1)
     tick = lambda_entry("monitor")(SCHEDULED_EVENT, LambdaContext("sluice-monitor"))
     assert tick["crashed"] + tick["retried"] == 1, tick
     assert plane.get(f"/flow-runs/{orphan}")["state"]["type"] == "CRASHED"

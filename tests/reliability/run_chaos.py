@@ -29,7 +29,7 @@ DOC = ROOT / "docs" / "reliability.md"
 FAULTS = {
     "1": "machines lost (SIGKILL of a worker and its flow processes)",
     "2": "API outages (frozen or killed and restarted), each shorter than the timeout",
-    "3": "attempts cut off from the API for longer than the timeout",
+    "3": "attempts cut off from the API for longer than the timeout (they fence themselves)",
     "3b": "claims written whose answer was lost (and the worker cut off for 3-5 s)",
     "4": "extra copies of run messages",
     "5": "flow processes that killed themselves",
@@ -37,6 +37,13 @@ FAULTS = {
     "7a": "malformed or oversized requests",
     "7b": "malformed, oversized or unknown-run queue messages",
     "8": "secret leaks attempted (print, log, stderr, task failure, raise)",
+    "9a": "SIGKILL of a worker alone (its flow processes survive it, in their own sessions)",
+    "9b": "SIGSTOP of a worker past the lease, then SIGCONT",
+    "9c": "SIGSTOP of a flow process past the lease, then SIGCONT",
+    "9d": "a flow run as a plain script, SIGKILLed",
+    "9e": "a process a flow started outside its process group (setsid)",
+    "9f": "a worker configured to beat every 10 s against a 3 s lease",
+    "9g": "writes without the run's lease (none or a wrong one) at every route",
 }
 
 
@@ -143,6 +150,32 @@ and 3, ticking every 0.5 s; the message visibility timeout is 4 s.
 What a fault is, per scenario:
 
 {legend}
+
+In 9, **duplicated** counts moments when two attempts of one run were both active (from the
+`tick` lines the flows write every 0.05 s): it must be 0. The notes give the overlap in seconds,
+how long the old attempt stayed active after its fault, and detection times.
+
+## Leases and fencing
+
+Every attempt holds a lease of length T (`SLUICE_HEARTBEAT_TIMEOUT_SECONDS`; 3 s in these
+scenarios, 90 s by default), renewed every T/3. The holder counts each renewal from the moment it
+*sent* the request, on its own monotonic clock, so its deadline falls before the control plane's
+record of the same renewal expires. It stops its whole process group (and whatever left the
+group but carries the attempt's lease in its environment) when the deadline passes unrenewed,
+or at once when its worker disappears. The control plane declares the attempt dead only after
+T + m of silence, with the margin m = max(2 s, 0.1 T).
+
+The bound: with the holder's clock running slow by a rate error r_h and the control plane's
+running fast by r_c, the old attempt has stopped at most T(1 + r_h) + k after its last renewal
+was sent (k: the time its fence takes to act, a wake-up and a SIGKILL, tens of milliseconds),
+and the control plane crashes it no sooner than (T + m)(1 - r_c) after that renewal was
+written. So two attempts never overlap while m > T(r_h + r_c) + k: for T = 90 s, m = 9 s, which
+holds for any rate error below 5 % (quartz clocks err by about 0.01 %, NTP-disciplined ones by
+far less) with k up to several seconds. Clock *offsets* do not matter: only intervals on each
+side are measured. The monitor's tick and the new attempt's claim only add delay on the safe
+side. Not covered: a machine whose every process is frozen at once (a suspended VM) *and* whose
+flow process holds the GIL in native code when it resumes; then the worker, the fence thread and
+the kernel's parent-death signal all act late, by as long as the native call runs.
 
 Details:
 

@@ -6,9 +6,11 @@
    while the API is down. No run is falsely Crashed, and what the flows buffered arrives exactly
    once.
 3. For one worker, longer than the heartbeat timeout: its API traffic goes through a TCP proxy
-   that the test cuts (connections reset, or packets silently dropped). The monitor crashes the
-   attempt and the run is retried on the other worker; when the cut heals, the stale worker's
-   writes get 409 (state, heartbeat, task-run and log batches) and it stops its run.
+   that the test cuts (connections reset, or packets silently dropped). Unable to renew its
+   leases, the worker stops its runs at their deadline (issue 12: the attempt fences itself),
+   before the monitor crashes the attempts after the lease and its margin; the runs are retried
+   on the other worker, nothing of the cut-off attempts runs after that (no "zombie" ledger
+   entry), and when the cut heals whatever the stale worker still says about them gets 409.
 """
 
 from __future__ import annotations
@@ -196,37 +198,37 @@ def test_a_partitioned_worker_is_replaced_and_its_late_writes_refused(installati
 
             wait_for(crashed, inst.heartbeat_timeout + 10, "the monitor to crash the attempts")
             detected = time.time() - cut_at
+            # The cut-off attempts fenced themselves: unable to renew, their worker stopped
+            # them at the lease's deadline, before the monitor could give the runs to another.
+            assert not any(alive(pid) for pid in flow_pids), "the cut-off attempts still run"
+            wait_for(lambda: stale.output().count("its lease expired unrenewed") == n_runs, 10,
+                     f"the stale worker to say so:\n{stale.output()}")
             # Then another worker takes the retries and finishes them while A is cut off
             inst.start_worker(name="healthy", limit=n_runs)
             wait_all_terminal(inst, run_ids, timeout=60 + 5 * n_runs)
             finals = api.states(run_ids)
             assert set(finals.values()) == {"COMPLETED"}, finals
-            assert all(alive(pid) for pid in flow_pids), "the cut-off attempts should still run"
-            # And once the cut heals, A's writes are refused with 409 and A stops its runs
+            # And once the cut heals, whatever A still says about those runs is refused (409)
             proxy.heal()
             healed_at = time.time()
-            wait_for(lambda: not any(alive(pid) for pid in flow_pids), 20,
-                     "the stale runs' processes to be stopped")
-            stopped_after = time.time() - healed_at
-            wait_for(lambda: stale.output().count("lost its lease; stopped it") == n_runs, 10,
-                     f"the stale worker to say so:\n{stale.output()}")
-            # Every write of the stale attempts after the heal was refused with 409 (the
-            # worker's presence beat, not about a run, is the only thing let through).
+            time.sleep(2 * HEARTBEAT_INTERVAL + 1)
             run_writes = [(m, p, s) for m, p, s in proxy.exchanges
                           if m == "POST" and p.startswith("/flow-runs/")]
-            assert run_writes and {s for *_, s in run_writes} == {409}, proxy.exchanges
+            assert {s for *_, s in run_writes} <= {409}, proxy.exchanges
             assert stale.popen.poll() is None, "the stale worker must stay up"
             findings = check_runs(api, run_ids, ledger=ledger)
             histories = {r: [s["name"] for s in api.history(r)] for r in run_ids}
             task_runs = {r: api.task_runs(r) for r in run_ids}
     finally:
         proxy.close()
+    first_leases = {e.lease for e in ledger.entries() if e.pid in flow_pids}
+    fenced_after = max(e.at for e in ledger.entries() if e.lease in first_leases) - cut_at
     late = [e for e in ledger.entries() if e.pid in flow_pids and e.at > healed_at]
     Figures("3 one worker cut off > timeout", seed, runs=n_runs, workers=2,
             crashes_injected=n_runs, retries=findings.retries, lost=len(findings.lost),
             duplicated=len(findings.duplicated), max_detection_latency=detected,
             seconds=time.monotonic() - started,
-            notes={"cut": mode, "stale_stopped_after_heal_s": round(stopped_after, 2),
+            notes={"cut": mode, "cut_off_attempt_active_after_cut_s": round(fenced_after, 2),
                    "stale_answers": dict(Counter(f"{m} {p.rsplit('/', 1)[-1]} {s}"
                                           for m, p, s in proxy.exchanges)),
                    "zombie_entries": sum(findings.zombie.values())}).save()
@@ -235,10 +237,11 @@ def test_a_partitioned_worker_is_replaced_and_its_late_writes_refused(installati
     for run_id, history in histories.items():
         assert history.count("Completed") == 1 and history[-1] == "Completed", history
         assert findings.runs_by_id[run_id]["run_count"] == 2
-    assert findings.zombie, "the cut-off attempts kept running: their steps are counted apart"
-    # The stale processes stopped within a heartbeat (plus the SIGTERM grace) of the heal.
-    assert stopped_after < 2 * HEARTBEAT_INTERVAL + 10
-    assert all(e.at - healed_at < stopped_after + 0.5 for e in late)
+    # Nothing of a cut-off attempt ran after the control plane gave its run to another attempt
+    # (the checker counts such entries apart as "zombie"), nor after the heal.
+    assert not findings.zombie, findings.zombie
+    assert not late, late
+    assert fenced_after <= inst.heartbeat_timeout + 1.0, fenced_after
     # The winning attempt recorded every step (run, or Cached from the first attempt's
     # persisted results); of the first attempt only what it sent before the cut is there:
     # no task run started between the cut and the second claim (those records reached the

@@ -29,11 +29,19 @@ def main() -> int:
     from sluice.exceptions import SluiceError
     from sluice.models import Failed, new_id
 
+    from .fence import Fence
+
     flow_run_id, lease = os.environ[ENV_FLOW_RUN_ID], os.environ[ENV_LEASE]
+    # First of all: this process stops itself when its worker stops renewing the lease.
+    fence = Fence.from_environment(flow_run_id, lease)
+    if fence is not None:
+        fence.start()
     client = get_client()
     reporter = HttpReporter(client)
     reporter.adopted.add(flow_run_id)
     reporter.leases[flow_run_id] = lease
+    if fence is not None:
+        reporter.local_leases[flow_run_id] = fence.lease
     # A control plane that is briefly unreachable delays the start instead of crashing the run.
     flow_run = retry_transient(lambda: client.get_flow_run(flow_run_id), PATIENCE_SECONDS,
                                what=f"reading flow run {flow_run_id}")
@@ -87,12 +95,19 @@ def standby() -> int:
     import sluice.entrypoints  # noqa: F401
     from sluice.settings import get_settings
 
+    from .fence import die_with_parent
+    from .processes import ENV_LEASE_FD, ENV_WORKER_PID
+
+    die_with_parent()
     line = sys.stdin.readline()
     if not line.strip():
         return 0  # the worker stopped without using this process
     order = json.loads(line)
+    kept = {name: os.environ[name] for name in (ENV_LEASE_FD, ENV_WORKER_PID)
+            if name in os.environ}  # this process's own pipe, not the run's
     os.environ.clear()
     os.environ.update(order["env"])
+    os.environ.update(kept)
     os.chdir(order["cwd"])
     get_settings.cache_clear()
     return main()

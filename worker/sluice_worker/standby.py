@@ -1,6 +1,11 @@
 """A flow process started ahead of time, imports done, waiting for its run (see
 `execute.standby`). Only for runs on the worker's own interpreter; a run with its own
-requirements venv starts a fresh process."""
+requirements venv starts a fresh process.
+
+Standby processes are started from one long-lived thread: a flow process asks the kernel to kill
+it when the thread that started it ends (`fence.die_with_parent`), so that thread must live as
+long as the worker.
+"""
 
 from __future__ import annotations
 
@@ -10,48 +15,80 @@ import subprocess
 import sys
 import threading
 
+from .processes import close_quietly, spawn
+
 
 class Standby:
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
         self._process: subprocess.Popen[bytes] | None = None
+        self._pipe: int | None = None
         self._lock = threading.Lock()
+        self._refill = threading.Event()
+        self._closing = False
+        self._thread: threading.Thread | None = None
 
-    def _spawn(self) -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, "-m", "sluice_worker.execute", "--standby"],
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                stdin=subprocess.PIPE, start_new_session=True)
+    def _spawn(self) -> tuple[subprocess.Popen[bytes], int]:
+        return spawn([sys.executable, "-m", "sluice_worker.execute", "--standby"],
+                     env={**os.environ, "PYTHONUNBUFFERED": "1"}, cwd=None,
+                     stdin=subprocess.PIPE)
 
     def prepare(self) -> None:
-        """Have a process waiting (call when the worker starts and after each use)."""
+        """Have a process waiting (call when the worker starts; it is refilled after each use
+        by the standby thread)."""
         if not self.enabled:
             return
         with self._lock:
-            if self._process is None or self._process.poll() is not None:
-                self._process = self._spawn()
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._keep_one_ready, daemon=True,
+                                                name="sluice-standby")
+                self._thread.start()
+        self._refill.set()
+
+    def _keep_one_ready(self) -> None:
+        while True:
+            self._refill.wait()
+            self._refill.clear()
+            with self._lock:
+                if self._closing:
+                    return
+                if self._process is None or self._process.poll() is not None:
+                    close_quietly(self._pipe)
+                    try:
+                        self._process, self._pipe = self._spawn()
+                    except OSError:
+                        self._process, self._pipe = None, None
 
     def take(self, python: str, env: dict[str, str], cwd: str
-             ) -> subprocess.Popen[bytes] | None:
-        """The waiting process, now running this run; None when there is none to use."""
+             ) -> tuple[subprocess.Popen[bytes], int] | None:
+        """The waiting process, now running this run, and its lease pipe; None when there is
+        none to use."""
         if not self.enabled or python != sys.executable:
             return None
         with self._lock:
-            process, self._process = self._process, None
-        if process is None or process.poll() is not None:
+            process, pipe = self._process, self._pipe
+            self._process, self._pipe = None, None
+        self._refill.set()
+        if process is None or pipe is None:
+            return None
+        if process.poll() is not None:
+            close_quietly(pipe)
             return None
         try:
             assert process.stdin is not None
             process.stdin.write(json.dumps({"env": env, "cwd": cwd}).encode() + b"\n")
             process.stdin.close()
         except OSError:
+            close_quietly(pipe)
             return None
-        threading.Thread(target=self.prepare, daemon=True, name="sluice-standby").start()
-        return process
+        return process, pipe
 
     def close(self) -> None:
         with self._lock:
-            process, self._process = self._process, None
+            self._closing = True
+            process, pipe = self._process, self._pipe
+            self._process, self._pipe = None, None
+        self._refill.set()
         if process is not None and process.poll() is None:
             try:
                 assert process.stdin is not None
@@ -59,3 +96,6 @@ class Standby:
                 process.wait(10)
             except (OSError, subprocess.TimeoutExpired):
                 process.kill()
+        close_quietly(pipe)
+        if self._thread is not None:
+            self._thread.join(timeout=5)

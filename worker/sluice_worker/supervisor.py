@@ -18,11 +18,13 @@ from pydantic import ValidationError as PydanticValidationError
 
 from sluice import exceptions as errors
 from sluice.client.transport import retry_transient
+from sluice.leases import lease_clock
 from sluice.models import Cancelled, Crashed, Failed, RunMessage, new_id
 
 from . import faults
 from .execute import ENV_ENTRYPOINT, ENV_FLOW_RUN_ID, ENV_LEASE, EXIT_REPORTED
 from .output import OutputPump
+from .processes import close_quietly, kill_run_processes, send_deadline, spawn
 from .sources import CodeUnavailable
 
 log = logging.getLogger("sluice.worker")
@@ -33,6 +35,9 @@ MAX_EARLY_WAIT_SECONDS = 5.0
 #: reporter retries its transitions.
 PATIENCE_SECONDS = 120.0
 _TRANSIENT = (errors.ServiceUnavailable, errors.Throttled)
+#: A run stopped for an expired lease is reported Crashed if the control plane answers soon
+#: (else its monitor decides).
+EXPIRED_REPORT_PATIENCE_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -58,7 +63,15 @@ class RunSupervisor:
         self.flow_run_id: str | None = None
         self._taken = False  # this supervisor holds the message id on its worker
         self.lease: str | None = None
-        self.stop_reason: str | None = None  # "cancel" | "stale" | "shutdown"
+        self.stop_reason: str | None = None  # "cancel" | "stale" | "expired" | "shutdown"
+        #: When the lease runs out unless renewed (on `lease_clock()`); None: the control
+        #: plane states no terms (an older one), and only its 409 stops the run.
+        self.deadline: float | None = None
+        #: Renewal period: the worker's setting, never slower than the control plane asks.
+        self.heartbeat_interval = self.settings.heartbeat_interval
+        #: The write end of the flow process's lease pipe (see `fence`).
+        self._pipe: int | None = None
+        self._sent_at = lease_clock()
 
     def _claim(self, body: RunMessage) -> Any:
         worker = self.worker
@@ -123,7 +136,7 @@ class RunSupervisor:
             # again (another one would find the run held, drop the message, and the run would
             # sit claimed by nobody until the monitor crashed it).
             claim = retry_transient(
-                lambda: self._claim(body),
+                lambda: self._timed(lambda: self._claim(body)),
                 PATIENCE_SECONDS, what=f"claiming run {body.flow_run_id}",
                 retry_on=(errors.ServiceUnavailable,), on_retry=self._keep_message)
         except (errors.Conflict, errors.NotFound) as exc:
@@ -148,6 +161,8 @@ class RunSupervisor:
             worker.queue.change_visibility(self.receipt, self.settings.busy_retry_seconds)
             return
         self.lease = claim.lease
+        self._take_terms(claim)
+        worker.reporter.leases[body.flow_run_id] = claim.lease  # the process's output lines
         faults.reached("after_claim", body.flow_run_id)
         flow_run = claim.flow_run if isinstance(claim.flow_run, dict) else dict(claim.flow_run)
         worker.echo(f"claimed {flow_run.get('flow_name')}/{flow_run.get('name')} "
@@ -185,8 +200,10 @@ class RunSupervisor:
         done = threading.Event()
 
         def beat() -> None:
-            while not done.wait(self.settings.heartbeat_interval):
+            while not done.wait(self._until_next_beat()):
                 self._heartbeat()
+                if self._expired():
+                    self.stop_reason = self.stop_reason or "expired"
 
         thread = threading.Thread(target=beat, daemon=True, name="sluice-prepare-beat")
         thread.start()
@@ -236,31 +253,83 @@ class RunSupervisor:
         assert self.flow_run_id is not None
         pump = OutputPump(self.worker.reporter, self.flow_run_id, echo=self.worker.echo_output)
         started = time.monotonic()
-        self.process = self.worker.standby.take(command[0], env, cwd) or \
-            subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                             start_new_session=True)  # its own process group
+        if self._expired():
+            self.stop_reason = "expired"
+            self._conclude(None, pump, 0.0)
+            return
+        # Its own session and process group, and a pipe that carries the lease's renewals.
+        self.process, self._pipe = self.worker.standby.take(command[0], env, cwd) or \
+            spawn(command, env=env, cwd=cwd)
+        if self.deadline is not None:
+            send_deadline(self._pipe, self.deadline)
         pump.follow(self.process.stdout, "stdout")  # type: ignore[arg-type]
         pump.follow(self.process.stderr, "stderr")  # type: ignore[arg-type]
         self.worker.on_started(self)
-        next_beat = time.monotonic() + self.settings.heartbeat_interval
-        while True:
-            try:
-                # Short waits: a stop request (cancel, shutdown) is acted on within a second.
-                code = self.process.wait(timeout=min(0.5, self.settings.heartbeat_interval))
-                break
-            except subprocess.TimeoutExpired:
-                pass
-            if time.monotonic() >= next_beat:
-                self._heartbeat()
-                next_beat = time.monotonic() + self.settings.heartbeat_interval
-            if self.stop_reason is not None:
-                code = self._terminate()
-                break
+        next_beat = time.monotonic() + self._until_next_beat()
+        try:
+            while True:
+                try:
+                    # Short waits: a stop request (cancel, shutdown) is acted on within a
+                    # second, and a lease about to expire well before it does.
+                    code = self.process.wait(timeout=min(0.5, self.heartbeat_interval))
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
+                if time.monotonic() >= next_beat:
+                    self._heartbeat()
+                    next_beat = time.monotonic() + self._until_next_beat()
+                if self._expired():
+                    # No renewal got through in time: stop before the control plane may give
+                    # the run to another attempt (lease expiry + margin).
+                    self.stop_reason = self.stop_reason or "expired"
+                if self.stop_reason is not None:
+                    code = self._terminate()
+                    break
+        finally:
+            # Nothing of the run outlives it: its group, and whatever left the group.
+            escaped = kill_run_processes(self.process.pid, self.lease)
+            close_quietly(self._pipe)
+            self._pipe = None
+        if escaped:
+            log.warning("run %s: stopped %d process(es) that had left its process group",
+                        self.flow_run_id, escaped)
+        if self.stop_reason is None and code != EXIT_REPORTED and self._expired():
+            self.stop_reason = "expired"  # it fenced itself while this worker could not renew
         pump.join()
         self.worker.reporter.flush(timeout=10, flow_run_id=self.flow_run_id)
+        self.worker.reporter.leases.pop(self.flow_run_id, None)
         elapsed = time.monotonic() - started
         self._conclude(code, pump, elapsed)
+
+    # -- the lease ---------------------------------------------------------------------------
+    def _timed(self, call: Any) -> Any:
+        """`call()` (a claim or heartbeat), noting when it was sent: the lease it renews is
+        counted from then (before the control plane wrote it, so this side expires first)."""
+        self._sent_at = lease_clock()
+        return call()
+
+    def _take_terms(self, answer: Any) -> None:
+        """The lease terms of a claim or heartbeat answer (absent from older control planes)."""
+        seconds = getattr(answer, "lease_seconds", None)
+        if not seconds:
+            return
+        self.deadline = self._sent_at + seconds
+        interval = getattr(answer, "heartbeat_interval_seconds", None)
+        if interval:
+            self.heartbeat_interval = min(self.settings.heartbeat_interval, interval)
+        if self._pipe is not None:
+            send_deadline(self._pipe, self.deadline)
+
+    def _expired(self) -> bool:
+        return self.deadline is not None and lease_clock() >= self.deadline
+
+    def _until_next_beat(self) -> float:
+        """The renewal period, shortened near the deadline: after a failed renewal the next one
+        still comes twice before the lease runs out."""
+        if self.deadline is None:
+            return self.heartbeat_interval
+        left = self.deadline - lease_clock()
+        return max(0.05, min(self.heartbeat_interval, left / 2))
 
     def _heartbeat(self) -> None:
         assert self.flow_run_id is not None and self.lease is not None
@@ -271,29 +340,37 @@ class RunSupervisor:
         try:
             # One short try: the next beat is the retry, and a hung connection must not keep
             # the run from hearing a cancel or a 409 for long.
-            answer = self.worker.client.heartbeat(self.flow_run_id, self.lease, attempts=1,
-                                                  timeout=self._beat_timeout)
+            answer = self._timed(lambda: self.worker.client.heartbeat(
+                self.flow_run_id, self.lease, attempts=1, timeout=self._beat_timeout))
         except errors.Conflict:
             self.stop_reason = self.stop_reason or "stale"
             return
         except (*_TRANSIENT, errors.NotFound) as exc:
             log.warning("heartbeat of %s failed: %s", self.flow_run_id, exc)
             return
+        self._take_terms(answer)
         if answer.cancel_requested:
             self.stop_reason = self.stop_reason or "cancel"
 
     @property
     def _beat_timeout(self) -> float:
-        return min(30.0, max(5.0, 2 * self.settings.heartbeat_interval))
+        timeout = min(30.0, max(5.0, 2 * self.heartbeat_interval))
+        if self.deadline is not None:  # an answer after the deadline renews nothing
+            timeout = min(timeout, max(0.5, self.deadline - lease_clock()))
+        return timeout
 
     def request_stop(self, reason: str) -> None:
         self.stop_reason = self.stop_reason or reason
 
     def _terminate(self) -> int:
-        """SIGTERM the run's process group, SIGKILL after the grace period."""
+        """SIGTERM the run's process group, SIGKILL after the grace period; at once SIGKILL when
+        the lease is lost or about to be (no grace may outlast it)."""
         assert self.process is not None
         group = self.process.pid
-        for sig, wait in ((signal.SIGTERM, self.settings.cancel_grace), (signal.SIGKILL, 10.0)):
+        steps = ((signal.SIGTERM, self.settings.cancel_grace), (signal.SIGKILL, 10.0))
+        if self.stop_reason in ("stale", "expired"):
+            steps = ((signal.SIGKILL, 10.0),)
+        for sig, wait in steps:
             try:
                 os.killpg(group, sig)
             except ProcessLookupError:
@@ -304,11 +381,20 @@ class RunSupervisor:
                 continue
         return self.process.wait()
 
-    def _conclude(self, code: int, pump: OutputPump, elapsed: float) -> None:
+    def _conclude(self, code: int | None, pump: OutputPump, elapsed: float) -> None:
         reason = self.stop_reason
         if reason == "stale":
             self.worker.echo(f"run {self.flow_run_id} lost its lease; stopped it")
             return  # another attempt owns the run: nothing of ours may be written
+        if reason == "expired":
+            self.worker.echo(f"run {self.flow_run_id}: its lease expired unrenewed; stopped it")
+            # Until the margin runs out the lease may still be ours: saying so now lets the
+            # retry start sooner; refused (409) if the monitor already decided.
+            self._report(Crashed(
+                f"worker {self.worker.name} could not renew the run's lease before it expired "
+                "(the control plane was unreachable) and stopped the run", details={
+                    "exit_code": code}), patience=EXPIRED_REPORT_PATIENCE_SECONDS)
+            return
         if reason == "cancel":
             self._report(Cancelled("cancelled by request; the worker stopped the run"))
         elif reason == "shutdown" and code != EXIT_REPORTED:
@@ -323,14 +409,14 @@ class RunSupervisor:
         self.worker.echo(f"run {self.flow_run_id} finished in {elapsed:.2f} s "
                          f"(exit code {code}{', ' + reason if reason else ''})")
 
-    def _report(self, state: Any) -> None:
+    def _report(self, state: Any, patience: float = PATIENCE_SECONDS) -> None:
         assert self.flow_run_id is not None
         transition_id = new_id()  # one id across retries: a resend is a no-op
         try:
             answer = retry_transient(
                 lambda: self.worker.client.set_flow_run_state(
                     self.flow_run_id, state, transition_id, lease=self.lease),
-                PATIENCE_SECONDS, what=f"reporting {state.name} for {self.flow_run_id}")
+                patience, what=f"reporting {state.name} for {self.flow_run_id}")
             if answer.status.value != "ACCEPT":
                 log.info("%s not recorded for %s: %s", state.name, self.flow_run_id,
                          answer.reason)

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 import sluice
 from sluice.models import utcnow
 
+from ..orchestration import LeasePolicy
 from ..ports import ControlPlanePorts
 from .code import register_code_routes
 from .deployments import register_deployment_routes
@@ -44,13 +45,20 @@ def build_app(
     *,
     clock: Callable[[], datetime] = utcnow,
     logger: logging.Logger | Any | None = None,
+    leases: LeasePolicy | None = None,
 ) -> APIGatewayHttpResolver:
     """The API with every route of the control plane, served by `ports`.
 
     `clock` gives "now" to every use case (tests pass a fixed one). `logger` receives refused
     requests (info), backend push-back (warning) and failures (exception); a Powertools `Logger`
-    fits, and the default is this module's standard logger.
+    fits, and the default is this module's standard logger. `leases` are the terms claims and
+    heartbeats grant (default: the heartbeat timeout of `ControlPlaneSettings` from the
+    environment).
     """
+    if leases is None:
+        from ..config import ControlPlaneSettings
+
+        leases = LeasePolicy.of_seconds(ControlPlaneSettings().heartbeat_timeout_seconds)
     app = APIGatewayHttpResolver(
         enable_validation=True,
         # Size limit and strict JSON before anything is parsed (see request_checks).
@@ -61,7 +69,7 @@ def build_app(
     register_error_handlers(app, logger=logger or logging.getLogger(__name__))
     app.use([mark_request_read])
     _register_service_routes(app)
-    register_flow_run_routes(app, ports=ports, clock=clock)
+    register_flow_run_routes(app, ports=ports, clock=clock, leases=leases)
     register_deployment_routes(app, ports=ports, clock=clock)
     register_pool_routes(app, ports=ports, clock=clock)
     register_code_routes(app, ports=ports, clock=clock)

@@ -46,6 +46,8 @@ BAD_REQUEST = "bad_request"
 INTERNAL_ERROR = "internal_error"
 #: pydantic error types of a string or list longer than its `max_length`.
 _OVER_LENGTH_TYPES = frozenset({"string_too_long", "too_long"})
+#: pydantic error types of a number outside its bounds.
+_BOUND_TYPES = frozenset({"less_than_equal", "less_than", "greater_than_equal", "greater_than"})
 
 
 def register_error_handlers(app: APIGatewayHttpResolver, *, logger: logging.Logger | Any) -> None:
@@ -188,6 +190,10 @@ def _field_errors(errors: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         }
         if field["type"] in _OVER_LENGTH_TYPES and isinstance(context, Mapping):
             field["limit"] = context.get("max_length")
+        elif field["type"] in _BOUND_TYPES and isinstance(context, Mapping):
+            # A number over its bound (`sluice.models.bounds`): the bound, for clients to show.
+            field["limit"] = next((context[k] for k in ("le", "lt", "ge", "gt") if k in context),
+                                  None)
         fields.append(field)
     return fields
 

@@ -32,6 +32,7 @@ from sluice.models import (
 )
 
 from .. import service
+from ..orchestration import LeasePolicy
 from ..ports import ControlPlanePorts, FlowRunFilter
 from .parameters import (
     DEFAULT_PAGE_LIMIT,
@@ -56,9 +57,11 @@ class CancelRequest(BaseModel):
 
 
 def register_flow_run_routes(
-    app: APIGatewayHttpResolver, *, ports: ControlPlanePorts, clock: Callable[[], datetime]
+    app: APIGatewayHttpResolver, *, ports: ControlPlanePorts, clock: Callable[[], datetime],
+    leases: LeasePolicy,
 ) -> None:
-    """Add the `/flow-runs` routes to `app`; each one calls a use case with `ports`."""
+    """Add the `/flow-runs` routes to `app`; each one calls a use case with `ports`; claims and
+    heartbeats grant leases on `leases`' terms."""
     store, queue, logs, metrics = ports.store, ports.queue, ports.logs, ports.metrics
 
     @app.post("/flow-runs", status_code=201, tags=[TAG], responses=documented(201, 409),
@@ -128,14 +131,16 @@ def register_flow_run_routes(
               summary="Claim a queued run for a worker (Scheduled to Pending); returns the lease")
     def claim_flow_run(flow_run_id: FlowRunId, request: ClaimRequest) -> ClaimResponse:
         return service.claim_flow_run(
-            flow_run_id, request, store=store, metrics=metrics, queue=queue, now=clock()
+            flow_run_id, request, store=store, metrics=metrics, queue=queue, now=clock(),
+            leases=leases,
         )
 
     @app.post("/flow-runs/<flow_run_id>/heartbeat", tags=[TAG],
               responses=documented(200, 404, 409),
-              summary="The attempt's worker is alive; the answer says whether to cancel")
+              summary="Renew the attempt's lease; the answer says whether to cancel, and the "
+                      "lease's new expiry")
     def heartbeat_flow_run(flow_run_id: FlowRunId, request: HeartbeatRequest) -> HeartbeatResponse:
-        return service.heartbeat(flow_run_id, request, store=store, now=clock())
+        return service.heartbeat(flow_run_id, request, store=store, now=clock(), leases=leases)
 
     @app.post("/flow-runs/<flow_run_id>/cancel", tags=[TAG], responses=documented(200, 404, 409),
               summary="Cancel a run (at once if not started, else Cancelling until confirmed)")

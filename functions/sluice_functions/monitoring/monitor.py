@@ -5,7 +5,7 @@ Three passes, each safe to run concurrently with itself and with the scheduler:
 1. Crashed: a run that holds a live attempt (`orchestration.holds_live_attempt`: leased and not
    terminal - Pending, Running, Paused, Cancelling, or Scheduled while its process waits for an
    in-process retry) whose last sign of life (heartbeat, else start, else claim) is older than
-   the heartbeat timeout goes through `service.mark_crashed`: Crashed, or AwaitingRetry and
+   the heartbeat timeout (the lease) plus its margin (`orchestration.leases`) goes through `service.mark_crashed`: Crashed, or AwaitingRetry and
    enqueued again when the flow has retries left. The write re-checks the heartbeat, so a
    heartbeat that lands meanwhile wins; a run that already ended is refused by the rules, so a
    terminal state always wins over a late heartbeat (and the crashed attempt's lease is dead:
@@ -16,6 +16,10 @@ Three passes, each safe to run concurrently with itself and with the scheduler:
 3. Repair: `service.enqueue_due_runs` with `repair_after`: a due, unclaimed run whose message
    went out longer ago than that (the API died between its write and its send, or the message
    dead-lettered) gets a new message. A duplicate is harmless: the claim names the attempt.
+
+Each run is handled on its own (`isolation`): one whose handling raises anything (a store
+error, a stored value that overflows or no longer makes sense) is logged with its id, counted in
+`TickRecordErrors` (tick=monitor) and in the result's `failed`, and skipped; the pass goes on.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 
-from sluice.exceptions import Conflict, NotFound, SluiceError
+from sluice.exceptions import Conflict, NotFound
 from sluice.models import (
     MAX_PAGE_LIMIT,
     FlowRun,
@@ -36,15 +40,19 @@ from sluice.models import (
 )
 
 from .. import orchestration
-from ..orchestration import Mover, Transition, holds_live_attempt
+from ..isolation import isolated
+from ..orchestration import LeasePolicy, Mover, Transition, holds_live_attempt
 from ..ports import Metrics, RunQueue, RunStore
 from ..scheduling.holds import backfill_id_of
 from ..service.flow_runs import enqueue_due_runs
 from ..service.lifecycle import apply_server_transition, mark_crashed
 from ..service.queueing import is_held
+from ..timemath import seconds, shift
 
 logger = logging.getLogger(__name__)
 
+#: The `tick` dimension of this tick's `TickRecordErrors`.
+TICK = "monitor"
 DEFAULT_LATE_GRACE = timedelta(seconds=15)
 #: SQS shows a message at most 15 minutes after it was sent; unclaimed 5 minutes after that,
 #: the message is presumed lost.
@@ -90,71 +98,95 @@ def monitor_runs(
     mark_late_runs(store=store, queue=queue, metrics=metrics, now=now, late_grace=grace,
                    result=result)
     result.repaired = enqueue_due_runs(store=store, queue=queue, metrics=metrics, now=now,
-                                       resend_unclaimed_after=repair)
+                                       resend_unclaimed_after=repair, failures=result, tick=TICK)
     return result
 
 
 def crash_silent_runs(*, store: RunStore, queue: RunQueue, metrics: Metrics, now: datetime,
                       heartbeat_timeout: timedelta, result: MonitorTickResult) -> None:
     """Pass 1: crash (or retry) every live attempt whose heartbeat expired."""
-    expired_before = now - heartbeat_timeout
+    # The lease expired `margin` ago: its holder has fenced itself (orchestration.leases).
+    policy = LeasePolicy(heartbeat_timeout)
+    expired_before = policy.silent_since(now)
     for state_type in LIVE_STATE_TYPES:
         # A Scheduled run's process waits until its retry time, so only due ones can be late.
         due_before = now if state_type is StateType.SCHEDULED else None
         for run in _runs_in(store, state_type, scheduled_before=due_before):
-            if not holds_live_attempt(run) or last_sign_of_life(run) >= expired_before:
-                continue
-            seconds = int(heartbeat_timeout.total_seconds())
-            message = (f"no heartbeat for over {seconds} s (last at "
-                       f"{last_sign_of_life(run).isoformat()}): the worker or its process died")
-            try:
-                # The verdict is about the attempt read here (its lease): one that ended
-                # meanwhile is left alone, so its retry is not crashed before it starts.
-                answer = mark_crashed(run.id, store=store, queue=queue, metrics=metrics,
-                                      message=message, heartbeat_expired_before=expired_before,
-                                      lease=run.lease, now=now)
-            except (Conflict, NotFound):
-                continue  # it kept changing: alive after all, or someone else decided
-            except SluiceError:
-                logger.exception("marking flow run %s crashed failed", run.id)
-                result.failed += 1
-                continue
-            if answer.status is not TransitionStatus.ACCEPT:
-                continue  # a heartbeat or a final state won
-            dimensions = {"pool": run.pool or ""}
-            metrics.count("CrashedRuns", dimensions=dimensions)
-            if answer.state.type is StateType.SCHEDULED:
-                result.retried += 1
-                metrics.count("CrashedRunsRetried", dimensions=dimensions)
-            else:
-                result.crashed += 1
+            with isolated(TICK, f"flow run {run.id}", metrics=metrics, result=result):
+                _crash_if_silent(run, store=store, queue=queue, metrics=metrics, now=now,
+                                 policy=policy, expired_before=expired_before, result=result)
+
+
+def _crash_if_silent(run: FlowRun, *, store: RunStore, queue: RunQueue, metrics: Metrics,
+                     now: datetime, policy: LeasePolicy, expired_before: datetime,
+                     result: MonitorTickResult) -> None:
+    """Pass 1 for one run."""
+    if not holds_live_attempt(run) or last_sign_of_life(run) >= expired_before:
+        return
+    message = crash_message(run, policy)
+    try:
+        # The verdict is about the attempt read here (its lease): one that ended
+        # meanwhile is left alone, so its retry is not crashed before it starts.
+        answer = mark_crashed(run.id, store=store, queue=queue, metrics=metrics,
+                              message=message, heartbeat_expired_before=expired_before,
+                              lease=run.lease, now=now)
+    except (Conflict, NotFound):
+        return  # it kept changing: alive after all, or someone else decided
+    if answer.status is not TransitionStatus.ACCEPT:
+        return  # a heartbeat or a final state won
+    dimensions = {"pool": run.pool or ""}
+    metrics.count("CrashedRuns", dimensions=dimensions)
+    if answer.state.type is StateType.SCHEDULED:
+        result.retried += 1
+        metrics.count("CrashedRunsRetried", dimensions=dimensions)
+    else:
+        result.crashed += 1
 
 
 def mark_late_runs(*, store: RunStore, queue: RunQueue, metrics: Metrics, now: datetime,
                    late_grace: timedelta, result: MonitorTickResult) -> None:
     """Pass 2: rename runs that should have started `late_grace` ago."""
-    for run in _runs_in(store, StateType.SCHEDULED, scheduled_before=now - late_grace):
-        if not _may_be_late(run):
-            continue
-        scheduled_at = run.scheduled_at
+    for run in _runs_in(store, StateType.SCHEDULED, scheduled_before=shift(now, -late_grace)):
+        with isolated(TICK, f"flow run {run.id}", metrics=metrics, result=result):
+            _mark_if_late(run, store=store, queue=queue, metrics=metrics, now=now,
+                          result=result)
 
-        def decide(current: FlowRun) -> Transition:
-            if not _may_be_late(current) or current.scheduled_at != scheduled_at:
-                return Transition(TransitionStatus.REJECT, current, reason="no longer waiting")
-            assert current.scheduled_at is not None
-            seconds = int((now - current.scheduled_at).total_seconds())
-            late = Late(scheduled_time=current.scheduled_at,
-                        message=f"not started {seconds} s after its scheduled time")
-            return orchestration.propose_state(current, late, now=now, mover=Mover.SERVER)
 
-        try:
-            outcome = apply_server_transition(run.id, decide, store=store, queue=queue,
-                                              metrics=metrics, now=now)
-        except (Conflict, NotFound):
-            continue
-        if outcome.accepted and outcome.write:
-            result.late += 1
-            metrics.count("LateRuns", dimensions={"pool": run.pool or ""})
+def _mark_if_late(run: FlowRun, *, store: RunStore, queue: RunQueue, metrics: Metrics,
+                  now: datetime, result: MonitorTickResult) -> None:
+    """Pass 2 for one run."""
+    if not _may_be_late(run):
+        return
+    scheduled_at = run.scheduled_at
+
+    def decide(current: FlowRun) -> Transition:
+        if not _may_be_late(current) or current.scheduled_at != scheduled_at:
+            return Transition(TransitionStatus.REJECT, current, reason="no longer waiting")
+        assert current.scheduled_at is not None
+        late_by = int((now - current.scheduled_at).total_seconds())
+        late = Late(scheduled_time=current.scheduled_at,
+                    message=f"not started {late_by} s after its scheduled time")
+        return orchestration.propose_state(current, late, now=now, mover=Mover.SERVER)
+
+    try:
+        outcome = apply_server_transition(run.id, decide, store=store, queue=queue,
+                                          metrics=metrics, now=now)
+    except (Conflict, NotFound):
+        return
+    if outcome.accepted and outcome.write:
+        result.late += 1
+        metrics.count("LateRuns", dimensions={"pool": run.pool or ""})
+
+
+def crash_message(run: FlowRun, policy: LeasePolicy) -> str:
+    """Why the monitor crashed a run: how long it was silent, and who held it."""
+    seconds = int((policy.duration + policy.margin).total_seconds())
+    holder = (f"worker {run.worker} or its flow process died, was stopped, or lost the "
+              "control plane" if run.pool is not None else
+              "process running it (a script, or its parent flow's process) was killed, was "
+              "stopped, or lost the control plane")
+    return (f"no heartbeat for over {seconds} s (last at "
+            f"{last_sign_of_life(run).isoformat()}): the {holder}")
 
 
 def last_sign_of_life(run: FlowRun) -> datetime:
@@ -194,4 +226,4 @@ def _runs_in(store: RunStore, state_type: StateType, *,
 
 
 def _duration(value: timedelta | float) -> timedelta:
-    return value if isinstance(value, timedelta) else timedelta(seconds=value)
+    return value if isinstance(value, timedelta) else seconds(value)

@@ -13,6 +13,7 @@ from typing import Any
 
 from sluice.exceptions import Conflict, StaleLease
 from sluice.models import (
+    MAX_RETRY_DELAY_SECONDS,
     AwaitingRetry,
     Cancelled,
     Cancelling,
@@ -23,6 +24,7 @@ from sluice.models import (
     TransitionStatus,
 )
 
+from ..timemath import seconds, shift
 from .rules import Mover, refusal
 
 #: Failing from these states ends an attempt, so the flow's retries apply. (A Cancelling run was
@@ -66,11 +68,20 @@ def holds_live_attempt(run: FlowRun) -> bool:
 
 
 def check_lease(run: FlowRun, lease: str | None) -> None:
-    """Raise `StaleLease` unless `lease` is the run's current lease (both None is fine).
+    """Raise `StaleLease` unless `lease` is the run's current lease.
 
-    A run without a lease (never claimed, or back in Scheduled for a new attempt) refuses any
-    lease, so a worker of an earlier attempt is turned away too.
+    Every write of an attempt carries its lease: a request without one is refused, and so is
+    any lease for a run without one (never claimed, or back in Scheduled for a new attempt), so
+    a worker of an earlier attempt is turned away too. A run that no attempt holds changes only
+    through operator actions (cancel, retry), which are not lease-fenced.
     """
+    if lease is None:
+        raise StaleLease(
+            f"flow run {run.id}: a write of a run's attempt must carry the attempt's lease (the "
+            "claim or the create gave it); to cancel or retry a run use its cancel or retry "
+            "route",
+            details={"flow_run_id": run.id, "state": run.state.type.value, "lease": "missing"},
+        )
     if lease != run.lease:
         raise StaleLease(
             f"flow run {run.id} is not leased to the caller"
@@ -216,7 +227,9 @@ def _awaiting_retry(run: FlowRun, failed: State, now: datetime) -> State:
     details.update(
         {"failed_state": failed.name, "attempt": run.run_count, "retries": run.retries}
     )
-    retry_at = now + timedelta(seconds=run.retry_delay_seconds)
+    # The stored delay may predate its bound (or be absurd): clamped, never an overflow.
+    delay = seconds(run.retry_delay_seconds, maximum=MAX_RETRY_DELAY_SECONDS)
+    retry_at = shift(now, max(delay, timedelta(0)))
     state = AwaitingRetry(scheduled_time=retry_at, message=failed.message)
     return state.model_copy(update={"details": details})
 

@@ -30,6 +30,7 @@ from typing import Literal
 
 from sluice.exceptions import NotFound, ValidationError
 from sluice.models import (
+    MAX_BACKFILL_RUNS,  # most runs one backfill creates (and its largest max_active)
     MAX_PAGE_LIMIT,
     MAX_TAGS,
     Deployment,
@@ -41,6 +42,7 @@ from sluice.models import (
 )
 
 from .. import orchestration
+from ..isolation import CountsFailures, isolated
 from ..orchestration import Transition
 from ..ports import ACTIVE_STATE_TYPES, FlowRunFilter, Metrics, RunQueue, RunStore
 from ..service.deployments import get_deployment
@@ -58,14 +60,20 @@ from .holds import (
     holder,
     release_held_run,
 )
-from .schedules import SLOT_ID_NAMESPACE, schedule_key, slot_run_id, times_between
+from .schedules import (
+    SLOT_ID_NAMESPACE,
+    schedule_key,
+    slot_run_id,
+    times_between,
+    validate_schedule,
+)
 
 Reprocess = Literal["none", "failed", "all"]
 REPROCESS_CHOICES: tuple[str, ...] = ("none", "failed", "all")
-#: Most runs one backfill may create; a longer window is split by the caller.
-MAX_BACKFILL_RUNS = 10_000
 #: `created_by` of backfill runs when the caller does not say who asked.
 BACKFILL_ACTOR = "backfill"
+#: Backfills are fed by the scheduler tick (the `tick` dimension of their `TickRecordErrors`).
+_TICK = "scheduler"
 _BACKFILL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _RETRYABLE = frozenset({StateType.FAILED, StateType.CRASHED})
 
@@ -141,10 +149,14 @@ def feed_backfills(
     metrics: Metrics,
     now: datetime,
     only: str | None = None,
+    failures: CountsFailures | None = None,
 ) -> int:
     """Release held backfill runs, oldest first, while their backfill has fewer than its
     `max_active` runs in flight and their deployment has free slots. `scheduled` is every
-    Scheduled run (oldest first). Returns how many runs were released."""
+    Scheduled run (oldest first). Returns how many runs were released.
+
+    Each backfill and each of its runs is handled on its own (`isolation`): one that fails is
+    logged, counted (in `failures.failed` too, when given) and skipped."""
     waiting: dict[str, list[FlowRun]] = {}
     released_unclaimed: dict[str, int] = {}
     for run in scheduled:
@@ -156,19 +168,28 @@ def feed_backfills(
         else:
             released_unclaimed[backfill_id] = released_unclaimed.get(backfill_id, 0) + 1
     released = 0
+
+    def one(what: str):
+        return isolated(_TICK, what, metrics=metrics, result=failures)
+
     for backfill_id, runs in waiting.items():
-        room = _room(runs, backfill_id, released_unclaimed.get(backfill_id, 0), store=store)
+        room: int | None = 0
+        with one(f"backfill {backfill_id}"):
+            room = _room(runs, backfill_id, released_unclaimed.get(backfill_id, 0), store=store)
         if room is None:  # the deployment was deleted
             for run in runs:
-                cancel_held_run(run.id, expected_holder=BACKFILL_HOLD,
-                                message="not started: its deployment was deleted",
-                                store=store, queue=queue, metrics=metrics, now=now)
+                with one(f"flow run {run.id} (of backfill {backfill_id})"):
+                    cancel_held_run(run.id, expected_holder=BACKFILL_HOLD,
+                                    message="not started: its deployment was deleted",
+                                    store=store, queue=queue, metrics=metrics, now=now)
             continue
         for run in runs[:room]:
-            released += release_held_run(
-                run.id, expected_holder=BACKFILL_HOLD, message=f"started by backfill {backfill_id}",
-                store=store, queue=queue, metrics=metrics, now=now,
-            )
+            with one(f"flow run {run.id} (of backfill {backfill_id})"):
+                released += release_held_run(
+                    run.id, expected_holder=BACKFILL_HOLD,
+                    message=f"started by backfill {backfill_id}",
+                    store=store, queue=queue, metrics=metrics, now=now,
+                )
     return released
 
 
@@ -188,10 +209,19 @@ def _room(runs: list[FlowRun], backfill_id: str, released_unclaimed: int, *,
     if max_active is not None:
         tag = backfill_tag(backfill_id)
         in_flight = released_unclaimed + sum(1 for run in active if tag in run.tags)
-        room = min(room, int(max_active) - in_flight)
+        room = min(room, _count(max_active, default=room) - in_flight)
     if deployment.concurrency_limit is not None:
         room = min(room, deployment.concurrency_limit - len(active) - released_unclaimed)
     return max(room, 0)
+
+
+def _count(value: object, *, default: int) -> int:
+    """A count stored in a hold's details (JSON: anything), or `default` if it is none."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        return default
+    return default if number != number else int(max(-1e9, min(1e9, number)))
 
 
 def _active_runs(store: RunStore, deployment_id: str) -> list[FlowRun]:
@@ -326,9 +356,17 @@ def _check_request(deployment: Deployment, start: datetime, end: datetime, now: 
         refuse("deployment", "has no active schedule",
                f"deployment {deployment.flow_name}/{deployment.name} has no active schedule; "
                "a backfill creates the runs its schedules would have made")
-    for schedule in deployment.schedules:
-        # Checked up front so that a schedule whose runs would be refused writes nothing at all.
+    for index, schedule in enumerate(deployment.schedules):
+        # Checked up front so that a schedule whose runs would be refused writes nothing at all;
+        # a stored schedule that no longer validates (written before today's rules) too.
         if schedule.active:
+            try:
+                validate_schedule(schedule, field=f"schedules[{index}]")
+            except ValidationError as exc:
+                raise ValidationError(
+                    f"deployment {deployment.flow_name}/{deployment.name}: {exc.message}; "
+                    "update the deployment's schedules before a backfill", details=exc.details,
+                ) from None
             parameters = {**deployment.parameters, **schedule.parameters}
             check_parameters(parameters)
             validate_parameters(parameters, deployment.parameter_schema)

@@ -42,7 +42,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from croniter import croniter
 
 from sluice.exceptions import ValidationError
-from sluice.models import Schedule
+from sluice.models import MAX_INTERVAL_SECONDS, Schedule
+
+from ..timemath import as_utc, shift
 
 UTC = timezone.utc
 #: Cron fields Sluice reads.
@@ -56,6 +58,7 @@ MIN_INTERVAL_SECONDS = 1.0
 #: runs already created would no longer match their slots.
 SLOT_ID_NAMESPACE = uuid.UUID("5c1e3a52-9d1f-4b5e-8f0b-6a1d2c3e4f50")
 _DAY_SECONDS = 24 * 60 * 60
+_ONE_MICROSECOND = timedelta(microseconds=1)
 _CRON_MACRO_EQUIVALENTS = {
     "@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
     "@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *",
@@ -70,11 +73,19 @@ def validate_schedule(schedule: Schedule, *, field: str = "schedule") -> None:
     """Raise `sluice.exceptions.ValidationError` naming the field and the fix when `schedule`
     cannot be used: not exactly one of cron / interval_seconds, a cron expression that is not
     5-field cron (EventBridge syntax, croniter's seconds field, macros) or never fires, an
-    interval under a second, an anchor on a cron schedule, or an unknown time zone."""
+    interval under a second or over `MAX_INTERVAL_SECONDS` (a leap year), an anchor on a cron
+    schedule, or an unknown time zone."""
     if (schedule.cron is None) == (schedule.interval_seconds is None):
         _refuse(field, None, "give exactly one of cron or interval_seconds",
                 f"{field}: give exactly one of cron or interval_seconds")
     tz = _zone_or_refuse(schedule.timezone, field)
+    if schedule.anchor is not None:
+        try:
+            _anchor(schedule).astimezone(UTC)
+        except OverflowError:
+            _refuse(field, "anchor", "out of range",
+                    f"{field}.anchor: {schedule.anchor.isoformat()} has no UTC equivalent "
+                    "(it is at the calendar's edge); give an anchor between 1970 and 3000")
     if schedule.cron is not None:
         if schedule.anchor is not None:
             _refuse(field, "anchor", "only interval schedules take an anchor",
@@ -85,6 +96,12 @@ def validate_schedule(schedule: Schedule, *, field: str = "schedule") -> None:
         _refuse(field, "interval_seconds", f"at least {MIN_INTERVAL_SECONDS:g} second",
                 f"{field}.interval_seconds: {schedule.interval_seconds:g} is under the shortest "
                 f"interval of {MIN_INTERVAL_SECONDS:g} second")
+    elif schedule.interval_seconds is not None and not (
+            schedule.interval_seconds <= MAX_INTERVAL_SECONDS):
+        _refuse(field, "interval_seconds", f"at most {MAX_INTERVAL_SECONDS} seconds",
+                f"{field}.interval_seconds: {schedule.interval_seconds:g} is over the longest "
+                f"interval of {MAX_INTERVAL_SECONDS} seconds (366 days, "
+                "sluice.models.MAX_INTERVAL_SECONDS); use a cron schedule for yearly runs")
 
 
 def validate_schedules(schedules: Sequence[Schedule], *, field: str = "schedules") -> None:
@@ -188,7 +205,7 @@ def schedule_key(schedule: Schedule) -> str:
         timing["cron"] = " ".join(schedule.cron.split())
     else:
         timing["interval_seconds"] = schedule.interval_seconds
-        timing["anchor"] = _anchor(schedule).astimezone(UTC).isoformat()
+        timing["anchor"] = as_utc(_anchor(schedule)).isoformat()
     digest = hashlib.sha256(json.dumps(timing, sort_keys=True).encode()).hexdigest()
     return f"auto-{digest[:16]}"
 
@@ -205,21 +222,32 @@ def slot_run_id(deployment_id: str, key: str, slot: datetime) -> str:
 
 
 def iter_times(schedule: Schedule, after: datetime) -> Iterator[datetime]:
-    """Every time the schedule fires strictly after `after`, in order (UTC; endless)."""
+    """Every time the schedule fires strictly after `after`, in order (UTC; endless, except
+    that the times end at the calendar's edge, year 9999, instead of overflowing)."""
     _require_aware(after, "after")
     tz = schedule_zone(schedule.timezone)
     if schedule.cron is not None:
-        return _cron_times(schedule.cron, tz, after, forward=True)
-    return _interval_times(schedule, after, forward=True)
+        return _within_calendar(_cron_times(schedule.cron, tz, after, forward=True))
+    return _within_calendar(_interval_times(schedule, after, forward=True))
 
 
 def iter_times_before(schedule: Schedule, before: datetime) -> Iterator[datetime]:
-    """Every time the schedule fired strictly before `before`, newest first (UTC; endless)."""
+    """Every time the schedule fired strictly before `before`, newest first (UTC; ends at the
+    calendar's edge, year 1)."""
     _require_aware(before, "before")
     tz = schedule_zone(schedule.timezone)
     if schedule.cron is not None:
-        return _cron_times(schedule.cron, tz, before, forward=False)
-    return _interval_times(schedule, before, forward=False)
+        return _within_calendar(_cron_times(schedule.cron, tz, before, forward=False))
+    return _within_calendar(_interval_times(schedule, before, forward=False))
+
+
+def _within_calendar(times: Iterator[datetime]) -> Iterator[datetime]:
+    """`times` until one would fall outside the calendar (datetime arithmetic overflows there):
+    a stored schedule with an extreme anchor or interval ends instead of failing its tick."""
+    try:
+        yield from times
+    except OverflowError:
+        return
 
 
 def next_times(schedule: Schedule, after: datetime, count: int) -> list[datetime]:
@@ -238,7 +266,7 @@ def times_between(
     """The times in [start, end), ascending; at most `limit` of them when given."""
     _require_aware(start, "start")
     found: list[datetime] = []
-    for when in iter_times(schedule, start - timedelta(microseconds=1)):
+    for when in iter_times(schedule, shift(start, -_ONE_MICROSECOND)):
         if when >= end or (limit is not None and len(found) >= limit):
             break
         found.append(when)
@@ -257,7 +285,7 @@ def upcoming_times(
     within `horizon`, and never more than `max_count`."""
     found: list[datetime] = []
     for when in iter_times(schedule, now):
-        if len(found) >= max_count or (len(found) >= min_count and when > now + horizon):
+        if len(found) >= max_count or (len(found) >= min_count and when > shift(now, horizon)):
             break
         found.append(when)
     return found
@@ -265,7 +293,7 @@ def upcoming_times(
 
 def is_schedule_time(schedule: Schedule, when: datetime) -> bool:
     """Whether the schedule fires at exactly `when`."""
-    return next(iter_times(schedule, when - timedelta(microseconds=1))) == when
+    return next(iter_times(schedule, shift(when, -_ONE_MICROSECOND)), None) == when
 
 
 def _cron_times(expression: str, tz: ZoneInfo, start: datetime, *, forward: bool
@@ -293,13 +321,15 @@ def _interval_times(schedule: Schedule, start: datetime, *, forward: bool) -> It
     assert schedule.interval_seconds is not None
     anchor = _anchor(schedule)
     interval = schedule.interval_seconds
+    if not interval * 1_000_000 >= 1:  # a stored interval from before the bounds
+        raise ValueError(f"interval_seconds={interval!r} is not a usable interval")
     if interval % _DAY_SECONDS == 0:
         yield from _wall_clock_days(anchor, schedule_zone(schedule.timezone),
                                     int(interval // _DAY_SECONDS), start, forward=forward)
         return
     # Elapsed time: computed in UTC (aware arithmetic within one zone would add wall time).
     anchor = anchor.astimezone(UTC)
-    step_us = round(interval * 1_000_000)
+    step_us = max(1, round(interval * 1_000_000))
     offset_us = _micros(start.astimezone(UTC) - anchor)
     # The index of the first slot strictly after (or last strictly before) `start`.
     index = offset_us // step_us + 1 if forward else -((-offset_us) // step_us) - 1

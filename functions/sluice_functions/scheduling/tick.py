@@ -27,6 +27,10 @@ Each tick, for every unpaused deployment and each of its active schedules:
 Pausing stops all of this for the deployment: its held runs stay held and are handled by the
 catch-up policy on resume. After the deployments, the tick feeds backfills (`backfill`) and
 sends the messages of other due runs (`service.enqueue_due_runs`).
+
+Each deployment, schedule, held run and backfill is handled on its own (`isolation`): one whose
+handling raises anything is logged with its id, counted in `TickRecordErrors` and in the
+result's `failed`, and skipped; the others are still scheduled.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from itertools import islice
 
-from sluice.exceptions import NotFound, SluiceError, ValidationError
+from sluice.exceptions import NotFound, ValidationError
 from sluice.models import (
     MAX_PAGE_LIMIT,
     Deployment,
@@ -50,10 +54,12 @@ from sluice.models import (
     utcnow,
 )
 
+from ..isolation import isolated, record_failed
 from ..ports import Metrics, RunQueue, RunStore
 from ..service.flow_runs import create_flow_run_once, enqueue_due_runs
 from ..service.parameter_schema import validate_parameters
 from ..service.queueing import ENQUEUE_HORIZON
+from ..timemath import seconds, shift
 from .backfill import feed_backfills
 from .holds import (
     AUTO_SCHEDULED_TAG,
@@ -82,6 +88,9 @@ MAX_UPCOMING_RUNS = 100
 MAX_CATCHUP_SLOTS = 100
 #: `created_by` of the runs the scheduler creates.
 SCHEDULER_ACTOR = "scheduler"
+#: The `tick` dimension of this tick's `TickRecordErrors`.
+TICK = "scheduler"
+_ONE_MICROSECOND = timedelta(microseconds=1)
 
 
 @dataclass
@@ -115,7 +124,7 @@ class CatchUpPolicy:
         lateness = deployment.max_lateness_seconds
         return cls(
             catchup=deployment.catchup,
-            max_lateness=None if lateness is None else timedelta(seconds=lateness),
+            max_lateness=None if lateness is None else seconds(lateness),
             on_time_grace=on_time_grace,
         )
 
@@ -145,8 +154,9 @@ def schedule_deployments(
 ) -> SchedulerTickResult:
     """One scheduler tick (see the module docstring). Safe to run concurrently with itself.
 
-    A deployment or schedule that fails (a stored schedule that no longer validates, a store
-    error) is logged and counted in `failed`; the others are still scheduled.
+    A deployment, schedule, held run or backfill that fails (a stored schedule that no longer
+    validates, a value that overflows, a store error) is logged with its id and counted in
+    `failed` and `TickRecordErrors`; the others are still scheduled.
     """
     tick = _Tick(store=store, queue=queue, metrics=metrics, now=now or utcnow(),
                  tick_interval=tick_interval)
@@ -160,25 +170,22 @@ def schedule_deployments(
     for deployment in iter_deployments(store):
         seen.add(deployment.id)
         tick.result.deployments += 1
-        try:
+        with tick.isolated(f"deployment {deployment.id} ({deployment.flow_name}/"
+                           f"{deployment.name})"):
             tick.schedule_deployment(deployment, held.get(deployment.id, []))
-        except SluiceError:
-            tick.fail(f"deployment {deployment.flow_name}/{deployment.name}")
-    try:
-        for deployment_id, orphans in held.items():
-            if deployment_id not in seen:
-                for run in orphans:
+    for deployment_id, orphans in held.items():
+        if deployment_id not in seen:
+            for run in orphans:
+                with tick.isolated(f"flow run {run.id} (of deleted deployment {deployment_id})"):
                     tick.cancel(run, "its deployment was deleted")
-    except SluiceError:
-        tick.fail("runs of deleted deployments")
-    try:
+    with tick.isolated("backfills"):
         tick.result.backfill_released = feed_backfills(
-            scheduled, store=store, queue=queue, metrics=metrics, now=tick.now
+            scheduled, store=store, queue=queue, metrics=metrics, now=tick.now,
+            failures=tick.result,
         )
-    except SluiceError:
-        tick.fail("backfills")
     # Last, and always: the messages of due runs (created or released above, or by the API).
-    tick.result.enqueued = enqueue_due_runs(store=store, queue=queue, metrics=metrics, now=tick.now)
+    tick.result.enqueued = enqueue_due_runs(store=store, queue=queue, metrics=metrics, now=tick.now,
+                                            failures=tick.result, tick=TICK)
     for name, value in (("ScheduledRunsCreated", tick.result.created),
                         ("ScheduledRunsSkipped", tick.result.skipped),
                         ("SchedulerErrors", tick.result.failed)):
@@ -221,13 +228,16 @@ class _Tick:
         self.store, self.queue, self.metrics = store, queue, metrics
         self.now = now
         self.tick_interval = tick_interval
-        self.release_until = now + release_ahead(tick_interval)
+        self.release_until = shift(now, release_ahead(tick_interval))
         self.known_ids: set[str] = set()
         self.result = SchedulerTickResult()
 
+    def isolated(self, what: str):
+        """A block handling one record (`isolation.isolated`)."""
+        return isolated(TICK, what, metrics=self.metrics, result=self.result)
+
     def fail(self, what: str) -> None:
-        logger.exception("scheduling %s failed; the next tick tries again", what)
-        self.result.failed += 1
+        record_failed(TICK, what, metrics=self.metrics, result=self.result)
 
     def exists(self, run_id: str) -> bool:
         if run_id in self.known_ids:
@@ -250,14 +260,14 @@ class _Tick:
             key = hold_detail(run, "schedule")
             schedule = active.get(key)
             if schedule is None or not _fires_at(schedule, run.scheduled_at):
-                self.cancel(run, "its schedule was removed, deactivated or changed")
+                with self.isolated(f"flow run {run.id}"):
+                    self.cancel(run, "its schedule was removed, deactivated or changed")
             else:
                 held_by_key[key].append(run)
         for key, schedule in active.items():
-            try:
+            with self.isolated(f"schedule {key} of deployment {deployment.id} "
+                               f"({deployment.flow_name}/{deployment.name})"):
                 self.schedule_one(deployment, schedule, key, held_by_key[key])
-            except (SluiceError, ValueError):
-                self.fail(f"schedule {key} of {deployment.flow_name}/{deployment.name}")
 
     def schedule_one(
         self, deployment: Deployment, schedule: Schedule, key: str, held: list[FlowRun]
@@ -267,15 +277,8 @@ class _Tick:
         refresh = _refresher(deployment, schedule)
         missing, latest = self.missed_slots(deployment, schedule, key, policy)
         for run in sorted(held, key=lambda r: r.scheduled_at or now):
-            assert run.scheduled_at is not None
-            if run.scheduled_at > now:
-                if run.scheduled_at < self.release_until:
-                    self.release(run, refresh)
-            elif policy.should_start(run.scheduled_at, now=now, latest=latest):
-                self.release(run, refresh, message="started late: missed while the scheduler "
-                                                   "was not running or the deployment paused")
-            else:
-                self.skip(run, deployment)
+            with self.isolated(f"flow run {run.id}"):
+                self.handle_held(run, deployment, policy, refresh, latest)
         for slot in reversed(missing):
             if policy.should_start(slot, now=now, latest=latest):
                 self.create(deployment, schedule, key, slot, held=False)
@@ -283,6 +286,20 @@ class _Tick:
                                    horizon=UPCOMING_HORIZON, max_count=MAX_UPCOMING_RUNS):
             if not self.exists(slot_run_id(deployment.id, key, slot)):
                 self.create(deployment, schedule, key, slot, held=slot >= self.release_until)
+
+    def handle_held(self, run: FlowRun, deployment: Deployment, policy: CatchUpPolicy,
+                    refresh: Callable[[FlowRun], FlowRun], latest: datetime | None) -> None:
+        """Release, skip or leave one held run of a schedule."""
+        now = self.now
+        assert run.scheduled_at is not None
+        if run.scheduled_at > now:
+            if run.scheduled_at < self.release_until:
+                self.release(run, refresh)
+        elif policy.should_start(run.scheduled_at, now=now, latest=latest):
+            self.release(run, refresh, message="started late: missed while the scheduler "
+                                               "was not running or the deployment paused")
+        else:
+            self.skip(run, deployment)
 
     def missed_slots(
         self, deployment: Deployment, schedule: Schedule, key: str, policy: CatchUpPolicy
@@ -293,7 +310,7 @@ class _Tick:
         latest: datetime | None = None
         since = deployment.updated or deployment.created
         found_earlier_run = False
-        at_or_before_now = iter_times_before(schedule, self.now + timedelta(microseconds=1))
+        at_or_before_now = iter_times_before(schedule, shift(self.now, _ONE_MICROSECOND))
         for slot in islice(at_or_before_now, MAX_CATCHUP_SLOTS):
             latest = latest or slot
             if deployment.created is not None and slot <= deployment.created:
@@ -303,7 +320,7 @@ class _Tick:
                 break
             missing.append(slot)
             if not policy.catchup and since is not None and latest > since \
-                    and slot < self.now - policy.on_time_grace:
+                    and slot < shift(self.now, -policy.on_time_grace):
                 break  # only the latest can start, and it counts as missed either way
         if not found_earlier_run:
             # No earlier run of this schedule: it is new since `since`, or so long silent that
@@ -363,8 +380,8 @@ class _Tick:
 def _fires_at(schedule: Schedule, when: datetime | None) -> bool:
     try:
         return when is not None and is_schedule_time(schedule, when)
-    except ValueError:
-        return False
+    except (ValueError, LookupError, OverflowError, TypeError):
+        return False  # a stored schedule (or time) that no longer computes
 
 
 def _refresher(deployment: Deployment, schedule: Schedule) -> Callable[[FlowRun], FlowRun]:

@@ -43,6 +43,7 @@ from sluice.models import Cancelled, CollisionStrategy, FlowRun, StateType, Tran
 
 from ..orchestration import Transition
 from ..ports import FlowRunFilter, Metrics, RunQueue, RunStore
+from ..timemath import shift
 from .queueing import is_held, mark_enqueued, run_message
 
 logger = logging.getLogger(__name__)
@@ -185,7 +186,7 @@ def requeue_waiting(run_id: str, refusal: Throttled, *, store: RunStore, queue: 
     run = store.get_flow_run(run_id)
     if not run.state.is_scheduled() or run.lease is not None or run.pool is None or is_held(run):
         return
-    if run.enqueued_at is None or run.enqueued_at <= now - REQUEUE_REFRESH_AFTER:
+    if run.enqueued_at is None or run.enqueued_at <= shift(now, -REQUEUE_REFRESH_AFTER):
         try:
             run = store.update_flow_run(mark_enqueued(run, now))
         except SluiceError:  # a claim or a cancel got there first: nothing to requeue

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sluice.exceptions import PayloadTooLarge, ValidationError
+from sluice.exceptions import PayloadTooLarge, StaleLease, ValidationError
 from sluice.models import (
     MAX_EVENTS_BATCH_BYTES,
     MAX_EVENTS_PER_BATCH,
@@ -33,12 +33,21 @@ def record_events(
     replaces a stored one with a lower `version`. The whole batch is checked before anything is
     written. Raises `NotFound` (unknown run), `ValidationError` (a record of another run),
     `PayloadTooLarge` (too many records, too many bytes, an oversized message), `StaleLease`
-    (409: the batch names a lease the run no longer has; a stale attempt's late records).
+    (409: the batch carries no lease or one the run no longer has - a stale attempt's late
+    records - or task runs of a run that already ended; its last attempt's log lines are still
+    taken, since a process's last output lands after its final state).
     """
     _check_batch(flow_run_id, batch)
     run = store.get_flow_run(flow_run_id)
-    if batch.lease is not None:
-        check_lease(run, batch.lease)
+    check_lease(run, batch.lease)
+    if batch.task_runs and run.state.is_terminal:
+        # Only a zombie reports task runs after its run ended (the engine flushes them before
+        # the final state): they would show a step still Running inside a finished run.
+        raise StaleLease(
+            f"flow run {flow_run_id} already ended {run.state.type.value}; its task runs can no "
+            "longer change",
+            details={"flow_run_id": flow_run_id, "state": run.state.type.value},
+        )
     if batch.task_runs:
         store.upsert_task_runs(batch.task_runs)
     if batch.logs:

@@ -20,7 +20,9 @@ from sluice.models import (
     utcnow,
 )
 
+from ..isolation import CountsFailures, isolated
 from ..ports import FlowRunFilter, Metrics, RunQueue, RunStore
+from ..timemath import shift
 from .concurrency import cancel_if_over_limit_at_creation
 from .limits import check_page_limit, check_parameters, check_state, check_tags
 from .parameter_schema import validate_parameters
@@ -32,9 +34,10 @@ from .queueing import (
     send_run_message,
 )
 
-#: A run may be created already Pending or Running (a flow started as a plain script reports
-#: itself); a run never starts in a terminal or Cancelling state.
-CREATABLE_STATE_TYPES = frozenset({StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING})
+#: A run is created Scheduled (a worker claims it) or Pending (its creator runs it: a flow
+#: started as a plain script, a subflow) holding a lease; never already Running (it would have
+#: skipped its lease) nor in a terminal or Cancelling state.
+CREATABLE_STATE_TYPES = frozenset({StateType.SCHEDULED, StateType.PENDING})
 #: A Scheduled run whose message went out this long ago and is still unclaimed gets another
 #: message: the first may have been lost (a failed send, or it went to the DLQ). Duplicates are
 #: harmless: a claim names the attempt, and the second claim of an attempt gets 409.
@@ -143,6 +146,8 @@ def enqueue_due_runs(
     metrics: Metrics,
     now: datetime | None = None,
     resend_unclaimed_after: timedelta = RESEND_UNCLAIMED_AFTER,
+    failures: CountsFailures | None = None,
+    tick: str = "scheduler",
 ) -> int:
     """The scheduler tick: send the messages of queued runs that became due within the SQS delay
     limit, and resend those still unclaimed `resend_unclaimed_after` after their message (the
@@ -150,32 +155,41 @@ def enqueue_due_runs(
     (`queueing.is_held`) are left alone: the scheduler releases them.
 
     Concurrent ticks do not double-send: the run is marked enqueued with compare-and-set before
-    its message goes out. Returns how many messages were sent.
+    its message goes out. Returns how many messages were sent. A run whose handling raises is
+    logged, counted (`TickRecordErrors` of `tick`, and `failures.failed`) and skipped.
     """
     now = now or utcnow()
     sent = 0
     cursor: str | None = None
     while sent < MAX_ENQUEUES_PER_TICK:
         page = store.list_flow_runs_by_state(
-            StateType.SCHEDULED, scheduled_before=now + ENQUEUE_HORIZON,
+            StateType.SCHEDULED, scheduled_before=shift(now, ENQUEUE_HORIZON),
             limit=MAX_PAGE_LIMIT, cursor=cursor,
         )
         for run in page.items:
-            if run.pool is None or run.lease is not None:
-                continue  # not queued, or its process waits for an in-process retry
-            if is_held(run):
-                continue  # the scheduler releases it (pre-created slot, backfill beyond max)
-            if run.enqueued_at is not None and run.enqueued_at > now - resend_unclaimed_after:
-                continue
-            try:
-                marked = store.update_flow_run(mark_enqueued(run, now))
-            except (Conflict, NotFound):
-                continue  # claimed, cancelled or enqueued by someone else meanwhile
-            sent += send_run_message(marked, store=store, queue=queue, metrics=metrics, now=now)
+            with isolated(tick, f"flow run {run.id}", metrics=metrics, result=failures):
+                sent += _enqueue_if_due(run, store=store, queue=queue, metrics=metrics, now=now,
+                                        resend_unclaimed_after=resend_unclaimed_after)
         cursor = page.next_cursor
         if cursor is None:
             break
     return sent
+
+
+def _enqueue_if_due(run: FlowRun, *, store: RunStore, queue: RunQueue, metrics: Metrics,
+                    now: datetime, resend_unclaimed_after: timedelta) -> int:
+    """`enqueue_due_runs` for one run: 1 if its message was sent."""
+    if run.pool is None or run.lease is not None:
+        return 0  # not queued, or its process waits for an in-process retry
+    if is_held(run):
+        return 0  # the scheduler releases it (pre-created slot, backfill beyond max)
+    if run.enqueued_at is not None and run.enqueued_at > shift(now, -resend_unclaimed_after):
+        return 0
+    try:
+        marked = store.update_flow_run(mark_enqueued(run, now))
+    except (Conflict, NotFound):
+        return 0  # claimed, cancelled or enqueued by someone else meanwhile
+    return int(send_run_message(marked, store=store, queue=queue, metrics=metrics, now=now))
 
 
 def public_view(run: FlowRun) -> FlowRun:
@@ -207,6 +221,7 @@ def _new_run(
     state = _initial_state(request, now)
     scheduled_at = state.scheduled_time or request.scheduled_at or now
     started = state.type is not StateType.SCHEDULED
+    _check_creator_lease(request, started=started)
     return FlowRun(
         id=request.id or str(uuid.uuid4()),
         flow_name=request.flow_name,
@@ -217,8 +232,10 @@ def _new_run(
         parameters=parameters,
         tags=tags,
         scheduled_at=scheduled_at,
-        start_time=now if state.type is StateType.RUNNING else None,
         run_count=1 if started else 0,
+        # The creator holds the attempt it runs: renewed by its heartbeats from now on.
+        lease=request.lease if started else None,
+        heartbeat_at=now if started else None,
         retries=retries,
         retry_delay_seconds=retry_delay,
         parent_flow_run_id=request.parent_flow_run_id,
@@ -249,6 +266,25 @@ def _deployment_of(request: FlowRunCreate, *, store: RunStore) -> Deployment | N
     return deployment
 
 
+def _check_creator_lease(request: FlowRunCreate, *, started: bool) -> None:
+    if started and request.deployment_id is not None:
+        raise ValidationError(
+            "a run of a deployment is created SCHEDULED: a worker of its pool claims it",
+            details=[{"loc": ["state", "type"], "msg": "must be SCHEDULED with deployment_id"}],
+        )
+    if started and request.lease is None:
+        raise ValidationError(
+            "a run created PENDING is run by its creator, who must hold it: send a `lease` (a "
+            "random secret of 16+ characters) and renew it with heartbeats",
+            details=[{"loc": ["lease"], "msg": "required when state is PENDING"}],
+        )
+    if not started and request.lease is not None:
+        raise ValidationError(
+            "only a run created PENDING has a lease; a SCHEDULED run gets one when claimed",
+            details=[{"loc": ["lease"], "msg": "only with state PENDING"}],
+        )
+
+
 def _initial_state(request: FlowRunCreate, now: datetime) -> State:
     if request.state is None:
         return Scheduled(scheduled_time=request.scheduled_at or now)
@@ -256,7 +292,8 @@ def _initial_state(request: FlowRunCreate, now: datetime) -> State:
     if request.state.type not in CREATABLE_STATE_TYPES:
         raise ValidationError(
             f"a run cannot be created {request.state.type.value}",
-            details=[{"loc": ["state", "type"], "msg": "SCHEDULED, PENDING or RUNNING"}],
+            details=[{"loc": ["state", "type"], "msg": "SCHEDULED or PENDING (with a lease); "
+                      "a started run moves to RUNNING with its lease"}],
         )
     if request.state.type is StateType.SCHEDULED and request.state.scheduled_time is None:
         return request.state.model_copy(update={"scheduled_time": request.scheduled_at or now})

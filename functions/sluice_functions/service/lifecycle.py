@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 from sluice.exceptions import Conflict, StaleLease, Throttled
 from sluice.models import (
@@ -29,15 +30,18 @@ from sluice.models import (
 )
 
 from .. import orchestration
-from ..orchestration import Mover, Transition, holds_live_attempt
+from ..orchestration import LeasePolicy, Mover, Transition, holds_live_attempt
 from ..ports import Metrics, RunQueue, RunStore
 from . import concurrency
+from .attempts import close_open_task_runs, ended_attempt
 from .limits import check_state
 from .queueing import due_for_enqueue, is_held, mark_enqueued, send_run_message
 
 #: Reads-decide-writes rounds before giving up with 409: only a run written this many times
 #: concurrently (a pathological client) gets there.
 MAX_WRITE_ATTEMPTS = 5
+#: Lease terms when the caller names none (tests; the API passes the configured ones).
+DEFAULT_LEASES = LeasePolicy()
 #: Heartbeats tell the worker to stop when its run is in one of these states.
 CANCEL_STATE_TYPES = frozenset({StateType.CANCELLING, StateType.CANCELLED})
 
@@ -79,6 +83,7 @@ def claim_flow_run(
     metrics: Metrics,
     queue: RunQueue | None = None,
     now: datetime | None = None,
+    leases: LeasePolicy = DEFAULT_LEASES,
 ) -> ClaimResponse:
     """A worker claims a queued run (Scheduled -> Pending) and gets the attempt's lease.
 
@@ -95,7 +100,7 @@ def claim_flow_run(
     """
     now = now or utcnow()
     try:
-        return _claim(flow_run_id, request, store=store, metrics=metrics, now=now)
+        return _claim(flow_run_id, request, store=store, metrics=metrics, now=now, leases=leases)
     except Throttled as refusal:
         reason = (refusal.details or {}).get("reason")
         if request.requeue and queue is not None and reason == concurrency.CONCURRENCY_LIMIT_REASON:
@@ -113,7 +118,7 @@ MAX_ADMISSIONS = 3
 
 
 def _claim(flow_run_id: str, request: ClaimRequest, *, store: RunStore, metrics: Metrics,
-           now: datetime) -> ClaimResponse:
+           now: datetime, leases: LeasePolicy) -> ClaimResponse:
     new_lease = uuid.uuid4().hex
     # Issue 6: holds and concurrency limits are checked before the claim is written and the
     # limits again after it (the second check settles races between simultaneous claims).
@@ -142,11 +147,32 @@ def _claim(flow_run_id: str, request: ClaimRequest, *, store: RunStore, metrics:
     if outcome.write and limits:
         _confirm_claim(before, new_lease, limits, store=store, metrics=metrics, now=now)
     run = outcome.run
+    if not outcome.write:
+        # The claim is repeated (its answer was lost): the holder counts its lease from this
+        # request, so the control plane must too.
+        run = _renew(run, store=store, now=now)
     _record_worker_seen(run, store=store, now=now)
     if outcome.write:
         metrics.count("FlowRunsClaimed", dimensions={"pool": run.pool or ""})
     assert run.lease is not None
-    return ClaimResponse(lease=run.lease, flow_run=run)
+    return ClaimResponse(lease=run.lease, flow_run=run, **lease_terms(leases, now))
+
+
+def lease_terms(leases: LeasePolicy, renewed_at: datetime) -> dict[str, Any]:
+    """The `LeaseTerms` fields of an answer that renewed a lease at `renewed_at`."""
+    return {"lease_expires_at": leases.expires_at(renewed_at), "lease_seconds": leases.seconds,
+            "heartbeat_interval_seconds": leases.heartbeat_interval_seconds}
+
+
+def _renew(run: FlowRun, *, store: RunStore, now: datetime) -> FlowRun:
+    for _ in range(MAX_WRITE_ATTEMPTS):
+        try:
+            return store.update_flow_run(run.model_copy(update={"heartbeat_at": now}))
+        except Conflict:
+            run = store.get_flow_run(run.id)
+            if not holds_live_attempt(run):
+                return run
+    raise Conflict(f"flow run {run.id} kept changing during the claim; try again")
 
 
 def heartbeat(
@@ -155,25 +181,29 @@ def heartbeat(
     *,
     store: RunStore,
     now: datetime | None = None,
+    leases: LeasePolicy = DEFAULT_LEASES,
 ) -> HeartbeatResponse:
-    """The worker of the current attempt says it is alive; the answer says whether to cancel.
+    """The holder of the current attempt renews its lease; the answer says whether to cancel
+    and, while the attempt is live, the renewed lease's terms (expiry, renewal interval).
 
     Updates `heartbeat_at` while the attempt is live and marks the worker as seen. Raises
-    `StaleLease` when the caller's lease is not the run's (a newer attempt owns it) and
-    `NotFound` for an unknown run.
+    `StaleLease` when the caller's lease is not the run's (a newer attempt owns it, or the
+    monitor declared the attempt dead) and `NotFound` for an unknown run.
     """
     now = now or utcnow()
     for _ in range(MAX_WRITE_ATTEMPTS):
         run = store.get_flow_run(flow_run_id)
         orchestration.check_lease(run, request.lease)
-        if holds_live_attempt(run):
+        live = holds_live_attempt(run)
+        if live:
             try:
                 run = store.update_flow_run(run.model_copy(update={"heartbeat_at": now}))
             except Conflict:
                 continue  # a state change raced us: read it, it may be a cancellation
         _record_worker_seen(run, store=store, now=now)
         return HeartbeatResponse(
-            cancel_requested=run.state.type in CANCEL_STATE_TYPES, state=run.state
+            cancel_requested=run.state.type in CANCEL_STATE_TYPES, state=run.state,
+            **(lease_terms(leases, now) if live else {}),
         )
     raise Conflict(f"flow run {flow_run_id} kept changing during the heartbeat; try again")
 
@@ -373,6 +403,8 @@ def _apply(
         if send:
             assert queue is not None, "a transition that enqueues needs the queue port"
             send_run_message(stored, store=store, queue=queue, metrics=metrics, now=now)
+        if ended_attempt(run, stored):
+            close_open_task_runs(stored, store=store, now=now)
         metrics.count("FlowRunTransitions", dimensions={"state": stored.state.type.value})
         return replace(outcome, run=stored)
     raise Conflict(f"flow run {flow_run_id} kept changing while it was being updated; try again")

@@ -10,6 +10,7 @@ from sluice.exceptions import SluiceError
 from sluice.models import FlowRun, RunMessage
 
 from ..ports import MAX_DELAY_SECONDS, Metrics, RunQueue, RunStore
+from ..timemath import shift
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ def due_for_enqueue(run: FlowRun, now: datetime) -> bool:
     held back by the scheduler)."""
     if is_held(run):
         return False
-    return run.scheduled_at is None or run.scheduled_at <= now + ENQUEUE_HORIZON
+    return run.scheduled_at is None or run.scheduled_at <= shift(now, ENQUEUE_HORIZON)
 
 
 def delay_seconds(run: FlowRun, now: datetime) -> int:

@@ -18,8 +18,10 @@ def start(
     limit: Annotated[int, typer.Option(min=1, help="Most runs at once.")] = 4,
     name: Annotated[str | None, typer.Option(help="Worker name (default host-pid).")] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Code and venv cache.")] = None,
-    heartbeat_interval: Annotated[float, typer.Option(min=0.1, help="Seconds between "
-                                                      "heartbeats.")] = 10.0,
+    heartbeat_interval: Annotated[float, typer.Option(min=0.1, help="Most seconds between "
+                                                      "heartbeats; the worker beats more often "
+                                                      "when the control plane's lease asks "
+                                                      "for it (a third of the lease).")] = 10.0,
     shutdown_grace: Annotated[float, typer.Option(min=0, help="On SIGTERM, seconds running "
                                                   "runs get to finish.")] = 30.0,
     poll_wait: Annotated[int, typer.Option(min=0, max=20, help="Long-poll seconds.")] = 20,

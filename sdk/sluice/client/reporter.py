@@ -27,9 +27,11 @@ from ..models import (
     FlowRunCreate,
     LogRecord,
     State,
+    StateType,
     TaskRun,
     TransitionStatus,
 )
+from ..leases import LeaseKeeper, LocalLease, new_lease
 from .api import SluiceClient
 from .transport import backoff_delay
 
@@ -56,6 +58,10 @@ class HttpReporter:
         self.leases: dict[str, str] = {}
         #: Runs the control plane already knows (a worker's run): not created again.
         self.adopted: set[str] = set()
+        #: The leases of runs as this process sees them (deadlines the engine checks).
+        self.local_leases: dict[str, LocalLease] = {}
+        #: Renews the leases of runs this process created (a script run, subflows).
+        self.keeper: LeaseKeeper | None = None
         self._dirty: dict[str, TaskRun] = {}
         self._logs: collections.deque[LogRecord] = collections.deque()
         self._local_only: set[str] = set()
@@ -72,7 +78,10 @@ class HttpReporter:
     def create_flow_run(self, flow_run: FlowRun) -> FlowRun:
         if flow_run.id in self.adopted:
             return flow_run
-        request = FlowRunCreate(
+        # This process runs the flow run it creates: it holds the run's lease (picked here, so
+        # a resent create holds the same one) and renews it until the run ends.
+        lease = new_lease() if flow_run.state.type is StateType.PENDING else None
+        request = FlowRunCreate(lease=lease,
             id=flow_run.id, flow_name=flow_run.flow_name, name=flow_run.name,
             parameters=redaction.redact_value(flow_run.parameters), tags=flow_run.tags,
             state=redaction.redact_state(flow_run.state),
@@ -87,7 +96,21 @@ class HttpReporter:
             self._local_only.add(flow_run.id)
             log.warning("control plane at %s is unreachable (%s); flow run %r is tracked "
                         "locally only", self.client.connection.api_url, exc, flow_run.name)
+            return flow_run
+        if lease is not None:
+            self.leases[flow_run.id] = lease
+            if self.keeper is None:
+                self.keeper = LeaseKeeper(self.client)
+            self.local_leases[flow_run.id] = self.keeper.hold(flow_run.id, lease)
         return flow_run
+
+    def lease_of(self, flow_run_id: str) -> LocalLease | None:
+        return self.local_leases.get(flow_run_id)
+
+    def _release(self, flow_run_id: str) -> None:
+        """The run ended (or is no longer ours): stop renewing its lease."""
+        if self.keeper is not None:
+            self.keeper.release(flow_run_id)
 
     def set_flow_run_state(self, flow_run: FlowRun, state: State, transition_id: str) -> State:
         if flow_run.id in self._local_only:
@@ -105,6 +128,7 @@ class HttpReporter:
                     flow_run.id, shown, transition_id, lease=self.leases.get(flow_run.id))
                 break
             except errors.Conflict as exc:  # a stale lease: another attempt owns the run
+                self._release(flow_run.id)
                 raise errors.RunAborted(f"the control plane refused {state.name}: {exc}") from exc
             except _TRANSIENT as exc:
                 if time.monotonic() >= deadline:
@@ -114,7 +138,11 @@ class HttpReporter:
                 time.sleep(min(backoff_delay(attempt, base=0.25, cap=5.0),
                                max(0.0, deadline - time.monotonic())))
         if answer.status is TransitionStatus.ACCEPT:
+            if answer.state.is_terminal:
+                self._release(flow_run.id)
             return answer.state
+        if answer.status is TransitionStatus.ABORT:
+            self._release(flow_run.id)
         raise errors.RunAborted(
             f"the control plane refused {state.name} ({answer.status.value}): "
             f"{answer.reason or answer.state.name}")

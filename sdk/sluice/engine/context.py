@@ -15,6 +15,7 @@ from ..reporting import Reporter
 
 if TYPE_CHECKING:
     from ..flows import Flow
+    from ..leases import LocalLease
     from ..tasks import Task
     from .futures import TaskFuture
     from .results import ResultStorage
@@ -32,6 +33,9 @@ class FlowRunContext:
     persist_result: bool | None = None
     #: This attempt retries a run: tasks whose result an earlier attempt persisted are Cached.
     resuming: bool = False
+    #: The run's lease in this process (None: tracked in memory only): checked before each task
+    #: run starts, so an attempt that lost its lease does nothing more.
+    lease: LocalLease | None = None
     #: n-th call of each task in this run, so task-run names ("extract-3") are stable.
     task_counters: dict[str, itertools.count] = field(default_factory=dict)
     futures: list[TaskFuture] = field(default_factory=list)

@@ -8,6 +8,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import ParameterValidationError, RunAborted, TaskTimeout
+from ..leases import LeaseLost
 from ..models import FlowRun, State, StateType, new_id, new_state, utcnow
 from .context import FlowRunContext, flow_run_ctx, task_run_ctx
 from .futures import TaskFuture, state_result
@@ -126,6 +127,7 @@ class FlowRunner:
             (self.parent.result_storage if self.parent else None),
             max_workers=self.options.max_workers,
             persist_result=self.options.persist_result,
+            lease=self.reporter.lease_of(self.flow_run.id),
         )
         self._logger().info("Beginning flow run %r for flow %r", self.flow_run.name,
                             self.flow.name)
@@ -195,6 +197,13 @@ class FlowRunner:
     def _aborted(self, exc: RunAborted) -> State:
         state = new_state(StateType.CANCELLED, message=str(exc))
         state._result = exc
+        if isinstance(exc, LeaseLost) and exc.cancelled:
+            # Cancelled while the run held its lease (a script run): confirm it. A lease that
+            # went to another attempt refuses this, and nothing is written.
+            try:
+                self.reporter.set_flow_run_state(self.flow_run, state, os.urandom(8).hex())
+            except RunAborted:
+                pass
         self.flow_run.state = state
         self.flow_run.end_time = state.timestamp
         self._run_hooks(self.options.on_cancellation, state)

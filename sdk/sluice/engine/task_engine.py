@@ -224,6 +224,9 @@ class TaskRunner:
         return bool(self.flow_ctx.persist_result if own is None else own)
 
     def _start_attempt(self) -> None:
+        lease = self.flow_ctx.lease
+        if lease is not None:
+            lease.check()  # an attempt past its lease starts nothing more (issue 12)
         run = self.task_run
         run.run_count += 1
         if run.start_time is None:

@@ -12,11 +12,22 @@ from .api import (
     FlowRunCreate,
     HeartbeatRequest,
     HeartbeatResponse,
+    LeaseTerms,
     Page,
     RunMessage,
     SetStateRequest,
     SetStateResponse,
     TransitionStatus,
+)
+from .bounds import (
+    MAX_BACKFILL_RUNS,
+    MAX_CONCURRENCY_LIMIT,
+    MAX_INTERVAL_SECONDS,
+    MAX_LATENESS_SECONDS,
+    MAX_RETRIES,
+    MAX_RETRY_DELAY_SECONDS,
+    MAX_RETRY_JITTER_FACTOR,
+    MAX_TIMEOUT_SECONDS,
 )
 from .deployments import (
     DEFAULT_POOL,
@@ -95,7 +106,7 @@ __all__ = [
     "MAX_PARAMETERS_BYTES", "MAX_LOG_MESSAGE_CHARS", "MAX_TAGS", "MAX_TAG_CHARS",
     # api
     "Page", "ErrorBody", "FlowRunCreate", "SetStateRequest", "SetStateResponse",
-    "TransitionStatus", "RunMessage", "ClaimRequest", "ClaimResponse", "HeartbeatRequest", "HeartbeatResponse",
+    "TransitionStatus", "RunMessage", "ClaimRequest", "ClaimResponse", "HeartbeatRequest", "HeartbeatResponse", "LeaseTerms",
     "EventsBatch", "EventsAccepted", "MAX_EVENTS_PER_BATCH", "MAX_EVENTS_BATCH_BYTES",
     "MAX_PAGE_LIMIT",
     # deployments and pools
@@ -104,6 +115,10 @@ __all__ = [
     "DEFAULT_POOL", "POOL_NAME_PATTERN", "WorkerHeartbeat", "BundleUploadRequest",
     "BackfillRequest", "BackfillSummary",
     "BundleLocation", "SHA256_PATTERN", "MAX_BUNDLE_BYTES",
+    # bounds of numeric inputs
+    "MAX_RETRIES", "MAX_RETRY_DELAY_SECONDS", "MAX_TIMEOUT_SECONDS", "MAX_CONCURRENCY_LIMIT",
+    "MAX_INTERVAL_SECONDS", "MAX_LATENESS_SECONDS", "MAX_BACKFILL_RUNS",
+    "MAX_RETRY_JITTER_FACTOR",
     # secrets in parameters
     "SECRET_REFERENCE_KEY", "SECRET_MASK", "SECRET_NAME_PATTERN", "is_secret_name",
     "secret_reference", "secret_reference_name",

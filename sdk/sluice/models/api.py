@@ -8,6 +8,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .bounds import MAX_RETRIES, MAX_RETRY_DELAY_SECONDS
 from .runs import LogRecord, TaskRun
 from .states import State, StateType
 
@@ -52,10 +53,17 @@ class FlowRunCreate(_Request):
     idempotency_key: str | None = Field(default=None, max_length=256)
     #: Client-generated id (the SDK's flow runs); absent means the server makes one.
     id: str | None = Field(default=None, max_length=64)
-    #: A flow started as a plain script reports itself already Running.
+    #: Scheduled (the default) or Pending: a flow started as a plain script (or a subflow)
+    #: creates its run Pending and holds it with `lease`. Other states are refused.
     state: State | None = None
-    retries: int = Field(default=0, ge=0)
-    retry_delay_seconds: float = Field(default=0, ge=0)
+    #: The lease of a run its creator executes (Pending, in no pool): chosen by the creator (a
+    #: random secret of 16+ characters), so a resent create holds the same lease and nobody
+    #: else learns it. Every later write of the run must carry it, and the creator must renew it
+    #: with heartbeats, or the monitor declares the run Crashed.
+    lease: str | None = Field(default=None, min_length=16, max_length=128)
+    retries: int = Field(default=0, ge=0, le=MAX_RETRIES)
+    retry_delay_seconds: float = Field(default=0, ge=0, le=MAX_RETRY_DELAY_SECONDS,
+                                       allow_inf_nan=False)
     parent_flow_run_id: str | None = None
     parent_task_run_id: str | None = None
 
@@ -113,7 +121,19 @@ class RunMessage(BaseModel):
     scheduled_at: datetime | None = None
 
 
-class ClaimResponse(BaseModel):
+class LeaseTerms(BaseModel):
+    """What the holder of a lease must know to keep it (in claim and heartbeat answers)."""
+
+    #: When the lease expires unless renewed (control-plane time). The holder counts the lease's
+    #: length from when it sent the request, on its own monotonic clock.
+    lease_expires_at: datetime | None = None
+    #: The length of the lease from each renewal.
+    lease_seconds: float | None = None
+    #: How often the control plane wants the lease renewed (a third of its length).
+    heartbeat_interval_seconds: float | None = None
+
+
+class ClaimResponse(LeaseTerms):
     lease: str
     flow_run: Any  # FlowRun; Any keeps the OpenAPI schema simple for the generic client
 
@@ -122,7 +142,7 @@ class HeartbeatRequest(_Request):
     lease: str = Field(min_length=1)
 
 
-class HeartbeatResponse(BaseModel):
+class HeartbeatResponse(LeaseTerms):
     cancel_requested: bool = False
     state: State
 
@@ -132,9 +152,10 @@ class EventsBatch(_Request):
 
     task_runs: list[TaskRun] = Field(default_factory=list)
     logs: list[LogRecord] = Field(default_factory=list)
-    #: The lease of the attempt that sends the batch (a worker's run). A batch of an attempt
-    #: that lost the run (the monitor crashed it, another attempt holds it) is refused with 409,
-    #: like its state changes. Without a lease (a flow started as a script) nothing is checked.
+    #: The lease of the attempt that sends the batch. A batch without the run's current lease
+    #: (none, or that of an attempt that lost the run) is refused with 409, like its state
+    #: changes; so are task runs for a run that already ended (log lines of its last attempt
+    #: are still taken: a process's last output arrives after its final state).
     lease: str | None = Field(default=None, max_length=256)
 
     def __repr_args__(self) -> Any:

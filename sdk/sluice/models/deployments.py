@@ -8,6 +8,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .bounds import (
+    MAX_BACKFILL_RUNS,
+    MAX_CONCURRENCY_LIMIT,
+    MAX_LATENESS_SECONDS,
+    MAX_RETRIES,
+    MAX_RETRY_DELAY_SECONDS,
+    StoredFloat,
+)
+
 DEFAULT_POOL = "default"
 #: Pool names become queue names; SQS allows 80 characters of [A-Za-z0-9_-]
 #: (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_CreateQueue.html),
@@ -39,7 +48,10 @@ class Schedule(BaseModel):
 
     id: str | None = None
     cron: str | None = None
-    interval_seconds: float | None = Field(default=None, gt=0)
+    #: 1 s to `MAX_INTERVAL_SECONDS`: checked by the control plane (`validate_schedule`), not
+    #: here, because stored deployments are read with this model too (a stored infinity or NaN
+    #: reads as a finite number, which that check refuses).
+    interval_seconds: StoredFloat | None = Field(default=None, gt=0)
     anchor: datetime | None = None
     timezone: str = "UTC"
     parameters: dict[str, Any] = Field(default_factory=dict)
@@ -66,16 +78,26 @@ class DeploymentCreate(BaseModel):
     source: CodeSource = Field(default_factory=CodeSource)
     schedules: list[Schedule] = Field(default_factory=list)
     paused: bool = False
-    concurrency_limit: int | None = Field(default=None, ge=1)
+    concurrency_limit: int | None = Field(default=None, ge=1, le=MAX_CONCURRENCY_LIMIT)
     collision_strategy: CollisionStrategy = CollisionStrategy.ENQUEUE
-    retries: int = Field(default=0, ge=0)
-    retry_delay_seconds: float = Field(default=0, ge=0)
+    retries: int = Field(default=0, ge=0, le=MAX_RETRIES)
+    retry_delay_seconds: float = Field(default=0, ge=0, le=MAX_RETRY_DELAY_SECONDS,
+                                       allow_inf_nan=False)
     catchup: bool = False
-    max_lateness_seconds: float | None = Field(default=None, gt=0)
+    max_lateness_seconds: float | None = Field(default=None, gt=0, le=MAX_LATENESS_SECONDS,
+                                               allow_inf_nan=False)
 
 
 class Deployment(DeploymentCreate):
     model_config = ConfigDict(extra="ignore")
+
+    # A stored deployment is read as it was written: the bounds above apply where values enter
+    # (create, update), and one written before a bound existed must still be listed, shown and
+    # scheduled (the control plane clamps what it derives from these).
+    concurrency_limit: int | None = None
+    retries: int = 0
+    retry_delay_seconds: StoredFloat = 0
+    max_lateness_seconds: StoredFloat | None = None
 
     id: str
     created: datetime | None = None
@@ -91,7 +113,7 @@ class DeploymentUpdate(BaseModel):
     description: str | None = None
     schedules: list[Schedule] | None = None
     paused: bool | None = None
-    concurrency_limit: int | None = Field(default=None, ge=1)
+    concurrency_limit: int | None = Field(default=None, ge=1, le=MAX_CONCURRENCY_LIMIT)
     collision_strategy: CollisionStrategy | None = None
 
 
@@ -108,12 +130,15 @@ class PoolCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=POOL_NAME_PATTERN)
-    concurrency_limit: int | None = Field(default=None, ge=1)
+    concurrency_limit: int | None = Field(default=None, ge=1, le=MAX_CONCURRENCY_LIMIT)
     description: str | None = Field(default=None, max_length=1024)
 
 
 class Pool(PoolCreate):
     model_config = ConfigDict(extra="ignore")
+
+    #: Read as stored (see `Deployment`).
+    concurrency_limit: int | None = None
 
     queue_url: str | None = None
     dlq_url: str | None = None
@@ -148,7 +173,7 @@ class BackfillRequest(BaseModel):
     #: or re-run every finished one (all).
     reprocess: Literal["none", "failed", "all"] = "none"
     #: Most runs of this backfill active at once (None: all at once).
-    max_active: int | None = Field(default=None, ge=1)
+    max_active: int | None = Field(default=None, ge=1, le=MAX_BACKFILL_RUNS)
     #: Client-chosen id: a repeated request with it changes nothing.
     backfill_id: str | None = Field(default=None, min_length=1, max_length=64)
 
@@ -171,7 +196,7 @@ class WorkerHeartbeat(BaseModel):
     name: str = Field(min_length=1, max_length=256)
     host: str | None = Field(default=None, max_length=256)
     version: str | None = Field(default=None, max_length=64)
-    slots: int | None = Field(default=None, ge=0)
+    slots: int | None = Field(default=None, ge=0, le=MAX_CONCURRENCY_LIMIT)
 
 
 #: Bundles are content-addressed by the SHA-256 of the zip.

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .bounds import StoredFloat
 from .states import State
 
 #: Largest JSON-encoded parameters of one flow run (bytes). DynamoDB items stop at 400 KB
@@ -49,7 +50,8 @@ class FlowRun(BaseModel):
     run_count: int = 0
     #: How many times the control plane may retry this run after Failed/Crashed.
     retries: int = 0
-    retry_delay_seconds: float = 0
+    #: Read finite (`bounds.finite`): a stored infinity must not stop the run being written.
+    retry_delay_seconds: StoredFloat = 0
     parent_flow_run_id: str | None = None
     parent_task_run_id: str | None = None
     idempotency_key: str | None = None

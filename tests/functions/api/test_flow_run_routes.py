@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
+
 from .conftest import NOW, state_body
 from .events import TEST_USER_ARN
 
@@ -257,9 +259,9 @@ def test_retry_of_a_scheduled_run_is_refused_with_the_reason(api):
 
 def test_events_store_task_runs_and_logs_and_a_replay_changes_nothing(api):
     # Given a running run and a batch of two task runs and three log lines
-    run_id, _ = api.running_run()
+    run_id, lease = api.running_run()
     batch = {"task_runs": [task_run(run_id, "extract-1"), task_run(run_id, "load-1")],
-             "logs": [log_line(run_id, n) for n in range(3)]}
+             "logs": [log_line(run_id, n) for n in range(3)], "lease": lease}
     # When the batch is posted twice
     first = api.post(f"/flow-runs/{run_id}/events", batch)
     api.post(f"/flow-runs/{run_id}/events", batch)
@@ -281,6 +283,27 @@ def test_events_of_another_run_are_refused_and_nothing_is_written(api):
     assert len(api.writes) == before
 
 
+@pytest.mark.parametrize("lease", [None, "not-its-lease"])
+def test_events_without_the_runs_lease_are_refused_and_nothing_is_written(api, lease):
+    run_id, _ = api.running_run()
+    before = len(api.writes)
+    answer = api.post(f"/flow-runs/{run_id}/events", {"logs": [log_line(run_id, 1)]}
+                      | ({"lease": lease} if lease else {}))
+    assert (answer.status, answer.error) == (409, "stale_lease")
+    assert len(api.writes) == before
+
+
+def test_task_runs_of_a_run_that_ended_are_refused_but_its_last_log_lines_are_kept(api):
+    run_id, lease = api.running_run()
+    api.post(f"/flow-runs/{run_id}/state", state_body("COMPLETED", lease=lease))
+    late_task = api.post(f"/flow-runs/{run_id}/events",
+                         {"task_runs": [task_run(run_id, "zombie-1")], "lease": lease})
+    assert (late_task.status, late_task.error) == (409, "stale_lease")
+    late_line = api.post(f"/flow-runs/{run_id}/events",
+                         {"logs": [log_line(run_id, 9)], "lease": lease})
+    assert late_line.json == {"task_runs": 0, "logs": 1}
+
+
 def test_events_for_an_unknown_run_are_a_404(api):
     answer = api.post("/flow-runs/nope/events", {"logs": [log_line("nope", 1)]})
     assert answer.status == 404
@@ -295,12 +318,13 @@ def test_events_batch_over_the_record_limit_is_a_413(api):
 
 def test_logs_follow_with_the_cursor(api):
     # Given a run with two log lines read to the end
-    run_id, _ = api.running_run()
-    api.post(f"/flow-runs/{run_id}/events", {"logs": [log_line(run_id, 1), log_line(run_id, 2)]})
+    run_id, lease = api.running_run()
+    api.post(f"/flow-runs/{run_id}/events", {"logs": [log_line(run_id, 1), log_line(run_id, 2)],
+                                             "lease": lease})
     page = api.get(f"/flow-runs/{run_id}/logs", query={"limit": "1"}).json
     rest = api.get(f"/flow-runs/{run_id}/logs", query={"cursor": page["next_cursor"]}).json
     # When another line arrives and the follower reads on from its cursor
-    api.post(f"/flow-runs/{run_id}/events", {"logs": [log_line(run_id, 3)]})
+    api.post(f"/flow-runs/{run_id}/events", {"logs": [log_line(run_id, 3)], "lease": lease})
     new = api.get(f"/flow-runs/{run_id}/logs", query={"cursor": rest["next_cursor"]}).json
     # Then it sees each line once, in order
     assert [line["message"] for line in page["items"] + rest["items"] + new["items"]] == [
@@ -308,9 +332,9 @@ def test_logs_follow_with_the_cursor(api):
 
 
 def test_task_runs_page_with_limit_and_cursor(api):
-    run_id, _ = api.running_run()
+    run_id, lease = api.running_run()
     api.post(f"/flow-runs/{run_id}/events",
-             {"task_runs": [task_run(run_id, f"t-{n}") for n in range(3)]})
+             {"task_runs": [task_run(run_id, f"t-{n}") for n in range(3)], "lease": lease})
     first = api.get(f"/flow-runs/{run_id}/task-runs", query={"limit": "2"}).json
     second = api.get(f"/flow-runs/{run_id}/task-runs",
                      query={"limit": "2", "cursor": first["next_cursor"]}).json

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from sluice.exceptions import Conflict
+from sluice.exceptions import Conflict, StaleLease
 from sluice.models import FlowRun, State, StateType, TransitionStatus
 from sluice_functions.orchestration import (
     TRANSITION_RULES,
@@ -91,6 +91,13 @@ def test_every_proposed_transition_is_accepted_or_refused_as_written(mover, from
     expected = _table(EXPECTED_PROPOSALS)[(from_name, to_name)]
     # Given a queued run in `from_name`
     run = _run_in(from_name)
+    if mover is Mover.REPORT and run.lease is None:
+        # A run no attempt holds (waiting for its claim) takes no report at all: only its
+        # claim, or an operator's cancel/retry, moves it.
+        with pytest.raises(StaleLease):
+            propose_state(run, State(type=StateType(to_name)), now=NOW, lease=None,
+                          mover=mover)
+        return
     # When its lease holder (or the server) proposes `to_name`
     outcome = propose_state(run, State(type=StateType(to_name)), now=NOW, lease=run.lease,
                             mover=mover)
@@ -122,14 +129,20 @@ def test_only_a_scheduled_run_can_be_claimed(from_name):
         assert outcome.run.state.type is StateType.PENDING and outcome.run.lease == "L2"
 
 
-@pytest.mark.parametrize("to_name", ["PENDING", "RUNNING"])
-def test_a_run_without_a_pool_starts_by_itself(to_name):
-    # Given a flow started as a plain script (no pool, no lease), waiting in Scheduled
-    run = _run_in("SCHEDULED").model_copy(update={"pool": None})
+def test_a_run_without_a_pool_is_started_by_its_creator_with_its_lease():
+    # Given a flow started as a plain script: created Pending, held with the creator's lease
+    run = _run_in("PENDING").model_copy(update={"pool": None})
     # When its own process starts it
-    outcome = propose_state(run, State(type=StateType(to_name)), now=NOW)
-    # Then no claim is needed, and a new attempt is counted
-    assert outcome.accepted and outcome.run.run_count == 1
+    outcome = propose_state(run, State(type=StateType.RUNNING), now=NOW, lease="L")
+    # Then no claim is needed, and the attempt is the one its creation counted
+    assert outcome.accepted and outcome.run.run_count == 1 and outcome.run.lease == "L"
+
+
+@pytest.mark.parametrize("lease", [None, "other"])
+def test_a_write_without_the_runs_lease_is_refused(lease):
+    for run in (_run_in("SCHEDULED"), _run_in("RUNNING"), _run_in("COMPLETED")):
+        with pytest.raises(StaleLease):
+            propose_state(run, State(type=StateType.FAILED), now=NOW, lease=lease)
 
 
 def test_a_queued_run_waiting_for_an_in_process_retry_is_restarted_by_its_lease_holder():

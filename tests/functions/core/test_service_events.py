@@ -15,16 +15,22 @@ from sluice.models import (
     EventsBatch,
     FlowRunCreate,
     LogRecord,
+    Pending,
     Running,
     TaskRun,
 )
 from sluice_functions import service
 
 
+#: The lease of the run's creator (a script run holds its run from its creation).
+LEASE = "script-lease-0123456789"
+
+
 @pytest.fixture
 def run(ports):
-    return service.create_flow_run(FlowRunCreate(flow_name="adhoc"), store=ports.store,
-                                   queue=ports.queue, metrics=ports.metrics, now=NOW)
+    return service.create_flow_run(
+        FlowRunCreate(flow_name="adhoc", state=Pending(), lease=LEASE), store=ports.store,
+        queue=ports.queue, metrics=ports.metrics, now=NOW)
 
 
 def task_run(run_id, n, *, version=1, state=None, flow_run_id=None):
@@ -38,6 +44,8 @@ def log(run_id, n, *, seconds=0, message="hello", flow_run_id=None):
 
 
 def record(ports, run_id, batch):
+    if batch.lease is None:  # sent by the run's holder
+        batch = batch.model_copy(update={"lease": LEASE})
     return service.record_events(run_id, batch, store=ports.store, logs=ports.logs,
                                  metrics=ports.metrics)
 

@@ -102,10 +102,27 @@ class TestCreate:
         with pytest.raises(Conflict, match="already belongs"):
             create(ports, FlowRunCreate(flow_name="other", id="r-1"))
 
-    def test_a_script_run_reports_itself_running_and_is_not_enqueued(self, ports):
-        run = create(ports, FlowRunCreate(flow_name="adhoc", state=State(type=StateType.RUNNING)))
-        assert (run.run_count, run.start_time, run.pool) == (1, NOW, None)
+    def test_a_script_run_is_held_by_its_creator_and_is_not_enqueued(self, ports):
+        lease = "script-lease-0123456789"
+        run = create(ports, FlowRunCreate(flow_name="adhoc", state=State(type=StateType.PENDING),
+                                          lease=lease))
+        assert (run.run_count, run.pool, run.lease) == (1, None, None)  # the lease stays secret
+        stored = ports.store.get_flow_run(run.id)
+        assert (stored.lease, stored.heartbeat_at) == (lease, NOW)  # monitored from now on
         assert ports.queue.sent == []
+
+    @pytest.mark.parametrize("state, extra, field", [
+        ("RUNNING", {}, "state"),  # it would have skipped its lease
+        ("COMPLETED", {}, "state"),
+        ("PENDING", {}, "lease"),  # nobody would renew it
+        ("SCHEDULED", {"lease": "x" * 20}, "lease"),
+    ])
+    def test_a_run_is_created_scheduled_or_pending_with_a_lease(self, ports, state, extra,
+                                                                 field):
+        with pytest.raises(ValidationError) as refused:
+            create(ports, FlowRunCreate(flow_name="adhoc", state=State(type=StateType(state)),
+                                        **extra))
+        assert field in str(refused.value.details), refused.value.details
 
     def test_a_send_failure_keeps_the_run_for_the_next_scheduler_tick(self, ports):
         # Given a queue that refuses messages

@@ -123,8 +123,8 @@ class TestRetries:
         assert outcome.state.type is StateType.CRASHED
 
     def test_a_run_without_a_pool_is_not_retried_by_the_server(self):
-        run = running_run(pool=None, lease=None, retries=3)
-        outcome = propose_state(run, Crashed("killed"), now=NOW)
+        run = running_run(pool=None, lease="S", retries=3)
+        outcome = propose_state(run, Crashed("killed"), now=NOW, lease="S")
         assert outcome.state.type is StateType.CRASHED and not outcome.enqueue
 
     def test_an_in_process_retry_keeps_the_attempts_lease_and_sends_no_message(self):

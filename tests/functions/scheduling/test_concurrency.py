@@ -178,7 +178,7 @@ def test_a_crashed_run_frees_its_slot(plane):
     plane.claim(first.id, attempt=0)
     with pytest.raises(Throttled):
         plane.claim(second.id, attempt=0)
-    plane.clock.advance(seconds=31)
+    plane.clock.advance(seconds=34)  # past the 30 s lease and its 3 s margin
     assert monitor_runs(**plane.ports, now=plane.clock(), heartbeat_timeout=30).crashed == 1
     assert plane.claim(second.id, attempt=0).flow_run.state.type is StateType.PENDING
 

@@ -70,7 +70,7 @@ def test_the_embedded_jobs_are_the_scheduler_and_the_monitor_with_the_configured
     run = service.run_deployment("etl/nightly", DeploymentRunRequest(), **plane.ports,
                                  now=plane.clock())
     plane.claim(run.id, attempt=0)
-    clock = Clock(T0 + timedelta(seconds=3))
+    clock = Clock(T0 + timedelta(seconds=5))  # past the 2 s lease and its 2 s margin
     jobs = dict(embedded_jobs(ports_of(plane), clock=clock,
                               settings=ControlPlaneSettings(heartbeat_timeout_seconds=2)))
     assert list(jobs) == ["scheduler", "monitor"]
@@ -134,7 +134,7 @@ class TestLambdaHandlers:
         run = service.run_deployment(plane.deploy().id, DeploymentRunRequest(), **plane.ports,
                                      now=plane.clock())
         plane.claim(run.id, attempt=0)
-        plane.clock.advance(seconds=6)
+        plane.clock.advance(seconds=8)  # past the 5 s lease and its 2 s margin
         handler = make_tick_handler(
             "monitor",
             lambda ports, settings: monitor_job(

@@ -20,7 +20,11 @@ from sluice.models import (
 from sluice_functions import service
 from sluice_functions.monitoring import monitor_runs
 
-TIMEOUT = 30  # seconds: the heartbeat timeout of these tests
+TIMEOUT = 30  # seconds: the heartbeat timeout (the lease) of these tests
+#: The lease's margin (orchestration.leases: 10 % of it, at least 2 s): a run is declared dead
+#: only this long after its lease expired.
+MARGIN = 3
+DEAD = TIMEOUT + MARGIN
 
 
 def monitor(plane: Plane, seconds_after_t0: float, **options):
@@ -56,11 +60,11 @@ class TestCrashed:
 
     def test_a_silent_run_is_crashed_once_its_heartbeat_expired(self, plane):
         run, lease = running(plane)
-        assert monitor(plane, TIMEOUT - 1).crashed == 0
-        result = monitor(plane, TIMEOUT + 1)
+        assert monitor(plane, DEAD - 1).crashed == 0
+        result = monitor(plane, DEAD + 1)
         stored = plane.store.get_flow_run(run.id)
         assert result.crashed == 1 and stored.state.type is StateType.CRASHED
-        assert "no heartbeat for over 30 s" in stored.state.message
+        assert "no heartbeat for over 33 s" in stored.state.message
         assert stored.end_time == plane.clock() and plane.metrics.counter("CrashedRuns") == 1
         assert monitor(plane, TIMEOUT + 60).crashed == 0  # once
         # The worker was only slow: its late heartbeat and report cannot revive the run.
@@ -71,14 +75,14 @@ class TestCrashed:
 
     def test_a_crashed_run_with_retries_left_awaits_a_retry_and_is_enqueued_again(self, plane):
         run, lease = running(plane, retries=1, retry_delay_seconds=10)
-        result = monitor(plane, TIMEOUT + 1)
+        result = monitor(plane, DEAD + 1)
         stored = plane.store.get_flow_run(run.id)
         assert (result.retried, result.crashed) == (1, 0)
         assert stored.state.name == "AwaitingRetry" and stored.lease is None
         assert plane.queue.sends_of(run.id) == [(0, 0), (1, 10)]  # attempt 1, after its delay
         # The old attempt's worker comes back: its heartbeat and its report are refused.
         with pytest.raises(StaleLease):
-            beat(plane, run.id, lease, TIMEOUT + 2)
+            beat(plane, run.id, lease, DEAD + 2)
         with pytest.raises(StaleLease):
             plane.report(run.id, Completed(), lease, "late-done")
         # The retry is claimed and completes.
@@ -109,11 +113,11 @@ class TestCrashed:
                 page = store.list_flow_runs_by_state(state_type, **kwargs)
                 if state_type is StateType.RUNNING and page.items:
                     service.heartbeat(run.id, HeartbeatRequest(lease=lease), store=store,
-                                      now=T0 + timedelta(seconds=TIMEOUT + 1))
+                                      now=T0 + timedelta(seconds=DEAD + 1))
                 return page
 
         result = monitor_runs(store=HeartbeatAfterListing(), queue=plane.queue,
-                              metrics=plane.metrics, now=T0 + timedelta(seconds=TIMEOUT + 1),
+                              metrics=plane.metrics, now=T0 + timedelta(seconds=DEAD + 1),
                               heartbeat_timeout=TIMEOUT)
         assert result.crashed == 0
         assert plane.store.get_flow_run(run.id).state.type is StateType.RUNNING
@@ -121,7 +125,7 @@ class TestCrashed:
     def test_a_claimed_run_that_never_started_is_crashed_from_its_claim_time(self, plane):
         run = new_run(plane)
         plane.claim(run.id, attempt=0)
-        assert monitor(plane, TIMEOUT + 1).crashed == 1
+        assert monitor(plane, DEAD + 1).crashed == 1
 
     def test_a_process_that_died_while_waiting_for_an_in_process_retry_is_crashed(self, plane):
         run, lease = running(plane)
@@ -151,7 +155,7 @@ class TestLate:
 
     def test_runs_awaiting_a_retry_are_not_called_late(self, plane):
         run, _ = running(plane, retries=1)
-        monitor(plane, TIMEOUT + 1)  # crashed -> AwaitingRetry now
+        monitor(plane, DEAD + 1)  # crashed -> AwaitingRetry now
         assert monitor(plane, TIMEOUT + 100).late == 0
         assert plane.store.get_flow_run(run.id).state.name == "AwaitingRetry"
 

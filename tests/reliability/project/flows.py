@@ -31,7 +31,12 @@ def record(event: str, step: object = "-", ledger: str | None = None) -> None:
     path = ledger or _ledger_path
     if path is None:
         return
-    run_id = os.environ.get("SLUICE_FLOW_RUN_ID", "?")
+    run_id = os.environ.get("SLUICE_FLOW_RUN_ID")
+    if run_id is None:  # a flow run as a script: no worker named it
+        from sluice.engine.context import flow_run_ctx
+
+        context = flow_run_ctx.get()
+        run_id = context.flow_run.id if context is not None else "?"
     lease = (os.environ.get("SLUICE_LEASE") or "-")[-8:]
     line = (f"{event} {run_id} {_attempt} {lease} {step} {os.getpid()} {os.getppid()} "
             f"{time.time():.6f}\n")
@@ -115,3 +120,52 @@ def secret_flow(ledger: str, password: SecretStr, secret_name: str) -> None:
     leaky_task.submit(api_key).wait()
     record("flow-end")
     raise RuntimeError(f"giving up with {plain} / {api_key}")
+
+
+@task
+def ticking_step(seconds: float, child_seconds: float = 0.0) -> int:
+    """Writes a `tick` ledger line every 0.05 s for `seconds`: the attempt's activity, so the
+    checker sees exactly when a killed or fenced attempt stopped. With `child_seconds`, first
+    starts a child process that leaves the process group (setsid) and ticks on its own, to prove
+    that nothing of a run outlives it."""
+    from sluice.engine.context import task_run_ctx
+
+    index = int(task_run_ctx.get().task_run.name.rsplit("-", 1)[1])
+    record("step-begin", index)
+    if child_seconds:
+        import subprocess
+        import sys
+
+        subprocess.Popen([sys.executable, "-c", _CHILD, _ledger_path or "", _attempt,
+                          str(child_seconds)], start_new_session=True)
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        record("tick", index)
+        time.sleep(0.05)
+    return index
+
+
+_CHILD = """
+import os, sys, time
+ledger, attempt, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+end = time.monotonic() + seconds
+while time.monotonic() < end:
+    line = (f"child {os.environ.get('SLUICE_FLOW_RUN_ID', '?')} {attempt} "
+            f"{(os.environ.get('SLUICE_LEASE') or '-')[-8:]} - {os.getpid()} {os.getppid()} "
+            f"{time.time():.6f}\\n")
+    fd = os.open(ledger, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.write(fd, line.encode())
+    os.close(fd)
+    time.sleep(0.05)
+"""
+
+
+@flow(persist_result=True)
+def fenced_flow(ledger: str, steps: int = 4, step_seconds: float = 2.0,
+                child_seconds: float = 0.0) -> int:
+    """`steps` ticking tasks (persisted: a retry resumes after the last completed one)."""
+    _begin(ledger)
+    total = sum(ticking_step(step_seconds, child_seconds if i == 0 else 0.0)
+                for i in range(steps))
+    record("flow-end")
+    return total

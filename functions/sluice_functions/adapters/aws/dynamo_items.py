@@ -29,7 +29,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from sluice.exceptions import BadRequest
@@ -47,6 +47,7 @@ from ...config import (
     TABLE_SORT_KEY,
     TTL_ATTRIBUTE,
 )
+from ...timemath import as_utc
 
 Item = dict[str, dict[str, Any]]
 
@@ -159,15 +160,15 @@ def worker_key(pool: str, name: str) -> Item:
 
 
 def utc(moment: datetime) -> datetime:
-    """Naive datetimes are taken as UTC (ports.py: datetimes are UTC in and out)."""
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
+    """Naive datetimes are taken as UTC (ports.py: datetimes are UTC in and out); a time
+    whose UTC equivalent is off the calendar is clamped to its edge (`timemath.as_utc`)."""
+    return as_utc(moment)
 
 
 def sortable_time(moment: datetime) -> str:
-    """Fixed-width UTC ISO 8601, so string order is time order."""
-    return utc(moment).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """Fixed-width UTC ISO 8601, so string order is time order (years under 1000 too, which
+    strftime's %Y does not pad)."""
+    return utc(moment).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def run_time(run: FlowRun) -> datetime:

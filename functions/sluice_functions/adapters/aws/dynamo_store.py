@@ -22,6 +22,7 @@ from ...config import (
     TTL_ATTRIBUTE,
 )
 from ...ports import FlowRunFilter
+from ..records import read_record, readable, written_record
 from . import dynamo_items as items
 from .dynamo_table import EXISTS, NOT_EXISTS, KeyQuery, SingleTable
 from .dynamo_run_queries import flow_run_count_queries, flow_run_list_query, matches
@@ -70,19 +71,20 @@ class DynamoRunStore:
                      items.FLOW_RUN_ID: items.s(run.id), TTL_ATTRIBUTE: items.n(expires_at)}
             writes.append(("Put", self._table.put_request(guard, NOT_EXISTS)))
         writes += slot_holder_writes(self._table, stored)
+        written = written_record(FlowRun, stored.model_dump_json(), kind="flow run", ref=run.id)
         try:
             self._table.transact("create flow run", *writes)
         except Conflict as error:
             raise Conflict(f"flow run {run.id} or its idempotency key already exists",
                            details={"flow_run_id": run.id}) from error
-        return FlowRun.model_validate_json(stored.model_dump_json())
+        return written
 
     def get_flow_run(self, flow_run_id: str) -> FlowRun:
         item = self._table.get(items.run_key(flow_run_id), "get flow run")
         if item is None:
             raise NotFound(f"flow run {flow_run_id} not found",
                            details={"flow_run_id": flow_run_id})
-        return FlowRun.model_validate_json(items.data_of(item))
+        return read_record(FlowRun, items.data_of(item), kind="flow run", ref=flow_run_id)
 
     def get_flow_run_by_idempotency_key(self, idempotency_key: str) -> FlowRun | None:
         guard = self._table.get(items.idempotency_key(idempotency_key), "get idempotency key")
@@ -114,17 +116,19 @@ class DynamoRunStore:
     def update_flow_run(self, run: FlowRun) -> FlowRun:
         stored = run.model_copy(update={"version": run.version + 1})
         item = items.flow_run_item(stored, self._expires_at())
+        written = written_record(FlowRun, items.data_of(item), kind="flow run", ref=run.id)
         cas = self._version_condition(run)
         try:
             self._table.put(self._table.put_request(item, **cas), "update flow run")
         except Conflict as error:
             return self._lost_write(run, item, error)
-        return FlowRun.model_validate_json(items.data_of(item))
+        return written
 
     def set_flow_run_state(self, run: FlowRun, transition_id: str | None) -> FlowRun:
         stored = run.model_copy(update={"version": run.version + 1})
         expires_at = self._expires_at()
         item = items.flow_run_item(stored, expires_at)
+        written = written_record(FlowRun, items.data_of(item), kind="flow run", ref=run.id)
         cas = self._version_condition(run)
         writes = [
             ("Put", self._table.put_request(item, cas["condition"], cas["names"], cas["values"])),
@@ -147,7 +151,7 @@ class DynamoRunStore:
             if reasons[:1] == ["ConditionalCheckFailed"]:
                 return self._lost_write(run, item, error)
             raise  # a concurrent transaction on one of the items
-        return FlowRun.model_validate_json(items.data_of(item))
+        return written
 
     def has_transition(self, flow_run_id: str, transition_id: str) -> bool:
         key = items.transition_key(flow_run_id, transition_id)
@@ -161,13 +165,16 @@ class DynamoRunStore:
             names={"#sk": TABLE_SORT_KEY},
             values={":prefix": items.s(items.HISTORY_PREFIX)},
         )
-        return [State.model_validate_json(items.data_of(i)) for i in self._table.all(query)]
+        return readable(self._table.all(query),
+                        lambda i: State.model_validate_json(items.data_of(i)),
+                        kind="state history entry", ref=lambda i: flow_run_id)
 
     def _fresh_runs(self, index_items: list[items.Item], flt: FlowRunFilter) -> list[FlowRun]:
         """The runs behind index entries, read consistently, that still match the filter."""
         keys = [items.key(i[TABLE_PARTITION_KEY]["S"], i[TABLE_SORT_KEY]["S"]) for i in index_items]
-        runs = [FlowRun.model_validate_json(items.data_of(i))
-                for i in self._table.batch_get(keys, "get flow runs")]
+        runs = readable(self._table.batch_get(keys, "get flow runs"),
+                        lambda i: FlowRun.model_validate_json(items.data_of(i)),
+                        kind="flow run", ref=lambda i: i[TABLE_PARTITION_KEY]["S"])
         return [run for run in runs if matches(run, flt)]
 
     def list_flow_runs(self, flt: FlowRunFilter, *, limit: int,
@@ -233,8 +240,9 @@ class DynamoRunStore:
             values={":prefix": items.s(items.TASK_PREFIX)},
         )
         found, next_cursor = self._table.page(query, limit=limit, cursor=cursor)
-        return Page[TaskRun](items=[TaskRun.model_validate_json(items.data_of(i)) for i in found],
-                             next_cursor=next_cursor)
+        task_runs = readable(found, lambda i: TaskRun.model_validate_json(items.data_of(i)),
+                             kind="task run", ref=lambda i: i[TABLE_SORT_KEY]["S"])
+        return Page[TaskRun](items=task_runs, next_cursor=next_cursor)
 
     # ---- deployments -------------------------------------------------------------------------
 
@@ -261,10 +269,15 @@ class DynamoRunStore:
             if current is None:
                 stored = deployment
             else:
-                existing = Deployment.model_validate_json(items.data_of(current))
-                stored = deployment.model_copy(update={
-                    "id": existing.id, "created": existing.created,
-                    "created_by": existing.created_by})
+                try:
+                    existing = Deployment.model_validate_json(items.data_of(current))
+                    kept = {"id": existing.id, "created": existing.created,
+                            "created_by": existing.created_by}
+                except ValueError:  # unreadable (adapters.records): replaced, keeping its id
+                    kept = {"id": current[items.DEPLOYMENT_ID]["S"]}
+                stored = deployment.model_copy(update=kept)
+            written_record(Deployment, stored.model_dump_json(), kind="deployment",
+                           ref=stored.id)
             try:
                 self._table.transact("upsert deployment",
                                      *self._deployment_writes(stored, insert=current is None))
@@ -283,14 +296,15 @@ class DynamoRunStore:
         if item is None:
             raise NotFound(f"deployment {deployment_id} not found",
                            details={"deployment_id": deployment_id})
-        return Deployment.model_validate_json(items.data_of(item))
+        return read_record(Deployment, items.data_of(item), kind="deployment", ref=deployment_id)
 
     def get_deployment_by_name(self, flow_name: str, name: str) -> Deployment:
         item = self._table.get(items.deployment_name_key(flow_name, name), "get deployment")
         if item is None:
             raise NotFound(f"deployment {flow_name}/{name} not found",
                            details={"flow_name": flow_name, "name": name})
-        return Deployment.model_validate_json(items.data_of(item))
+        return read_record(Deployment, items.data_of(item), kind="deployment",
+                           ref=f"{flow_name}/{name}")
 
     def list_deployments(self, *, flow_name: str | None = None, limit: int,
                          cursor: str | None = None) -> Page[Deployment]:
@@ -302,11 +316,13 @@ class DynamoRunStore:
             query.names["#sk"] = TABLE_SORT_KEY
             query.values[":flow"] = items.s(items.deployment_name_sort_key(flow_name))
         found, next_cursor = self._table.page(query, limit=limit, cursor=cursor)
-        return Page[Deployment](
-            items=[Deployment.model_validate_json(items.data_of(i)) for i in found],
-            next_cursor=next_cursor)
+        deployments = readable(found, lambda i: Deployment.model_validate_json(items.data_of(i)),
+                               kind="deployment", ref=lambda i: i[TABLE_SORT_KEY]["S"])
+        return Page[Deployment](items=deployments, next_cursor=next_cursor)
 
     def update_deployment(self, deployment: Deployment) -> Deployment:
+        written_record(Deployment, deployment.model_dump_json(), kind="deployment",
+                       ref=deployment.id)
         current = self.get_deployment(deployment.id)
         if (current.flow_name, current.name) != (deployment.flow_name, deployment.name):
             raise Conflict("a deployment's flow name and name cannot change; upsert a new "
@@ -357,7 +373,8 @@ class DynamoRunStore:
 
     def list_pools(self) -> list[Pool]:
         query = KeyQuery(name="pools", partition=(TABLE_PARTITION_KEY, items.POOLS_PARTITION))
-        return [_pool_of(item) for item in self._table.all(query)]
+        return readable(self._table.all(query), _pool_of, kind="pool",
+                        ref=lambda i: i[TABLE_SORT_KEY]["S"])
 
     def upsert_worker(self, worker: Worker) -> Worker:
         # One attribute per field (JSON-encoded), so SET leaves the fields passed as None alone.
@@ -374,7 +391,9 @@ class DynamoRunStore:
     def list_workers(self, pool: str) -> list[Worker]:
         query = KeyQuery(name="workers",
                          partition=(TABLE_PARTITION_KEY, items.workers_partition(pool)))
-        return [Worker.model_validate(items.worker_fields(i)) for i in self._table.all(query)]
+        return readable(self._table.all(query),
+                        lambda i: Worker.model_validate(items.worker_fields(i)), kind="worker",
+                        ref=lambda i: i[TABLE_SORT_KEY]["S"])
 
 
 def _json(value: Any) -> str:
@@ -382,7 +401,7 @@ def _json(value: Any) -> str:
 
 
 def _pool_of(item: items.Item) -> Pool:
-    pool = Pool.model_validate_json(items.data_of(item))
+    pool = read_record(Pool, items.data_of(item), kind="pool", ref=item[TABLE_SORT_KEY]["S"])
     if items.CREATED in item:
         pool = pool.model_copy(update={"created": datetime.fromisoformat(item[items.CREATED]["S"])})
     return pool

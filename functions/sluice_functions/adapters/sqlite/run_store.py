@@ -5,6 +5,10 @@ the queries filter and sort on, which are derived from the document on every wri
 models gain later therefore round-trip without a schema change; only a new *query* needs a new
 column. Sort keys on time are integer microseconds since the epoch (exact, and ordered like the
 instants they stand for, unlike ISO strings of mixed precision).
+
+A stored document that no longer validates as its model is skipped by lists and answered with
+`UnreadableRecord` (409) when read by id (`adapters.records`); a write never stores a document
+it could not read back.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from sluice.exceptions import Conflict, NotFound
 from sluice.models import Deployment, FlowRun, Page, Pool, State, StateType, TaskRun, Worker
 
 from ...ports import FlowRunFilter
+from ..records import read_record, readable, written_record
 from .database import (
     DEFAULT_BUSY_TIMEOUT_SECONDS,
     SqliteDatabase,
@@ -69,6 +74,7 @@ class SqliteRunStore:
     def create_flow_run(self, run: FlowRun) -> FlowRun:
         stored = run.model_copy(update={"version": 1})
         doc = stored.model_dump_json()
+        written = _readable_run(doc, run.id)
         with self._db.write() as conn:
             clash = conn.execute(
                 "SELECT id FROM flow_runs WHERE id = ? OR idempotency_key = ?",
@@ -85,7 +91,7 @@ class SqliteRunStore:
                 flow_run_row(stored, doc),
             )
             append_history(conn, stored, transition_id=None)
-        return FlowRun.model_validate_json(doc)
+        return written
 
     def get_flow_run(self, flow_run_id: str) -> FlowRun:
         with self._db.read() as conn:
@@ -94,26 +100,28 @@ class SqliteRunStore:
             raise NotFound(
                 f"flow run {flow_run_id} not found", details={"flow_run_id": flow_run_id}
             )
-        return FlowRun.model_validate_json(row["doc"])
+        return _run(row["doc"], flow_run_id)
 
     def get_flow_run_by_idempotency_key(self, idempotency_key: str) -> FlowRun | None:
         with self._db.read() as conn:
             row = conn.execute(
                 "SELECT doc FROM flow_runs WHERE idempotency_key = ?", (idempotency_key,)
             ).fetchone()
-        return None if row is None else FlowRun.model_validate_json(row["doc"])
+        return None if row is None else _run(row["doc"], f"with key {idempotency_key!r}")
 
     def update_flow_run(self, run: FlowRun) -> FlowRun:
         stored = run.model_copy(update={"version": run.version + 1})
         doc = stored.model_dump_json()
+        written = _readable_run(doc, run.id)
         with self._db.write() as conn:
             check_version(conn, run)
             replace_flow_run(conn, stored, doc)
-        return FlowRun.model_validate_json(doc)
+        return written
 
     def set_flow_run_state(self, run: FlowRun, transition_id: str | None) -> FlowRun:
         stored = run.model_copy(update={"version": run.version + 1})
         doc = stored.model_dump_json()
+        written = _readable_run(doc, run.id)
         with self._db.write() as conn:
             check_version(conn, run)
             if transition_id is not None and transition_recorded(conn, run.id, transition_id):
@@ -123,7 +131,7 @@ class SqliteRunStore:
                 )
             replace_flow_run(conn, stored, doc)
             append_history(conn, stored, transition_id)
-        return FlowRun.model_validate_json(doc)
+        return written
 
     def has_transition(self, flow_run_id: str, transition_id: str) -> bool:
         with self._db.read() as conn:
@@ -135,7 +143,8 @@ class SqliteRunStore:
                 "SELECT state FROM flow_run_states WHERE flow_run_id = ? ORDER BY version",
                 (flow_run_id,),
             ).fetchall()
-        return [State.model_validate_json(row["state"]) for row in rows]
+        return readable(rows, lambda row: State.model_validate_json(row["state"]),
+                        kind="state history entry", ref=lambda row: flow_run_id)
 
     def list_flow_runs(
         self, flt: FlowRunFilter, *, limit: int, cursor: str | None = None
@@ -190,7 +199,8 @@ class SqliteRunStore:
         # One row more than asked tells whether another page exists, so the last page says so.
         with self._db.read() as conn:
             rows = conn.execute(sql, params).fetchall()
-        items = [FlowRun.model_validate_json(row["doc"]) for row in rows[:limit]]
+        items = readable(rows[:limit], lambda row: FlowRun.model_validate_json(row["doc"]),
+                         kind="flow run", ref=lambda row: row["id"])
         next_cursor = None
         if len(rows) > limit:
             last = rows[limit - 1]
@@ -227,7 +237,8 @@ class SqliteRunStore:
                 f"SELECT id, doc FROM task_runs {where_sql(where)} ORDER BY id LIMIT ?",
                 [*params, limit + 1],
             ).fetchall()
-        items = [TaskRun.model_validate_json(row["doc"]) for row in rows[:limit]]
+        items = readable(rows[:limit], lambda row: TaskRun.model_validate_json(row["doc"]),
+                         kind="task run", ref=lambda row: row["id"])
         more = len(rows) > limit
         next_cursor = encode_cursor("task_runs", [rows[limit - 1]["id"]]) if more else None
         return Page[TaskRun](items=items, next_cursor=next_cursor)
@@ -237,7 +248,7 @@ class SqliteRunStore:
     def upsert_deployment(self, deployment: Deployment) -> Deployment:
         with self._db.write() as conn:
             row = conn.execute(
-                "SELECT doc FROM deployments WHERE flow_name = ? AND name = ?",
+                "SELECT id, doc FROM deployments WHERE flow_name = ? AND name = ?",
                 (deployment.flow_name, deployment.name),
             ).fetchone()
             if row is None:
@@ -250,20 +261,20 @@ class SqliteRunStore:
                         details={"deployment_id": deployment.id},
                     )
             else:
-                existing = Deployment.model_validate_json(row["doc"])
-                stored = deployment.model_copy(
-                    update={
-                        "id": existing.id,
-                        "created": existing.created,
-                        "created_by": existing.created_by,
-                    }
-                )
+                try:
+                    existing = Deployment.model_validate_json(row["doc"])
+                    kept = {"id": existing.id, "created": existing.created,
+                            "created_by": existing.created_by}
+                except ValueError:  # unreadable (adapters.records): replaced, keeping its id
+                    kept = {"id": row["id"]}
+                stored = deployment.model_copy(update=kept)
             doc = stored.model_dump_json()
+            written = written_record(Deployment, doc, kind="deployment", ref=stored.id)
             conn.execute(
                 "INSERT OR REPLACE INTO deployments (id, flow_name, name, doc) VALUES (?, ?, ?, ?)",
                 (stored.id, stored.flow_name, stored.name, doc),
             )
-        return Deployment.model_validate_json(doc)
+        return written
 
     def get_deployment(self, deployment_id: str) -> Deployment:
         with self._db.read() as conn:
@@ -272,7 +283,7 @@ class SqliteRunStore:
             ).fetchone()
         if row is None:
             raise _deployment_not_found(deployment_id)
-        return Deployment.model_validate_json(row["doc"])
+        return _deployment(row["doc"], deployment_id)
 
     def get_deployment_by_name(self, flow_name: str, name: str) -> Deployment:
         with self._db.read() as conn:
@@ -281,7 +292,7 @@ class SqliteRunStore:
             ).fetchone()
         if row is None:
             raise _deployment_not_found(f"{flow_name}/{name}")
-        return Deployment.model_validate_json(row["doc"])
+        return _deployment(row["doc"], f"{flow_name}/{name}")
 
     def list_deployments(
         self, *, flow_name: str | None = None, limit: int, cursor: str | None = None
@@ -298,11 +309,12 @@ class SqliteRunStore:
             params += [after[0], after[0], after[1]]
         with self._db.read() as conn:
             rows = conn.execute(
-                f"SELECT flow_name, name, doc FROM deployments {where_sql(where)}"
+                f"SELECT id, flow_name, name, doc FROM deployments {where_sql(where)}"
                 " ORDER BY flow_name, name LIMIT ?",
                 [*params, limit + 1],
             ).fetchall()
-        items = [Deployment.model_validate_json(row["doc"]) for row in rows[:limit]]
+        items = readable(rows[:limit], lambda row: Deployment.model_validate_json(row["doc"]),
+                         kind="deployment", ref=lambda row: row["id"])
         next_cursor = None
         if len(rows) > limit:
             last = rows[limit - 1]
@@ -311,6 +323,7 @@ class SqliteRunStore:
 
     def update_deployment(self, deployment: Deployment) -> Deployment:
         doc = deployment.model_dump_json()
+        written = written_record(Deployment, doc, kind="deployment", ref=deployment.id)
         with self._db.write() as conn:
             row = conn.execute(
                 "SELECT flow_name, name FROM deployments WHERE id = ?", (deployment.id,)
@@ -323,7 +336,7 @@ class SqliteRunStore:
                     details={"deployment_id": deployment.id},
                 )
             conn.execute("UPDATE deployments SET doc = ? WHERE id = ?", (doc, deployment.id))
-        return Deployment.model_validate_json(doc)
+        return written
 
     def delete_deployment(self, deployment_id: str) -> None:
         with self._db.write() as conn:
@@ -337,7 +350,10 @@ class SqliteRunStore:
         with self._db.write() as conn:
             row = conn.execute("SELECT doc FROM pools WHERE name = ?", (pool.name,)).fetchone()
             if row is not None:
-                created = Pool.model_validate_json(row["doc"]).created
+                try:
+                    created = Pool.model_validate_json(row["doc"]).created
+                except ValueError:  # pydantic's ValidationError: the stored pool is replaced
+                    created = pool.created
                 pool = pool.model_copy(update={"created": created})
             doc = pool.model_dump_json(include=set(POOL_CONFIGURATION_FIELDS))
             conn.execute("INSERT OR REPLACE INTO pools (name, doc) VALUES (?, ?)", (pool.name, doc))
@@ -348,12 +364,13 @@ class SqliteRunStore:
             row = conn.execute("SELECT doc FROM pools WHERE name = ?", (name,)).fetchone()
         if row is None:
             raise NotFound(f"pool {name!r} not found", details={"pool": name})
-        return Pool.model_validate_json(row["doc"])
+        return read_record(Pool, row["doc"], kind="pool", ref=name)
 
     def list_pools(self) -> list[Pool]:
         with self._db.read() as conn:
-            rows = conn.execute("SELECT doc FROM pools ORDER BY name").fetchall()
-        return [Pool.model_validate_json(row["doc"]) for row in rows]
+            rows = conn.execute("SELECT name, doc FROM pools ORDER BY name").fetchall()
+        return readable(rows, lambda row: Pool.model_validate_json(row["doc"]), kind="pool",
+                        ref=lambda row: row["name"])
 
     def upsert_worker(self, worker: Worker) -> Worker:
         with self._db.write() as conn:
@@ -373,9 +390,22 @@ class SqliteRunStore:
     def list_workers(self, pool: str) -> list[Worker]:
         with self._db.read() as conn:
             rows = conn.execute(
-                "SELECT doc FROM workers WHERE pool = ? ORDER BY name", (pool,)
+                "SELECT name, doc FROM workers WHERE pool = ? ORDER BY name", (pool,)
             ).fetchall()
-        return [Worker.model_validate_json(row["doc"]) for row in rows]
+        return readable(rows, lambda row: Worker.model_validate_json(row["doc"]), kind="worker",
+                        ref=lambda row: f"{pool}/{row['name']}")
+
+
+def _run(doc: str, ref: str) -> FlowRun:
+    return read_record(FlowRun, doc, kind="flow run", ref=ref)
+
+
+def _deployment(doc: str, ref: str) -> Deployment:
+    return read_record(Deployment, doc, kind="deployment", ref=ref)
+
+
+def _readable_run(doc: str, ref: str) -> FlowRun:
+    return written_record(FlowRun, doc, kind="flow run", ref=ref)
 
 
 def _deployment_not_found(ref: str) -> NotFound:

@@ -71,16 +71,24 @@ FLOW_RUN_COLUMNS = (
 )
 
 
+#: The largest integer an SQLite column holds.
+_MAX_SQLITE_INTEGER = 2**63 - 1
+
+
 def flow_run_row(run: FlowRun, doc: str) -> tuple[object, ...]:
-    if run.scheduled_at is None:
-        raise ValueError(f"flow run {run.id} has no scheduled_at; the caller always sets it")
+    # The service always sets `scheduled_at`; a record written without it (another version,
+    # by hand) is listed by its creation time, as the DynamoDB store does.
+    listed_at = run.scheduled_at or run.created or run.state.timestamp
+    if not -_MAX_SQLITE_INTEGER <= run.version <= _MAX_SQLITE_INTEGER:
+        raise Conflict(f"flow run {run.id} cannot be written: its version {run.version} is out "
+                       "of range", details={"flow_run_id": run.id, "version": run.version})
     return (
         run.id,
         run.flow_name,
         run.deployment_id,
         run.pool,
         run.state.type.value,
-        epoch_micros(run.scheduled_at),
+        epoch_micros(listed_at),
         run.idempotency_key,
         run.version,
         doc,
@@ -146,7 +154,10 @@ def filter_clauses(flt: FlowRunFilter) -> tuple[list[str], list[object]]:
         where.append("scheduled_us < ?")
         params.append(epoch_micros(flt.scheduled_before))
     if flt.holds_slot_of is not None:
-        where.append("EXISTS (SELECT 1 FROM json_each(doc, '$.slot_scopes') WHERE value = ?)")
+        # A document SQLite cannot read as JSON (a legacy one with a NaN token) holds no slot,
+        # instead of failing the count - and with it every claim of its pool.
+        where.append("EXISTS (SELECT 1 FROM json_each(CASE WHEN json_valid(doc) THEN doc ELSE"
+                     " '{}' END, '$.slot_scopes') WHERE value = ?)")
         params.append(flt.holds_slot_of)
     return where, params
 
