@@ -61,7 +61,7 @@ class LocalLease:
     the first renewal sets it). `refresh`, if given, pulls renewals that may be waiting (the
     worker's pipe) before a deadline is judged past."""
 
-    __slots__ = ("flow_run_id", "deadline", "lost", "_refresh")
+    __slots__ = ("flow_run_id", "deadline", "lost", "ended", "_refresh")
 
     def __init__(self, flow_run_id: str, deadline: float | None = None,
                  refresh: Callable[[], None] | None = None) -> None:
@@ -69,6 +69,8 @@ class LocalLease:
         self.deadline = deadline
         #: Why the lease is gone for good (None while held).
         self.lost: str | None = None
+        #: The run ended in this process (reported or not): its lease is no longer renewed.
+        self.ended = False
         self._refresh = refresh
 
     def renew(self, deadline: float) -> None:
@@ -137,6 +139,9 @@ class LeaseKeeper:
             with self._lock:
                 held = list(self._held.items())
             for flow_run_id, (lease, local) in held:
+                if local.lost is not None or local.ended:  # no longer ours to keep
+                    self.release(flow_run_id)
+                    continue
                 try:
                     self._renew(flow_run_id, lease, local)
                 except Exception:  # the keeper must outlive any one failure: the deadline decides
@@ -144,9 +149,11 @@ class LeaseKeeper:
 
     def _renew(self, flow_run_id: str, lease: str, local: LocalLease) -> None:
         sent = lease_clock()
+        timeout = max(1.0, self._interval)
+        if local.deadline is not None:  # an answer after the deadline renews nothing
+            timeout = min(timeout, max(0.5, local.deadline - sent))
         try:
-            answer = self.client.heartbeat(flow_run_id, lease, attempts=1,
-                                           timeout=max(1.0, self._interval))
+            answer = self.client.heartbeat(flow_run_id, lease, attempts=1, timeout=timeout)
         except StaleLease as exc:
             local.lose(f"the control plane no longer gives it to this process ({exc})")
             self.release(flow_run_id)

@@ -14,7 +14,7 @@ monitor ticks at several times (no exception may escape a tick), and every route
 each record with plausible bodies (its lease, random states), plus the list routes: no answer
 may be a 5xx. Failures are collected with the record that caused them, then asserted.
 
-Size: SLUICE_FUZZ_EXAMPLES worlds (default 4 in `make test`, 150 in `make chaos`), each with
+Size: SLUICE_FUZZ_EXAMPLES worlds (default 2 in `make test`, 100 in `make chaos`), each with
 `RUNS_PER_WORLD` runs and `DEPLOYMENTS_PER_WORLD` deployments; the seed is
 SLUICE_CHAOS_SEED or random, printed to replay.
 """
@@ -31,7 +31,7 @@ import time
 import traceback
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,8 @@ from sluice_functions.adapters.sqlite.store_sql import flow_run_row
 from sluice_functions.api import build_app
 from sluice_functions.isolation import TICK_RECORD_ERRORS
 from sluice_functions.monitoring import monitor_runs
+from sluice_functions.monitoring.monitor import LIVE_STATE_TYPES, last_sign_of_life
+from sluice_functions.orchestration import LeasePolicy, holds_live_attempt
 from sluice_functions.scheduling import schedule_deployments
 
 from .driver import Figures
@@ -77,6 +79,9 @@ TIMES = [
 FLOATS: list[Any] = [0, 0.0, -1, -1e308, 1e-300, 0.5, 30, 604_800, 604_801, 1e12, 1e15, 1e308,
                      2**63, 10**30, "Infinity", "-Infinity", "NaN"]
 INTS: list[Any] = [0, 1, 3, -1, 1000, 1001, 2**31, 2**63 - 1, 2**63, 10**30, -(10**30)]
+#: `version` is the store's own compare-and-set counter, kept in an indexed column too: only
+#: values a store can have written (the column is SQLite's 64-bit integer, and a write adds 1).
+VERSIONS: list[Any] = [0, 1, 3, -1, 2**31, 2**62]
 STRINGS: list[Any] = ["", " ", "etl", "x" * 10_000, "日本語🚀", "\u202e", "\x00", "../..",
                       "a/b", "%2F", "\\ud800"]
 STATE_NAMES = ["", "Scheduled", "Late", "AwaitingRetry", "Pending", "Running", "Retrying",
@@ -127,6 +132,7 @@ class Tally:
     routes: int = 0
     server_errors: int = 0
     record_errors: int = 0
+    stuck: int = 0
     failures: list[str] = field(default_factory=list)
 
     def fail(self, what: str) -> None:
@@ -196,7 +202,7 @@ def fuzzed_run(rng: random.Random, deployment_ids: list[str]) -> dict[str, Any]:
         "updated": ts(rng, "2024-05-01T11:00:00Z"),
         "worker": pick(rng, [*STRINGS, None], "w1" if leased else None),
         "heartbeat_at": ts(rng, "2024-05-01T11:59:50Z" if leased else None),
-        "version": pick(rng, INTS, 3, 0.8),
+        "version": pick(rng, VERSIONS, 3, 0.8),
         "lease": pick(rng, ["", "lease-" + "x" * 300, None], f"lease-{rng.randrange(10**9)}"
                       if leased else None, 0.8),
         "claim_id": pick(rng, [*STRINGS, None], None, 0.8),
@@ -286,12 +292,15 @@ def plant(world: World, tally: Tally) -> None:
         keys.add(str(key))
         doc = as_json(run)
         with store._db.write() as conn:
+            row = row_of(run, doc)
             conn.execute(
                 "INSERT INTO flow_runs (id, flow_name, deployment_id, pool, state_type,"
                 " scheduled_us, idempotency_key, version, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                row_of(run, doc))
+                row)
+            # Its history entry, written with the run's version (as the store writes them).
             conn.execute("INSERT INTO flow_run_states (flow_run_id, version, transition_id, state)"
-                         " VALUES (?, ?, ?, ?)", (run["id"], 1, None, as_json(run.get("state"))))
+                         " VALUES (?, ?, ?, ?)", (run["id"], row[7], None,
+                                                  as_json(run.get("state"))))
             if rng.random() < 0.3:
                 task = {"id": uuid.uuid4().hex, "flow_run_id": run["id"], "task_name": "t",
                         "name": "t-0", "state": run.get("state"), "version": pick(rng, INTS, 1),
@@ -324,9 +333,7 @@ def row_of(run: dict[str, Any], doc: str) -> tuple[Any, ...]:
     that no longer parses)."""
     try:
         parsed = FlowRun.model_validate_json(doc)
-        # The version column is SQLite's 64-bit integer; the document may claim more.
-        column_version = max(-(2**63) + 1, min(2**63 - 1, parsed.version))
-        return flow_run_row(parsed.model_copy(update={"version": column_version}), doc)
+        return flow_run_row(parsed, doc)
     except (ValueError, OverflowError):
         state = run.get("state") if isinstance(run.get("state"), dict) else {}
         state_type = state.get("type") if state.get("type") in [t.value for t in StateType] \
@@ -502,11 +509,33 @@ def fuzz_world(seed: int, tmp: Path, tally: Tally) -> None:
             if step in (0, 2):
                 visit(world, tally)
         tally.record_errors += int(metrics.counter(TICK_RECORD_ERRORS))
+        check_nothing_stuck(world, tally)
     finally:
         close_ports(ports)
 
 
-def fuzz_examples(default: int = 4) -> int:
+def check_nothing_stuck(world: World, tally: Tally) -> None:
+    """After the last tick (a year on), no readable run may still hold a live attempt whose
+    lease expired: the monitor crashed (or retried) every one, however odd its other values."""
+    store, now = world.api.ports.store.adapter, world.api.clock()
+    expired_before = LeasePolicy(timedelta(seconds=HEARTBEAT_TIMEOUT)).silent_since(now)
+    for state_type in LIVE_STATE_TYPES:
+        due = now if state_type is StateType.SCHEDULED else None
+        cursor = None
+        while True:
+            page = store.list_flow_runs_by_state(state_type, scheduled_before=due, limit=200,
+                                                 cursor=cursor)
+            for run in page.items:
+                if holds_live_attempt(run) and last_sign_of_life(run) < expired_before:
+                    tally.stuck += 1
+                    tally.fail(f"flow run {run.id} still holds an expired lease after the last "
+                               f"tick: {short(world.runs.get(run.id))!r}")
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+
+
+def fuzz_examples(default: int = 2) -> int:
     return int(os.environ.get("SLUICE_FUZZ_EXAMPLES") or default)
 
 
@@ -525,17 +554,19 @@ def test_no_stored_value_aborts_a_tick_or_makes_a_route_answer_5xx(seed, tmp_pat
     skipped = sum(records.unreadable_records.values()) - unreadable_before
     Figures(
         scenario="7c stored values fuzzed", seed=seed, runs=tally.records, workers=0,
-        crashes_injected=tally.extreme, lost=tally.server_errors + tally.ticks_aborted,
+        crashes_injected=tally.extreme,
+        lost=tally.server_errors + tally.ticks_aborted + tally.stuck,
         seconds=elapsed,
         notes={"worlds": worlds, "records stored": tally.records,
                "unreadable records stored": tally.extreme, "ticks run": tally.ticks,
                "ticks aborted": tally.ticks_aborted, "routes called": tally.routes,
-               "5xx": tally.server_errors,
+               "5xx": tally.server_errors, "runs left holding an expired lease": tally.stuck,
                "records skipped by ticks (TickRecordErrors)": tally.record_errors,
                "unreadable records skipped by lists": skipped},
     ).save()
     assert not tally.failures, (
-        f"{tally.ticks_aborted} ticks aborted, {tally.server_errors} 5xx answers "
+        f"{tally.ticks_aborted} ticks aborted, {tally.server_errors} 5xx answers, {tally.stuck} "
+        "runs stuck "
         f"(seed {seed}); first ones:\n\n" + "\n\n".join(tally.failures[:10]))
     assert tally.ticks == worlds * len(CLOCK_STEPS) * 2 and tally.routes > 0
     assert math.isfinite(elapsed)

@@ -64,12 +64,13 @@ def fenced(tmp_path):
     lease = f"lease-{os.getpid()}-{time.monotonic_ns()}"
     process, pipe = processes.spawn([sys.executable, "-c", FENCED, str(out)],
                                     env={**os.environ, "SLUICE_LEASE": lease}, cwd=None)
-    processes.send_deadline(pipe, lease_clock() + 2.0)
+    pipe.send(lease_clock() + 2.0)
     assert _wait(lambda: out.exists() and out.read_text().endswith("\n"), 30)
     pid, child = (int(x) for x in out.read_text().split())
     held = {"pipe": pipe}
     yield process, held, pid, child, lease
-    processes.close_quietly(held["pipe"])
+    if held["pipe"] is not None:
+        held["pipe"].close()
     processes.kill_run_processes(process.pid, lease)
     process.wait(10)
 
@@ -78,7 +79,7 @@ def test_a_flow_process_whose_worker_is_gone_stops_itself_and_what_it_started(fe
     process, held, pid, child, _ = fenced
     # When its worker disappears (the pipe's only write end closes: a SIGKILLed worker)
     closed_at = lease_clock()
-    os.close(held.pop("pipe"))
+    held.pop("pipe").close()
     held["pipe"] = None
     # Then it kills its group and the child that left the group, at once
     assert process.wait(10) == -signal.SIGKILL
@@ -91,7 +92,7 @@ def test_a_flow_process_stops_at_its_deadline_unless_renewed(fenced):
     pipe = held["pipe"]
     # Given renewals for a while (its worker beats)
     for _ in range(5):
-        processes.send_deadline(pipe, lease_clock() + 1.0)
+        pipe.send(lease_clock() + 1.0)
         time.sleep(0.3)
     assert process.poll() is None and _alive(child)
     # When renewals stop (its worker is frozen), Then it stops itself at the deadline
@@ -108,11 +109,24 @@ def test_a_flow_process_paused_past_its_deadline_reads_its_renewals_before_judgi
     os.kill(pid, signal.SIGSTOP)
     end = lease_clock() + 3.0
     while lease_clock() < end:
-        processes.send_deadline(pipe, lease_clock() + 2.0)
+        pipe.send(lease_clock() + 2.0)
         time.sleep(0.2)
     # When it continues past the deadline it had, Then the waiting renewals keep it alive
     os.kill(pid, signal.SIGCONT)
-    processes.send_deadline(pipe, lease_clock() + 2.0)
+    pipe.send(lease_clock() + 2.0)
+    time.sleep(0.5)
+    assert process.poll() is None
+
+
+def test_a_stopped_process_finds_the_newest_renewal_however_long_it_was_stopped(fenced):
+    process, held, pid, child, _ = fenced
+    pipe = held["pipe"]
+    # Given a process stopped while its worker sends far more renewals than a pipe holds
+    os.kill(pid, signal.SIGSTOP)
+    for _ in range(20_000):  # 160 KB of renewals against a 64 KB pipe
+        assert pipe.send(lease_clock() + 2.0)
+    # When it continues, Then the newest renewal is there and it goes on
+    os.kill(pid, signal.SIGCONT)
     time.sleep(0.5)
     assert process.poll() is None
 
@@ -165,15 +179,15 @@ def test_the_worker_beats_as_often_as_the_control_plane_asks_and_knows_its_deadl
     sent = lease_clock()
     supervisor._heartbeat()
     # Then it beats every second, and its deadline counts from when it sent the beat
-    assert supervisor.heartbeat_interval == 1.0
-    assert sent <= supervisor.deadline - 3.0 <= lease_clock()
-    assert not supervisor._expired()
+    assert supervisor.held.interval == 1.0
+    assert sent <= supervisor.held.deadline - 3.0 <= lease_clock()
+    assert not supervisor.held.expired()
 
 
 def test_the_next_beat_comes_sooner_as_the_deadline_nears():
     supervisor = _supervisor(10.0)
     supervisor._heartbeat()
-    supervisor.deadline = lease_clock() + 0.4  # renewals failed meanwhile
-    assert supervisor._until_next_beat() <= 0.2
-    supervisor.deadline = lease_clock() - 0.1
-    assert supervisor._expired()
+    supervisor.held.deadline = lease_clock() + 0.4  # renewals failed meanwhile
+    assert supervisor.held.until_next_beat() <= 0.2
+    supervisor.held.deadline = lease_clock() - 0.1
+    assert supervisor.held.expired()

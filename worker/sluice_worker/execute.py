@@ -78,6 +78,10 @@ def main() -> int:
     except SluiceError as exc:
         return fail_before_start(f"could not read a secret parameter: {exc}")
     state = run_flow(flow, parameters, reporter=reporter, flow_run=flow_run)
+    if fence is not None and fence.lease.lost is not None:
+        # The engine stopped the run for a lost lease: nothing of this attempt may go on (or
+        # claim it reported a final state it did not).
+        fence.stop(fence.lease.lost)
     out.close_lines()
     err.close_lines()
     reporter.close(timeout=30)

@@ -28,7 +28,7 @@ import time
 
 from sluice.leases import LocalLease, lease_clock
 
-from .processes import ENV_LEASE_FD, ENV_WORKER_PID, marked_processes
+from .processes import ENV_LEASE_FD, ENV_WORKER_PID, RECORD, marked_processes
 
 #: How often the watch wakes with no deadline known (the first renewal sets one).
 IDLE_WAKE_SECONDS = 1.0
@@ -43,8 +43,10 @@ class Fence:
         self.marker = lease
         self.lease = LocalLease(flow_run_id, refresh=self.drain)
         self._lock = threading.Lock()
-        self._buffer = b""
         self._closed = False
+        #: Only the process that started the fence reads its pipe (a forked child of the flow
+        #: inherits this object, and must not take its parent's renewals).
+        self._owner = os.getpid()
         os.set_blocking(fd, False)
 
     @classmethod
@@ -61,10 +63,14 @@ class Fence:
 
     def drain(self) -> None:
         """Read every renewal waiting in the pipe (never blocks)."""
+        if os.getpid() != self._owner:
+            return
+        latest = None
         with self._lock:
             while not self._closed:
                 try:
-                    chunk = os.read(self.fd, 4096)
+                    # Whole records only: the worker writes them atomically, one at a time.
+                    chunk = os.read(self.fd, RECORD.size * 512)
                 except BlockingIOError:
                     break
                 except OSError:
@@ -72,19 +78,21 @@ class Fence:
                 if not chunk:
                     self._closed = True
                     break
-                self._buffer += chunk
-            *lines, self._buffer = self._buffer.split(b"\n")
-        for line in lines:
-            with contextlib.suppress(ValueError):
-                self.lease.renew(float(line))
+                usable = len(chunk) - len(chunk) % RECORD.size
+                if usable:
+                    latest = max(value for (value,) in RECORD.iter_unpack(chunk[:usable]))
+        if latest is not None:
+            self.lease.renew(latest)
 
     def _watch(self) -> None:
+        poller = select.poll()  # not select(): the fd may be numbered past FD_SETSIZE
+        poller.register(self.fd, select.POLLIN | select.POLLHUP)
         while True:
             deadline = self.lease.deadline
             wait = IDLE_WAKE_SECONDS if deadline is None else \
                 max(0.0, min(IDLE_WAKE_SECONDS, deadline - lease_clock()))
-            with contextlib.suppress(OSError, ValueError):
-                select.select([self.fd], [], [], wait)
+            with contextlib.suppress(OSError):
+                poller.poll(wait * 1000)
             self.drain()
             if self._closed:
                 self.stop("its worker is gone (the lease pipe closed), so nobody renews the "

@@ -10,10 +10,14 @@ behind").
 
 from __future__ import annotations
 
+import array
 import contextlib
+import fcntl
 import os
 import signal
+import struct
 import subprocess
+import termios
 from pathlib import Path
 
 #: The fd number (in the flow process) of the pipe that carries its lease renewals.
@@ -26,11 +30,52 @@ KILL_ROUNDS = 3
 _PROC = Path("/proc")
 
 
+#: One renewal on the lease pipe: a deadline as a native double. Writes this small are atomic
+#: (POSIX: up to PIPE_BUF), and every reader reads whole multiples of it, so records never split.
+RECORD = struct.Struct("d")
+#: Unread bytes above which the flow process is not reading (stopped, or its fence thread
+#: starved): the worker drops those stale renewals before writing a fresh one, so the pipe never
+#: fills and the newest deadline is always there when the process reads again.
+STALE_BYTES = 64 * RECORD.size
+
+
+class LeasePipe:
+    """The worker's ends of a flow process's lease pipe: it writes deadlines, and keeps a read
+    end of its own to drop renewals the process did not read."""
+
+    def __init__(self, write_end: int, read_end: int) -> None:
+        self.write_end, self.read_end = write_end, read_end
+        os.set_blocking(write_end, False)  # a stopped process must never block its worker
+        os.set_blocking(read_end, False)
+
+    def send(self, deadline: float) -> bool:
+        """Tell the flow process its lease now runs until `deadline` (`lease_clock`). False
+        when the process is gone."""
+        try:
+            if _unread(self.read_end) > STALE_BYTES:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(self.read_end, (STALE_BYTES // RECORD.size) * RECORD.size * 16)
+            os.write(self.write_end, RECORD.pack(deadline))
+            return True
+        except OSError:
+            return False
+
+    def close(self) -> None:
+        close_quietly(self.write_end)
+        close_quietly(self.read_end)
+
+
+def _unread(fd: int) -> int:
+    buffer = array.array("i", [0])
+    fcntl.ioctl(fd, termios.FIONREAD, buffer)
+    return buffer[0]
+
+
 def spawn(command: list[str], *, env: dict[str, str], cwd: str | None,
-          stdin: int | None = subprocess.DEVNULL) -> tuple[subprocess.Popen[bytes], int]:
-    """Start a flow process in its own session with a lease pipe; return it and the pipe's
-    write end (the worker writes renewals there, and closing it tells the process its worker
-    is gone)."""
+          stdin: int | None = subprocess.DEVNULL) -> tuple[subprocess.Popen[bytes], LeasePipe]:
+    """Start a flow process in its own session with a lease pipe; return it and the worker's
+    ends of the pipe (renewals are written there, and closing them tells the process its
+    worker is gone)."""
     read_end, write_end = os.pipe()
     os.set_inheritable(read_end, True)
     try:
@@ -40,21 +85,10 @@ def spawn(command: list[str], *, env: dict[str, str], cwd: str | None,
             pass_fds=(read_end,), start_new_session=True)
     except BaseException:
         os.close(write_end)
-        raise
-    finally:
         os.close(read_end)
-    os.set_blocking(write_end, False)  # a stopped process must never block its worker
-    return process, write_end
-
-
-def send_deadline(write_end: int, deadline: float) -> bool:
-    """Tell the flow process its lease now runs until `deadline` (this machine's monotonic
-    clock). False when the process is gone or its pipe is full (it is not reading)."""
-    try:
-        os.write(write_end, f"{deadline:.6f}\n".encode())
-        return True
-    except (BlockingIOError, BrokenPipeError, OSError):
-        return False
+        raise
+    os.set_inheritable(read_end, False)
+    return process, LeasePipe(write_end, read_end)
 
 
 def close_quietly(fd: int | None) -> None:

@@ -15,20 +15,20 @@ import subprocess
 import sys
 import threading
 
-from .processes import close_quietly, spawn
+from .processes import LeasePipe, spawn
 
 
 class Standby:
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
         self._process: subprocess.Popen[bytes] | None = None
-        self._pipe: int | None = None
+        self._pipe: LeasePipe | None = None
         self._lock = threading.Lock()
         self._refill = threading.Event()
         self._closing = False
         self._thread: threading.Thread | None = None
 
-    def _spawn(self) -> tuple[subprocess.Popen[bytes], int]:
+    def _spawn(self) -> tuple[subprocess.Popen[bytes], LeasePipe]:
         return spawn([sys.executable, "-m", "sluice_worker.execute", "--standby"],
                      env={**os.environ, "PYTHONUNBUFFERED": "1"}, cwd=None,
                      stdin=subprocess.PIPE)
@@ -53,14 +53,15 @@ class Standby:
                 if self._closing:
                     return
                 if self._process is None or self._process.poll() is not None:
-                    close_quietly(self._pipe)
+                    if self._pipe is not None:
+                        self._pipe.close()
                     try:
                         self._process, self._pipe = self._spawn()
                     except OSError:
                         self._process, self._pipe = None, None
 
     def take(self, python: str, env: dict[str, str], cwd: str
-             ) -> tuple[subprocess.Popen[bytes], int] | None:
+             ) -> tuple[subprocess.Popen[bytes], LeasePipe] | None:
         """The waiting process, now running this run, and its lease pipe; None when there is
         none to use."""
         if not self.enabled or python != sys.executable:
@@ -72,14 +73,14 @@ class Standby:
         if process is None or pipe is None:
             return None
         if process.poll() is not None:
-            close_quietly(pipe)
+            pipe.close()
             return None
         try:
             assert process.stdin is not None
             process.stdin.write(json.dumps({"env": env, "cwd": cwd}).encode() + b"\n")
             process.stdin.close()
         except OSError:
-            close_quietly(pipe)
+            pipe.close()
             return None
         return process, pipe
 
@@ -96,6 +97,7 @@ class Standby:
                 process.wait(10)
             except (OSError, subprocess.TimeoutExpired):
                 process.kill()
-        close_quietly(pipe)
+        if pipe is not None:
+            pipe.close()
         if self._thread is not None:
             self._thread.join(timeout=5)

@@ -18,13 +18,13 @@ from pydantic import ValidationError as PydanticValidationError
 
 from sluice import exceptions as errors
 from sluice.client.transport import retry_transient
-from sluice.leases import lease_clock
 from sluice.models import Cancelled, Crashed, Failed, RunMessage, new_id
 
 from . import faults
 from .execute import ENV_ENTRYPOINT, ENV_FLOW_RUN_ID, ENV_LEASE, EXIT_REPORTED
 from .output import OutputPump
-from .processes import close_quietly, kill_run_processes, send_deadline, spawn
+from .attempt_lease import AttemptLease
+from .processes import kill_run_processes, spawn
 from .sources import CodeUnavailable
 
 log = logging.getLogger("sluice.worker")
@@ -64,14 +64,8 @@ class RunSupervisor:
         self._taken = False  # this supervisor holds the message id on its worker
         self.lease: str | None = None
         self.stop_reason: str | None = None  # "cancel" | "stale" | "expired" | "shutdown"
-        #: When the lease runs out unless renewed (on `lease_clock()`); None: the control
-        #: plane states no terms (an older one), and only its 409 stops the run.
-        self.deadline: float | None = None
-        #: Renewal period: the worker's setting, never slower than the control plane asks.
-        self.heartbeat_interval = self.settings.heartbeat_interval
-        #: The write end of the flow process's lease pipe (see `fence`).
-        self._pipe: int | None = None
-        self._sent_at = lease_clock()
+        #: The attempt's lease: its deadline, renewal period, and the flow process's pipe.
+        self.held = AttemptLease(self.settings.heartbeat_interval)
 
     def _claim(self, body: RunMessage) -> Any:
         worker = self.worker
@@ -104,6 +98,9 @@ class RunSupervisor:
         finally:
             if self._taken:
                 self.worker.release_message(self.message["MessageId"], self)
+            leases = getattr(self.worker.reporter, "leases", {})
+            if self.flow_run_id is not None and leases.get(self.flow_run_id) == self.lease:
+                del leases[self.flow_run_id]  # only ours: another attempt may hold the run now
 
     def _run(self) -> None:
         worker, client = self.worker, self.worker.client
@@ -136,7 +133,7 @@ class RunSupervisor:
             # again (another one would find the run held, drop the message, and the run would
             # sit claimed by nobody until the monitor crashed it).
             claim = retry_transient(
-                lambda: self._timed(lambda: self._claim(body)),
+                lambda: self.held.renew(lambda: self._claim(body)),
                 PATIENCE_SECONDS, what=f"claiming run {body.flow_run_id}",
                 retry_on=(errors.ServiceUnavailable,), on_retry=self._keep_message)
         except (errors.Conflict, errors.NotFound) as exc:
@@ -161,7 +158,6 @@ class RunSupervisor:
             worker.queue.change_visibility(self.receipt, self.settings.busy_retry_seconds)
             return
         self.lease = claim.lease
-        self._take_terms(claim)
         worker.reporter.leases[body.flow_run_id] = claim.lease  # the process's output lines
         faults.reached("after_claim", body.flow_run_id)
         flow_run = claim.flow_run if isinstance(claim.flow_run, dict) else dict(claim.flow_run)
@@ -200,10 +196,11 @@ class RunSupervisor:
         done = threading.Event()
 
         def beat() -> None:
-            while not done.wait(self._until_next_beat()):
+            while not done.wait(self.held.until_next_beat()):
                 self._heartbeat()
-                if self._expired():
+                if self.held.expired():
                     self.stop_reason = self.stop_reason or "expired"
+                    return  # nothing to keep alive: the run will not start
 
         thread = threading.Thread(target=beat, daemon=True, name="sluice-prepare-beat")
         thread.start()
@@ -211,7 +208,7 @@ class RunSupervisor:
             yield
         finally:
             done.set()
-            thread.join(timeout=self._beat_timeout + 1)
+            thread.join(timeout=self.held.beat_timeout + 1)
 
     def _wait_until_due(self, body: RunMessage) -> bool:
         """Start a run on its second: hold an early message until `scheduled_at`. A message far
@@ -253,32 +250,31 @@ class RunSupervisor:
         assert self.flow_run_id is not None
         pump = OutputPump(self.worker.reporter, self.flow_run_id, echo=self.worker.echo_output)
         started = time.monotonic()
-        if self._expired():
+        if self.held.expired():
             self.stop_reason = "expired"
             self._conclude(None, pump, 0.0)
             return
         # Its own session and process group, and a pipe that carries the lease's renewals.
-        self.process, self._pipe = self.worker.standby.take(command[0], env, cwd) or \
+        self.process, pipe = self.worker.standby.take(command[0], env, cwd) or \
             spawn(command, env=env, cwd=cwd)
-        if self.deadline is not None:
-            send_deadline(self._pipe, self.deadline)
+        self.held.attach(pipe)
         pump.follow(self.process.stdout, "stdout")  # type: ignore[arg-type]
         pump.follow(self.process.stderr, "stderr")  # type: ignore[arg-type]
         self.worker.on_started(self)
-        next_beat = time.monotonic() + self._until_next_beat()
+        next_beat = time.monotonic() + self.held.until_next_beat()
         try:
             while True:
                 try:
                     # Short waits: a stop request (cancel, shutdown) is acted on within a
                     # second, and a lease about to expire well before it does.
-                    code = self.process.wait(timeout=min(0.5, self.heartbeat_interval))
+                    code = self.process.wait(timeout=min(0.5, self.held.interval))
                     break
                 except subprocess.TimeoutExpired:
                     pass
                 if time.monotonic() >= next_beat:
                     self._heartbeat()
-                    next_beat = time.monotonic() + self._until_next_beat()
-                if self._expired():
+                    next_beat = time.monotonic() + self.held.until_next_beat()
+                if self.held.expired():
                     # No renewal got through in time: stop before the control plane may give
                     # the run to another attempt (lease expiry + margin).
                     self.stop_reason = self.stop_reason or "expired"
@@ -288,76 +284,38 @@ class RunSupervisor:
         finally:
             # Nothing of the run outlives it: its group, and whatever left the group.
             escaped = kill_run_processes(self.process.pid, self.lease)
-            close_quietly(self._pipe)
-            self._pipe = None
+            self.held.detach()
         if escaped:
             log.warning("run %s: stopped %d process(es) that had left its process group",
                         self.flow_run_id, escaped)
-        if self.stop_reason is None and code != EXIT_REPORTED and self._expired():
+        if self.stop_reason is None and code != EXIT_REPORTED and self.held.expired():
             self.stop_reason = "expired"  # it fenced itself while this worker could not renew
         pump.join()
         self.worker.reporter.flush(timeout=10, flow_run_id=self.flow_run_id)
-        self.worker.reporter.leases.pop(self.flow_run_id, None)
         elapsed = time.monotonic() - started
         self._conclude(code, pump, elapsed)
 
-    # -- the lease ---------------------------------------------------------------------------
-    def _timed(self, call: Any) -> Any:
-        """`call()` (a claim or heartbeat), noting when it was sent: the lease it renews is
-        counted from then (before the control plane wrote it, so this side expires first)."""
-        self._sent_at = lease_clock()
-        return call()
-
-    def _take_terms(self, answer: Any) -> None:
-        """The lease terms of a claim or heartbeat answer (absent from older control planes)."""
-        seconds = getattr(answer, "lease_seconds", None)
-        if not seconds:
-            return
-        self.deadline = self._sent_at + seconds
-        interval = getattr(answer, "heartbeat_interval_seconds", None)
-        if interval:
-            self.heartbeat_interval = min(self.settings.heartbeat_interval, interval)
-        if self._pipe is not None:
-            send_deadline(self._pipe, self.deadline)
-
-    def _expired(self) -> bool:
-        return self.deadline is not None and lease_clock() >= self.deadline
-
-    def _until_next_beat(self) -> float:
-        """The renewal period, shortened near the deadline: after a failed renewal the next one
-        still comes twice before the lease runs out."""
-        if self.deadline is None:
-            return self.heartbeat_interval
-        left = self.deadline - lease_clock()
-        return max(0.05, min(self.heartbeat_interval, left / 2))
-
     def _heartbeat(self) -> None:
         assert self.flow_run_id is not None and self.lease is not None
+        flow_run_id, lease = self.flow_run_id, self.lease
         try:
-            self.worker.queue.change_visibility(self.receipt, self.settings.visibility_timeout)
-        except Exception as exc:  # the API heartbeat below is what keeps the run alive
-            log.warning("could not extend message visibility: %s", exc)
-        try:
+            # The lease first (the message's visibility can wait; the lease's deadline cannot).
             # One short try: the next beat is the retry, and a hung connection must not keep
             # the run from hearing a cancel or a 409 for long.
-            answer = self._timed(lambda: self.worker.client.heartbeat(
-                self.flow_run_id, self.lease, attempts=1, timeout=self._beat_timeout))
+            answer = self.held.renew(lambda: self.worker.client.heartbeat(
+                flow_run_id, lease, attempts=1, timeout=self.held.beat_timeout))
         except errors.Conflict:
             self.stop_reason = self.stop_reason or "stale"
-            return
-        except (*_TRANSIENT, errors.NotFound) as exc:
-            log.warning("heartbeat of %s failed: %s", self.flow_run_id, exc)
-            return
-        self._take_terms(answer)
-        if answer.cancel_requested:
+            answer = None
+        except Exception as exc:  # 5xx, a refusal, the network: the deadline decides
+            log.warning("heartbeat of %s failed: %s", flow_run_id, exc)
+            answer = None
+        if answer is not None and answer.cancel_requested:
             self.stop_reason = self.stop_reason or "cancel"
-
-    @property
-    def _beat_timeout(self) -> float:
-        timeout = min(30.0, max(5.0, 2 * self.heartbeat_interval))
-        if self.deadline is not None:  # an answer after the deadline renews nothing
-            timeout = min(timeout, max(0.5, self.deadline - lease_clock()))
-        return timeout
+        try:
+            self.worker.queue.change_visibility(self.receipt, self.settings.visibility_timeout)
+        except Exception as exc:  # only delays a redelivery; the lease keeps the run
+            log.warning("could not extend message visibility: %s", exc)
 
     def request_stop(self, reason: str) -> None:
         self.stop_reason = self.stop_reason or reason
@@ -390,9 +348,11 @@ class RunSupervisor:
             self.worker.echo(f"run {self.flow_run_id}: its lease expired unrenewed; stopped it")
             # Until the margin runs out the lease may still be ours: saying so now lets the
             # retry start sooner; refused (409) if the monitor already decided.
+            tail = "\n".join(pump.tail)
             self._report(Crashed(
                 f"worker {self.worker.name} could not renew the run's lease before it expired "
-                "(the control plane was unreachable) and stopped the run", details={
+                "(the control plane was unreachable) and stopped the run"
+                + (f"; last stderr lines:\n{tail}" if tail else ""), details={
                     "exit_code": code}), patience=EXPIRED_REPORT_PATIENCE_SECONDS)
             return
         if reason == "cancel":

@@ -10,6 +10,10 @@ record must not stop everyone else's work, so:
   first field that failed, instead of a 500;
 * a write checks first that what it stores reads back (`written_record`), so the control plane
   never stores such a record itself.
+
+Records that do read get one repair: a naive time (no zone; the control plane never writes one)
+is read as UTC, as the ports promise, so comparing it with the control plane's clock cannot
+fail.
 """
 
 from __future__ import annotations
@@ -21,6 +25,9 @@ from typing import Any, TypeVar
 import pydantic
 
 from sluice.exceptions import SluiceError, ValidationError
+from sluice.models import Deployment, FlowRun, State
+
+from ..timemath import UTC
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +56,7 @@ def _problem(exc: Exception) -> str:
 def read_record(model: type[M], text: str | bytes, *, kind: str, ref: str) -> M:
     """`model` from its stored JSON, or `UnreadableRecord` naming the record `kind` `ref`."""
     try:
-        return model.model_validate_json(text)
+        return with_aware_times(model.model_validate_json(text))
     except (pydantic.ValidationError, ValueError) as exc:
         raise UnreadableRecord(
             f"the stored {kind} {ref} cannot be read ({_problem(exc)}); it was written by "
@@ -76,7 +83,7 @@ def readable(rows: Iterable[R], parse: Callable[[R], M], *, kind: str,
     parsed: list[M] = []
     for row in rows:
         try:
-            parsed.append(parse(row))
+            parsed.append(with_aware_times(parse(row)))
         except (pydantic.ValidationError, ValueError, UnreadableRecord) as exc:
             unreadable_records[kind] = unreadable_records.get(kind, 0) + 1
             try:
@@ -86,3 +93,31 @@ def readable(rows: Iterable[R], parse: Callable[[R], M], *, kind: str,
             logger.error("skipped the stored %s %s: it cannot be read (%s)", kind, name,
                          _problem(exc))
     return parsed
+
+
+_RUN_TIMES = ("scheduled_at", "start_time", "end_time", "created", "updated", "heartbeat_at",
+              "enqueued_at")
+_STATE_TIMES = ("timestamp", "scheduled_time")
+
+
+def with_aware_times(record: M) -> M:
+    """The record with its naive times read as UTC (runs, their state, deployments; a schedule's
+    naive anchor means its own time zone and is left alone)."""
+    if isinstance(record, FlowRun):
+        update = _utc_fields(record, _RUN_TIMES)
+        state = with_aware_times(record.state)
+        if state is not record.state:
+            update["state"] = state
+        return record.model_copy(update=update) if update else record
+    if isinstance(record, State):
+        update = _utc_fields(record, _STATE_TIMES)
+        return record.model_copy(update=update) if update else record
+    if isinstance(record, Deployment):
+        update = _utc_fields(record, ("created", "updated"))
+        return record.model_copy(update=update) if update else record
+    return record
+
+
+def _utc_fields(record: pydantic.BaseModel, names: tuple[str, ...]) -> dict[str, Any]:
+    return {name: value.replace(tzinfo=UTC) for name in names
+            if (value := getattr(record, name, None)) is not None and value.tzinfo is None}

@@ -70,7 +70,7 @@ def register_flow_run_routes(
         check_timestamps(request)
         return service.create_flow_run(
             request, store=store, queue=queue, metrics=metrics,
-            created_by=caller_identity(app.current_event.raw_event), now=clock(),
+            created_by=caller_identity(app.current_event.raw_event), now=clock(), leases=leases,
         )
 
     @app.get("/flow-runs", tags=[TAG], responses=documented(200, 404),

@@ -45,7 +45,7 @@ from ..orchestration import LeasePolicy, Mover, Transition, holds_live_attempt
 from ..ports import Metrics, RunQueue, RunStore
 from ..scheduling.holds import backfill_id_of
 from ..service.flow_runs import enqueue_due_runs
-from ..service.lifecycle import apply_server_transition, mark_crashed
+from ..service.lifecycle import apply_server_transition, lease_outlives, mark_crashed
 from ..service.queueing import is_held
 from ..timemath import seconds, shift
 
@@ -123,13 +123,16 @@ def _crash_if_silent(run: FlowRun, *, store: RunStore, queue: RunQueue, metrics:
     """Pass 1 for one run."""
     if not holds_live_attempt(run) or last_sign_of_life(run) >= expired_before:
         return
+    if lease_outlives(run, now - policy.margin):
+        return  # granted on longer terms (the timeout was shortened since): those still hold
     message = crash_message(run, policy)
     try:
         # The verdict is about the attempt read here (its lease): one that ended
         # meanwhile is left alone, so its retry is not crashed before it starts.
         answer = mark_crashed(run.id, store=store, queue=queue, metrics=metrics,
                               message=message, heartbeat_expired_before=expired_before,
-                              lease=run.lease, now=now)
+                              lease=run.lease, lease_expired_before=now - policy.margin,
+                              now=now)
     except (Conflict, NotFound):
         return  # it kept changing: alive after all, or someone else decided
     if answer.status is not TransitionStatus.ACCEPT:

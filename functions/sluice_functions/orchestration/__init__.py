@@ -1,6 +1,6 @@
 """Flow-run orchestration: the rule table and the pure functions that apply it (no I/O)."""
 
-from .leases import LeasePolicy
+from .leases import DEFAULT_LEASES, LeasePolicy
 from .rules import TRANSITION_RULES, Gate, Mover, Rule, refusal
 from .transitions import (
     Transition,
@@ -13,6 +13,6 @@ from .transitions import (
 )
 
 __all__ = [
-    "LeasePolicy", "TRANSITION_RULES", "Gate", "Mover", "Rule", "refusal", "holds_live_attempt",
+    "DEFAULT_LEASES", "LeasePolicy", "TRANSITION_RULES", "Gate", "Mover", "Rule", "refusal", "holds_live_attempt",
     "Transition", "cancel", "check_lease", "claim", "propose_state", "retry",
 ]

@@ -62,3 +62,7 @@ class LeasePolicy:
         """An attempt whose last renewal is older than this is dead: its lease expired more
         than `margin` ago, so its holder has fenced itself."""
         return now - self.duration - self.margin
+
+
+#: Lease terms where a caller names none (tests; the API passes the configured ones).
+DEFAULT_LEASES = LeasePolicy()

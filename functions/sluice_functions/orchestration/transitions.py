@@ -143,6 +143,7 @@ def claim(
     details = {"flow_run_id": run.id, "state": run.state.type.value, "run_count": run.run_count}
     already_claimed_by_caller = (
         run.state.type is StateType.PENDING
+        and run.lease is not None  # a stored run without one was never claimed properly
         and run.worker == worker
         and (attempt is None or run.run_count == attempt + 1)
         and (claim_id is None or claim_id == run.claim_id)
@@ -267,12 +268,15 @@ def _enter(run: FlowRun, state: State, now: datetime, *, same_attempt: bool) -> 
         renamed = from_type is StateType.SCHEDULED and scheduled_at == run.scheduled_at
         if not (same_attempt or renamed):
             # A new attempt: it needs a new message, and the next claim issues a new lease.
-            update.update(lease=None, heartbeat_at=None, end_time=None, enqueued_at=None)
+            update.update(lease=None, heartbeat_at=None, end_time=None, enqueued_at=None,
+                          lease_expires_at=None, ended_lease=run.lease or run.ended_lease)
     if from_type is StateType.SCHEDULED and state.type in (StateType.PENDING, StateType.RUNNING):
         update["run_count"] = run.run_count + 1
     if state.type is StateType.RUNNING and run.start_time is None:
         update["start_time"] = now
     if state.is_terminal:
         update["end_time"] = now
+        # The run's own lease now names its last attempt; an earlier one's is stale.
+        update["ended_lease"] = None
     update["state"] = state
     return run.model_copy(update=update)

@@ -54,7 +54,7 @@ from sluice.models import (
     utcnow,
 )
 
-from ..isolation import isolated, record_failed
+from ..isolation import isolated
 from ..ports import Metrics, RunQueue, RunStore
 from ..service.flow_runs import create_flow_run_once, enqueue_due_runs
 from ..service.parameter_schema import validate_parameters
@@ -235,9 +235,6 @@ class _Tick:
     def isolated(self, what: str):
         """A block handling one record (`isolation.isolated`)."""
         return isolated(TICK, what, metrics=self.metrics, result=self.result)
-
-    def fail(self, what: str) -> None:
-        record_failed(TICK, what, metrics=self.metrics, result=self.result)
 
     def exists(self, run_id: str) -> bool:
         if run_id in self.known_ids:

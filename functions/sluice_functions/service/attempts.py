@@ -1,18 +1,45 @@
-"""What happens to the rest of an attempt when it ends: its task runs that were still open."""
+"""An attempt's lease terms and renewals, and what happens to the rest of an attempt when it
+ends: its task runs that were still open."""
 
 from __future__ import annotations
 
 import logging
 from datetime import datetime
+from typing import Any
 
+from sluice.exceptions import Conflict
 from sluice.models import MAX_PAGE_LIMIT, FlowRun, StateType, TaskRun, new_state
 
-from ..ports import RunStore
+from ..orchestration import LeasePolicy, holds_live_attempt
+from ..ports import Metrics, RunStore
 
 logger = logging.getLogger(__name__)
 
 #: Most task runs of one attempt closed when it ends; beyond that they are left (and logged).
 MAX_TASK_RUNS_CLOSED = 10_000
+#: Compare-and-set rounds of a renewal before giving up with 409.
+MAX_RENEW_ATTEMPTS = 5
+
+
+def lease_terms(leases: LeasePolicy, renewed_at: datetime) -> dict[str, Any]:
+    """The `LeaseTerms` fields of an answer that renewed a lease at `renewed_at`."""
+    return {"lease_expires_at": leases.expires_at(renewed_at), "lease_seconds": leases.seconds,
+            "heartbeat_interval_seconds": leases.heartbeat_interval_seconds}
+
+
+def renew(run: FlowRun, *, store: RunStore, now: datetime, leases: LeasePolicy) -> FlowRun:
+    """Record a renewal of the run's lease at `now` (compare-and-set, re-read on a race); a run
+    whose attempt ended or changed meanwhile is returned as it is, unrenewed."""
+    lease = run.lease
+    for _ in range(MAX_RENEW_ATTEMPTS):
+        try:
+            return store.update_flow_run(run.model_copy(update={
+                "heartbeat_at": now, "lease_expires_at": leases.expires_at(now)}))
+        except Conflict:
+            run = store.get_flow_run(run.id)
+            if not holds_live_attempt(run) or run.lease != lease:
+                return run
+    raise Conflict(f"flow run {run.id} kept changing during the claim; try again")
 
 
 def ended_attempt(before: FlowRun, after: FlowRun) -> bool:
@@ -25,10 +52,21 @@ def ended_attempt(before: FlowRun, after: FlowRun) -> bool:
     return after.state.is_terminal or after.lease != before.lease
 
 
-def close_open_task_runs(run: FlowRun, *, store: RunStore, now: datetime) -> int:
+def close_open_task_runs(run: FlowRun, *, store: RunStore, metrics: Metrics,
+                         now: datetime) -> int:
     """Task runs of `run` still Pending/Running/Scheduled end like their flow run (Crashed or
     Cancelled): a killed attempt never reports them, and nothing may stay Running inside a run
-    that ended. Returns how many were closed."""
+    that ended. Best effort: the transition is already written, so a failure here is logged and
+    counted (`TaskRunCloseFailed`), never raised. Returns how many were closed."""
+    try:
+        return _close_open_task_runs(run, store=store, now=now)
+    except Exception:
+        logger.exception("closing the open task runs of flow run %s failed", run.id)
+        metrics.count("TaskRunCloseFailed")
+        return 0
+
+
+def _close_open_task_runs(run: FlowRun, *, store: RunStore, now: datetime) -> int:
     closing_type = (StateType.CANCELLED if run.state.type is StateType.CANCELLED
                     else StateType.CRASHED)
     message = f"the flow run's attempt ended ({run.state.name}) while this task run was open"

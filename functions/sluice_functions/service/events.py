@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from sluice.exceptions import PayloadTooLarge, StaleLease, ValidationError
+from sluice.exceptions import PayloadTooLarge, ValidationError
 from sluice.models import (
     MAX_EVENTS_BATCH_BYTES,
     MAX_EVENTS_PER_BATCH,
     MAX_PAGE_LIMIT,
     EventsAccepted,
     EventsBatch,
+    FlowRun,
     LogRecord,
     Page,
     TaskRun,
@@ -33,28 +34,39 @@ def record_events(
     replaces a stored one with a lower `version`. The whole batch is checked before anything is
     written. Raises `NotFound` (unknown run), `ValidationError` (a record of another run),
     `PayloadTooLarge` (too many records, too many bytes, an oversized message), `StaleLease`
-    (409: the batch carries no lease or one the run no longer has - a stale attempt's late
-    records - or task runs of a run that already ended; its last attempt's log lines are still
-    taken, since a process's last output lands after its final state).
+    (409: the batch carries no lease, or that of an attempt older than the last one). From the
+    attempt that ended last, log lines are still taken (a process's last output lands after its
+    final state) and task runs only once they ended.
     """
     _check_batch(flow_run_id, batch)
     run = store.get_flow_run(flow_run_id)
-    check_lease(run, batch.lease)
-    if batch.task_runs and run.state.is_terminal:
-        # Only a zombie reports task runs after its run ended (the engine flushes them before
-        # the final state): they would show a step still Running inside a finished run.
-        raise StaleLease(
-            f"flow run {flow_run_id} already ended {run.state.type.value}; its task runs can no "
-            "longer change",
-            details={"flow_run_id": flow_run_id, "state": run.state.type.value},
-        )
-    if batch.task_runs:
-        store.upsert_task_runs(batch.task_runs)
+    task_runs = batch.task_runs
+    if _from_last_attempt(run, batch.lease):
+        # The attempt is over (its output lands after its final state): its lines are kept,
+        # and of its task runs only those that ended; an open one would show a step still
+        # running inside an attempt that is over (its open task runs were closed with it).
+        task_runs = [t for t in task_runs if t.state.is_terminal]
+        if len(task_runs) < len(batch.task_runs):
+            metrics.count("LateTaskRunsDropped", len(batch.task_runs) - len(task_runs))
+    else:
+        check_lease(run, batch.lease)
+    if task_runs:
+        store.upsert_task_runs(task_runs)
     if batch.logs:
         logs.append(flow_run_id, batch.logs)
-    metrics.count("TaskRunRecords", len(batch.task_runs))
+    metrics.count("TaskRunRecords", len(task_runs))
     metrics.count("LogRecords", len(batch.logs))
-    return EventsAccepted(task_runs=len(batch.task_runs), logs=len(batch.logs))
+    return EventsAccepted(task_runs=len(task_runs), logs=len(batch.logs))
+
+
+def _from_last_attempt(run: FlowRun, lease: str | None) -> bool:
+    """Whether `lease` is that of the run's attempt that ended last (the run ended with it, or
+    it went back to the queue for a retry)."""
+    if lease is None:
+        return False
+    if lease == run.lease:
+        return run.state.is_terminal
+    return lease == run.ended_lease
 
 
 def list_task_runs(

@@ -21,6 +21,7 @@ from sluice.models import (
 )
 
 from ..isolation import CountsFailures, isolated
+from ..orchestration import DEFAULT_LEASES, LeasePolicy
 from ..ports import FlowRunFilter, Metrics, RunQueue, RunStore
 from ..timemath import shift
 from .concurrency import cancel_if_over_limit_at_creation
@@ -54,6 +55,7 @@ def create_flow_run(
     metrics: Metrics,
     created_by: str | None = None,
     now: datetime | None = None,
+    leases: LeasePolicy = DEFAULT_LEASES,
 ) -> FlowRun:
     """Create a run (Scheduled unless the request says otherwise) and enqueue it when it is due
     within the SQS delay limit.
@@ -66,7 +68,8 @@ def create_flow_run(
     run of another flow.
     """
     run, _ = create_flow_run_once(
-        request, store=store, queue=queue, metrics=metrics, created_by=created_by, now=now
+        request, store=store, queue=queue, metrics=metrics, created_by=created_by, now=now,
+        leases=leases,
     )
     return run
 
@@ -79,6 +82,7 @@ def create_flow_run_once(
     metrics: Metrics,
     created_by: str | None = None,
     now: datetime | None = None,
+    leases: LeasePolicy = DEFAULT_LEASES,
 ) -> tuple[FlowRun, bool]:
     """`create_flow_run`, also saying whether this call created the run (True) or found it
     already there under the same id or idempotency key (False). The scheduler and backfill use
@@ -92,7 +96,7 @@ def create_flow_run_once(
         existing = store.get_flow_run_by_idempotency_key(request.idempotency_key)
         if existing is not None:
             return public_view(existing), False
-    run = _new_run(request, store=store, created_by=created_by, now=now)
+    run = _new_run(request, store=store, created_by=created_by, now=now, leases=leases)
     # Concurrency (issue 6): `cancel_new` refuses a run that would start over the limit at once.
     run = cancel_if_over_limit_at_creation(run, store=store, now=now)
     send = run.pool is not None and run.state.type is StateType.SCHEDULED and due_for_enqueue(
@@ -194,13 +198,14 @@ def _enqueue_if_due(run: FlowRun, *, store: RunStore, queue: RunQueue, metrics: 
 
 def public_view(run: FlowRun) -> FlowRun:
     """The run without its lease: only the claim answer shows the lease, to its claimant."""
-    if run.lease or run.claim_id:
-        return run.model_copy(update={"lease": None, "claim_id": None})
+    if run.lease or run.claim_id or run.ended_lease:
+        return run.model_copy(update={"lease": None, "claim_id": None, "ended_lease": None})
     return run
 
 
 def _new_run(
-    request: FlowRunCreate, *, store: RunStore, created_by: str | None, now: datetime
+    request: FlowRunCreate, *, store: RunStore, created_by: str | None, now: datetime,
+    leases: LeasePolicy,
 ) -> FlowRun:
     """Validate the request and build the run to insert (nothing is written here)."""
     deployment = _deployment_of(request, store=store)
@@ -236,6 +241,7 @@ def _new_run(
         # The creator holds the attempt it runs: renewed by its heartbeats from now on.
         lease=request.lease if started else None,
         heartbeat_at=now if started else None,
+        lease_expires_at=leases.expires_at(now) if started else None,
         retries=retries,
         retry_delay_seconds=retry_delay,
         parent_flow_run_id=request.parent_flow_run_id,

@@ -11,7 +11,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
 
 from sluice.exceptions import Conflict, StaleLease, Throttled
 from sluice.models import (
@@ -30,18 +29,16 @@ from sluice.models import (
 )
 
 from .. import orchestration
-from ..orchestration import LeasePolicy, Mover, Transition, holds_live_attempt
+from ..orchestration import DEFAULT_LEASES, LeasePolicy, Mover, Transition, holds_live_attempt
 from ..ports import Metrics, RunQueue, RunStore
 from . import concurrency
-from .attempts import close_open_task_runs, ended_attempt
+from .attempts import close_open_task_runs, ended_attempt, lease_terms, renew
 from .limits import check_state
 from .queueing import due_for_enqueue, is_held, mark_enqueued, send_run_message
 
 #: Reads-decide-writes rounds before giving up with 409: only a run written this many times
 #: concurrently (a pathological client) gets there.
 MAX_WRITE_ATTEMPTS = 5
-#: Lease terms when the caller names none (tests; the API passes the configured ones).
-DEFAULT_LEASES = LeasePolicy()
 #: Heartbeats tell the worker to stop when its run is in one of these states.
 CANCEL_STATE_TYPES = frozenset({StateType.CANCELLING, StateType.CANCELLED})
 
@@ -135,8 +132,13 @@ def _claim(flow_run_id: str, request: ClaimRequest, *, store: RunStore, metrics:
                 raise _AdmittedOnStaleRead  # e.g. it became claimable after it was admitted
             if run.slot_scopes != scopes:
                 run = run.model_copy(update={"slot_scopes": scopes})
-            return orchestration.claim(run, worker=request.worker, new_lease=new_lease, now=now,
-                                       attempt=request.attempt, claim_id=request.claim_id)
+            claimed = orchestration.claim(run, worker=request.worker, new_lease=new_lease,
+                                          now=now, attempt=request.attempt,
+                                          claim_id=request.claim_id)
+            if not claimed.write:
+                return claimed
+            return replace(claimed, run=claimed.run.model_copy(
+                update={"lease_expires_at": leases.expires_at(now)}))
 
         try:
             outcome = _apply(flow_run_id, decide, transition_id=None,
@@ -150,29 +152,16 @@ def _claim(flow_run_id: str, request: ClaimRequest, *, store: RunStore, metrics:
     if not outcome.write:
         # The claim is repeated (its answer was lost): the holder counts its lease from this
         # request, so the control plane must too.
-        run = _renew(run, store=store, now=now)
+        held = run.lease
+        run = renew(run, store=store, now=now, leases=leases)
+        if run.lease != held or not holds_live_attempt(run):
+            raise Conflict(f"flow run {run.id}: its attempt ended while it was claimed again",
+                           details={"flow_run_id": run.id, "state": run.state.type.value})
     _record_worker_seen(run, store=store, now=now)
     if outcome.write:
         metrics.count("FlowRunsClaimed", dimensions={"pool": run.pool or ""})
     assert run.lease is not None
     return ClaimResponse(lease=run.lease, flow_run=run, **lease_terms(leases, now))
-
-
-def lease_terms(leases: LeasePolicy, renewed_at: datetime) -> dict[str, Any]:
-    """The `LeaseTerms` fields of an answer that renewed a lease at `renewed_at`."""
-    return {"lease_expires_at": leases.expires_at(renewed_at), "lease_seconds": leases.seconds,
-            "heartbeat_interval_seconds": leases.heartbeat_interval_seconds}
-
-
-def _renew(run: FlowRun, *, store: RunStore, now: datetime) -> FlowRun:
-    for _ in range(MAX_WRITE_ATTEMPTS):
-        try:
-            return store.update_flow_run(run.model_copy(update={"heartbeat_at": now}))
-        except Conflict:
-            run = store.get_flow_run(run.id)
-            if not holds_live_attempt(run):
-                return run
-    raise Conflict(f"flow run {run.id} kept changing during the claim; try again")
 
 
 def heartbeat(
@@ -197,7 +186,8 @@ def heartbeat(
         live = holds_live_attempt(run)
         if live:
             try:
-                run = store.update_flow_run(run.model_copy(update={"heartbeat_at": now}))
+                run = store.update_flow_run(run.model_copy(update={
+                    "heartbeat_at": now, "lease_expires_at": leases.expires_at(now)}))
             except Conflict:
                 continue  # a state change raced us: read it, it may be a cancellation
         _record_worker_seen(run, store=store, now=now)
@@ -257,13 +247,15 @@ def mark_crashed(
     message: str,
     heartbeat_expired_before: datetime | None = None,
     lease: str | None = None,
+    lease_expired_before: datetime | None = None,
     now: datetime | None = None,
 ) -> SetStateResponse:
     """The monitor's verdict on a run whose worker went silent: Crashed (or AwaitingRetry when
     retries are left, enqueued again).
 
     With `heartbeat_expired_before`, the run is only crashed if its last heartbeat is still older
-    than that when written (a heartbeat that arrives meanwhile wins: REJECT). With `lease`, the
+    than that when written (a heartbeat that arrives meanwhile wins: REJECT); with
+    `lease_expired_before`, only if the lease it was last granted expired before that. With `lease`, the
     verdict is about that attempt only: if the run no longer holds it when written (the attempt
     ended meanwhile - its worker reported the crash and the run awaits its retry, or a new
     attempt claimed it) nothing is written (REJECT). Without that check a late verdict would
@@ -278,6 +270,8 @@ def mark_crashed(
         beat = run.heartbeat_at
         if heartbeat_expired_before is not None and beat and beat >= heartbeat_expired_before:
             return Transition(TransitionStatus.REJECT, run, reason="the run heartbeated meanwhile")
+        if lease_expired_before is not None and lease_outlives(run, lease_expired_before):
+            return Transition(TransitionStatus.REJECT, run, reason="its lease has not expired")
         return orchestration.propose_state(run, Crashed(message), now=now, mover=Mover.SERVER)
 
     outcome = _apply(
@@ -285,6 +279,11 @@ def mark_crashed(
         store=store, queue=queue, metrics=metrics, now=now,
     )
     return _response(outcome)
+
+
+def lease_outlives(run: FlowRun, instant: datetime) -> bool:
+    """Whether the run's current lease, as last granted, runs until `instant` or later."""
+    return run.lease_expires_at is not None and run.lease_expires_at >= instant
 
 
 def apply_server_transition(
@@ -400,11 +399,12 @@ def _apply(
         except Conflict:
             lost_race = True
             continue
+        if ended_attempt(run, stored):
+            # Before the retry's message goes out: its attempt's task runs are not closed.
+            close_open_task_runs(stored, store=store, metrics=metrics, now=now)
         if send:
             assert queue is not None, "a transition that enqueues needs the queue port"
             send_run_message(stored, store=store, queue=queue, metrics=metrics, now=now)
-        if ended_attempt(run, stored):
-            close_open_task_runs(stored, store=store, now=now)
         metrics.count("FlowRunTransitions", dimensions={"state": stored.state.type.value})
         return replace(outcome, run=stored)
     raise Conflict(f"flow run {flow_run_id} kept changing while it was being updated; try again")

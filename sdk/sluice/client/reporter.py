@@ -92,6 +92,15 @@ class HttpReporter:
             self.client.create_flow_run(request)
         except errors.Conflict:
             pass  # created by an earlier attempt whose answer was lost
+        except errors.ValidationError as exc:
+            if lease is None or "lease" not in f"{exc} {exc.details}":
+                raise
+            # A control plane from before leases: the run is reported, but not monitored.
+            log.warning("the control plane at %s does not lease script runs (upgrade it): "
+                        "flow run %r is not monitored", self.client.connection.api_url,
+                        flow_run.name)
+            self.client.create_flow_run(request.model_copy(update={"lease": None}))
+            return flow_run
         except _TRANSIENT as exc:
             self._local_only.add(flow_run.id)
             log.warning("control plane at %s is unreachable (%s); flow run %r is tracked "

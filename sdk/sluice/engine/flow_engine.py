@@ -233,6 +233,10 @@ class FlowRunner:
     def _end(self) -> None:
         if self.context is not None:
             self.context.shutdown()
+            if self.context.lease is not None:
+                # Whatever the control plane heard, this process no longer runs the run: stop
+                # renewing its lease (unreported, the monitor ends it when the lease runs out).
+                self.context.lease.ended = True
         if self.parent is None:
             self.reporter.flush(timeout=10)
 

@@ -72,6 +72,13 @@ class FlowRun(BaseModel):
     #: The concurrency limits ("deployment", "pool") the current attempt was admitted under: the
     #: run holds a slot of each while its state is active. Set by the claim.
     slot_scopes: tuple[str, ...] = ()
+    #: When the current attempt's lease runs out unless renewed (set by the claim, the create of
+    #: a run its creator executes, and every heartbeat; control-plane time). The monitor
+    #: declares the attempt dead only once this is past by the lease's margin.
+    lease_expires_at: datetime | None = None
+    #: The lease of the attempt that ended last (never shown by the API): its last log lines,
+    #: which arrive after its final state, are still taken.
+    ended_lease: str | None = None
 
     @property
     def duration_seconds(self) -> float | None:

@@ -293,15 +293,18 @@ def test_events_without_the_runs_lease_are_refused_and_nothing_is_written(api, l
     assert len(api.writes) == before
 
 
-def test_task_runs_of_a_run_that_ended_are_refused_but_its_last_log_lines_are_kept(api):
+def test_after_a_run_ended_its_last_lines_are_kept_but_no_task_run_opens_again(api):
     run_id, lease = api.running_run()
     api.post(f"/flow-runs/{run_id}/state", state_body("COMPLETED", lease=lease))
-    late_task = api.post(f"/flow-runs/{run_id}/events",
-                         {"task_runs": [task_run(run_id, "zombie-1")], "lease": lease})
-    assert (late_task.status, late_task.error) == (409, "stale_lease")
-    late_line = api.post(f"/flow-runs/{run_id}/events",
-                         {"logs": [log_line(run_id, 9)], "lease": lease})
-    assert late_line.json == {"task_runs": 0, "logs": 1}
+    late = api.post(f"/flow-runs/{run_id}/events",
+                    {"task_runs": [task_run(run_id, "zombie-1", state="RUNNING")],
+                     "logs": [log_line(run_id, 9)],
+                     "lease": lease})
+    assert late.json == {"task_runs": 0, "logs": 1}
+    assert api.get(f"/flow-runs/{run_id}/task-runs").json["items"] == []
+    stale = api.post(f"/flow-runs/{run_id}/events",
+                     {"logs": [log_line(run_id, 8)], "lease": "an-older-attempt"})
+    assert (stale.status, stale.error) == (409, "stale_lease")
 
 
 def test_events_for_an_unknown_run_are_a_404(api):

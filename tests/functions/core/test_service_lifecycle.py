@@ -294,6 +294,11 @@ class TestStaleEvents:
             logs=ports.logs, metrics=ports.metrics)
         assert record(lease).logs == 1
         set_state(ports, run.id, Failed("boom"), lease, "t1")  # retried: the lease is gone
+        # The attempt that just ended may still send its last lines (they land after its end)
+        assert record(lease).logs == 1
+        # but once a later attempt ended too, it is refused
+        second = claim(ports, run.id, worker="w2").lease
+        set_state(ports, run.id, Failed("again"), second, "t2")
         with pytest.raises(StaleLease):
             record(lease)
         with pytest.raises(StaleLease):

@@ -42,6 +42,8 @@ from .store_sql import (
     where_sql,
 )
 
+#: The largest integer an SQLite column holds.
+_INT64 = 2**63 - 1
 #: The pool fields a store keeps; the others are live values computed per request.
 POOL_CONFIGURATION_FIELDS = frozenset(
     {"name", "concurrency_limit", "description", "queue_url", "dlq_url", "created"}
@@ -210,7 +212,10 @@ class SqliteRunStore:
     # ---- task runs -----------------------------------------------------------------------------
 
     def upsert_task_runs(self, task_runs: Sequence[TaskRun]) -> int:
-        rows = [(t.id, t.flow_run_id, t.version, t.model_dump_json()) for t in task_runs]
+        # The version column is SQLite's 64-bit integer: a larger one (a task run written by
+        # hand) saturates there, so later records still compare against it.
+        rows = [(t.id, t.flow_run_id, max(-_INT64, min(_INT64, t.version)), t.model_dump_json())
+                for t in task_runs]
         with self._db.write() as conn:
             changes_before = conn.total_changes
             conn.executemany(
