@@ -25,7 +25,7 @@ bench: $(STAMP)
 	$(PY) bench/run_all.py
 
 # The reliability scenarios (tests/reliability) with larger counts; prints the table and writes
-# docs/reliability.md. Sizes: SLUICE_CHAOS_RUNS (500), SLUICE_CHAOS_WORKERS (6).
+# docs/reliability.md. Sizes: SLUICE_CHAOS_RUNS (500), SLUICE_CHAOS_WORKERS (6), SLUICE_FUZZ_EXAMPLES (150).
 chaos: $(STAMP)
 	$(PY) tests/reliability/run_chaos.py
 

@@ -36,6 +36,11 @@ DEFAULT_RETENTION_DAYS = 30
 #: A Running run whose last heartbeat is older than this is Crashed by the monitor. Workers
 #: heartbeat several times within it, so one lost request does not crash a healthy run.
 DEFAULT_HEARTBEAT_TIMEOUT_SECONDS = 90
+#: Bounds of those settings (numbers are bounded where they enter, here the environment): a
+#: lease longer than a day only delays crash detection, and a retention beyond ten years only
+#: keeps records nobody reads (and `now - retention` must stay on the calendar).
+MAX_HEARTBEAT_TIMEOUT_SECONDS = 24 * 60 * 60  # orchestration.leases.MAX_LEASE
+MAX_RETENTION_DAYS = 3_650
 #: How long a received run message stays invisible before the worker's first visibility extension.
 DEFAULT_QUEUE_VISIBILITY_TIMEOUT_SECONDS = 60
 #: Same value as `ports.DEFAULT_MAX_RECEIVE_COUNT` (not imported: `ports` pulls in `sluice.models`,
@@ -69,11 +74,13 @@ class ControlPlaneSettings(BaseSettings):
     #: None means "/<stack prefix>/flow-runs".
     run_log_group: str | None = Field(default=None, validation_alias=ENV_RUN_LOG_GROUP)
     retention_days: int = Field(
-        default=DEFAULT_RETENTION_DAYS, ge=1, validation_alias=ENV_RETENTION_DAYS
+        default=DEFAULT_RETENTION_DAYS, ge=1, le=MAX_RETENTION_DAYS,
+        validation_alias=ENV_RETENTION_DAYS
     )
     heartbeat_timeout_seconds: int = Field(
         default=DEFAULT_HEARTBEAT_TIMEOUT_SECONDS,
         ge=1,
+        le=MAX_HEARTBEAT_TIMEOUT_SECONDS,
         validation_alias=ENV_HEARTBEAT_TIMEOUT_SECONDS,
     )
     queue_visibility_timeout_seconds: int = Field(

@@ -35,7 +35,7 @@ def record_failed(tick: str, what: str, *, metrics: Metrics,
     `what` names it with its id, e.g. "flow run 1234"."""
     logger.exception("%s tick: %s failed; skipped until the next tick", tick, what)
     try:
-        metrics.count(TICK_RECORD_ERRORS, dimensions={"tick": tick})
+        metrics.count("TickRecordErrors", dimensions={"tick": tick})
     except Exception:  # noqa: BLE001 - a metrics outage must not stop the tick either
         logger.warning("%s tick: could not count the failure of %s", tick, what)
     if result is not None:

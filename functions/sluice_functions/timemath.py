@@ -19,8 +19,9 @@ UTC = timezone.utc
 #: The calendar's edges (aware, UTC): the clamp of every addition that would leave it.
 EARLIEST = datetime.min.replace(tzinfo=UTC)
 LATEST = datetime.max.replace(tzinfo=UTC)
-#: The longest timedelta (about 2.7 million years): any duration is clamped into +-this.
-_LONGEST_SECONDS = timedelta.max.total_seconds()
+#: Just under the longest timedelta (about 2.7 million years), both ways (-timedelta.max is
+#: below timedelta.min): any duration is clamped into +-this.
+_LONGEST_SECONDS = float((timedelta.max.days - 1) * 86_400)
 
 
 def seconds(value: float | int | None, *, maximum: float | None = None) -> timedelta:
@@ -38,8 +39,8 @@ def seconds(value: float | int | None, *, maximum: float | None = None) -> timed
     number = max(-limit, min(limit, number))
     try:
         return timedelta(seconds=number)
-    except OverflowError:  # rounding at the very edge
-        return timedelta.max if number > 0 else -timedelta.max
+    except OverflowError:  # not reached: the clamp keeps a day's room
+        return timedelta.max if number > 0 else timedelta.min
 
 
 def shift(moment: datetime, delta: timedelta) -> datetime:

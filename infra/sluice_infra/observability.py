@@ -31,9 +31,10 @@ CRASHED_RUNS = "CrashedRuns"                 # monitoring/monitor.py, dimension 
 CRASHED_RUNS_RETRIED = "CrashedRunsRetried"  # monitoring/monitor.py, dimension `pool`
 SCHEDULED_RUNS_CREATED = "ScheduledRunsCreated"  # scheduling/tick.py, no dimension
 SCHEDULER_ERRORS = "SchedulerErrors"         # scheduling/tick.py, no dimension
+TICK_RECORD_ERRORS = "TickRecordErrors"      # isolation.py, dimension `tick`
 CUSTOM_METRICS = (FLOW_RUN_TRANSITIONS, FLOW_RUNS_CREATED, FLOW_RUNS_ENQUEUED, FLOW_RUNS_CLAIMED,
                   ENQUEUE_FAILED, LATE_RUNS, CRASHED_RUNS, CRASHED_RUNS_RETRIED,
-                  SCHEDULED_RUNS_CREATED, SCHEDULER_ERRORS)
+                  SCHEDULED_RUNS_CREATED, SCHEDULER_ERRORS, TICK_RECORD_ERRORS)
 
 PERIOD = Duration.minutes(5)
 #: A single 5xx can be deliberate (503 with Retry-After when DynamoDB throttles; clients
@@ -71,6 +72,14 @@ class ControlPlaneObservability(Construct):
                     threshold=1,
                     description="The monitor marked runs Crashed: their worker stopped "
                                 "heartbeating (killed, lost network, instance gone).")
+        self._alarm("TickRecordErrors",
+                    cloudwatch.MathExpression(
+                        expression=metrics_insights_total(namespace, TICK_RECORD_ERRORS),
+                        label="records a tick skipped", period=PERIOD),
+                    threshold=1,
+                    description="The scheduler or monitor skipped a run or deployment it could "
+                                "not handle (bad stored data or a bug); its id is in the "
+                                "function's log. The other records were handled.")
         self._alarm("ApiServerErrors",
                     http_api.metric_server_error(period=PERIOD, statistic="Sum"),
                     threshold=API_SERVER_ERRORS_THRESHOLD,
@@ -131,7 +140,8 @@ class ControlPlaneObservability(Construct):
                 self._total(LATE_RUNS, "late"), self._total(CRASHED_RUNS, "crashed"),
                 self._total(CRASHED_RUNS_RETRIED, "crashed, retried"),
                 self._total(ENQUEUE_FAILED, "enqueue failed"),
-                self._total(SCHEDULER_ERRORS, "scheduler errors")]),
+                self._total(SCHEDULER_ERRORS, "scheduler errors"),
+                self._total(TICK_RECORD_ERRORS, "records a tick skipped")]),
         )
         dashboard.add_widgets(
             # The age of the oldest waiting message is how long the next run has been waiting

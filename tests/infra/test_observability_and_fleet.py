@@ -54,7 +54,8 @@ def test_every_alarm_notifies_the_alarm_topic(synthesized, stack):
                      if "worker fleet" in a["Properties"].get("AlarmDescription", "")}
     alarms = {i: a for i, a in _alarms(synthesized, stack).items() if i not in fleet_scaling}
     pools = 1 if stack == DEFAULT_STACK else 3
-    assert len(alarms) == pools + 1 + 1 + 3  # dead letters per pool, crashed, API 5xx, functions
+    # dead letters per pool, crashed, records a tick skipped, API 5xx, functions
+    assert len(alarms) == pools + 1 + 1 + 1 + 3
     for alarm in alarms.values():
         assert alarm["Properties"]["AlarmActions"] == [{"Ref": topic_id}]
 

@@ -1,7 +1,8 @@
 """`make chaos`: the reliability scenarios of tests/reliability with larger counts.
 
-Runs them through pytest with SLUICE_CHAOS_RUNS (default 500) and SLUICE_CHAOS_WORKERS
-(default 6), collects the figures each scenario reports, prints the table and writes it to
+Runs them through pytest with SLUICE_CHAOS_RUNS (default 500), SLUICE_CHAOS_WORKERS
+(default 6) and SLUICE_FUZZ_EXAMPLES (default 150 worlds of fuzzed records, scenario 7c),
+collects the figures each scenario reports, prints the table and writes it to
 docs/reliability.md with the machine, the date and the commit. Exit code: pytest's.
 
     make chaos                                   # the defaults
@@ -108,7 +109,7 @@ def table(rows: list[dict], results: dict[str, str]) -> str:
 def main() -> int:
     runs = os.environ.setdefault("SLUICE_CHAOS_RUNS", "500")
     workers = os.environ.setdefault("SLUICE_CHAOS_WORKERS", "6")
-    fuzz = os.environ.setdefault("SLUICE_FUZZ_EXAMPLES", "100")
+    fuzz = os.environ.setdefault("SLUICE_FUZZ_EXAMPLES", "150")
     with tempfile.TemporaryDirectory() as tmp:
         report, junit = Path(tmp) / "figures.jsonl", Path(tmp) / "junit.xml"
         env = {**os.environ, "SLUICE_CHAOS_REPORT": str(report)}
@@ -156,10 +157,10 @@ What a fault is, per scenario:
 
 7c runs in-process instead, on the API app and the tick functions over the real SQLite
 adapters (`tests/reliability/test_fuzz_stored_values.py`): **runs** counts the records stored,
-**faults injected** those that no longer validate as their model, and **lost** the 5xx answers
-plus the ticks an exception escaped from (both must be 0); the notes give the ticks run, the
-routes called, and how many records the ticks skipped (`TickRecordErrors`) and the lists left
-out as unreadable.
+**faults injected** those that no longer validate as their model, and **lost** the 5xx answers,
+the ticks an exception escaped from, and the runs still holding an expired lease after the last
+tick (all must be 0); the notes give the ticks run, the routes called, and how many records the
+ticks skipped (`TickRecordErrors`) and the lists left out as unreadable.
 
 In 9, **duplicated** counts moments when two attempts of one run were both active (from the
 `tick` lines the flows write every 0.05 s): it must be 0. The notes give the overlap in seconds,

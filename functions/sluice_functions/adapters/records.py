@@ -96,7 +96,7 @@ def readable(rows: Iterable[R], parse: Callable[[R], M], *, kind: str,
 
 
 _RUN_TIMES = ("scheduled_at", "start_time", "end_time", "created", "updated", "heartbeat_at",
-              "enqueued_at")
+              "enqueued_at", "lease_expires_at")
 _STATE_TIMES = ("timestamp", "scheduled_time")
 
 

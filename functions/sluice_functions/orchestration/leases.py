@@ -24,6 +24,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+#: The longest lease the control plane grants (`SLUICE_HEARTBEAT_TIMEOUT_SECONDS` is bounded by
+#: it in `config`): a stored expiry further from its last renewal than this is not believed.
+MAX_LEASE = timedelta(days=1)
 #: Least margin between a lease's expiry and the crash verdict.
 MIN_MARGIN_SECONDS = 2.0
 #: The margin as a share of the lease (see the module docstring).

@@ -30,6 +30,8 @@ from sluice.models import (
 
 from .. import orchestration
 from ..orchestration import DEFAULT_LEASES, LeasePolicy, Mover, Transition, holds_live_attempt
+from ..orchestration.leases import MAX_LEASE
+from ..timemath import shift
 from ..ports import Metrics, RunQueue, RunStore
 from . import concurrency
 from .attempts import close_open_task_runs, ended_attempt, lease_terms, renew
@@ -282,8 +284,15 @@ def mark_crashed(
 
 
 def lease_outlives(run: FlowRun, instant: datetime) -> bool:
-    """Whether the run's current lease, as last granted, runs until `instant` or later."""
-    return run.lease_expires_at is not None and run.lease_expires_at >= instant
+    """Whether the run's current lease, as last granted, runs until `instant` or later. A
+    stored expiry further from the last renewal than the longest lease is not believed."""
+    expires = run.lease_expires_at
+    if expires is None:
+        return False
+    renewed = run.heartbeat_at or run.start_time or run.updated
+    if renewed is not None:
+        expires = min(expires, shift(renewed, MAX_LEASE))
+    return expires >= instant
 
 
 def apply_server_transition(

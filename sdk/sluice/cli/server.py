@@ -22,8 +22,8 @@ def start(
     = None,
     scheduler_interval: Annotated[float, typer.Option(help="Seconds between scheduler and "
                                                       "monitor ticks.")] = 5.0,
-    retention_days: Annotated[int, typer.Option(min=1, help="Finished runs older than this "
-                                                "are deleted with their logs.")] = 30,
+    retention_days: Annotated[int, typer.Option(min=1, max=3650, help="Finished runs older "
+                                                "than this are deleted with their logs.")] = 30,
 ) -> None:
     """Serve the API, an SQS-compatible queue endpoint and the schedule timers until Ctrl-C."""
     from sluice_functions.embedded import run_server  # the CLI is the composition root

@@ -127,3 +127,19 @@ def test_a_lease_granted_on_longer_terms_holds_after_the_timeout_was_shortened(p
     assert monitor_runs(now=NOW + timedelta(seconds=20), **kwargs).crashed == 0
     # and the run is crashed once that lease ran out by the (new) margin
     assert monitor_runs(now=NOW + timedelta(seconds=33), **kwargs).crashed == 1
+
+
+def test_a_stored_lease_expiry_beyond_the_longest_lease_is_not_believed(ports):
+    # Given a run whose stored expiry is absurd (bad data: year 9999)
+    from datetime import datetime, timezone
+
+    run = ports.queued_run()
+    claim(ports, run.id)
+    stored = ports.store.get_flow_run(run.id)
+    ports.store.update_flow_run(stored.model_copy(update={
+        "lease_expires_at": datetime(9999, 1, 1, tzinfo=timezone.utc)}))
+    # Then it is crashed once the longest lease (a day) after its last renewal ran out
+    kwargs = dict(store=ports.store, queue=ports.queue, metrics=ports.metrics,
+                  heartbeat_timeout=30)
+    assert monitor_runs(now=NOW + timedelta(hours=23), **kwargs).crashed == 0
+    assert monitor_runs(now=NOW + timedelta(days=1, minutes=1), **kwargs).crashed == 1
