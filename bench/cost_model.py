@@ -70,8 +70,9 @@ SOURCES = [
     ("RDS for PostgreSQL", "https://aws.amazon.com/rds/postgresql/pricing/"),
 ]
 #: The stack's fixed CloudWatch items with one pool (infra/sluice_infra/observability.py):
-#: a dead-letter alarm per pool, crashed runs, API 5xx, and one error alarm per function.
-ALARMS_FIXED = 5
+#: a dead-letter alarm per pool, crashed runs, records a tick skipped, API 5xx, and one error
+#: alarm per function.
+ALARMS_FIXED = 6
 ALARMS_PER_POOL = 1
 DASHBOARDS = 1
 #: Run lengths (seconds) the per-run figures are shown for; heartbeats every 10 s.

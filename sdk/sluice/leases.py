@@ -1,5 +1,6 @@
 """The lease of a flow run as the process executing it sees it: a deadline on this machine's
-monotonic clock (`lease_clock`), renewed by heartbeats (the process's own, or its worker's through a pipe).
+monotonic clock (`lease_clock`), renewed by heartbeats (the process's own, or its worker's
+through a pipe).
 
 The control plane declares an attempt dead only once its lease expired plus a margin
 (`sluice_functions.orchestration.leases`); an attempt that could not renew stops itself before

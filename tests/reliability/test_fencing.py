@@ -117,7 +117,7 @@ def test_9a_sigkill_of_the_worker_alone_fences_its_flow_processes(installation, 
              "the orphaned flow processes to stop themselves")
     orphans_gone = time.time() - killed_at
     inst.start_worker(name="heir", limit=n)
-    figures = Figures("9a", seed, workers=2, crashes_injected=1)
+    figures = Figures("9a worker SIGKILLed alone", seed, workers=2, crashes_injected=1)
     figures.notes["orphans stopped after s"] = round(orphans_gone, 2)
     _finish(inst, ledger, runs, figures, {r: killed_at for r in runs}, started=started)
 
@@ -137,7 +137,7 @@ def test_9b_sigstop_of_the_worker_past_the_lease(installation, tmp_path, seed):
              "the runs to be retried elsewhere")
     time.sleep(1.0)
     os.kill(frozen.popen.pid, signal.SIGCONT)
-    figures = Figures("9b", seed, workers=2, crashes_injected=1)
+    figures = Figures("9b worker SIGSTOPped past the lease", seed, workers=2, crashes_injected=1)
     _finish(inst, ledger, runs, figures, {r: stopped_at for r in runs}, started=started)
     # The woken worker goes on serving: its old runs' writes were refused, nothing else broke.
     assert frozen.popen.poll() is None
@@ -153,7 +153,8 @@ def test_9c_sigstop_of_a_flow_process_past_the_lease(installation, tmp_path, see
     os.kill(flow_pid, signal.SIGSTOP)
     time.sleep(HEARTBEAT_TIMEOUT + MARGIN + 2.0)
     os.kill(flow_pid, signal.SIGCONT)
-    figures = Figures("9c", seed, workers=1, crashes_injected=1)
+    figures = Figures("9c flow process SIGSTOPped past the lease", seed, workers=1,
+                      crashes_injected=1)
     _finish(inst, ledger, runs, figures, {}, started=started, expect_crash=False)
     with inst.reader() as api:
         run = api.run(runs[0])
@@ -187,7 +188,7 @@ def test_9d_a_killed_script_run_ends_crashed(installation, tmp_path, seed):
                  "the script's run to be crashed")
         run = api.run(run_id)
         detection = crash_times(api, run_id)[0] - killed_at
-    figures = Figures("9d", seed, runs=1, workers=0, crashes_injected=1,
+    figures = Figures("9d script run SIGKILLed", seed, runs=1, workers=0, crashes_injected=1,
                       max_detection_latency=detection, seconds=time.monotonic() - started)
     figures.notes["message"] = run["state"]["message"][:80]
     figures.save()
@@ -211,7 +212,8 @@ def test_9e_nothing_a_run_started_outlives_it(installation, tmp_path, seed):
 
     end = datetime.fromisoformat(ended).timestamp()
     last_child = max(e.at for e in ledger.entries() if e.event == "child")
-    figures = Figures("9e", seed, runs=1, workers=1, crashes_injected=len(children),
+    figures = Figures("9e process that left the group", seed, runs=1, workers=1,
+                      crashes_injected=len(children),
                       seconds=time.monotonic() - started)
     figures.notes["child active after the run ended, s"] = round(max(0.0, last_child - end), 2)
     figures.save()
@@ -225,7 +227,7 @@ def test_9f_a_worker_beats_as_often_as_the_control_plane_asks(installation, tmp_
     # The run lasts three leases; the worker would beat every 10 s on its own.
     _, runs = _runs(inst, ledger, 1, steps=3, step_seconds=HEARTBEAT_TIMEOUT)
     inst.start_worker("--heartbeat-interval", "10", "--visibility-timeout", "30", name="slow")
-    figures = Figures("9f", seed, workers=1)
+    figures = Figures("9f worker asks for 10 s beats", seed, workers=1)
     _finish(inst, ledger, runs, figures, {}, started=started, expect_crash=False)
     with inst.reader() as api:
         run = api.run(runs[0])
@@ -298,7 +300,8 @@ def test_9g_writes_without_the_lease_are_refused_at_every_route(installation, tm
             assert api.get(f"/flow-runs/{run_id}/logs").json()["items"] == [] or all(
                 line["message"] != "forged"
                 for line in api.get(f"/flow-runs/{run_id}/logs").json()["items"])
-    figures = Figures("9g", seed, runs=3, workers=0, crashes_injected=len(answers),
+    figures = Figures("9g writes without the lease", seed, runs=3, workers=0,
+                      crashes_injected=len(answers),
                       seconds=time.monotonic() - started)
     figures.notes.update({"requests": len(answers),
                           "accepted": sum(code < 300 for _, code in answers),

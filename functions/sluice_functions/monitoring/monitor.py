@@ -5,7 +5,9 @@ Three passes, each safe to run concurrently with itself and with the scheduler:
 1. Crashed: a run that holds a live attempt (`orchestration.holds_live_attempt`: leased and not
    terminal - Pending, Running, Paused, Cancelling, or Scheduled while its process waits for an
    in-process retry) whose last sign of life (heartbeat, else start, else claim) is older than
-   the heartbeat timeout (the lease) plus its margin (`orchestration.leases`) goes through `service.mark_crashed`: Crashed, or AwaitingRetry and
+   the heartbeat timeout (the lease) plus its margin (`orchestration.leases`), and whose stored
+   lease expiry passed by that margin too, goes through `service.mark_crashed`: Crashed, or
+   AwaitingRetry and
    enqueued again when the flow has retries left. The write re-checks the heartbeat, so a
    heartbeat that lands meanwhile wins; a run that already ended is refused by the rules, so a
    terminal state always wins over a late heartbeat (and the crashed attempt's lease is dead:

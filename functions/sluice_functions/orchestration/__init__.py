@@ -13,6 +13,7 @@ from .transitions import (
 )
 
 __all__ = [
-    "DEFAULT_LEASES", "LeasePolicy", "TRANSITION_RULES", "Gate", "Mover", "Rule", "refusal", "holds_live_attempt",
+    "DEFAULT_LEASES", "LeasePolicy", "TRANSITION_RULES", "Gate", "Mover", "Rule", "refusal",
+    "holds_live_attempt",
     "Transition", "cancel", "check_lease", "claim", "propose_state", "retry",
 ]

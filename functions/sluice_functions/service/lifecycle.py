@@ -257,8 +257,8 @@ def mark_crashed(
 
     With `heartbeat_expired_before`, the run is only crashed if its last heartbeat is still older
     than that when written (a heartbeat that arrives meanwhile wins: REJECT); with
-    `lease_expired_before`, only if the lease it was last granted expired before that. With `lease`, the
-    verdict is about that attempt only: if the run no longer holds it when written (the attempt
+    `lease_expired_before`, only if the lease it was last granted expired before that. With
+    `lease`, the verdict is about that attempt only: if the run no longer holds it when written (the attempt
     ended meanwhile - its worker reported the crash and the run awaits its retry, or a new
     attempt claimed it) nothing is written (REJECT). Without that check a late verdict would
     crash the run's next attempt before it started and end the run, retries or not.

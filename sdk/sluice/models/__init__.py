@@ -106,7 +106,8 @@ __all__ = [
     "MAX_PARAMETERS_BYTES", "MAX_LOG_MESSAGE_CHARS", "MAX_TAGS", "MAX_TAG_CHARS",
     # api
     "Page", "ErrorBody", "FlowRunCreate", "SetStateRequest", "SetStateResponse",
-    "TransitionStatus", "RunMessage", "ClaimRequest", "ClaimResponse", "HeartbeatRequest", "HeartbeatResponse", "LeaseTerms",
+    "TransitionStatus", "RunMessage", "ClaimRequest", "ClaimResponse", "HeartbeatRequest", "HeartbeatResponse",
+    "LeaseTerms",
     "EventsBatch", "EventsAccepted", "MAX_EVENTS_PER_BATCH", "MAX_EVENTS_BATCH_BYTES",
     "MAX_PAGE_LIMIT",
     # deployments and pools
