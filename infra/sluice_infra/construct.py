@@ -22,7 +22,8 @@ from .functions import ControlPlaneFunctions, queue_arn_pattern
 from .http_api import ControlPlaneApi, Throttle
 from .observability import ControlPlaneObservability
 from .storage import PoolQueues, create_bundle_bucket, create_pool_queues, create_table
-from .workers import WorkerFleet, WorkerFleetGroup, create_worker_policy
+from .worker_policy import create_worker_policy
+from .workers import WorkerFleet, WorkerFleetGroup
 
 #: Stack prefixes name queues (`<prefix>-<pool>-dlq`, at most 80 characters) and log groups.
 PREFIX_PATTERN = r"^[a-z][a-z0-9-]{0,29}$"

@@ -65,21 +65,13 @@ class ControlPlaneObservability(Construct):
                         description=f"Runs of pool {pool.pool} were delivered "
                                     "maxReceiveCount times without finishing and are in its "
                                     "dead-letter queue.")
-        self._alarm("CrashedRuns",
-                    cloudwatch.MathExpression(
-                        expression=metrics_insights_total(namespace, CRASHED_RUNS),
-                        label="crashed runs", period=PERIOD),
-                    threshold=1,
-                    description="The monitor marked runs Crashed: their worker stopped "
-                                "heartbeating (killed, lost network, instance gone).")
-        self._alarm("TickRecordErrors",
-                    cloudwatch.MathExpression(
-                        expression=metrics_insights_total(namespace, TICK_RECORD_ERRORS),
-                        label="records a tick skipped", period=PERIOD),
-                    threshold=1,
-                    description="The scheduler or monitor skipped a run or deployment it could "
-                                "not handle (bad stored data or a bug); its id is in the "
-                                "function's log. The other records were handled.")
+        self._any_alarm(CRASHED_RUNS, "crashed runs",
+                        "The monitor marked runs Crashed: their worker stopped heartbeating "
+                        "(killed, lost network, instance gone).")
+        self._any_alarm(TICK_RECORD_ERRORS, "records a tick skipped",
+                        "The scheduler or monitor skipped a run or deployment it could not "
+                        "handle (bad stored data or a bug); its id is in the function's log. "
+                        "The other records were handled.")
         self._alarm("ApiServerErrors",
                     http_api.metric_server_error(period=PERIOD, statistic="Sum"),
                     threshold=API_SERVER_ERRORS_THRESHOLD,
@@ -91,6 +83,14 @@ class ControlPlaneObservability(Construct):
         for alarm in self.alarms:
             alarm.add_alarm_action(notify)
         self.dashboard = self._dashboard(dashboard_name, http_api, functions, pools)
+
+    def _any_alarm(self, metric: str, label: str, description: str) -> None:
+        """An alarm (named after `metric`) on any occurrence of `metric`, over all dimensions."""
+        self._alarm(metric,
+                    cloudwatch.MathExpression(
+                        expression=metrics_insights_total(self.namespace, metric),
+                        label=label, period=PERIOD),
+                    threshold=1, description=description)
 
     def _alarm(self, construct_id: str, metric: cloudwatch.IMetric, *, threshold: float,
                description: str) -> None:

@@ -1,10 +1,8 @@
-"""What workers need from the stack: an IAM managed policy (attach it to an instance role, or to
-the role an on-prem host assumes) and, optionally, an EC2 Auto Scaling fleet of workers."""
+"""An optional EC2 Auto Scaling fleet of workers (their IAM policy is in `worker_policy`)."""
 
 from __future__ import annotations
 
 import shlex
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aws_cdk import Duration, RemovalPolicy, Stack, Token
@@ -14,19 +12,15 @@ from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
-from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 import sluice
 from sluice.models import DEFAULT_POOL
 
-from .acknowledgments import acknowledge_wildcard_resources
 from .asset import package_dir
-from .storage import BUNDLE_PREFIX, PoolQueues
+from .storage import PoolQueues
 
-#: Exactly what `sluice_worker.queue.PoolQueue` calls; the queue URL comes from the API.
-WORKER_QUEUE_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility")
 USER_DATA_SCRIPT = ("sluice_worker", "deploy/ec2-user-data.sh")
 
 
@@ -61,37 +55,6 @@ class WorkerFleet:
                              f"max_capacity >= 1 (got {self.min_capacity}..{self.max_capacity})")
         if self.runs_per_instance < 1:
             raise ValueError("worker fleet: runs_per_instance must be at least 1")
-
-
-def create_worker_policy(scope: Construct, *, queue_pattern: str, invoke_arns: Sequence[str],
-                         bundle_bucket: s3.IBucket) -> iam.ManagedPolicy:
-    """The managed policy of worker hosts: take run messages from the pool queues, call only
-    the API routes workers use (`routes.WORKER_REQUESTS`), read code bundles, and read this
-    stack's outputs (`sluice profile create` on the host)."""
-    stack = Stack.of(scope)
-    statements = [
-        (iam.PolicyStatement(actions=list(WORKER_QUEUE_ACTIONS), resources=[queue_pattern]),
-         "Pools are created at run time, each with a queue named <stack prefix>-<pool>; "
-         "workers may take messages from queues under this stack's prefix only."),
-        (iam.PolicyStatement(actions=["execute-api:Invoke"], resources=list(invoke_arns)),
-         "Each resource is one worker route of this API (method and path); the wildcards "
-         "stand for run ids, pool names and deployment names in the path."),
-        (iam.PolicyStatement(actions=["s3:GetObject"],
-                             resources=[bundle_bucket.arn_for_objects(f"{BUNDLE_PREFIX}*")]),
-         "Bundles are named by their SHA-256 under bundles/; workers read those objects only."),
-        (iam.PolicyStatement(actions=["cloudformation:DescribeStacks"],
-                             resources=[stack.stack_id]), None),
-    ]
-    policy = iam.ManagedPolicy(
-        scope, "WorkerPolicy",
-        description=f"Sluice workers of stack {stack.stack_name}: receive runs, report them, "
-                    "read bundles",
-        statements=[statement for statement, _ in statements],
-    )
-    for statement, reason in statements:
-        if reason:
-            acknowledge_wildcard_resources(policy, statement, reason)
-    return policy
 
 
 def worker_user_data(stack_name: str, fleet: WorkerFleet) -> ec2.UserData:

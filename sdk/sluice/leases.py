@@ -81,10 +81,8 @@ class LocalLease:
     def lose(self, reason: str) -> None:
         self.lost = self.lost or reason
 
-    def expired(self, now: float | None = None) -> bool:
-        if self.deadline is None:
-            return False
-        if (now if now is not None else lease_clock()) < self.deadline:
+    def expired(self) -> bool:
+        if self.deadline is None or lease_clock() < self.deadline:
             return False
         if self._refresh is not None:
             self._refresh()

@@ -16,7 +16,7 @@ from sluice_infra.functions import (
     TABLE_QUERY_ACTIONS,
 )
 from sluice_infra.routes import WORKER_REQUESTS
-from sluice_infra.workers import WORKER_QUEUE_ACTIONS
+from sluice_infra.worker_policy import WORKER_QUEUE_ACTIONS
 
 from .conftest import DEFAULT_STACK, FULL_STACK
 from .template_reading import actions_of, as_list, flat, policy_of_role, refers_to, statements

@@ -348,12 +348,10 @@ class RunSupervisor:
             self.worker.echo(f"run {self.flow_run_id}: its lease expired unrenewed; stopped it")
             # Until the margin runs out the lease may still be ours: saying so now lets the
             # retry start sooner; refused (409) if the monitor already decided.
-            tail = "\n".join(pump.tail)
             self._report(Crashed(
                 f"worker {self.worker.name} could not renew the run's lease before it expired "
-                "(the control plane was unreachable) and stopped the run"
-                + (f"; last stderr lines:\n{tail}" if tail else ""), details={
-                    "exit_code": code}), patience=EXPIRED_REPORT_PATIENCE_SECONDS)
+                "(the control plane was unreachable) and stopped the run" + _stderr_tail(pump),
+                details={"exit_code": code}), patience=EXPIRED_REPORT_PATIENCE_SECONDS)
             return
         if reason == "cancel":
             self._report(Cancelled("cancelled by request; the worker stopped the run"))
@@ -361,11 +359,9 @@ class RunSupervisor:
             self._report(Crashed(f"worker {self.worker.name} shut down before the run ended",
                                  details={"exit_code": code}))
         elif code != EXIT_REPORTED:
-            tail = "\n".join(pump.tail)
             self._report(Crashed(
                 f"flow process exited with code {code} without a final state"
-                + (f"; last stderr lines:\n{tail}" if tail else ""),
-                details={"exit_code": code}))
+                + _stderr_tail(pump), details={"exit_code": code}))
         self.worker.echo(f"run {self.flow_run_id} finished in {elapsed:.2f} s "
                          f"(exit code {code}{', ' + reason if reason else ''})")
 
@@ -382,3 +378,9 @@ class RunSupervisor:
                          answer.reason)
         except errors.SluiceError as exc:
             log.warning("could not report %s for %s: %s", state.name, self.flow_run_id, exc)
+
+
+def _stderr_tail(pump: OutputPump) -> str:
+    """The flow process's last stderr lines, as the end of a Crashed message."""
+    tail = "\n".join(pump.tail)
+    return f"; last stderr lines:\n{tail}" if tail else ""

@@ -39,7 +39,7 @@ def renew(run: FlowRun, *, store: RunStore, now: datetime, leases: LeasePolicy) 
             run = store.get_flow_run(run.id)
             if not holds_live_attempt(run) or run.lease != lease:
                 return run
-    raise Conflict(f"flow run {run.id} kept changing during the claim; try again")
+    raise Conflict(f"flow run {run.id} kept changing while its lease was renewed; try again")
 
 
 def ended_attempt(before: FlowRun, after: FlowRun) -> bool:

@@ -182,22 +182,20 @@ def heartbeat(
     monitor declared the attempt dead) and `NotFound` for an unknown run.
     """
     now = now or utcnow()
-    for _ in range(MAX_WRITE_ATTEMPTS):
-        run = store.get_flow_run(flow_run_id)
+    run = store.get_flow_run(flow_run_id)
+    orchestration.check_lease(run, request.lease)
+    live = holds_live_attempt(run)
+    if live:
+        # A state change may race the renewal (a cancellation, a crash verdict): `renew` reads
+        # it again, and leaves an attempt that ended or changed meanwhile unrenewed.
+        run = renew(run, store=store, now=now, leases=leases)
         orchestration.check_lease(run, request.lease)
         live = holds_live_attempt(run)
-        if live:
-            try:
-                run = store.update_flow_run(run.model_copy(update={
-                    "heartbeat_at": now, "lease_expires_at": leases.expires_at(now)}))
-            except Conflict:
-                continue  # a state change raced us: read it, it may be a cancellation
-        _record_worker_seen(run, store=store, now=now)
-        return HeartbeatResponse(
-            cancel_requested=run.state.type in CANCEL_STATE_TYPES, state=run.state,
-            **(lease_terms(leases, now) if live else {}),
-        )
-    raise Conflict(f"flow run {flow_run_id} kept changing during the heartbeat; try again")
+    _record_worker_seen(run, store=store, now=now)
+    return HeartbeatResponse(
+        cancel_requested=run.state.type in CANCEL_STATE_TYPES, state=run.state,
+        **(lease_terms(leases, now) if live else {}),
+    )
 
 
 def cancel_flow_run(

@@ -116,11 +116,6 @@ class HttpReporter:
     def lease_of(self, flow_run_id: str) -> LocalLease | None:
         return self.local_leases.get(flow_run_id)
 
-    def _release(self, flow_run_id: str) -> None:
-        """The run ended (or is no longer ours): stop renewing its lease."""
-        if self.keeper is not None:
-            self.keeper.release(flow_run_id)
-
     def set_flow_run_state(self, flow_run: FlowRun, state: State, transition_id: str) -> State:
         if flow_run.id in self._local_only:
             return state
@@ -137,7 +132,6 @@ class HttpReporter:
                     flow_run.id, shown, transition_id, lease=self.leases.get(flow_run.id))
                 break
             except errors.Conflict as exc:  # a stale lease: another attempt owns the run
-                self._release(flow_run.id)
                 raise errors.RunAborted(f"the control plane refused {state.name}: {exc}") from exc
             except _TRANSIENT as exc:
                 if time.monotonic() >= deadline:
@@ -147,11 +141,7 @@ class HttpReporter:
                 time.sleep(min(backoff_delay(attempt, base=0.25, cap=5.0),
                                max(0.0, deadline - time.monotonic())))
         if answer.status is TransitionStatus.ACCEPT:
-            if answer.state.is_terminal:
-                self._release(flow_run.id)
             return answer.state
-        if answer.status is TransitionStatus.ABORT:
-            self._release(flow_run.id)
         raise errors.RunAborted(
             f"the control plane refused {state.name} ({answer.status.value}): "
             f"{answer.reason or answer.state.name}")
