@@ -7,9 +7,13 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION = 20
 
 .PHONY: install test demo bench synth chaos clean
 
+# A .venv installed before the distribution was renamed `sluice-flows` holds one called `sluice`
+# (that name on PyPI is an unrelated project): it is removed before installing, so that it can
+# never later remove bin/sluice or answer for the import package.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip uninstall -y -q sluice 2>/dev/null || true
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 

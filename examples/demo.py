@@ -34,12 +34,20 @@ def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[b
                             start_new_session=True)
 
 
-def wait_healthy(client, timeout: float = 60) -> None:  # noqa: ANN001
+def wait_healthy(profiles: Path, timeout: float = 60):  # noqa: ANN201
+    """A client of the local server, once it answers (through the profile it writes)."""
+    from sluice.client import get_client
+    from sluice.settings import get_settings
+
     deadline = time.monotonic() + timeout
     while True:
         try:
+            if not profiles.exists():
+                raise FileNotFoundError(profiles)
+            get_settings.cache_clear()
+            client = get_client()
             client.health()
-            return
+            return client
         except Exception:
             if time.monotonic() > deadline:
                 raise
@@ -54,19 +62,17 @@ def main() -> int:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     port = free_port()
 
-    from sluice.client import SluiceClient
     from sluice.deployments import deploy_flow
     from sluice.entrypoints import load_flow
     from sluice.models import DeploymentRunRequest, PoolCreate
-    from sluice.profiles import Connection
 
     console.rule("[bold]Sluice demo")
     console.print(f"SLUICE_HOME={home}")
     server = start(["server", "start", "--port", str(port)], env, home / "server.log")
     processes = [server]
     try:
-        client = SluiceClient(Connection(api_url=f"http://127.0.0.1:{port}"))
-        wait_healthy(client)
+        # The server writes the `local` profile (0600, with the token it made) once it is up.
+        client = wait_healthy(home / "profiles.toml")
         console.print(f"1. control plane up at {client.connection.api_url} "
                       "(API + SQS endpoint + timers, SQLite under SLUICE_HOME)")
         client.create_pool(PoolCreate(name="demo", concurrency_limit=4))

@@ -46,7 +46,18 @@ DEFAULT_QUEUE_VISIBILITY_TIMEOUT_SECONDS = 60
 #: Same value as `ports.DEFAULT_MAX_RECEIVE_COUNT` (not imported: `ports` pulls in `sluice.models`,
 #: and this module must stay light for the CDK app). A test keeps the two equal.
 DEFAULT_MAX_RECEIVE_COUNT = 5
-DEFAULT_METRICS_NAMESPACE = "Sluice"
+#: Each stack's metrics live in their own CloudWatch namespace, `Sluice/<stack prefix>`, so that
+#: two stacks in one account and region (`sluice`, `sluice-dev`) never sum into each other's
+#: dashboards and alarms (which read a whole namespace: SEARCH and Metrics Insights).
+METRICS_NAMESPACE_ROOT = "Sluice"
+
+
+def metrics_namespace_for(stack_prefix: str) -> str:
+    """The CloudWatch namespace of a stack's custom metrics."""
+    return f"{METRICS_NAMESPACE_ROOT}/{stack_prefix}"
+
+
+DEFAULT_METRICS_NAMESPACE = metrics_namespace_for(DEFAULT_STACK_PREFIX)
 
 
 class ControlPlaneSettings(BaseSettings):
@@ -95,13 +106,16 @@ class ControlPlaneSettings(BaseSettings):
         le=1000,  # SQS redrive policy's maxReceiveCount range is 1..1000
         validation_alias=ENV_MAX_RECEIVE_COUNT,
     )
-    metrics_namespace: str = Field(
-        default=DEFAULT_METRICS_NAMESPACE, validation_alias=ENV_METRICS_NAMESPACE
-    )
+    #: None means "Sluice/<stack prefix>" (`metrics_namespace_for`).
+    metrics_namespace: str | None = Field(default=None, validation_alias=ENV_METRICS_NAMESPACE)
 
     @property
     def effective_queue_prefix(self) -> str:
         return self.queue_prefix or self.stack_prefix
+
+    @property
+    def effective_metrics_namespace(self) -> str:
+        return self.metrics_namespace or metrics_namespace_for(self.stack_prefix)
 
     @property
     def effective_run_log_group(self) -> str:

@@ -440,7 +440,12 @@ class BundleStore(Protocol):
         ...
 
     def upload_url(self, sha256: str, size: int) -> str:
-        """A URL the client PUTs the zip to (valid for a few minutes)."""
+        """A URL the client PUTs the zip to (valid for a few minutes); it takes exactly `size`
+        bytes hashing to `sha256` (signed into the URL in AWS, checked on write locally)."""
+        ...
+
+    def upload_headers(self, sha256: str, size: int) -> dict[str, str]:
+        """The headers the client must send with that PUT (part of the signature in AWS)."""
         ...
 
     def download_url(self, sha256: str) -> str:

@@ -38,7 +38,9 @@ CONTEXT_KEYS = {
     "sluice:workerMinCapacity": "the fleet's minimum size (default 0)",
     "sluice:workerMaxCapacity": "the fleet's maximum size (default 2)",
     "sluice:workerRunsPerInstance": "runs at once per instance (default 4)",
-    "sluice:workerSluiceRequirement": "what instances pip-install (default sluice[worker]==<v>)",
+    "sluice:workerSluiceRequirement": "a pip requirement instances install instead of the wheel "
+                                      "this app builds (e.g. sluice-flows[worker]==0.1.0)",
+    "sluice:workerSluiceWheel": "a sluice-flows wheel file to ship instead of building one",
 }
 #: The retention periods CloudWatch Logs accepts (days), as CDK names them.
 LOG_RETENTION = {
@@ -115,14 +117,15 @@ def build_stack(app: App) -> Stack:
                            f"not {removal!r}")
     fleet = None
     if context.flag("sluice:workerFleet"):
+        wheel = context.text("sluice:workerSluiceWheel")
         fleet = WorkerFleet(
             pool=context.text("sluice:workerPool", "default") or "default",
             instance_type=context.text("sluice:workerInstanceType", "t4g.small") or "t4g.small",
             min_capacity=context.integer("sluice:workerMinCapacity", 0),
             max_capacity=context.integer("sluice:workerMaxCapacity", 2),
             runs_per_instance=context.integer("sluice:workerRunsPerInstance", 4),
-            sluice_requirement=context.text("sluice:workerSluiceRequirement",
-                                            f"sluice[worker]=={sluice.__version__}") or "",
+            sluice_requirement=context.text("sluice:workerSluiceRequirement"),
+            sluice_wheel=Path(wheel) if wheel else None,
         )
     stack = Stack(app, stack_name, stack_name=stack_name,
                   description=f"Sluice control plane {sluice.__version__}",

@@ -64,7 +64,7 @@ def package_dir(name: str) -> Path:
     spec = importlib.util.find_spec(name)
     if spec is None or not spec.submodule_search_locations:
         raise LambdaAssetError(f"package {name!r} is not installed; install sluice with "
-                               "`pip install -e '.[infra]'` (or `sluice[infra]`)")
+                               "`pip install -e '.[infra]'` (or `sluice-flows[infra]`)")
     return Path(next(iter(spec.submodule_search_locations)))
 
 

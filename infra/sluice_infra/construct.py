@@ -13,12 +13,17 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
 from sluice import stack_outputs
-from sluice.models import DEFAULT_POOL, POOL_NAME_PATTERN
-from sluice_functions.config import DEFAULT_RETENTION_DAYS, ControlPlaneSettings
+from sluice.models import DEFAULT_POOL
+from sluice.models.names import name_problem
+from sluice_functions.config import (
+    DEFAULT_RETENTION_DAYS,
+    ControlPlaneSettings,
+    metrics_namespace_for,
+)
 
 from .acknowledgments import acknowledge
 from .asset import function_code
-from .functions import ControlPlaneFunctions, queue_arn_pattern
+from .functions import ControlPlaneFunctions
 from .http_api import ControlPlaneApi, Throttle
 from .observability import ControlPlaneObservability
 from .storage import PoolQueues, create_bundle_bucket, create_pool_queues, create_table
@@ -82,7 +87,8 @@ class SluiceControlPlane(Construct):
         settings = ControlPlaneSettings(
             table_name=self.table.table_name, stack_prefix=prefix, queue_prefix=prefix,
             bundle_bucket=self.bundle_bucket.bucket_name,
-            run_log_group=self.run_log_group.log_group_name, retention_days=retention_days)
+            run_log_group=self.run_log_group.log_group_name, retention_days=retention_days,
+            metrics_namespace=metrics_namespace_for(prefix))
         self.pools: list[PoolQueues] = [create_pool_queues(self, pool, settings)
                                         for pool in pools]
         default_pool = self.pools[0]
@@ -108,26 +114,33 @@ class SluiceControlPlane(Construct):
         if alarm_email:
             self.alarm_topic.add_subscription(subscriptions.EmailSubscription(alarm_email))
         self.observability = ControlPlaneObservability(
-            self, "Observability", namespace=self.settings.metrics_namespace,
+            self, "Observability", namespace=self.settings.effective_metrics_namespace,
             dashboard_name=f"{prefix}-control-plane", topic=self.alarm_topic,
             http_api=self.api.http_api, functions=self.functions.functions, pools=self.pools)
 
-        self.worker_policy = create_worker_policy(
-            self, queue_pattern=queue_arn_pattern(self, prefix),
-            invoke_arns=self.api.worker_invoke_arns(), bundle_bucket=self.bundle_bucket)
+        #: One managed policy per pool: its workers reach that pool's queue and routes only.
+        self.worker_policies: dict[str, iam.ManagedPolicy] = {
+            pool.pool: create_worker_policy(self, pool=pool, api=self.api,
+                                            bundle_bucket=self.bundle_bucket)
+            for pool in self.pools}
+        self.worker_policy = self.worker_policies[DEFAULT_POOL]
         self.worker_fleet: WorkerFleetGroup | None = None
         if worker_fleet is not None:
             fleet_pool = next(p for p in self.pools if p.pool == worker_fleet.pool)
             self.worker_fleet = WorkerFleetGroup(
                 self, "WorkerFleet", fleet=worker_fleet, pool=fleet_pool,
-                policy=self.worker_policy, topic=self.alarm_topic, log_retention=log_retention)
+                policy=self.worker_policies[worker_fleet.pool], topic=self.alarm_topic,
+                log_retention=log_retention)
 
         self._output(stack_outputs.API_URL, self.api.url, "Base URL of the Sluice API")
         self._output(stack_outputs.REGION, stack.region, "Region of the control plane")
         self._output(stack_outputs.BUNDLE_BUCKET, self.bundle_bucket.bucket_name,
                      "Bucket of deployment code bundles")
         self._output(stack_outputs.WORKER_POLICY_ARN, self.worker_policy.managed_policy_arn,
-                     "Attach to worker instance roles (or on-prem roles)")
+                     "Attach to the roles of the default pool's worker hosts (EC2 or on-prem)")
+        self._output(stack_outputs.WORKER_POLICY_ARNS, stack.to_json_string(
+            {pool: policy.managed_policy_arn for pool, policy in self.worker_policies.items()}),
+            "The worker policy of each pool (JSON): attach a pool's to its worker hosts' roles")
         self._output(stack_outputs.QUEUE_URLS,
                      stack.to_json_string({p.pool: p.queue.queue_url for p in self.pools}),
                      "Queue URL of each pool the stack created (JSON)")
@@ -136,6 +149,20 @@ class SluiceControlPlane(Construct):
     def api_url(self) -> str:
         """The API's base URL."""
         return self.api.url
+
+    def grant_trigger(self, grantee: iam.IGrantable, *deployments: str) -> iam.Grant:
+        """Let `grantee` (a pool's worker role: its flows call `run_deployment`) start runs of
+        the named deployments ("flow/name") and watch them; nothing else an operator does."""
+        from sluice.tokens import trigger_grant
+        from sluice_functions import access
+
+        if not deployments:
+            raise ValueError("grant_trigger: name at least one deployment as 'flow/name'")
+        return iam.Grant.add_to_principal(
+            grantee=grantee, actions=["execute-api:Invoke"],
+            resource_arns=[self.api.invoke_arn(method, path)
+                           for ref in deployments
+                           for method, path in access.trigger_requests(trigger_grant(ref))])
 
     def grant_invoke_api(self, grantee: iam.IGrantable) -> iam.Grant:
         """Let `grantee` (an operator's role, CI) call every API route."""
@@ -153,8 +180,12 @@ def _pool_names(extra_pools: Sequence[str]) -> list[str]:
     """"default" first, then the extra pools: valid names, no repeats."""
     pools = [DEFAULT_POOL]
     for pool in extra_pools:
-        if not re.match(POOL_NAME_PATTERN, pool):
-            raise ValueError(f"pool name {pool!r} must match {POOL_NAME_PATTERN}")
+        # The one rule for pool names (`sluice.models.names`): the message names the bad
+        # character, or the dead-letter queue a `-dlq` name would collide with.
+        problem = (name_problem(pool, "pool") if isinstance(pool, str)
+                   else f"pool name {pool!r} must be a string")
+        if problem is not None:
+            raise ValueError(problem)
         if pool in pools:
             raise ValueError(f"pool {pool!r} is listed twice (\"default\" is always created)")
         pools.append(pool)

@@ -78,7 +78,7 @@ class ControlPlaneFunctions(Construct):
             # Powertools Logger writes JSON; Lambda's JSON log format makes the platform
             # lines structured too. Same level in both, so Powertools sees no conflict.
             "POWERTOOLS_LOG_LEVEL": "INFO",
-            "POWERTOOLS_METRICS_NAMESPACE": settings.metrics_namespace,
+            "POWERTOOLS_METRICS_NAMESPACE": settings.effective_metrics_namespace,
         }
         self.log_groups: dict[str, logs.LogGroup] = {}
         self.functions: dict[str, lambda_.Function] = {}

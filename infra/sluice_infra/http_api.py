@@ -15,7 +15,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from .routes import GATEWAY_ROUTES, WORKER_REQUESTS
+from .routes import GATEWAY_ROUTES
 
 #: HTTP APIs serve a single `$default` stage at the API's root URL.
 STAGE_NAME = "$default"
@@ -66,7 +66,7 @@ class _JsonAccessLogs:
 
 class ControlPlaneApi(Construct):
     """The HTTP API: every route of `routes.GATEWAY_ROUTES` integrated with the api function
-    and authorized by IAM; `worker_invoke_arns()` names what a worker may call."""
+    and authorized by IAM; `invoke_arn()` names one request for a policy."""
 
     def __init__(self, scope: Construct, construct_id: str, *, function: lambda_.IFunction,
                  access_log_group: logs.ILogGroup, throttle: Throttle) -> None:
@@ -97,7 +97,6 @@ class ControlPlaneApi(Construct):
         """The API's base URL (ends with "/")."""
         return self.stage.url
 
-    def worker_invoke_arns(self) -> list[str]:
-        """`execute-api:Invoke` resources of the requests workers make (`WORKER_REQUESTS`)."""
-        return [self.http_api.arn_for_execute_api(request.method, request.path, STAGE_NAME)
-                for request in WORKER_REQUESTS]
+    def invoke_arn(self, method: str, path: str) -> str:
+        """The `execute-api:Invoke` resource of one request (IAM wildcards allowed in `path`)."""
+        return self.http_api.arn_for_execute_api(method, path, STAGE_NAME)

@@ -4,6 +4,8 @@ Custom metrics are the EMF metrics `sluice_functions` emits (names below; tests/
 still appears in the functions' code). They carry a `pool` or `state` dimension, or none, so the
 dashboard sums over dimensions with SEARCH and the crashed-runs alarm uses a Metrics Insights
 query (alarms cannot SEARCH): a pool created at run time is covered without a stack update.
+Each stack has its own namespace (`sluice_functions.config.metrics_namespace_for`), so these
+totals never include another stack's runs.
 """
 
 from __future__ import annotations
@@ -112,7 +114,9 @@ class ControlPlaneObservability(Construct):
 
     def _by(self, metric: str, dimension: str) -> cloudwatch.MathExpression:
         """One line per value of `dimension`."""
-        search = (f"SEARCH('{{{self.namespace},{dimension}}} MetricName=\"{metric}\"', "
+        # A namespace with non-alphanumeric characters ("Sluice/sluice-dev") must be quoted
+        # inside a metric schema.
+        search = (f"SEARCH('{{\"{self.namespace}\",{dimension}}} MetricName=\"{metric}\"', "
                   "'Sum', 300)")
         return cloudwatch.MathExpression(expression=search, label="", period=PERIOD)
 

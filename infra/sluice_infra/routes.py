@@ -1,4 +1,4 @@
-"""Which HTTP API routes the stack exposes, and which requests a worker may make.
+"""Which HTTP API routes the stack exposes (who may call which: `sluice_functions.access`).
 
 API Gateway sends each route family to the one `api` function, whose Powertools resolver does
 the fine routing and answers 404 itself. Families, not one route per API path, because an HTTP
@@ -30,33 +30,4 @@ GATEWAY_ROUTES: tuple[GatewayRoute, ...] = (
         GatewayRoute("ANY", f"/{family}"),
         GatewayRoute("ANY", f"/{family}/{{proxy+}}"),
     )),
-)
-
-
-@dataclass(frozen=True)
-class WorkerRequest:
-    """Requests a worker (and the flow processes it starts) may make: a method and a path
-    pattern in IAM's `execute-api` resource syntax (`*` matches any characters, `/` included)."""
-
-    method: str
-    path: str
-    why: str
-
-
-#: Everything a worker host does: take and run flow runs, report them, fetch code. Not:
-#: creating, changing or deleting deployments and pools, uploading bundles, cancelling or
-#: retrying runs, listing everything - those are operators' requests.
-WORKER_REQUESTS: tuple[WorkerRequest, ...] = (
-    WorkerRequest("GET", "/health", "the CLI and worker check the control plane is up"),
-    WorkerRequest("GET", "/pools/*", "the worker reads its pool (queue URL, settings)"),
-    WorkerRequest("POST", "/pools/*/workers", "worker presence heartbeats"),
-    WorkerRequest("POST", "/flow-runs/*/claim", "claim a run taken from the queue"),
-    WorkerRequest("POST", "/flow-runs/*/heartbeat", "heartbeat a claimed run"),
-    WorkerRequest("POST", "/flow-runs/*/state", "report the run's transitions"),
-    WorkerRequest("POST", "/flow-runs/*/events", "report task runs and log lines"),
-    WorkerRequest("GET", "/flow-runs/*", "read a run (and subflows' runs)"),
-    WorkerRequest("POST", "/flow-runs", "subflows create their own flow runs"),
-    WorkerRequest("GET", "/deployments/*", "read the deployment to run (entrypoint, source)"),
-    WorkerRequest("POST", "/deployments/*/runs", "run_deployment() inside a flow"),
-    WorkerRequest("GET", "/bundles/*", "where to download a code bundle"),
 )

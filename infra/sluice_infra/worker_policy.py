@@ -1,46 +1,60 @@
-"""The IAM managed policy of worker hosts."""
+"""The IAM managed policies of worker hosts: one per pool, built from the one route table
+(`sluice_functions.access`) the embedded server's tokens follow too."""
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 from aws_cdk import Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from sluice_functions import access
+
 from .acknowledgments import acknowledge_wildcard_resources
-from .storage import BUNDLE_PREFIX
+from .http_api import ControlPlaneApi
+from .storage import BUNDLE_PREFIX, PoolQueues
 
 #: Exactly what `sluice_worker.queue.PoolQueue` calls; the queue URL comes from the API.
 WORKER_QUEUE_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility")
 
-def create_worker_policy(scope: Construct, *, queue_pattern: str, invoke_arns: Sequence[str],
+
+def create_worker_policy(scope: Construct, *, pool: PoolQueues, api: ControlPlaneApi,
                          bundle_bucket: s3.IBucket) -> iam.ManagedPolicy:
-    """The managed policy of worker hosts: take run messages from the pool queues, call only
-    the API routes workers use (`routes.WORKER_REQUESTS`), read code bundles, and read this
-    stack's outputs (`sluice profile create` on the host)."""
+    """The policy of the worker hosts of `pool`: take messages from that pool's queue only (its
+    exact ARN: no prefix another stack or pool could match, and not its dead-letter queue), call
+    only that pool's worker routes (`access.WORKER_ROUTES`), read code bundles, and read this
+    stack's outputs (`sluice profile create` on the host). Nothing an operator does (deploy,
+    trigger, cancel, retry, backfill, pools) is in it; `SluiceControlPlane.grant_trigger` adds
+    the deployments a pool's flows may start."""
     stack = Stack.of(scope)
-    statements = [
-        (iam.PolicyStatement(actions=list(WORKER_QUEUE_ACTIONS), resources=[queue_pattern]),
-         "Pools are created at run time, each with a queue named <stack prefix>-<pool>; "
-         "workers may take messages from queues under this stack's prefix only."),
-        (iam.PolicyStatement(actions=["execute-api:Invoke"], resources=list(invoke_arns)),
-         "Each resource is one worker route of this API (method and path); the wildcards "
-         "stand for run ids, pool names and deployment names in the path."),
-        (iam.PolicyStatement(actions=["s3:GetObject"],
-                             resources=[bundle_bucket.arn_for_objects(f"{BUNDLE_PREFIX}*")]),
-         "Bundles are named by their SHA-256 under bundles/; workers read those objects only."),
-        (iam.PolicyStatement(actions=["cloudformation:DescribeStacks"],
-                             resources=[stack.stack_id]), None),
-    ]
+    invoke = iam.PolicyStatement(actions=["execute-api:Invoke"], resources=[
+        api.invoke_arn(method, path) for method, path in access.worker_requests(pool.pool)])
+    bundles = iam.PolicyStatement(actions=["s3:GetObject"],
+                                  resources=[bundle_bucket.arn_for_objects(f"{BUNDLE_PREFIX}*")])
     policy = iam.ManagedPolicy(
-        scope, "WorkerPolicy",
-        description=f"Sluice workers of stack {stack.stack_name}: receive runs, report them, "
-                    "read bundles",
-        statements=[statement for statement, _ in statements],
+        scope, f"WorkerPolicy{_logical(pool.pool)}",
+        description=f"Sluice workers of pool {pool.pool} in stack {stack.stack_name}: receive "
+                    "its runs, report them, read bundles",
+        statements=[
+            iam.PolicyStatement(actions=list(WORKER_QUEUE_ACTIONS),
+                                resources=[pool.queue.queue_arn]),
+            invoke, bundles,
+            iam.PolicyStatement(actions=["cloudformation:DescribeStacks"],
+                                resources=[stack.stack_id]),
+        ],
     )
-    for statement, reason in statements:
-        if reason:
-            acknowledge_wildcard_resources(policy, statement, reason)
+    acknowledge_wildcard_resources(
+        policy, invoke, "Each resource is one worker route of this pool (method and path); the "
+        "wildcards stand for run, deployment and bundle ids after the pool's own path.")
+    acknowledge_wildcard_resources(
+        policy, bundles, "Bundles are named by their SHA-256 under bundles/; workers read those "
+        "objects only, and learn a bundle's name only from their own pool's deployments.")
     return policy
+
+
+def _logical(pool: str) -> str:
+    """A logical-id fragment for a pool name (`gpu-workers` -> `GpuWorkers`); "default" keeps
+    the id `WorkerPolicy` had before policies were per pool, so upgrades keep its ARN."""
+    if pool == "default":
+        return ""
+    return "".join(part.capitalize() for part in pool.split("-")) or "Pool"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass
+from pathlib import Path
 
 from aws_cdk import Duration, RemovalPolicy, Stack, Token
 from aws_cdk import aws_autoscaling as autoscaling
@@ -12,14 +13,16 @@ from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-import sluice
+from sluice.exceptions import ConfigurationError
 from sluice.models import DEFAULT_POOL
 
 from .asset import package_dir
 from .storage import PoolQueues
+from .worker_wheel import BuiltWheel, refuse_unrelated_distribution, worker_wheel
 
 USER_DATA_SCRIPT = ("sluice_worker", "deploy/ec2-user-data.sh")
 
@@ -28,11 +31,20 @@ USER_DATA_SCRIPT = ("sluice_worker", "deploy/ec2-user-data.sh")
 class WorkerFleet:
     """An EC2 Auto Scaling group of Sluice workers for one pool.
 
-    Instances boot with `sluice_worker/deploy/ec2-user-data.sh`: it installs
-    `sluice_requirement`, writes an AWS profile from this stack's outputs and starts the
-    worker's systemd unit. The group grows by one instance while runs wait in the pool's queue
-    and shrinks when the queue has been empty (nothing waiting or running) for 15 minutes.
-    Instances get no inbound access; they call SQS, the API and the package index outbound.
+    Instances boot with `sluice_worker/deploy/ec2-user-data.sh`: it installs Sluice, writes an
+    AWS profile from this stack's outputs and starts the worker's systemd unit. By default
+    Sluice is the wheel this CDK app builds from its own sources (`worker_wheel`), shipped as
+    an S3 asset and checked against its SHA-256 on the instance: never a name resolved by a
+    package index (its dependencies, such as boto3, do come from the index). `sluice_wheel`
+    ships a wheel file of your choosing instead; `sluice_requirement` (for example
+    `"sluice-flows[worker]==0.1.0"` from your private index) skips the asset and lets pip
+    resolve it. A bootstrap that fails powers the instance off, which terminates it: the
+    group replaces it rather than keeping an instance that runs nothing.
+
+    The group grows by one instance while runs wait in the pool's queue and shrinks when the
+    queue has been empty (nothing waiting or running) for 15 minutes.
+    Instances get no inbound access; they call SQS, the API, S3 (the wheel, code bundles) and
+    the package index (dependencies) outbound.
 
     `vpc`: where the instances go (default: a new VPC with public subnets only: no NAT gateway,
     so nothing costs money while the group is empty). `runs_per_instance` is the worker's
@@ -45,7 +57,8 @@ class WorkerFleet:
     min_capacity: int = 0
     max_capacity: int = 2
     runs_per_instance: int = 4
-    sluice_requirement: str = f"sluice[worker]=={sluice.__version__}"
+    sluice_requirement: str | None = None
+    sluice_wheel: Path | None = None
     volume_size_gib: int = 20
     vpc: ec2.IVpc | None = None
 
@@ -55,17 +68,44 @@ class WorkerFleet:
                              f"max_capacity >= 1 (got {self.min_capacity}..{self.max_capacity})")
         if self.runs_per_instance < 1:
             raise ValueError("worker fleet: runs_per_instance must be at least 1")
+        if self.sluice_requirement is not None:
+            if self.sluice_wheel is not None:
+                raise ConfigurationError("worker fleet: give sluice_requirement or sluice_wheel, "
+                                         "not both")
+            refuse_unrelated_distribution(self.sluice_requirement)
+        if self.sluice_wheel is not None:
+            BuiltWheel.of(self.sluice_wheel)  # refuses anything but a wheel file
 
 
-def worker_user_data(stack_name: str, fleet: WorkerFleet) -> ec2.UserData:
+@dataclass(frozen=True)
+class ShippedWheel:
+    """Where a fleet instance gets the wheel it installs: an `s3://` URL (the asset's, usually
+    a token), the wheel's file name (pip needs it) and the SHA-256 the instance checks."""
+
+    s3_url: str
+    filename: str
+    sha256: str
+
+
+def worker_user_data(stack_name: str, fleet: WorkerFleet,
+                     wheel: ShippedWheel | None = None) -> ec2.UserData:
     """The shipped EC2 user-data script, with this fleet's settings exported before it runs
-    (the script reads them with defaults, so it stays usable by hand)."""
+    (the script reads them with defaults, so it stays usable by hand). It installs `wheel`,
+    else `fleet.sluice_requirement`; a failed bootstrap powers the instance off."""
     package, relative = USER_DATA_SCRIPT
     script = (package_dir(package) / relative).read_text()
     shebang, body = script.split("\n", 1)
     settings = {"SLUICE_STACK": stack_name, "SLUICE_POOL": fleet.pool,
                 "SLUICE_LIMIT": str(fleet.runs_per_instance),
-                "SLUICE_VERSION": fleet.sluice_requirement}
+                "SLUICE_POWER_OFF_ON_FAILURE": "true"}
+    if wheel is not None:
+        settings |= {"SLUICE_WHEEL_S3_URL": wheel.s3_url, "SLUICE_WHEEL_FILE": wheel.filename,
+                     "SLUICE_WHEEL_SHA256": wheel.sha256}
+    elif fleet.sluice_requirement is not None:
+        settings["SLUICE_REQUIREMENT"] = fleet.sluice_requirement
+    else:
+        raise ConfigurationError("worker fleet: the user data needs the shipped wheel or "
+                                 "fleet.sluice_requirement")
     exports = "\n".join(
         f"export {name}={value if Token.is_unresolved(value) else shlex.quote(value)}"
         for name, value in settings.items())
@@ -94,10 +134,14 @@ class WorkerFleetGroup(Construct):
             self, "LaunchTemplate",
             instance_type=instance_type,
             machine_image=ec2.MachineImage.latest_amazon_linux2023(cpu_type=cpu),
-            user_data=worker_user_data(Stack.of(self).stack_name, fleet),
+            user_data=worker_user_data(Stack.of(self).stack_name, fleet,
+                                       self._ship_wheel(fleet, role)),
             role=role,
             security_group=security_group,
             require_imdsv2=True,
+            # The user data powers off an instance whose bootstrap failed: it goes away and
+            # the group launches a fresh one, instead of counting it as a worker.
+            instance_initiated_shutdown_behavior=ec2.InstanceInitiatedShutdownBehavior.TERMINATE,
             block_devices=[ec2.BlockDevice(
                 device_name="/dev/xvda",
                 volume=ec2.BlockDeviceVolume.ebs(fleet.volume_size_gib, encrypted=True,
@@ -110,7 +154,24 @@ class WorkerFleetGroup(Construct):
             min_capacity=fleet.min_capacity, max_capacity=fleet.max_capacity,
             notifications=[autoscaling.NotificationConfiguration(topic=topic)],
         )
+        # Instances boot only once the role may read the wheel (its default policy).
+        self.group.node.add_dependency(role)
         self._scale_on_queue(pool)
+
+    def _ship_wheel(self, fleet: WorkerFleet, role: iam.IRole) -> ShippedWheel | None:
+        """The wheel instances install, as an S3 asset `role` may read (None when the fleet
+        installs `sluice_requirement` instead)."""
+        if fleet.sluice_requirement is not None:
+            return None
+        built = BuiltWheel.of(fleet.sluice_wheel) if fleet.sluice_wheel else worker_wheel()
+        asset = s3_assets.Asset(self, "SluiceWheel", path=str(built.path))
+        # This one object: `Asset.grant_read` would open the whole CDK assets bucket (every
+        # asset of every stack in the account and region) to the instances.
+        role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["s3:GetObject"],
+            resources=[asset.bucket.arn_for_objects(asset.s3_object_key)]))
+        return ShippedWheel(s3_url=asset.s3_object_url, filename=built.filename,
+                            sha256=built.sha256)
 
     def _vpc(self, log_retention: logs.RetentionDays) -> ec2.Vpc:
         flow_logs = logs.LogGroup(self, "FlowLogs", retention=log_retention,

@@ -10,7 +10,10 @@ from pydantic import BaseModel, ConfigDict, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from .exceptions import ConfigurationError
+from .models.names import check_name
 from .models.bounds import (
+    MAX_CACHE_EXPIRATION_SECONDS,
+    MAX_FLOW_WORKERS,
     MAX_RETRIES,
     MAX_RETRY_DELAY_SECONDS,
     MAX_RETRY_JITTER_FACTOR,
@@ -100,6 +103,23 @@ class RunOptions(Options):
                           unit="")
         return value
 
+    @field_validator("max_workers", check_fields=False)
+    @classmethod
+    def _workers_bound(cls, value: Any) -> Any:
+        if isinstance(value, int) and value > MAX_FLOW_WORKERS:
+            raise ValueError(f"must be at most {MAX_FLOW_WORKERS} (sluice.models.MAX_FLOW_WORKERS)"
+                             "; fan out wider with the Dask task runner or subflows")
+        return value
+
+    @field_validator("cache_expiration", check_fields=False)
+    @classmethod
+    def _expiration_bound(cls, value: Any) -> Any:
+        if value is not None:
+            check_seconds(value.total_seconds(), MAX_CACHE_EXPIRATION_SECONDS,
+                          "MAX_CACHE_EXPIRATION_SECONDS",
+                          "ten years; leave it unset for a cache that never expires")
+        return value
+
     @field_validator("result_storage", check_fields=False)
     @classmethod
     def _storage(cls, value: Any) -> Any:
@@ -165,4 +185,6 @@ def as_tags(value: Any) -> tuple[str, ...]:
     tags = tuple(value)
     if not all(isinstance(t, str) and t for t in tags):
         raise ValueError("must be a list of non-empty strings")
+    for tag in tags:
+        check_name(tag, "tag")  # the rule every tag follows (`sluice.models.names`)
     return tags

@@ -8,7 +8,10 @@ import json
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pydantic import BaseModel
+from pydantic import ValidationError as PydanticValidationError
 
 from .exceptions import ConfigurationError
 from .models import (
@@ -26,6 +29,30 @@ from .models import (
 if TYPE_CHECKING:
     from .client import SluiceClient
     from .flows import Flow
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def explain_invalid(exc: PydanticValidationError) -> ConfigurationError:
+    """A request model's validation errors as one `ConfigurationError`: each line names the
+    field and what to fix (the messages of `sluice.models.names` already say both)."""
+    errors = exc.errors(include_url=False, include_context=False, include_input=False)
+    lines = []
+    for error in errors:
+        where = ".".join(str(part) for part in error["loc"])
+        reason = error["msg"].removeprefix("Value error, ")
+        lines.append(f"{where}: {reason}" if where else reason)
+    return ConfigurationError("\n".join(lines) or str(exc), details=errors)
+
+
+def request_model(model: type[M], **fields: Any) -> M:
+    """`model(**fields)`, refused as a `ConfigurationError` naming each bad field: what users
+    typed (a deployment name, a tag, a git URL) is checked before anything is sent."""
+    try:
+        return model(**fields)
+    except PydanticValidationError as exc:
+        raise explain_invalid(exc) from None
 
 
 def parse_params(pairs: Iterable[str]) -> dict[str, Any]:
@@ -91,8 +118,8 @@ def deployment_request(flow: Flow[Any, Any], *, name: str, entrypoint: str,
         raise ConfigurationError(
             f"flow {flow.name!r} has no parameter(s) {sorted(unknown)}; its parameters are "
             f"{list(flow.signature.parameters)}")
-    return DeploymentCreate(
-        flow_name=flow.name, name=name, entrypoint=entrypoint, pool=pool,
+    return request_model(
+        DeploymentCreate, flow_name=flow.name, name=name, entrypoint=entrypoint, pool=pool,
         parameters=parameters, parameter_schema=flow.parameter_schema(),
         tags=list(tags or flow.options.tags), description=description or flow.options.description
         or (inspect.getdoc(flow.fn) or None), version=version or flow.options.version,
@@ -148,10 +175,14 @@ def run_deployment(name: str, parameters: dict[str, Any] | None = None, *,
                    client: SluiceClient | None = None) -> FlowRun:
     """Start a run of the deployment `name` ("flow/deployment" or an id) and wait for it to end
     (at most `timeout` seconds; `timeout=0` returns at once). Returns the flow run as it is then.
-    Inside a flow this works the same: the run executes on a worker of the deployment's pool."""
+    Inside a flow this works the same: the run executes on a worker of the deployment's pool;
+    the flow's worker needs a grant to trigger `name` (`SluiceControlPlane.grant_trigger` on
+    AWS, `sluice worker start --may-trigger` on the embedded server), and `name` must then be
+    "flow/deployment"."""
     client = client or _client()
-    run = client.run_deployment(name, DeploymentRunRequest(parameters=parameters or {},
-                                                           tags=list(tags or [])))
+    run = client.run_deployment(name, request_model(DeploymentRunRequest,
+                                                    parameters=parameters or {},
+                                                    tags=list(tags or [])))
     if timeout == 0:
         return run
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -159,5 +190,5 @@ def run_deployment(name: str, parameters: dict[str, Any] | None = None, *,
         if deadline is not None and time.monotonic() >= deadline:
             return run
         time.sleep(poll_interval)
-        run = client.get_flow_run(run.id)
+        run = client.get_deployment_run(name, run.id)
     return run

@@ -11,6 +11,7 @@ from pydantic import Field, StrictInt, field_validator
 
 from ._options import Hook, RunOptions
 from .exceptions import ConfigurationError
+from .models.names import FlowName, name_problem
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -41,7 +42,7 @@ class FlowOptions(RunOptions):
         "on_cancellation": "on_cancellation=[cleanup]",
     }
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: FlowName | None = None
     description: str | None = None
     version: str | None = None
     retries: StrictInt = Field(default=0, ge=0)
@@ -78,6 +79,10 @@ class Flow(Generic[P, R]):
         self.fn = fn
         self.options = options
         self.name: str = options.name or getattr(fn, "__name__", "flow").replace("_", "-")
+        problem = None if options.name else name_problem(self.name, "flow")
+        if problem is not None:  # a name taken from the function (`<lambda>`, non-ASCII)
+            raise ConfigurationError(f"@flow: {problem}; the name comes from the function: "
+                                     "give one with @flow(name='...')")
         self.is_async = inspect.iscoroutinefunction(fn)
         self._parameters_model: type[BaseModel] | None = None
         update_wrapper(self, fn)  # type: ignore[arg-type]

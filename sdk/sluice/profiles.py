@@ -38,6 +38,9 @@ class Profile(BaseModel):
     stack_name: str | None = None
     bundle_bucket: str | None = None
     queue_urls: dict[str, str] = Field(default_factory=dict)
+    #: PEM certificates to trust for `api_url`'s TLS (an embedded server's self-signed
+    #: certificate); unset: the system's trust store.
+    ca_bundle: str | None = None
 
 
 class ProfilesFile(BaseModel):
@@ -89,10 +92,15 @@ def save_profiles(profiles: ProfilesFile, settings: SluiceSettings | None = None
             lines.append(f"{key} = {_toml_value(value)}")
         lines.append("")
     path = profiles_path(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("\n".join(lines))
-    os.chmod(tmp, 0o600)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # 0600 from the first byte: a token written first and chmod-ed after could be read between.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, "\n".join(lines).encode())
+    finally:
+        os.close(fd)
     os.replace(tmp, path)
     return path
 
@@ -117,6 +125,8 @@ class Connection:
     sqs_endpoint: str | None = None
     profile: str | None = None
     source: str = "argument"
+    #: PEM certificates to trust for TLS (None: the system's trust store).
+    ca_bundle: str | None = None
 
 
 def resolve_connection(*, api_url: str | None = None, api_token: str | None = None,
@@ -125,12 +135,13 @@ def resolve_connection(*, api_url: str | None = None, api_token: str | None = No
     """The control plane to talk to, or None when nothing is configured anywhere."""
     settings = settings or get_settings()
     if api_url:
-        return Connection(api_url.rstrip("/"), api_token or settings.api_token,
-                          settings.kind, settings.region, settings.sqs_endpoint)
-    if settings.api_url and not profile:
-        return Connection(settings.api_url.rstrip("/"), api_token or settings.api_token,
+        return Connection(api_url.rstrip("/"), api_token or settings.token,
                           settings.kind, settings.region, settings.sqs_endpoint,
-                          source="environment")
+                          ca_bundle=settings.ca_bundle)
+    if settings.api_url and not profile:
+        return Connection(settings.api_url.rstrip("/"), api_token or settings.token,
+                          settings.kind, settings.region, settings.sqs_endpoint,
+                          source="environment", ca_bundle=settings.ca_bundle)
     profiles = load_profiles(settings)
     name = profile or settings.profile or profiles.active
     if name is None:
@@ -142,6 +153,7 @@ def resolve_connection(*, api_url: str | None = None, api_token: str | None = No
             f"profile {name!r} is not in {profiles_path(settings)} (known: {known}); "
             f"run `sluice profile ls`, or `sluice server start` to create the local one"
         )
-    return Connection(chosen.api_url.rstrip("/"), api_token or settings.api_token or
+    return Connection(chosen.api_url.rstrip("/"), api_token or settings.token or
                       chosen.api_token, chosen.kind, settings.region or chosen.region,
-                      settings.sqs_endpoint or chosen.sqs_endpoint, name, source="profile")
+                      settings.sqs_endpoint or chosen.sqs_endpoint, name, source="profile",
+                      ca_bundle=settings.ca_bundle or chosen.ca_bundle)

@@ -22,8 +22,12 @@ from __future__ import annotations
 import os
 import threading
 import time
+import types
+import typing
 from pathlib import Path
 from typing import Any, Protocol
+
+from pydantic import SecretStr
 
 from . import redaction
 from .exceptions import ConfigurationError, SecretNotFound, SluiceError
@@ -204,16 +208,50 @@ def secret(name: str, *, store: SecretStore | None = None) -> str:
     return value
 
 
-def resolve_references(parameters: dict[str, Any], *, store: SecretStore | None = None
-                       ) -> dict[str, Any]:
+def resolve_references(parameters: dict[str, Any], *, store: SecretStore | None = None,
+                       flow: Any = None) -> dict[str, Any]:
     """Parameters with every `{"$secret": name}` replaced by the secret's value (the worker's
-    flow process, before the flow validates them: a SecretStr parameter gets the value)."""
+    flow process, before the flow validates them), as a `pydantic.SecretStr`.
+
+    Only a parameter typed `SecretStr` may take a reference (the control plane refuses the
+    others, 422); this is the second line. The value is never a plain string: a `SecretStr`
+    parameter takes it as is, a `str` one refuses it (the run fails before the flow starts),
+    and an untyped one gets the masked object. With `flow`, a reference for a parameter that is
+    not typed `SecretStr` is refused before any secret is read (`ConfigurationError`)."""
+    if flow is not None:
+        allowed = secret_parameter_names(flow)
+        for key, value in parameters.items():
+            if secret_reference_name(value) is not None and key not in allowed:
+                raise ConfigurationError(
+                    f"parameter {key!r} is given a secret reference but flow "
+                    f"{getattr(flow, 'name', flow)!r} does not type it pydantic.SecretStr; no "
+                    "secret was read (type the parameter SecretStr, or pass a plain value)")
     resolved = dict(parameters)
     for key, value in parameters.items():
         name = secret_reference_name(value)
         if name is not None:
-            resolved[key] = secret(name, store=store)
+            resolved[key] = SecretStr(secret(name, store=store))
     return resolved
+
+
+def secret_parameter_names(flow: Any) -> frozenset[str]:
+    """The parameters of `flow` typed `SecretStr` (or `SecretStr | None`, `Annotated[...]`)."""
+    try:
+        hints = typing.get_type_hints(flow.fn, include_extras=True)
+    except Exception:  # unresolvable forward references: no parameter is known to be secret
+        return frozenset()
+    return frozenset(name for name in flow.signature.parameters
+                     if _is_secret_type(hints.get(name)))
+
+
+def _is_secret_type(annotation: Any, depth: int = 0) -> bool:
+    if annotation is SecretStr:
+        return True
+    if depth > 4:
+        return False
+    return any(_is_secret_type(arg, depth + 1) for arg in typing.get_args(annotation)
+               if typing.get_origin(annotation) in (typing.Union, types.UnionType,
+                                                    typing.Annotated))
 
 
 def clear_cache() -> None:

@@ -20,12 +20,15 @@ API_URL = "SluiceApiUrl"
 REGION = "SluiceRegion"
 BUNDLE_BUCKET = "SluiceBundleBucket"
 WORKER_POLICY_ARN = "SluiceWorkerPolicyArn"
+#: JSON object: pool name -> ARN of that pool's worker policy.
+WORKER_POLICY_ARNS = "SluiceWorkerPolicyArns"
 #: A JSON object {pool name: queue URL} of the pools whose queues the stack created.
 QUEUE_URLS = "SluiceQueueUrls"
 
 #: What `sluice profile create` needs; a stack without them is not a Sluice control plane.
 REQUIRED = (API_URL, REGION, QUEUE_URLS)
-ALL = (API_URL, REGION, BUNDLE_BUCKET, WORKER_POLICY_ARN, QUEUE_URLS)
+ALL = (API_URL, REGION, BUNDLE_BUCKET, WORKER_POLICY_ARN, WORKER_POLICY_ARNS,
+       QUEUE_URLS)
 
 
 def read_stack_outputs(stack_name: str, region: str | None = None, *,
@@ -37,7 +40,7 @@ def read_stack_outputs(stack_name: str, region: str | None = None, *,
         import boto3
         from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
     except ImportError:
-        raise ConfigurationError("reading a stack needs boto3: pip install 'sluice[worker]'"
+        raise ConfigurationError("reading a stack needs boto3: pip install 'sluice-flows[worker]'"
                                  ) from None
     if cloudformation is None:
         # boto3 reads AWS_DEFAULT_REGION and the config file; AWS_REGION is what EC2 user data

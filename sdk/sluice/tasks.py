@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, ove
 
 from pydantic import Field, StrictInt, field_validator, model_validator
 
-from ._options import Hook, RunOptions
+from ._options import Hook, RunOptions, check_seconds
+from .models.bounds import MAX_CACHE_EXPIRATION_SECONDS
+from .models.names import TaskName
 from .exceptions import ConfigurationError
 
 if TYPE_CHECKING:
@@ -68,7 +70,7 @@ class TaskOptions(RunOptions):
         "on_failure": "on_failure=[alert]",
     }
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: TaskName | None = None
     description: str | None = None
     tags: tuple[str, ...] = ()
     retries: StrictInt = Field(default=0, ge=0)
@@ -107,6 +109,9 @@ class TaskOptions(RunOptions):
     @classmethod
     def _expiration(cls, value: Any) -> Any:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            # Bounded before `timedelta()`, which overflows on a huge number of seconds.
+            check_seconds(value, MAX_CACHE_EXPIRATION_SECONDS, "MAX_CACHE_EXPIRATION_SECONDS",
+                          "ten years; leave it unset for a cache that never expires")
             value = timedelta(seconds=value)
         if isinstance(value, timedelta) and value.total_seconds() <= 0:
             raise ValueError("must be positive")

@@ -76,10 +76,16 @@ class Sluice:
         wait_for(self._healthy, 90, f"the server on {self.url}\n{self.server.output()}", 0.1)
         return self.server
 
+    @property
+    def token(self) -> str:
+        """The operator token the server made on first start (also in the `local` profile)."""
+        return (self.home / "server" / "operator-token").read_text().strip()
+
     def _healthy(self) -> bool:
         try:
-            return httpx.get(f"{self.url}/health", timeout=1).status_code == 200
-        except httpx.HTTPError:
+            return httpx.get(f"{self.url}/health", timeout=1,
+                             headers={"authorization": f"Bearer {self.token}"}).status_code == 200
+        except (httpx.HTTPError, OSError):
             return False
 
     def stop_server(self, sig: int = signal.SIGTERM) -> int:
@@ -112,7 +118,8 @@ class Sluice:
                               capture_output=True, text=True, timeout=timeout)
 
     def api(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=10)
+        return httpx.Client(base_url=self.url, timeout=10,
+                            headers={"authorization": f"Bearer {self.token}"})
 
     def run_state(self, flow_run_id: str) -> dict[str, Any]:
         with self.api() as api:

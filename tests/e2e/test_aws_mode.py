@@ -11,7 +11,6 @@ every request the worker host made can be checked against the worker policy's ro
 
 from __future__ import annotations
 
-import fnmatch
 import importlib
 import json
 import os
@@ -39,7 +38,7 @@ from sluice_functions.config import (
 )
 from sluice_functions.embedded.gateway import LambdaContext, from_response, to_event
 from sluice_functions.embedded.server import EmbeddedServer
-from sluice_infra.routes import WORKER_REQUESTS
+from sluice_functions import access
 
 from .harness import SLUICE, Process, created_id, free_port, wait_for
 
@@ -304,10 +303,10 @@ def test_a_deployment_runs_on_aws_adapters_from_schedule_to_logs(plane, host_env
                     for r in by_worker}
     for route in ("/flow-runs/*/claim", "/flow-runs/*/heartbeat", "/flow-runs/*/state",
                   "/flow-runs/*/events"):
-        assert ("POST", route) in worker_calls, worker_calls
-    allowed = [f"{r.method} {r.path}" for r in WORKER_REQUESTS]  # IAM's `*` spans "/" too
-    assert [r for r in by_worker if not any(fnmatch.fnmatchcase(f"{r.method} {r.path}", pattern)
-                                           for pattern in allowed)] == []
+        assert ("POST", f"/pools/default{route}") in worker_calls, worker_calls
+    # IAM's `*` spans "/" too, as `access.matches` does
+    allowed = access.worker_requests("default")
+    assert [r for r in by_worker if not access.matches(allowed, r.method, r.path)] == []
 
 
 def _ledger(path: Path) -> list[tuple[str, ...]]:

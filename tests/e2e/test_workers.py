@@ -136,7 +136,7 @@ def test_a_message_delivered_twice_runs_the_flow_once(sluice, tmp_path):
     # Given a second copy of the run's message in the queue
     profile = sluice.cli_json("profile", "show")
     sqs = boto3.client("sqs", endpoint_url=profile["sqs_endpoint"], region_name="us-east-1",
-                       aws_access_key_id="x", aws_secret_access_key="x")
+                       aws_access_key_id="sluice", aws_secret_access_key=sluice.token)
     url = sqs.get_queue_url(QueueName="default")["QueueUrl"]
     sqs.send_message(QueueUrl=url, MessageBody=json.dumps(
         {"flow_run_id": run_id, "pool": "default", "attempt": 0}))

@@ -51,7 +51,8 @@ def test_main_reports_a_bad_option_without_a_traceback(capsys, tmp_path, monkeyp
 
 @pytest.mark.parametrize(("options", "named"), [
     ({"prefix": "Sluice_Prod"}, "prefix 'Sluice_Prod' must match"),
-    ({"extra_pools": ["ETL"]}, "pool name 'ETL' must match"),
+    ({"extra_pools": ["ETL"]}, "pool name 'ETL' contains the character 'E'"),
+    ({"extra_pools": ["default-dlq"]}, "dead-letter queue of pool 'default'"),
     ({"extra_pools": ["default"]}, "listed twice"),
     ({"worker_fleet": WorkerFleet(pool="etl")}, "worker fleet pool 'etl' has no queue"),
 ])

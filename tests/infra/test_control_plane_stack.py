@@ -279,5 +279,12 @@ def test_outputs_are_what_sluice_profile_create_reads(synthesized, stack):
     queue_urls = json.dumps(outputs[stack_outputs.QUEUE_URLS]["Value"])
     for pool in POOLS[stack]:
         assert re.search(rf'\\"{pool}\\":\\"', queue_urls), pool
-    (policy_id,) = synthesized.resources("AWS::IAM::ManagedPolicy", stack)
-    assert outputs[stack_outputs.WORKER_POLICY_ARN]["Value"] == {"Ref": policy_id}
+    policies = synthesized.resources("AWS::IAM::ManagedPolicy", stack)
+    # The default pool's policy keeps the logical id it had before policies were per pool.
+    (default_policy,) = [p for p in policies if re.fullmatch(r"ControlPlaneWorkerPolicy[0-9A-F]{8}",
+                                                              p)]
+    assert outputs[stack_outputs.WORKER_POLICY_ARN]["Value"] == {"Ref": default_policy}
+    per_pool = json.dumps(outputs[stack_outputs.WORKER_POLICY_ARNS]["Value"])
+    for pool in POOLS[stack]:
+        assert re.search(rf'\\"{pool}\\":\\"', per_pool), pool
+    assert all(f'"Ref": "{policy_id}"' in per_pool for policy_id in policies)

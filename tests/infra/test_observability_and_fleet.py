@@ -19,7 +19,7 @@ from sluice_infra.observability import (
 )
 
 from .conftest import DEFAULT_STACK, FULL_STACK
-from .template_reading import refers_to
+from .template_reading import flat, refers_to
 
 BOTH = pytest.mark.parametrize("stack", [DEFAULT_STACK, FULL_STACK])
 FUNCTIONS_DIR = Path(sluice_functions.__file__).parent
@@ -126,7 +126,11 @@ def test_no_fleet_unless_asked(synthesized):
 
 
 def _user_data(launch_template: dict) -> str:
+    """The script, with CloudFormation values in it (the wheel's S3 URL) flattened."""
     value = launch_template["Properties"]["LaunchTemplateData"]["UserData"]["Fn::Base64"]
+    if isinstance(value, dict):
+        _, parts = value["Fn::Join"]
+        return "".join(part if isinstance(part, str) else flat(part) for part in parts)
     return value if isinstance(value, str) else base64.b64decode(value).decode()
 
 
@@ -140,10 +144,12 @@ def test_the_fleet_boots_the_shipped_user_data_with_its_settings(synthesized):
     shebang, body = shipped.split("\n", 1)
     assert script.startswith(shebang + "\n") and script.endswith(body)
     for line in ("export SLUICE_STACK=SluiceFull", "export SLUICE_POOL=etl",
-                 "export SLUICE_LIMIT=8", "export SLUICE_VERSION='sluice[worker]==9.9.9'"):
+                 "export SLUICE_LIMIT=8", "export SLUICE_POWER_OFF_ON_FAILURE=true"):
         assert line in script.splitlines(), line
     assert data["InstanceType"] == "m7g.large"
     assert data["MetadataOptions"]["HttpTokens"] == "required"  # IMDSv2 only
+    # A failed bootstrap powers off: the instance is terminated, not kept as dead weight.
+    assert data["InstanceInitiatedShutdownBehavior"] == "terminate"
     (volume,) = data["BlockDeviceMappings"]
     assert volume["Ebs"]["Encrypted"] is True
     # A Graviton type gets the arm64 Amazon Linux 2023 image.
@@ -152,7 +158,9 @@ def test_the_fleet_boots_the_shipped_user_data_with_its_settings(synthesized):
 
 
 def test_fleet_instances_have_the_worker_policy_and_no_inbound_access(synthesized):
-    (policy_id,) = synthesized.resources("AWS::IAM::ManagedPolicy", FULL_STACK)
+    # The fleet serves pool "etl": its instances get that pool's worker policy, no other.
+    policies = synthesized.resources("AWS::IAM::ManagedPolicy", FULL_STACK)
+    (policy_id,) = [p for p in policies if p.startswith("ControlPlaneWorkerPolicyEtl")]
     (role,) = [r for r in synthesized.resources("AWS::IAM::Role", FULL_STACK).values()
                if "ec2.amazonaws.com" in json.dumps(r["Properties"]["AssumeRolePolicyDocument"])]
     assert role["Properties"]["ManagedPolicyArns"] == [{"Ref": policy_id}]

@@ -1,9 +1,7 @@
 """IAM: no wildcard actions, data access scoped to this stack's resources, each function only
-what its code calls, workers only their routes."""
+what its code calls, workers only their pool's queue."""
 
 from __future__ import annotations
-
-import fnmatch
 
 import pytest
 
@@ -15,7 +13,6 @@ from sluice_infra.functions import (
     TABLE_ITEM_ACTIONS,
     TABLE_QUERY_ACTIONS,
 )
-from sluice_infra.routes import WORKER_REQUESTS
 from sluice_infra.worker_policy import WORKER_QUEUE_ACTIONS
 
 from .conftest import DEFAULT_STACK, FULL_STACK
@@ -97,66 +94,37 @@ def test_each_function_may_do_what_its_code_does_and_no_more(synthesized):
             assert refers_to(statement["Resource"], own_group)
 
 
-# ---- the workers' managed policy -------------------------------------------------------------
+# ---- the workers' managed policies (which routes: tests/security/test_iam_matrix.py) ----------
 
-def _worker_policy(synthesized, stack: str) -> list[dict]:
-    (policy,) = synthesized.resources("AWS::IAM::ManagedPolicy", stack).values()
-    return policy["Properties"]["PolicyDocument"]["Statement"]
-
-
-def _invoke_patterns(synthesized, stack: str) -> list[str]:
-    (api_id,) = synthesized.resources("AWS::ApiGatewayV2::Api", stack)
-    prefix = f"arn:<AWS::Partition>:execute-api:<AWS::Region>:<AWS::AccountId>:<{api_id}>/$default/"
-    patterns = []
-    for statement in _worker_policy(synthesized, stack):
-        if statement["Action"] == "execute-api:Invoke":
-            for resource in as_list(statement["Resource"]):
-                text = flat(resource)
-                assert text.startswith(prefix), text
-                method, _, path = text.removeprefix(prefix).partition("/")
-                patterns.append(f"{method} /{path}")
-    return patterns
-
-
-def worker_may(patterns: list[str], method: str, path: str) -> bool:
-    # IAM's `*` matches any characters, "/" included: fnmatch's `*` does the same.
-    return any(fnmatch.fnmatchcase(f"{method} {path}", pattern) for pattern in patterns)
+def worker_policies(synthesized, stack: str) -> dict[str, list[dict]]:
+    """{logical id: statements} of the stack's worker policies (one per pool)."""
+    return {logical_id: policy["Properties"]["PolicyDocument"]["Statement"]
+            for logical_id, policy in synthesized.resources("AWS::IAM::ManagedPolicy",
+                                                            stack).items()}
 
 
 @BOTH
-def test_workers_may_receive_and_extend_runs_on_pool_queues_and_read_bundles(synthesized, stack):
-    policy = _worker_policy(synthesized, stack)
-    assert actions_of(policy) == {*WORKER_QUEUE_ACTIONS, "execute-api:Invoke", "s3:GetObject",
-                                  "cloudformation:DescribeStacks"}
+def test_each_pools_workers_receive_from_its_queue_only_and_read_bundles(synthesized, stack):
+    policies = worker_policies(synthesized, stack)
+    queues = {logical_id: queue for logical_id, queue in
+              synthesized.resources("AWS::SQS::Queue", stack).items()
+              if not queue["Properties"]["QueueName"].endswith("-dlq")}
+    assert len(policies) == len(queues) == (1 if stack == DEFAULT_STACK else 3)
     (bucket_id,) = synthesized.resources("AWS::S3::Bucket", stack)
-    for statement in policy:
-        resources = [flat(r) for r in as_list(statement["Resource"])]
-        if statement["Action"] == "s3:GetObject":
-            assert resources == [f"<{bucket_id}.Arn>/bundles/*"]
-        elif "sqs:ReceiveMessage" in as_list(statement["Action"]):
-            assert resources == [f"arn:<AWS::Partition>:sqs:<AWS::Region>:<AWS::AccountId>:"
-                                 f"{PREFIX[stack]}-*"]
-        elif statement["Action"] == "cloudformation:DescribeStacks":
-            assert resources == ["<AWS::StackId>"]
-
-
-def test_workers_invoke_only_the_routes_a_worker_uses(synthesized):
-    patterns = _invoke_patterns(synthesized, DEFAULT_STACK)
-    assert sorted(patterns) == sorted(f"{r.method} {r.path}" for r in WORKER_REQUESTS)
-    worker_calls = [
-        ("GET", "/health"), ("GET", "/pools/default"), ("POST", "/pools/default/workers"),
-        ("POST", "/flow-runs/0190-ab/claim"), ("POST", "/flow-runs/0190-ab/heartbeat"),
-        ("POST", "/flow-runs/0190-ab/state"), ("POST", "/flow-runs/0190-ab/events"),
-        ("GET", "/flow-runs/0190-ab"), ("POST", "/flow-runs"),
-        ("GET", "/deployments/etl/nightly"), ("GET", "/bundles/" + "a" * 64),
-        ("POST", "/deployments/etl/nightly/runs"),
-    ]
-    operator_calls = [
-        ("POST", "/deployments"), ("PATCH", "/deployments/etl/nightly"),
-        ("DELETE", "/deployments/etl/nightly"), ("POST", "/deployments/etl/nightly/backfill"),
-        ("POST", "/flow-runs/0190-ab/cancel"), ("POST", "/flow-runs/0190-ab/retry"),
-        ("GET", "/flow-runs"), ("GET", "/deployments"), ("POST", "/pools"), ("GET", "/pools"),
-        ("POST", "/bundles"), ("GET", "/openapi.json"),
-    ]
-    assert [c for c in worker_calls if not worker_may(patterns, *c)] == []
-    assert [c for c in operator_calls if worker_may(patterns, *c)] == []
+    taken = []
+    for policy in policies.values():
+        assert actions_of(policy) == {*WORKER_QUEUE_ACTIONS, "execute-api:Invoke",
+                                      "s3:GetObject", "cloudformation:DescribeStacks"}
+        for statement in policy:
+            resources = [flat(r) for r in as_list(statement["Resource"])]
+            if statement["Action"] == "s3:GetObject":
+                assert resources == [f"<{bucket_id}.Arn>/bundles/*"]
+            elif "sqs:ReceiveMessage" in as_list(statement["Action"]):
+                # The exact ARN of one pool's queue: no prefix another stack (`sluice-dev`)
+                # or the pool's dead-letter queue could match.
+                (queue,) = resources
+                assert queue.endswith(".Arn>") and queue[1:-5] in queues, queue
+                taken.append(queue)
+            elif statement["Action"] == "cloudformation:DescribeStacks":
+                assert resources == ["<AWS::StackId>"]
+    assert len(set(taken)) == len(policies)  # each policy its own pool's queue

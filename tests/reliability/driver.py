@@ -86,7 +86,7 @@ class Installation(Sluice):
         return answer.json()["id"]
 
     def reader(self) -> ApiReader:
-        return ApiReader(self.url)
+        return ApiReader(self.url, self.token)
 
     def close(self) -> None:
         for worker in self.workers:
@@ -102,8 +102,9 @@ class Installation(Sluice):
 class ApiReader:
     """The control plane as a user sees it: plain JSON through the HTTP API."""
 
-    def __init__(self, url: str) -> None:
-        self.http = httpx.Client(base_url=url, timeout=30)
+    def __init__(self, url: str, token: str) -> None:
+        self.http = httpx.Client(base_url=url, timeout=30,
+                                 headers={"authorization": f"Bearer {token}"})
 
     def close(self) -> None:
         self.http.close()
@@ -290,8 +291,9 @@ class StuckWatch:
     or Cancelling run whose last sign of life is older than the heartbeat bound: the monitor
     must have crashed it by then."""
 
-    def __init__(self, url: str, heartbeat_timeout: float, slack: float = 3.0) -> None:
-        self.url = url
+    def __init__(self, url: str, token: str, heartbeat_timeout: float, slack: float = 3.0
+                 ) -> None:
+        self.url, self.token = url, token
         self.bound = heartbeat_timeout + 2 * TICK + slack
         self.stuck: dict[str, float] = {}
         self.samples = 0
@@ -310,7 +312,8 @@ class StuckWatch:
     def _loop(self) -> None:
         from datetime import datetime
 
-        with httpx.Client(base_url=self.url, timeout=5) as http:
+        with httpx.Client(base_url=self.url, timeout=5,
+                          headers={"authorization": f"Bearer {self.token}"}) as http:
             while not self._stop.wait(1.0):
                 if self.paused.is_set():
                     continue

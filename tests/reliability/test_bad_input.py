@@ -163,7 +163,8 @@ def test_malformed_and_oversized_requests_get_4xx_and_write_nothing(quiet, seed,
     writes_seen = [0]  # accepted requests that changed the files: the snapshot sees writes
     failures: list[str] = []
     before = snapshot(data_dir)
-    http = httpx.Client(base_url=inst.url, timeout=30)
+    http = httpx.Client(base_url=inst.url, timeout=30,
+                      headers={"authorization": f"Bearer {inst.token}"})
 
     def check(label: str, status: int, body: bytes | None = None) -> None:
         nonlocal before, refused, accepted
@@ -212,9 +213,11 @@ def test_malformed_and_oversized_requests_get_4xx_and_write_nothing(quiet, seed,
         # Headers the gateway must not trust, on raw sockets (httpx would fix them).
         for length in ("abc", "-1", "99999999999999999999", str(OVER_LIMIT)):
             status = raw_request(inst.port, f"{method} {path} HTTP/1.1\r\nHost: x\r\n"
+                                 f"Authorization: Bearer {inst.token}\r\n"
                                  f"Content-Length: {length}\r\n\r\n")
             check(f"{method} {template} content-length {length}", status)
         status = raw_request(inst.port, f"{method} {path} HTTP/1.1\r\nHost: x\r\n"
+                             f"Authorization: Bearer {inst.token}\r\n"
                              f"Content-Length: {OVER_LIMIT}\r\n\r\n", b"x" * 65536)
         check(f"{method} {template} over the limit", status)
     for method in ("PUT", "OPTIONS", "TRACE", "BREW"):
@@ -245,7 +248,7 @@ def test_bad_queue_messages_are_deleted_or_dead_lettered_and_the_worker_keeps_se
     worker = inst.start_worker("--visibility-timeout", "1", name="steady", limit=2)
     assert inst.wait_terminal(done, 60)["state"]["type"] == "COMPLETED"
     sqs = boto3.client("sqs", endpoint_url=f"{inst.url}/sqs", region_name="us-east-1",
-                       aws_access_key_id="x", aws_secret_access_key="x")
+                       aws_access_key_id="sluice", aws_secret_access_key=inst.token)
     url = sqs.get_queue_url(QueueName="default")["QueueUrl"]
     unreadable: list[str] = [
         "garbage {", "", " ", "[]", "null", json.dumps({"pool": "default"}),

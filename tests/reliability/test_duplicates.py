@@ -29,7 +29,7 @@ def sqs_client(inst):  # noqa: ANN001, ANN201
     import boto3
 
     return boto3.client("sqs", endpoint_url=f"{inst.url}/sqs", region_name="us-east-1",
-                        aws_access_key_id="x", aws_secret_access_key="x")
+                        aws_access_key_id="sluice", aws_secret_access_key=inst.token)
 
 
 def test_every_message_three_times_runs_each_body_once(installation, tmp_path, seed, rng):
@@ -57,7 +57,7 @@ def test_every_message_three_times_runs_each_body_once(installation, tmp_path, s
     # Several slots per worker: copies of one run can land in one worker's batch.
     for i in range(n_workers):
         inst.start_worker(name=f"w{i}", limit=3)
-    with StuckWatch(inst.url, inst.heartbeat_timeout) as watch:
+    with StuckWatch(inst.url, inst.token, inst.heartbeat_timeout) as watch:
         wait_all_terminal(inst, runs, timeout=60 + 4 * n_runs)
     assert not watch.stuck, watch.stuck
     with inst.api() as http:

@@ -125,7 +125,7 @@ def test_machine_losses_at_random_points_end_completed(installation, tmp_path, s
 
     deadline = time.monotonic() + 60 + 6 * n_runs
     extra = 0
-    with StuckWatch(inst.url, HEARTBEAT_TIMEOUT) as watch, inst.reader() as api:
+    with StuckWatch(inst.url, inst.token, HEARTBEAT_TIMEOUT) as watch, inst.reader() as api:
         next_check = 0.0
         while time.monotonic() < deadline:
             drive()

@@ -89,7 +89,7 @@ def test_short_outages_crash_nothing_and_lose_no_report(patient, tmp_path, seed,
 
     busy: list[bool] = []  # whether runs were in flight when each outage began
 
-    with StuckWatch(inst.url, inst.heartbeat_timeout) as watch:
+    with StuckWatch(inst.url, inst.token, inst.heartbeat_timeout) as watch:
         for number in range(n_outages):
             if number >= 2 and all_done():
                 break  # every run is done: an outage now would prove nothing
@@ -175,7 +175,8 @@ def test_a_partitioned_worker_is_replaced_and_its_late_writes_refused(installati
         # Worker A reaches the API only through the proxy (its queue directly: the cut is
         # between that machine and the API); so do the flow processes it starts.
         stale = inst.start_worker(name="partitioned", limit=n_runs, env={
-            "SLUICE_API_URL": proxy.url, "SLUICE_SQS_ENDPOINT": f"{inst.url}/sqs"})
+            "SLUICE_API_URL": proxy.url, "SLUICE_SQS_ENDPOINT": f"{inst.url}/sqs",
+            "SLUICE_API_TOKEN": inst.token})
         run_ids = [inst.trigger(ref, ledger=str(ledger), steps=steps, step_seconds=step_seconds)
                    for _ in range(n_runs)]
         first_steps = rng.randint(2, 5)
@@ -191,7 +192,7 @@ def test_a_partitioned_worker_is_replaced_and_its_late_writes_refused(installati
         mode = rng.choice(["reset", "blackhole"])
         cut_at = time.time()
         proxy.cut(mode)
-        with inst.reader() as api, StuckWatch(inst.url, inst.heartbeat_timeout) as watch:
+        with inst.reader() as api, StuckWatch(inst.url, inst.token, inst.heartbeat_timeout) as watch:
             def crashed() -> bool:
                 return all(any((s.get("details") or {}).get("failed_state") == "Crashed"
                                for s in api.history(run_id)) for run_id in run_ids)
@@ -273,6 +274,7 @@ def test_a_claim_whose_answer_is_lost_is_taken_up_again_by_its_worker(patient, t
         # second receive kills it): the bystander then gets it, as it could in real life.
         unlucky = inst.start_worker(name="unlucky", env={
             "SLUICE_API_URL": proxy.url, "SLUICE_SQS_ENDPOINT": f"{inst.url}/sqs",
+            "SLUICE_API_TOKEN": inst.token,
             "SLUICE_WORKER_FAULT": "after_receive:2"})
         run_id = inst.trigger(ref, ledger=str(ledger), steps=2, step_seconds=0.1)
         wait_for(proxy.severed.is_set, 30, "the claim's answer to be lost")

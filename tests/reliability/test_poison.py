@@ -30,7 +30,7 @@ def test_poison_flows_end_crashed_after_bounded_attempts(installation, tmp_path,
     worker = inst.start_worker(name="sturdy", limit=2)
     pid = worker.popen.pid
     runs = {inst.trigger(poison, ledger=str(ledger), how=how): how for how in hows}
-    with StuckWatch(inst.url, inst.heartbeat_timeout) as watch:
+    with StuckWatch(inst.url, inst.token, inst.heartbeat_timeout) as watch:
         wait_all_terminal(inst, list(runs), timeout=60 + 10 * len(runs))
     assert not watch.stuck, watch.stuck
     # The same worker process then runs a normal flow.

@@ -40,7 +40,8 @@ if __name__ == "__main__":
 def everything_visible(inst, run_id: str) -> dict[str, str]:  # noqa: ANN001
     """What anyone can see of a run: every API answer about it, the CLI's views."""
     seen: dict[str, str] = {}
-    with httpx.Client(base_url=inst.url, timeout=30) as http:
+    with httpx.Client(base_url=inst.url, timeout=30,
+                      headers={"authorization": f"Bearer {inst.token}"}) as http:
         for path in (f"/flow-runs/{run_id}", f"/flow-runs/{run_id}/history",
                      f"/flow-runs/{run_id}/task-runs", f"/flow-runs/{run_id}/logs?limit=200",
                      "/flow-runs?limit=200", "/deployments", "/pools/default"):
@@ -119,7 +120,8 @@ def test_secrets_are_read_at_run_time_and_never_shown(installation, tmp_path, se
     ran = inst.python(script, token)
     assert ran.returncode == 0 and "ok" in ran.stdout, ran.stderr
     assert token not in ran.stdout + ran.stderr  # the console copy is masked too
-    with httpx.Client(base_url=inst.url, timeout=30) as http:
+    with httpx.Client(base_url=inst.url, timeout=30,
+                      headers={"authorization": f"Bearer {inst.token}"}) as http:
         (script_run,) = [r for r in http.get("/flow-runs?limit=200").json()["items"]
                          if r["flow_name"] == "login"]
         script_logs = http.get(f"/flow-runs/{script_run['id']}/logs").text

@@ -111,8 +111,11 @@ def test_references_in_parameters_are_resolved():
     parameters = {"password": secret_reference("db"), "day": "mon", "n": {"$secret": "x",
                                                                          "other": 1}}
     resolved = resolve_references(parameters, store=store)
-    assert resolved == {"password": "resolved-secret", "day": "mon",
-                        "n": {"$secret": "x", "other": 1}}
+    # Issue 13: resolved as SecretStr, never a plain string (a `str` parameter refuses it).
+    assert isinstance(resolved["password"], SecretStr)
+    assert resolved["password"].get_secret_value() == "resolved-secret"
+    assert {k: v for k, v in resolved.items() if k != "password"} == {
+        "day": "mon", "n": {"$secret": "x", "other": 1}}
     assert redaction.redact("the resolved-secret here") == f"the {SECRET_MASK} here"
 
 

@@ -34,11 +34,15 @@ class PoolQueue:
 
                 raise ConfigurationError("the profile has no sqs_endpoint; restart "
                                          "`sluice server start` to refresh the local profile")
-            # The embedded server checks the SigV4 signature against its token, if it has one.
+            from sluice.tokens import sqs_credentials
+
+            # The embedded server checks the SigV4 signature against the token (a pool token
+            # reaches only its pool's queue).
+            access_key, secret = sqs_credentials(connection.api_token or "sluice")
             sqs = boto3.client("sqs", endpoint_url=connection.sqs_endpoint,
-                               region_name="us-east-1", aws_access_key_id="sluice",
-                               aws_secret_access_key=connection.api_token or "sluice",
-                               config=config)
+                               region_name="us-east-1", aws_access_key_id=access_key,
+                               aws_secret_access_key=secret, config=config,
+                               verify=connection.ca_bundle or None)
         url = queue_url or sqs.get_queue_url(QueueName=pool)["QueueUrl"]
         return cls(sqs, url)
 

@@ -24,6 +24,7 @@ from . import faults
 from .execute import ENV_ENTRYPOINT, ENV_FLOW_RUN_ID, ENV_LEASE, EXIT_REPORTED
 from .output import OutputPump
 from .attempt_lease import AttemptLease
+from .credentials import run_credentials
 from .processes import kill_run_processes, spawn
 from .sources import CodeUnavailable
 
@@ -98,6 +99,9 @@ class RunSupervisor:
         finally:
             if self._taken:
                 self.worker.release_message(self.message["MessageId"], self)
+            release_code = getattr(self.worker.code, "release", None)
+            if release_code is not None:
+                release_code(self)  # what this run pinned in the code cache may be evicted
             leases = getattr(self.worker.reporter, "leases", {})
             if self.flow_run_id is not None and leases.get(self.flow_run_id) == self.lease:
                 del leases[self.flow_run_id]  # only ours: another attempt may hold the run now
@@ -228,8 +232,11 @@ class RunSupervisor:
         if not deployment_id:
             raise CodeUnavailable("the run has no deployment, so there is no code to run")
         deployment = self.worker.client.get_deployment(deployment_id)
-        code_dir = self.worker.code.directory(deployment.source)
-        python = self.worker.code.python_for(code_dir, deployment.source.requirements)
+        # Pinned for this run (released when it ends): the cache's eviction leaves them be.
+        code_dir = self.worker.code.directory(deployment.source, holder=self,
+                                              entrypoint=deployment.entrypoint)
+        python = self.worker.code.python_for(code_dir, deployment.source.requirements,
+                                             holder=self)
         connection = self.worker.client.connection
         env = {**os.environ,
                ENV_FLOW_RUN_ID: self.flow_run_id, ENV_LEASE: self.lease,
@@ -239,11 +246,18 @@ class RunSupervisor:
                # Run loggers are reported by the flow process itself; its console copy
                # would come back through stderr as duplicates.
                "SLUICE_LOGGING_LEVEL": "CRITICAL"}
-        for key, value in (("SLUICE_API_TOKEN", connection.api_token),
-                           ("SLUICE_REGION", connection.region)):
+        # The flow process reaches its run through its pool's routes, with a token for that run
+        # only (derived from the worker's pool token) - never the worker's own credentials'
+        # extra rights (claims, other runs). On AWS it has the host's pool-scoped IAM role.
+        env["SLUICE_WORKER_POOL"] = self.worker.pool
+        for key in ("SLUICE_PROFILE", "SLUICE_API_TOKEN", "SLUICE_API_TOKEN_FILE"):
+            env.pop(key, None)
+        for key, value in (("SLUICE_API_TOKEN", run_credentials(connection.api_token,
+                                                                self.flow_run_id)),
+                           ("SLUICE_REGION", connection.region),
+                           ("SLUICE_CA_BUNDLE", connection.ca_bundle)):
             if value:
                 env[key] = value
-        env.pop("SLUICE_PROFILE", None)
         return [python, "-m", "sluice_worker.execute"], str(code_dir), env
 
     def _execute(self, command: list[str], cwd: str, env: dict[str, str]) -> None:

@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 from sluice import __version__
@@ -181,8 +182,9 @@ def run_worker(*, pool: str, limit: int = 4, name: str | None = None,
                profile: str | None = None, api_url: str | None = None,
                cache_dir: Path | None = None, heartbeat_interval: float = 10.0,
                shutdown_grace: float = 30.0, poll_wait: int = MAX_WAIT_SECONDS,
-               visibility_timeout: int = 60) -> None:
-    """`sluice worker start`: serve until SIGTERM or Ctrl-C."""
+               visibility_timeout: int = 60, may_trigger: Sequence[str] = ()) -> None:
+    """`sluice worker start`: serve until SIGTERM or Ctrl-C. `may_trigger`: deployments
+    ("flow/name") its flows may start with `run_deployment` (embedded server)."""
     if heartbeat_interval >= visibility_timeout:
         from sluice.exceptions import ConfigurationError
 
@@ -194,7 +196,9 @@ def run_worker(*, pool: str, limit: int = 4, name: str | None = None,
     from sluice.client.reporter import HttpReporter
     from sluice.settings import get_settings
 
-    client = get_client(profile=profile, api_url=api_url)
+    from .credentials import pool_client
+
+    client = pool_client(get_client(profile=profile, api_url=api_url), pool, may_trigger)
     pool_info = client.get_pool(pool)  # fails early, naming the pool, if it does not exist
     queue_url = pool_info.queue_url if client.connection.kind == "aws" else None
     queue = PoolQueue.connect(client.connection, pool, queue_url)

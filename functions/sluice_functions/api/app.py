@@ -26,6 +26,7 @@ from .code import register_code_routes
 from .deployments import register_deployment_routes
 from .errors import mark_request_read, register_error_handlers
 from .flow_runs import register_flow_run_routes
+from .pool_routes import register_pool_routes_of_workers
 from .pools import register_pool_routes
 from .request_checks import parse_json_body
 
@@ -73,6 +74,7 @@ def build_app(
     register_deployment_routes(app, ports=ports, clock=clock)
     register_pool_routes(app, ports=ports, clock=clock)
     register_code_routes(app, ports=ports, clock=clock)
+    register_pool_routes_of_workers(app, ports=ports, clock=clock, leases=leases)
     return app
 
 

@@ -10,7 +10,6 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 from aws_lambda_powertools.event_handler.openapi.params import Path
 
 from sluice.models import (
-    POOL_NAME_PATTERN,
     SHA256_PATTERN,
     BundleLocation,
     BundleUploadRequest,
@@ -20,10 +19,9 @@ from sluice.models import (
 
 from ..ports import ControlPlanePorts
 from ..service import code
-from .parameters import documented
+from .parameters import PoolName, documented
 
 Sha256 = Annotated[str, Path(pattern=SHA256_PATTERN, description="SHA-256 of the bundle zip.")]
-PoolName = Annotated[str, Path(pattern=POOL_NAME_PATTERN, description="Pool name.")]
 
 
 def register_code_routes(

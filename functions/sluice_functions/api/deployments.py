@@ -25,15 +25,18 @@ from sluice.models import (
     FlowRun,
     Page,
 )
+from sluice.models.names import lookup_validator
 
 from .. import service
 from ..ports import ControlPlanePorts
+from ..service.pool_scope import run_of_deployment
 from .parameters import (
     DEFAULT_PAGE_LIMIT,
     MAX_NAME_CHARS,
     DeploymentId,
     DeploymentName,
     FlowName,
+    FlowRunId,
     PageCursor,
     PageLimit,
     documented,
@@ -95,7 +98,8 @@ def register_deployment_routes(
     @app.get("/deployments", tags=[TAG], responses=documented(200),
              summary="List deployments by flow name, then name")
     def list_deployments(
-        flow_name: Annotated[str | None, Query(max_length=MAX_NAME_CHARS)] = None,
+        flow_name: Annotated[str | None, Query(max_length=MAX_NAME_CHARS),
+                             lookup_validator("flow")] = None,
         limit: PageLimit = DEFAULT_PAGE_LIMIT,
         cursor: PageCursor = None,
     ) -> Page[Deployment]:
@@ -164,6 +168,14 @@ def register_deployment_routes(
         request: Annotated[DeploymentRunRequest | None, Body()] = None,
     ) -> FlowRun:
         return run(f"{flow_name}/{name}", request)
+
+    @app.get("/deployments/<flow_name>/<name>/runs/<flow_run_id>", tags=[TAG],
+             responses=documented(200, 404),
+             summary="Read a run of a deployment named by flow name and name (what "
+                     "`run_deployment` watches; a grant to trigger the deployment covers it)")
+    def get_deployment_run_by_name(flow_name: FlowName, name: DeploymentName,
+                                   flow_run_id: FlowRunId) -> FlowRun:
+        return run_of_deployment(f"{flow_name}/{name}", flow_run_id, store=store)
 
     @app.post("/deployments/<flow_name>/<name>/backfill", status_code=201, tags=[TAG],
               responses=documented(201, 404),

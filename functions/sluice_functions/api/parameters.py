@@ -12,6 +12,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from sluice.exceptions import ValidationError
 from sluice.models import MAX_PAGE_LIMIT, ErrorBody
+from sluice.models.names import LEGACY_POOL_NAME_PATTERN, lookup_validator
 
 from .request_checks import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP
 
@@ -19,6 +20,8 @@ from .request_checks import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP
 MAX_ID_CHARS = 64
 #: Longest flow or deployment name (as `sluice.models.DeploymentCreate` allows).
 MAX_NAME_CHARS = 256
+#: Longest pool name (`sluice.models.names.MAX_POOL_NAME_CHARS`).
+MAX_POOL_NAME_CHARS = 40
 #: Longest pagination cursor accepted back (adapters' cursors are far shorter).
 MAX_CURSOR_CHARS = 2048
 #: Page size when the request names none.
@@ -28,10 +31,18 @@ FlowRunId = Annotated[str, Path(min_length=1, max_length=MAX_ID_CHARS, descripti
 DeploymentId = Annotated[
     str, Path(min_length=1, max_length=MAX_ID_CHARS, description="Deployment id.")
 ]
-FlowName = Annotated[str, Path(min_length=1, max_length=MAX_NAME_CHARS, description="Flow name.")]
+# Names in paths look records up: they take every name stored under earlier rules (so old
+# records stay reachable), but never control or invisible characters (`sluice.models.names`).
+FlowName = Annotated[str, Path(min_length=1, max_length=MAX_NAME_CHARS, description="Flow name."),
+                     lookup_validator("flow")]
 DeploymentName = Annotated[
-    str, Path(min_length=1, max_length=MAX_NAME_CHARS, description="Deployment name.")
+    str, Path(min_length=1, max_length=MAX_NAME_CHARS, description="Deployment name."),
+    lookup_validator("deployment"),
 ]
+#: A pool in a path: any name pools had before the `-dlq` rule, so `pool ls` still shows a pool
+#: created then (new pools are checked by `sluice.models.PoolCreate`).
+PoolName = Annotated[str, Path(pattern=LEGACY_POOL_NAME_PATTERN, max_length=MAX_POOL_NAME_CHARS,
+                               description="Pool name.")]
 PageLimit = Annotated[
     int, Query(ge=1, le=MAX_PAGE_LIMIT, description=f"Page size, 1..{MAX_PAGE_LIMIT}.")
 ]

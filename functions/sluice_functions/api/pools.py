@@ -4,20 +4,16 @@
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
-from aws_lambda_powertools.event_handler.openapi.params import Path
 
-from sluice.models import POOL_NAME_PATTERN, Page, Pool, PoolCreate
+from sluice.models import Page, Pool, PoolCreate
 
 from .. import service
 from ..ports import ControlPlanePorts
-from .parameters import documented
+from .parameters import PoolName, documented
 
 TAG = "pools"
-
-PoolName = Annotated[str, Path(pattern=POOL_NAME_PATTERN, description="Pool name.")]
 
 
 def register_pool_routes(

@@ -8,7 +8,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote
 
 
 @dataclass
@@ -30,9 +30,11 @@ class LambdaContext:
 def to_event(method: str, target: str, headers: dict[str, str], body: bytes,
              source_ip: str, caller: str | None = None) -> dict[str, Any]:
     """The API Gateway HTTP API (payload 2.0) event of one request."""
-    parts = urlsplit(target)
-    path = unquote(parts.path)  # API Gateway hands Lambda the decoded path
-    query = parse_qsl(parts.query, keep_blank_values=True)
+    # The target is origin-form ("/path?query"): split it by hand, as urlsplit() raises on
+    # some of what a client may send (`//[`) and reads `//host/path` as a host.
+    raw_path, _, raw_query = target.split("#", 1)[0].partition("?")
+    path = unquote(raw_path)  # API Gateway hands Lambda the decoded path
+    query = parse_qsl(raw_query, keep_blank_values=True)
     params: dict[str, str] = {}
     for key, value in query:  # API Gateway joins repeated parameters with commas
         params[key] = f"{params[key]},{value}" if key in params else value
@@ -54,7 +56,7 @@ def to_event(method: str, target: str, headers: dict[str, str], body: bytes,
         request_context["authorizer"] = {"iam": {"userArn": caller}}
     return {
         "version": "2.0", "routeKey": "$default", "rawPath": path,
-        "rawQueryString": parts.query, "headers": lowered,
+        "rawQueryString": raw_query, "headers": lowered,
         "queryStringParameters": params or None, "requestContext": request_context,
         "body": text if body else None, "isBase64Encoded": is_base64,
     }

@@ -6,19 +6,25 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
-import secrets
 import signal
 import socket
+import ssl
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from ..ports import ControlPlanePorts
 from .gateway import LambdaContext, from_response, to_event
+from .network import (
+    BoundedHttpServer,
+    ConnectionLimits,
+    HardenedRequestHandler,
+    server_tls_context,
+)
 from .sqs_endpoint import SqsEndpoint
 
 log = logging.getLogger("sluice.server")
@@ -41,7 +47,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(HardenedRequestHandler):
     protocol_version = "HTTP/1.1"
     # Headers and body go out as separate writes; with Nagle's algorithm and delayed ACKs
     # that costs ~40 ms per response on a kept-alive connection.
@@ -60,58 +66,63 @@ class _Handler(BaseHTTPRequestHandler):
             return self._serve
         raise AttributeError(name)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        log.debug("%s - %s", self.address_string(), format % args)
-
     def _reply(self, status: int, headers: dict[str, str], body: bytes) -> None:
         self.send_response(status)
         for key, value in headers.items():
             if key.lower() not in ("content-length", "connection", "transfer-encoding"):
                 self.send_header(key, value)
         self.send_header("content-length", str(len(body)))
+        if self.close_connection:  # tell a keep-alive client not to send another request
+            self.send_header("connection", "close")
         try:
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(body)
-        except (BrokenPipeError, ConnectionResetError):
-            # The client gave up (a worker stopped mid long poll): nothing left to tell it.
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+            # The client gave up (a worker stopped mid long poll), or does not read what it
+            # asked for: nothing left to tell it.
             self.close_connection = True
 
-    def _error(self, status: int, error: str, message: str) -> None:
+    def _error(self, status: int, error: str, message: str, *, close: bool = False) -> None:
+        if close:
+            self.close_connection = True
         body = json.dumps({"error": error, "message": message, "details": None}).encode()
         self._reply(status, {"content-type": "application/json"}, body)
 
     def _serve(self) -> None:
         plane = self.server.plane
-        declared = (self.headers.get("content-length") or "0").strip()
-        # A length that is not a plain count would raise here (no answer at all) or, negative,
-        # make the read below wait for the client to close the connection: refuse it.
-        if not declared.isascii() or not declared.isdigit():
-            self.close_connection = True  # where the body ends is unknown
-            self._error(400, "bad_request",
-                        f"Content-Length must be a number of bytes, got {declared[:40]!r}")
-            return
-        length = int(declared)
-        if length > MAX_REQUEST_BYTES:
-            self.close_connection = True  # the unread body makes the connection unusable
-            self._error(413, "payload_too_large",
-                        f"request body of {length} bytes is over the {MAX_REQUEST_BYTES}-byte "
-                        "limit")
-            return
-        body = self.rfile.read(length) if length else b""
+        # Who may ask is decided from the request line and headers alone: a refused client
+        # never gets a body byte read (nor held in memory), whatever it announced.
         target = self.headers.get("x-amz-target")
         if target:
+            sqs_refusal = plane.sqs_head_refusal(dict(self.headers))
+            if sqs_refusal is not None:
+                self._refuse_sqs(*sqs_refusal)
+                return
+        else:
+            refusal = plane.api_request_refusal(self.command, self.path,
+                                                self.headers.get("authorization"))
+            if refusal is not None:
+                self._error(*refusal, close=True)
+                self.linger()
+                return
+        length = self.declared_length(MAX_REQUEST_BYTES)
+        if length is None:
+            return
+        self.continue_if_expected()
+        body = self.read_body(length) if length else b""
+        if body is None:
+            return
+        if target:
             if not plane.sqs_request_allowed(self.command, self.path, dict(self.headers), body):
-                self._reply(403, {"content-type": "application/x-amz-json-1.0"}, json.dumps(
-                    {"__type": "com.amazonaws.sqs#InvalidClientTokenId",
-                     "message": "signature does not match the server's token"}).encode())
+                self._refuse_sqs("InvalidClientTokenId",
+                                 "signature does not match the server's token")
                 return
             self._reply(*plane.sqs.handle(target, body))
             return
-        if not plane.api_request_allowed(self.headers.get("authorization")):
-            self._error(401, "unauthorized",
-                        "this server needs a token: send `Authorization: Bearer <token>` "
-                        "(set SLUICE_API_TOKEN or the profile's api_token)")
+        if not self.path.startswith("/"):
+            self._error(400, "bad_request", f"the request target must be a path starting with "
+                                            f"'/', got {self.path[:80]!r}")
             return
         if self.path.startswith(BUNDLE_DATA_PATH):
             self._reply(*plane.handle_bundle_data(self.command, self.path, body))
@@ -119,11 +130,14 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(*plane.handle_api(self.command, self.path, dict(self.headers), body,
                                       self.client_address[0]))
 
+    def _refuse_sqs(self, code: str, message: str) -> None:
+        self.close_connection = True
+        self._reply(403, {"content-type": "application/x-amz-json-1.0"}, json.dumps(
+            {"__type": f"com.amazonaws.sqs#{code}", "message": message}).encode())
+        self.linger()
 
-class _HttpServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
+
+class _HttpServer(BoundedHttpServer):
     plane: EmbeddedServer
 
 
@@ -134,13 +148,15 @@ class EmbeddedServer:
     def __init__(self, *, data_dir: Path, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
                  token: str | None = None, tick_seconds: float = 5.0,
                  retention_days: int = 30,
-                 ports_factory: Callable[[str], ControlPlanePorts] | None = None) -> None:
+                 ports_factory: Callable[[str], ControlPlanePorts] | None = None,
+                 tls_cert: Path | str | None = None, tls_key: Path | str | None = None,
+                 limits: ConnectionLimits | None = None) -> None:
         from sluice.exceptions import ConfigurationError
 
         if not is_loopback(host) and not token:
             raise ConfigurationError(
                 f"refusing to bind {host}: beyond loopback every request must carry a token; "
-                "pass --token (or set SLUICE_API_TOKEN)"
+                "pass --token-file (or set SLUICE_API_TOKEN)"
             )
         self.data_dir = Path(data_dir).expanduser()
         self.host, self.token, self.tick_seconds = host, token, tick_seconds
@@ -151,6 +167,17 @@ class EmbeddedServer:
         self._http: _HttpServer | None = None
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
+        self.limits = limits or ConnectionLimits()
+        #: The certificate served over TLS (None: plain HTTP).
+        self.tls_cert: Path | None = None
+        self._tls_context: ssl.SSLContext | None = None
+        if (tls_cert is None) != (tls_key is None):
+            raise ConfigurationError("TLS needs both --tls-cert and --tls-key (the PEM "
+                                     "certificate and its private key); pass both or neither")
+        if tls_cert is not None and tls_key is not None:
+            self.tls_cert = Path(tls_cert).expanduser().resolve()
+            self._tls_context = server_tls_context(self.tls_cert,
+                                                   Path(tls_key).expanduser().resolve())
         #: Periodic jobs (scheduler, monitor, enqueue of due runs), each called every tick.
         self.jobs: list[tuple[str, Callable[[], Any]]] = []
 
@@ -163,7 +190,10 @@ class EmbeddedServer:
     @property
     def url(self) -> str:
         shown = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
-        return f"http://{shown}:{self.port}"
+        if ":" in shown:  # an IPv6 literal
+            shown = f"[{shown}]"
+        scheme = "https" if self._tls_context is not None else "http"
+        return f"{scheme}://{shown}:{self.port}"
 
     @property
     def sqs_endpoint(self) -> str:
@@ -186,13 +216,18 @@ class EmbeddedServer:
     def start(self) -> EmbeddedServer:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         _HttpServer.address_family = family
-        self._http = _HttpServer((self.host, self._requested_port), _Handler)
+        self._http = _HttpServer((self.host, self._requested_port), _Handler,
+                                 limits=self.limits, ssl_context=self._tls_context)
         self._http.plane = self
         self.ports = self._ports_factory(f"{self.sqs_endpoint}/")
         from ..api import build_app
         from ..service import ensure_pool
 
         self.app = build_app(self.ports)
+        if self.token:
+            from .auth import TokenAuthorizer
+
+            self.authorizer = TokenAuthorizer(self.token, self.ports.store)
         # Powertools keeps the current event on the resolver class, shared between threads:
         # requests through one app must not overlap (each takes about a millisecond).
         self._resolve_lock = threading.Lock()
@@ -263,21 +298,38 @@ class EmbeddedServer:
                 log.exception("periodic job %s failed", name)
 
     # -- requests --------------------------------------------------------------------------------
-    def api_request_allowed(self, authorization: str | None) -> bool:
+    def api_request_refusal(self, method: str, path: str, authorization: str | None
+                            ) -> tuple[int, str, str] | None:
+        """None when the request may go on; else (status, error code, message) to answer.
+        Decided from the request line and the Authorization header alone, before any body
+        byte is read: the token's principal (operator, a pool's workers, a run's flow process;
+        see `auth.TokenAuthorizer`) against the routes it may call."""
         if not self.token:
-            return True
-        expected = f"Bearer {self.token}"
-        return authorization is not None and secrets.compare_digest(authorization, expected)
+            return None
+        return self.authorizer.refusal(method, path, authorization)
+
+    def sqs_head_refusal(self, headers: dict[str, str]) -> tuple[str, str] | None:
+        """None when an SQS request may send its body; else (SQS error code, message). Checks
+        what the headers alone tell (SigV4 shape and date); the signature needs the body."""
+        if not self.token:
+            return None
+        from .sigv4 import head_refusal
+
+        return head_refusal(headers)
 
     def sqs_request_allowed(self, method: str, path: str, headers: dict[str, str],
                             body: bytes) -> bool:
-        """With a token, SQS requests must be SigV4-signed with the token as the secret key
-        (workers do that; see `sluice_worker`). The signature is recomputed with botocore."""
+        """With a token, SQS requests must be SigV4-signed with a token as the secret key: the
+        operator's, or a pool's (access key `sluice.tokens.sqs_credentials`), which reaches only
+        that pool's queue. The signature is recomputed with botocore."""
         if not self.token:
             return True
-        from .sigv4 import signature_matches
+        from .sigv4 import access_key_of, signature_matches
+        from .sqs_endpoint import queue_of
 
-        return signature_matches(method, f"{self.url}{path}", headers, body, secret=self.token)
+        secret, pool = self.authorizer.sqs_secret(access_key_of(headers) or "")
+        return (signature_matches(method, f"{self.url}{path}", headers, body, secret=secret)
+                and self.authorizer.sqs_queue_allowed(pool, body, queue_of))
 
     def handle_bundle_data(self, method: str, path: str, body: bytes
                            ) -> tuple[int, dict[str, str], bytes]:
@@ -317,24 +369,44 @@ class EmbeddedServer:
 
 
 def run_server(*, host: str = "127.0.0.1", port: int = DEFAULT_PORT, data_dir: Path | None = None,
-               token: str | None = None, tick_seconds: float = 5.0,
-               retention_days: int = 30) -> None:
-    """`sluice server start`: serve until Ctrl-C or SIGTERM; write the `local` profile."""
+               token_file: Path | None = None, tick_seconds: float = 5.0,
+               retention_days: int = 30, tls_cert: Path | None = None,
+               tls_key: Path | None = None) -> None:
+    """`sluice server start`: serve until Ctrl-C or SIGTERM; write the `local` profile (0600,
+    with the operator token). Always authenticated: the token comes from `token_file`, else
+    SLUICE_API_TOKEN, else the data directory (made on first start); see `local_auth`."""
+    import os
+
     from sluice.profiles import LOCAL_PROFILE, Profile, load_profiles, upsert_profile
     from sluice.settings import get_settings
 
+    from .local_auth import PRIVATE_UMASK, secure_data_dir, server_token
+
+    os.umask(PRIVATE_UMASK)  # databases, WAL files and bundles: this user's only
     settings = get_settings()
-    server = EmbeddedServer(data_dir=data_dir or settings.home / "server", host=host, port=port,
+    data_dir = secure_data_dir(data_dir or settings.home / "server")
+    token = server_token(data_dir, token_file=token_file or settings.api_token_file,
+                         environment_token=settings.api_token)
+    server = EmbeddedServer(data_dir=data_dir, host=host, port=port,
                             token=token, tick_seconds=tick_seconds,
-                            retention_days=retention_days).start()
+                            retention_days=retention_days, tls_cert=tls_cert,
+                            tls_key=tls_key).start()
     activate = load_profiles().active in (None, LOCAL_PROFILE)
     path = upsert_profile(LOCAL_PROFILE, Profile(kind="local", api_url=server.url,
                                                  api_token=token,
-                                                 sqs_endpoint=server.sqs_endpoint),
+                                                 sqs_endpoint=server.sqs_endpoint,
+                                                 # trust the certificate served (self-signed)
+                                                 ca_bundle=str(server.tls_cert)
+                                                 if server.tls_cert else None),
                           activate=activate)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    from .network import cleartext_warning
+
+    warning = cleartext_warning(host, tls=server.tls_cert is not None)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     print(f"Sluice server listening on {server.url}", flush=True)
     print(f"  API           {server.url}  (OpenAPI: {server.url}/openapi.json)", flush=True)
     print(f"  SQS endpoint  {server.sqs_endpoint}", flush=True)

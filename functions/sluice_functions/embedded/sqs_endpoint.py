@@ -33,7 +33,7 @@ class SqsError(Exception):
         self.query_code = query_code or code
 
 
-def _pool_of(queue_url: Any) -> tuple[str, bool]:
+def queue_of(queue_url: Any) -> tuple[str, bool]:
     """The pool a queue URL names, and whether it is the dead-letter queue."""
     if not isinstance(queue_url, str) or _QUEUE_MARK not in queue_url:
         raise SqsError("QueueDoesNotExist", f"no such queue: {queue_url!r}",
@@ -94,7 +94,7 @@ class SqsEndpoint:
         return {"QueueUrl": urls.queue_url}
 
     def _ReceiveMessage(self, body: dict[str, Any]) -> dict[str, Any]:
-        pool, dead = _pool_of(body.get("QueueUrl"))
+        pool, dead = queue_of(body.get("QueueUrl"))
         if dead:
             raise SqsError("InvalidParameterValue", "receiving from a dead-letter queue is not "
                            "supported locally; inspect it with `sluice pool inspect`")
@@ -113,12 +113,12 @@ class SqsEndpoint:
         } for m in messages]}
 
     def _DeleteMessage(self, body: dict[str, Any]) -> dict[str, Any]:
-        pool, _ = _pool_of(body.get("QueueUrl"))
+        pool, _ = queue_of(body.get("QueueUrl"))
         self.queue.delete(pool, _receipt(body))
         return {}
 
     def _ChangeMessageVisibility(self, body: dict[str, Any]) -> dict[str, Any]:
-        pool, _ = _pool_of(body.get("QueueUrl"))
+        pool, _ = queue_of(body.get("QueueUrl"))
         try:
             self.queue.change_visibility(pool, _receipt(body),
                                          _int(body, "VisibilityTimeout", 0, 0, 43_200))
@@ -128,7 +128,7 @@ class SqsEndpoint:
         return {}
 
     def _SendMessage(self, body: dict[str, Any]) -> dict[str, Any]:
-        pool, _ = _pool_of(body.get("QueueUrl"))
+        pool, _ = queue_of(body.get("QueueUrl"))
         message = body.get("MessageBody")
         if not isinstance(message, str) or not message:
             raise SqsError("MissingParameter", "MessageBody is required")
@@ -147,7 +147,7 @@ class SqsEndpoint:
                 "MD5OfMessageBody": hashlib.md5(message.encode()).hexdigest()}
 
     def _GetQueueAttributes(self, body: dict[str, Any]) -> dict[str, Any]:
-        pool, dead = _pool_of(body.get("QueueUrl"))
+        pool, dead = queue_of(body.get("QueueUrl"))
         depth = self.queue.depth(pool)
         if dead:
             counts = {"ApproximateNumberOfMessages": depth.dead_letter,

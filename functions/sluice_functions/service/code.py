@@ -25,7 +25,8 @@ def bundle_upload(request: BundleUploadRequest, *, bundles: BundleStore | None
         return BundleLocation(sha256=request.sha256, exists=True,
                               download_url=store.download_url(request.sha256))
     return BundleLocation(sha256=request.sha256, exists=False,
-                          upload_url=store.upload_url(request.sha256, request.size))
+                          upload_url=store.upload_url(request.sha256, request.size),
+                          upload_headers=store.upload_headers(request.sha256, request.size))
 
 
 def bundle_download(sha256: str, *, bundles: BundleStore | None) -> BundleLocation:

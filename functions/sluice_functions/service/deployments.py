@@ -133,9 +133,9 @@ def check_deployment(deployment: Deployment) -> None:
 
 
 def _check_defaults(deployment: Deployment) -> None:
-    """Default parameters must fit the schema; required ones may be left to each run."""
-    if not deployment.parameter_schema:
-        return
+    """Default parameters must fit the schema; required ones may be left to each run. Without
+    a schema they are not checked, except that none may be a secret reference (no parameter is
+    known to be a secret)."""
     errors = [
         error
         for error in schema_errors(
@@ -163,9 +163,8 @@ def _check_schedules(schedules: list[Schedule]) -> None:
 def _check_scheduled_parameters(deployment: Deployment) -> None:
     """A schedule's runs get only the deployment's defaults and the schedule's parameters, so
     together they must satisfy the schema (required ones included): otherwise every scheduled
-    run would be refused when the scheduler creates it."""
-    if not deployment.parameter_schema:
-        return
+    run would be refused when the scheduler creates it. (Without a schema only secret
+    references are refused.)"""
     for index, schedule in enumerate(deployment.schedules):
         merged = {**deployment.parameters, **schedule.parameters}
         errors = schema_errors(

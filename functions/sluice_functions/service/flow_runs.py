@@ -56,6 +56,7 @@ def create_flow_run(
     created_by: str | None = None,
     now: datetime | None = None,
     leases: LeasePolicy = DEFAULT_LEASES,
+    worker_pool: str | None = None,
 ) -> FlowRun:
     """Create a run (Scheduled unless the request says otherwise) and enqueue it when it is due
     within the SQS delay limit.
@@ -69,7 +70,7 @@ def create_flow_run(
     """
     run, _ = create_flow_run_once(
         request, store=store, queue=queue, metrics=metrics, created_by=created_by, now=now,
-        leases=leases,
+        leases=leases, worker_pool=worker_pool,
     )
     return run
 
@@ -83,6 +84,7 @@ def create_flow_run_once(
     created_by: str | None = None,
     now: datetime | None = None,
     leases: LeasePolicy = DEFAULT_LEASES,
+    worker_pool: str | None = None,
 ) -> tuple[FlowRun, bool]:
     """`create_flow_run`, also saying whether this call created the run (True) or found it
     already there under the same id or idempotency key (False). The scheduler and backfill use
@@ -97,6 +99,8 @@ def create_flow_run_once(
         if existing is not None:
             return public_view(existing), False
     run = _new_run(request, store=store, created_by=created_by, now=now, leases=leases)
+    if worker_pool is not None:  # a subflow a flow process of that pool creates
+        run = run.model_copy(update={"worker_pool": worker_pool})
     # Concurrency (issue 6): `cancel_new` refuses a run that would start over the limit at once.
     run = cancel_if_over_limit_at_creation(run, store=store, now=now)
     send = run.pool is not None and run.state.type is StateType.SCHEDULED and due_for_enqueue(

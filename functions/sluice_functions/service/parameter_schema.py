@@ -8,9 +8,13 @@ ignored, as JSON Schema does. pydantic validates models, not JSON Schema documen
 small validator instead of a dependency.
 
 Secrets: a value `{"$secret": "<name>"}` is a reference to a secret in the user's secret store
-(`sluice.models.secrets`); it is checked as the string it stands for. A parameter whose schema
-is a secret (`writeOnly`, or `format: password`: what pydantic emits for `SecretStr`) only takes
-a reference (or null): a plain value would be stored, so it is refused, naming the fix.
+(`sluice.models.secrets`); the worker reads the secret's value into the flow's parameter. A
+reference is taken only where the schema describes a secret (`writeOnly`, or `format:
+password`: what pydantic emits for `SecretStr`), and is checked there as the string it stands
+for: anywhere else (a `str` parameter, one without a schema, a deployment without a schema)
+whoever triggers a run could have the worker read any secret its role can read into a value
+the flow shows or sends on, unmasked. A secret parameter only takes a reference (or null): a
+plain value would be stored, so it is refused, naming the fix.
 """
 
 from __future__ import annotations
@@ -34,15 +38,19 @@ _JSON_TYPE_CHECKS = {
 
 Location = tuple[str | int, ...]
 
+#: Why a secret reference is refused where the schema describes no secret.
+NOT_A_SECRET_PARAMETER = (
+    'takes no secret reference ({"$secret": ...}): only parameters typed pydantic.SecretStr '
+    "do (the worker would otherwise hand the secret's value to the flow unmasked); type the "
+    "parameter SecretStr and deploy again, or pass a plain value")
+
 
 def validate_parameters(parameters: dict[str, Any], schema: dict[str, Any]) -> None:
     """Raise `ValidationError` naming every parameter that does not match `schema`.
 
-    An empty schema accepts anything. `details` is a list of `{"loc": [...], "msg": ...}`
-    with `loc` starting at "parameters".
+    An empty schema accepts anything but secret references (it names no secret parameter).
+    `details` is a list of `{"loc": [...], "msg": ...}` with `loc` starting at "parameters".
     """
-    if not schema:
-        return
     try:
         errors = schema_errors(parameters, schema, root=schema, loc=("parameters",))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -92,6 +100,11 @@ def schema_errors(
     value: Any, schema: dict[str, Any] | bool, *, root: dict[str, Any], loc: Location
 ) -> list[dict[str, Any]]:
     """Every mismatch between `value` and `schema` as `{"loc": [...], "msg": ...}` dicts."""
+    reference = secret_reference_name(value)
+    if reference is not None and not isinstance(schema, bool) and "$ref" in schema:
+        schema = _resolve(schema["$ref"], root)
+    if reference is not None and not _is_secret(schema, root):
+        return [_error(loc, NOT_A_SECRET_PARAMETER)]
     if schema is True:
         return []
     if schema is False:
@@ -100,7 +113,6 @@ def schema_errors(
         raise TypeError(f"a schema must be an object or a boolean, got {type(schema).__name__}")
     if "$ref" in schema:
         return schema_errors(value, _resolve(schema["$ref"], root), root=root, loc=loc)
-    reference = secret_reference_name(value)
     if reference is not None:
         if not is_secret_name(reference):
             return [_error(loc, 'a secret reference is {"$secret": "<name>"} with a name of '

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 
 import typer
+from pydantic import ValidationError as PydanticValidationError
 
 from .. import __version__
 from ..exceptions import ConfigurationError, NotFound, SluiceError, ValidationError
@@ -52,6 +53,15 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         errors.print("aborted")
         return 130
+    except PydanticValidationError as exc:
+        # A request model refused what was typed (a name, a tag, a URL): say which and why.
+        from rich.markup import escape
+
+        from ..deployments import explain_invalid
+
+        errors.print(f"[red]error:[/red] {escape(explain_invalid(exc).message)}",
+                     highlight=False)
+        return EXIT_USAGE
     except Exception as exc:
         # Usage errors of the click that typer bundles: they know how to show themselves.
         if hasattr(exc, "show") and hasattr(exc, "exit_code"):

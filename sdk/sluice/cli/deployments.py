@@ -49,6 +49,10 @@ def deploy(
     paused: Annotated[bool, typer.Option(help="Create paused (no scheduled runs).")] = False,
     project_dir: Annotated[Path, typer.Option(help="Project root (bundle contents, local "
                                               "path).")] = Path("."),
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="With --source bundle: list the "
+                                          "files the bundle would hold and what the default "
+                                          "exclusions leave out; upload and register "
+                                          "nothing.")] = False,
     json: JsonOption = False, profile: ProfileOption = None, api_url: ApiUrlOption = None,
 ) -> None:
     """Register a flow as a deployment that workers of a pool run."""
@@ -66,6 +70,29 @@ def deploy(
             raise ConfigurationError(f"{location} is outside the project directory {root}; "
                                      "pass --project-dir")
         target = f"{file.relative_to(root).as_posix()}:{target.rpartition(':')[2]}"
+    plan = None
+    if source == "bundle":
+        from ..bundles import pack, plan_bundle
+
+        plan = plan_bundle(root)  # refuses symlinks that leave the project
+        if location.endswith(".py"):
+            plan.require(target.rpartition(":")[0])  # the entrypoint must ship
+    if dry_run:
+        if plan is None:
+            raise ConfigurationError("--dry-run shows what a bundle would hold: use it with "
+                                     "--source bundle")
+        data, digest, _ = pack(plan)
+        # Checked like a real deploy (names, parameters), but nothing is sent.
+        deployment_request(
+            flow, name=name, entrypoint=target, pool=pool,
+            source=CodeSource(kind=SourceKind.BUNDLE, bundle_sha256=digest,
+                              requirements=requirements),
+            parameters=parse_params(param or []), tags=tag, description=description,
+            version=version, schedules=schedules_from(cron, interval, timezone_), paused=paused,
+            concurrency_limit=concurrency_limit, collision_strategy=collision_strategy,
+            retries=retries)
+        _show_bundle_plan(plan, zip_bytes=len(data), sha256=digest, as_json=json)
+        return
     with client(profile, api_url) as api:
         if source == "local":
             code = CodeSource(kind=SourceKind.LOCAL, path=str(root), requirements=requirements)
@@ -75,9 +102,10 @@ def deploy(
             code = CodeSource(kind=SourceKind.GIT, repository=repository, ref=ref,
                               subdirectory=subdirectory, requirements=requirements)
         elif source == "bundle":
-            from ..bundles import upload_bundle
+            from ..bundles import upload_planned
 
-            code = upload_bundle(api, root, requirements=requirements)
+            assert plan is not None
+            code = upload_planned(api, plan, requirements=requirements)
         else:
             raise ConfigurationError(f"--source {source!r}: use local, git or bundle")
         request = deployment_request(
@@ -87,6 +115,12 @@ def deploy(
             concurrency_limit=concurrency_limit, collision_strategy=collision_strategy,
             retries=retries)
         deployment = api.create_deployment(request)
+    if plan is not None and plan.secret_exclusions:
+        left_out = ", ".join(_shown(e.path) for e in plan.secret_exclusions[:5])
+        more = len(plan.secret_exclusions) - 5
+        errors.print(f"note: secret-looking files were left out of the bundle: {left_out}"
+                     f"{f' and {more} more' if more > 0 else ''} (see --dry-run; `!pattern` in "
+                     ".sluiceignore ships one)", markup=False, highlight=False)
     if json:
         print_json(deployment)
         return
@@ -94,6 +128,49 @@ def deploy(
                   f"({deployment.id}) to pool '{deployment.pool}', source {code.kind.value}")
     console.print(f"run it: sluice deployment run {deployment.flow_name}/{deployment.name} "
                   "--watch")
+
+
+def _shown(path: str) -> str:
+    """A file name safe to print: control and bidi characters written as escapes."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode()
+                   for ch in path)
+
+
+def _size(n: int) -> str:
+    if n < 1000:
+        return f"{n} B"
+    return f"{n / 1000:.1f} KB" if n < 1_000_000 else f"{n / 1_000_000:.1f} MB"
+
+
+def _show_bundle_plan(plan, *, zip_bytes: int, sha256: str, as_json: bool) -> None:  # noqa: ANN001
+    """`deploy --source bundle --dry-run`: what would be packed, and what was left out."""
+    from rich.text import Text
+
+    if as_json:
+        print_json({"root": str(plan.root), "sha256": sha256, "zip_bytes": zip_bytes,
+                    "files": [{"name": f.name, "size": f.size, "link_target": f.link_target}
+                              for f in plan.files],
+                    "excluded": [{"path": e.path, "reason": e.reason, "default": e.by_default,
+                                  "secret": e.secret} for e in plan.excluded]})
+        return
+    packed = table(f"bundle of {plan.root}", "file", "size")
+    for f in plan.files:
+        name = _shown(f.name) + (f" -> {_shown(f.link_target)}" if f.link_target else "")
+        packed.add_row(Text(name), _size(f.size))
+    console.print(packed)
+    defaults = plan.default_exclusions
+    if defaults:
+        left_out = table("left out by the default exclusions ('!pattern' in .sluiceignore "
+                         "ships one)", "path", "why")
+        for e in defaults:
+            left_out.add_row(Text(_shown(e.path), style="yellow" if e.secret else ""),
+                             Text(e.reason))
+        console.print(left_out)
+    own = len(plan.excluded) - len(defaults)
+    console.print(f"{len(plan.files)} files, {_size(plan.total_size)} ({_size(zip_bytes)} "
+                  f"zipped), sha256 {sha256[:12]}; {own} path(s) left out by .gitignore/"
+                  ".sluiceignore. Dry run: nothing uploaded, nothing registered.",
+                  highlight=False, markup=False)
 
 
 @app.command("ls")

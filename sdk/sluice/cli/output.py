@@ -10,6 +10,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from ..models.names import defanged
+
 # Piped output keeps long ids on one line (`--json` is the format for scripts).
 console = Console(width=None if sys.stdout.isatty() else 200)
 errors = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
@@ -57,8 +59,19 @@ def duration(seconds: float | None) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
+class _EscapingTable(Table):
+    """A table that writes control, bidi and invisible characters of its cells as escapes
+    (`\x1b`): stored names and messages may predate the name rules, and an ESC sequence in a
+    cell would otherwise drive the terminal of whoever lists it."""
+
+    def add_row(self, *renderables: Any, **kwargs: Any) -> None:
+        super().add_row(*(defanged(cell) if isinstance(cell, str) else cell
+                          for cell in renderables), **kwargs)
+
+
 def table(title: str | None, *columns: str) -> Table:
-    t = Table(title=title, title_justify="left", header_style="bold")
+    t = _EscapingTable(title=None if title is None else defanged(title), title_justify="left",
+                       header_style="bold")
     for column in columns:
         t.add_column(column, overflow="fold")
     return t

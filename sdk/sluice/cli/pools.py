@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -14,7 +15,8 @@ app = typer.Typer(no_args_is_help=True, help="Work pools: where runs wait for wo
 
 @app.command()
 def create(
-    name: Annotated[str, typer.Argument(help="Pool name: lowercase letters, digits and -.")],
+    name: Annotated[str, typer.Argument(help="Pool name: lowercase letters, digits and - (at "
+                                        "most 40; not ending -dlq).")],
     concurrency: Annotated[int | None, typer.Option(min=1, help="Most runs at once.")] = None,
     description: Annotated[str | None, typer.Option(help="Free text.")] = None,
     json: JsonOption = False, profile: ProfileOption = None, api_url: ApiUrlOption = None,
@@ -71,3 +73,51 @@ def inspect(name: Annotated[str, typer.Argument(help="Pool name.")], json: JsonO
 
 def _n(value: int | None) -> str:
     return "-" if value is None else str(value)
+
+
+@app.command()
+def token(
+    name: Annotated[str, typer.Argument(help="Pool name.")],
+    may_trigger: Annotated[list[str] | None, typer.Option(
+        "--may-trigger", help="A deployment ('flow/name') the pool's flows may start with "
+        "run_deployment (repeatable).")] = None,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", dir_okay=False, help="Write the token to this file (0600) instead of "
+        "printing it.")] = None,
+    profile: ProfileOption = None, api_url: ApiUrlOption = None,
+) -> None:
+    """The token of the workers of one pool on the embedded server (derived from the operator's
+    token in the profile): give it to a worker host as SLUICE_API_TOKEN_FILE. It reaches only
+    this pool's runs, deployments and queue. On AWS, IAM does this (the stack's per-pool worker
+    policies)."""
+    from ..exceptions import ConfigurationError
+    from ..models.names import name_problem
+    from ..profiles import resolve_connection
+    from ..tokens import pool_token, token_scope_unverified, trigger_grant
+
+    problem = name_problem(name, "pool")
+    if problem:
+        raise ConfigurationError(problem)
+    connection = resolve_connection(api_url=api_url, profile=profile)
+    if connection is None or connection.kind != "local" or not connection.api_token:
+        raise ConfigurationError(
+            "pool tokens are for the embedded server, with its operator token in the profile "
+            "(`sluice server start` writes it); on AWS attach the pool's worker policy to the "
+            "worker's role instead")
+    if token_scope_unverified(connection.api_token).principal != "operator":
+        raise ConfigurationError("making a pool token needs the operator's token; this profile "
+                                 "holds a worker's or a run's")
+    grants = tuple(trigger_grant(ref) for ref in may_trigger or ())
+    made = pool_token(connection.api_token, name, grants)
+    if output is None:
+        typer.echo(made)
+        return
+    import os
+
+    fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, (made + "\n").encode())
+    finally:
+        os.close(fd)
+    console.print(f"worker token of pool [bold]{name}[/bold] written to {output} (0600)")

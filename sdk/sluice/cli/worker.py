@@ -28,12 +28,24 @@ def start(
     visibility_timeout: Annotated[int, typer.Option(
         min=1, max=43_200, help="Seconds a received message stays hidden from other workers "
         "between heartbeats; a message of a worker that died shows again after this.")] = 60,
+    may_trigger: Annotated[list[str] | None, typer.Option(
+        "--may-trigger", help="A deployment ('flow/name') this worker's flows may start with "
+        "run_deployment (repeatable; embedded server: needs the operator's token or a pool "
+        "token granting it; on AWS grant the worker's role instead).")] = None,
     profile: ProfileOption = None, api_url: ApiUrlOption = None,
 ) -> None:
     """Long-poll the pool's queue and run flows in subprocesses until Ctrl-C/SIGTERM."""
     from sluice_worker import run_worker  # the CLI is the composition root
 
+    from ..exceptions import ConfigurationError
+    from ..models.names import name_problem
+    from ..tokens import trigger_grant
+
+    problem = None if name is None else name_problem(name, "worker")
+    if problem is not None:  # refused here, not at every claim (`sluice.models.names`)
+        raise ConfigurationError(f"--name: {problem}")
     run_worker(pool=pool, limit=limit, name=name, profile=profile, api_url=api_url,
                cache_dir=cache_dir, heartbeat_interval=heartbeat_interval,
                shutdown_grace=shutdown_grace, poll_wait=poll_wait,
-               visibility_timeout=visibility_timeout)
+               visibility_timeout=visibility_timeout,
+               may_trigger=[trigger_grant(ref) for ref in may_trigger or ()])

@@ -52,10 +52,16 @@ class SluiceClient:
     types; connection errors, 429 and 5xx are retried with backoff and jitter first."""
 
     def __init__(self, connection: Connection, *, timeout: float = 30.0,
-                 attempts: int = 4, http: httpx.Client | None = None) -> None:
+                 attempts: int = 4, http: httpx.Client | None = None,
+                 pool: str | None = None) -> None:
+        """`pool`: the client of a worker of that pool (or of its flow processes): runs,
+        deployments and bundles are reached through the pool's routes (`/pools/{pool}/...`),
+        the only ones its credentials allow (see `sluice_functions.access`)."""
         self.connection = connection
         self.attempts = attempts
+        self.pool = pool
         self.http = http or build_http_client(connection, timeout)
+        self._scope = f"/pools/{_q(pool)}" if pool else ""
 
     def close(self) -> None:
         self.http.close()
@@ -82,10 +88,14 @@ class SluiceClient:
 
     # -- flow runs -----------------------------------------------------------------------------
     def create_flow_run(self, request: FlowRunCreate) -> FlowRun:
-        return FlowRun.model_validate(self._call("POST", "/flow-runs", json=_dump(request)))
+        return FlowRun.model_validate(
+            self._call("POST", f"{self._scope}/flow-runs", json=_dump(request)))
+
+    def _run_path(self, flow_run_id: str) -> str:
+        return f"{self._scope}/flow-runs/{_q(flow_run_id)}"
 
     def get_flow_run(self, flow_run_id: str) -> FlowRun:
-        return FlowRun.model_validate(self._call("GET", f"/flow-runs/{_q(flow_run_id)}"))
+        return FlowRun.model_validate(self._call("GET", self._run_path(flow_run_id)))
 
     def list_flow_runs(self, *, flow_name: str | None = None, deployment_id: str | None = None,
                        state_type: StateType | str | None = None,
@@ -112,7 +122,7 @@ class SluiceClient:
                            lease: str | None = None) -> SetStateResponse:
         body = {"state": _dump(state), "transition_id": transition_id, "lease": lease}
         return SetStateResponse.model_validate(
-            self._call("POST", f"/flow-runs/{_q(flow_run_id)}/state",
+            self._call("POST", f"{self._run_path(flow_run_id)}/state",
                        json={k: v for k, v in body.items() if v is not None}))
 
     def claim_flow_run(self, flow_run_id: str, worker: str,
@@ -128,7 +138,7 @@ class SluiceClient:
         if requeue:
             body["requeue"] = True
         return ClaimResponse.model_validate(
-            self._call("POST", f"/flow-runs/{_q(flow_run_id)}/claim", json=body,
+            self._call("POST", f"{self._run_path(flow_run_id)}/claim", json=body,
                        retry_statuses=RETRYABLE_STATUSES - {429}))
 
     def heartbeat(self, flow_run_id: str, lease: str, *, attempts: int | None = None,
@@ -136,7 +146,7 @@ class SluiceClient:
         """`attempts`/`timeout`: a worker beating often gives each beat one short try (the next
         beat is the retry), so a hung connection cannot keep it from hearing a cancel or 409."""
         return HeartbeatResponse.model_validate(
-            self._call("POST", f"/flow-runs/{_q(flow_run_id)}/heartbeat", json={"lease": lease},
+            self._call("POST", f"{self._run_path(flow_run_id)}/heartbeat", json={"lease": lease},
                        attempts=attempts, timeout=timeout))
 
     def cancel_flow_run(self, flow_run_id: str, message: str | None = None
@@ -161,7 +171,7 @@ class SluiceClient:
         reporter (it serializes each record once)."""
         content = batch if isinstance(batch, bytes) else batch.model_dump_json().encode()
         return EventsAccepted.model_validate(
-            self._call("POST", f"/flow-runs/{_q(flow_run_id)}/events", content=content,
+            self._call("POST", f"{self._run_path(flow_run_id)}/events", content=content,
                        attempts=attempts))
 
     def list_task_runs(self, flow_run_id: str, *, limit: int = 200,
@@ -201,7 +211,10 @@ class SluiceClient:
         return "/deployments/" + "/".join(_q(part) for part in ref.split("/", 1))
 
     def get_deployment(self, ref: str) -> Deployment:
-        return Deployment.model_validate(self._call("GET", self._deployment_path(ref)))
+        """The deployment `ref` ("flow/name" or id; a pool-scoped client: an id of its pool's)."""
+        path = (f"{self._scope}/deployments/{_q(ref)}" if self.pool
+                else self._deployment_path(ref))
+        return Deployment.model_validate(self._call("GET", path))
 
     def update_deployment(self, ref: str, update: DeploymentUpdate) -> Deployment:
         return Deployment.model_validate(
@@ -216,15 +229,35 @@ class SluiceClient:
         return FlowRun.model_validate(
             self._call("POST", f"{self._deployment_path(ref)}/runs", json=body))
 
+    def get_deployment_run(self, ref: str, flow_run_id: str) -> FlowRun:
+        """A run of the deployment `ref`, as `run_deployment` watches it: through the
+        deployment's route when `ref` is "flow/name" (a grant to trigger the deployment covers
+        it), else through the run's own route (operators)."""
+        if "/" in ref:
+            return FlowRun.model_validate(self._call(
+                "GET", f"{self._deployment_path(ref)}/runs/{_q(flow_run_id)}"))
+        return FlowRun.model_validate(self._call("GET", f"/flow-runs/{_q(flow_run_id)}"))
+
     # -- bundles and workers ---------------------------------------------------------------------
     def request_bundle_upload(self, request: BundleUploadRequest) -> BundleLocation:
         return BundleLocation.model_validate(
             self._call("POST", "/bundles", json=_dump(request)))
 
-    def put_bundle(self, url: str, data: bytes) -> None:
-        """Upload to the URL the control plane gave (presigned S3, or the embedded server)."""
-        response = self._raw().put(url, content=data,
-                                   headers={"content-type": "application/zip"})
+    def put_bundle(self, url: str, data: bytes, headers: dict[str, str] | None = None) -> None:
+        """Upload to the URL the control plane gave (presigned S3, or the embedded server),
+        with the headers it pinned (`BundleLocation.upload_headers`: in AWS the signed size
+        and checksum, so a URL only ever takes the bundle it was made for)."""
+        sent = {"content-type": "application/zip", **{k.lower(): v for k, v in
+                                                       (headers or {}).items()}}
+        # httpx sets content-length from the body; a pinned one must agree with it.
+        pinned_length = sent.pop("content-length", None)
+        if pinned_length is not None and pinned_length != str(len(data)):
+            from ..exceptions import ConfigurationError
+
+            raise ConfigurationError(
+                f"the upload URL takes {pinned_length} bytes but the bundle has {len(data)}: "
+                "request the upload again for these bytes")
+        response = self._raw().put(url, content=data, headers=sent)
         if response.status_code >= 300:
             from .transport import error_from_response
 
@@ -232,7 +265,7 @@ class SluiceClient:
 
     def download_bundle(self, sha256: str) -> bytes:
         location = BundleLocation.model_validate(
-            self._call("GET", f"/bundles/{_q(sha256)}"))
+            self._call("GET", f"{self._scope}/bundles/{_q(sha256)}"))
         assert location.download_url is not None
         response = self._raw().get(location.download_url)
         if response.status_code >= 300:
@@ -247,7 +280,9 @@ class SluiceClient:
         headers = {}
         if self.connection.api_token:
             headers["authorization"] = f"Bearer {self.connection.api_token}"
-        return httpx.Client(timeout=120, headers=headers)
+        from .transport import tls_verify
+
+        return httpx.Client(timeout=120, headers=headers, verify=tls_verify(self.connection))
 
     def worker_heartbeat(self, pool: str, heartbeat: WorkerHeartbeat) -> Worker:
         return Worker.model_validate(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import ssl
 import time
 from typing import Any
 
@@ -84,6 +85,24 @@ class SigV4Auth(httpx.Auth):
         yield request
 
 
+def tls_verify(connection: Connection) -> ssl.SSLContext | bool:
+    """What httpx verifies the control plane's certificate with: the system's trust store, or
+    the connection's `ca_bundle` (an embedded server's self-signed certificate)."""
+    if not connection.ca_bundle:
+        return True
+    try:
+        context = ssl.create_default_context(cafile=connection.ca_bundle)
+    except (OSError, ssl.SSLError) as exc:
+        raise errors.ConfigurationError(
+            f"cannot read the CA bundle {connection.ca_bundle} ({exc}); fix the profile's "
+            "ca_bundle (or SLUICE_CA_BUNDLE): a PEM file of the certificates to trust"
+        ) from None
+    # Trust the certificate itself even when it is not a root (a server's own certificate
+    # from a public CA), as Python 3.13 and urllib3 2 (boto3's SQS client) do.
+    context.verify_flags |= getattr(ssl, "VERIFY_X509_PARTIAL_CHAIN", 0)
+    return context
+
+
 def build_http_client(connection: Connection, timeout: float) -> httpx.Client:
     headers = {"user-agent": "sluice-client"}
     if connection.api_token:
@@ -96,7 +115,8 @@ def build_http_client(connection: Connection, timeout: float) -> httpx.Client:
             )
         auth = SigV4Auth(connection.region)
     return httpx.Client(base_url=connection.api_url, headers=headers, auth=auth,
-                        timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)))
+                        timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+                        verify=tls_verify(connection))
 
 
 def backoff_delay(attempt: int, base: float = 0.2, cap: float = 5.0) -> float:

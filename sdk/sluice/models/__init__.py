@@ -21,7 +21,9 @@ from .api import (
 )
 from .bounds import (
     MAX_BACKFILL_RUNS,
+    MAX_CACHE_EXPIRATION_SECONDS,
     MAX_CONCURRENCY_LIMIT,
+    MAX_FLOW_WORKERS,
     MAX_INTERVAL_SECONDS,
     MAX_LATENESS_SECONDS,
     MAX_RETRIES,
@@ -32,7 +34,6 @@ from .bounds import (
 from .deployments import (
     DEFAULT_POOL,
     MAX_BUNDLE_BYTES,
-    POOL_NAME_PATTERN,
     SHA256_PATTERN,
     BackfillRequest,
     BackfillSummary,
@@ -52,6 +53,22 @@ from .deployments import (
     WorkerHeartbeat,
 )
 from .ids import new_id
+from .names import (
+    MAX_NAME_CHARS,
+    MAX_POOL_NAME_CHARS,
+    POOL_NAME_PATTERN,
+    DeploymentName,
+    FlowName,
+    NameKind,
+    PoolName,
+    RunName,
+    Tag,
+    TaskName,
+    WorkerName,
+    check_name,
+    escaped,
+)
+from .sources import check_entrypoint, check_git_ref, check_relative_path, check_repository
 from .secrets import (
     SECRET_MASK,
     SECRET_NAME_PATTERN,
@@ -116,10 +133,14 @@ __all__ = [
     "DEFAULT_POOL", "POOL_NAME_PATTERN", "WorkerHeartbeat", "BundleUploadRequest",
     "BackfillRequest", "BackfillSummary",
     "BundleLocation", "SHA256_PATTERN", "MAX_BUNDLE_BYTES",
+    # user-chosen names, code sources
+    "check_name", "NameKind", "FlowName", "DeploymentName", "PoolName", "TaskName", "RunName",
+    "WorkerName", "Tag", "MAX_NAME_CHARS", "MAX_POOL_NAME_CHARS", "escaped",
+    "check_entrypoint", "check_git_ref", "check_relative_path", "check_repository",
     # bounds of numeric inputs
     "MAX_RETRIES", "MAX_RETRY_DELAY_SECONDS", "MAX_TIMEOUT_SECONDS", "MAX_CONCURRENCY_LIMIT",
     "MAX_INTERVAL_SECONDS", "MAX_LATENESS_SECONDS", "MAX_BACKFILL_RUNS",
-    "MAX_RETRY_JITTER_FACTOR",
+    "MAX_RETRY_JITTER_FACTOR", "MAX_FLOW_WORKERS", "MAX_CACHE_EXPIRATION_SECONDS",
     # secrets in parameters
     "SECRET_REFERENCE_KEY", "SECRET_MASK", "SECRET_NAME_PATTERN", "is_secret_name",
     "secret_reference", "secret_reference_name",

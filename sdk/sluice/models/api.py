@@ -6,9 +6,11 @@ import enum
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from .bounds import MAX_RETRIES, MAX_RETRY_DELAY_SECONDS
+from .names import ClientId, Parameters, RunName, Tag, WorkerName, check_name, check_printable
 from .runs import LogRecord, TaskRun
 from .states import State, StateType
 
@@ -42,17 +44,19 @@ class ErrorBody(BaseModel):
 
 
 class FlowRunCreate(_Request):
+    #: A flow name (`sluice.models.names`); a run of a deployment carries its deployment's,
+    #: which may have been stored before the rules (then only invisible characters are refused).
     flow_name: str = Field(min_length=1, max_length=256)
-    name: str | None = Field(default=None, max_length=256)
+    name: RunName | None = None
     deployment_id: str | None = None
-    parameters: dict[str, Any] = Field(default_factory=dict)
-    tags: list[str] = Field(default_factory=list)
+    parameters: Parameters = Field(default_factory=dict)
+    tags: list[Tag] = Field(default_factory=list)
     #: Start at (or after) this time; absent means now.
     scheduled_at: datetime | None = None
     #: A run created twice with the same key is created once (the second call returns it).
     idempotency_key: str | None = Field(default=None, max_length=256)
     #: Client-generated id (the SDK's flow runs); absent means the server makes one.
-    id: str | None = Field(default=None, max_length=64)
+    id: ClientId | None = None
     #: Scheduled (the default) or Pending: a flow started as a plain script (or a subflow)
     #: creates its run Pending and holds it with `lease`. Other states are refused.
     state: State | None = None
@@ -66,6 +70,18 @@ class FlowRunCreate(_Request):
                                        allow_inf_nan=False)
     parent_flow_run_id: str | None = None
     parent_task_run_id: str | None = None
+
+    @model_validator(mode="after")
+    def _flow_name(self) -> FlowRunCreate:
+        try:
+            if self.deployment_id is None:
+                check_name(self.flow_name, "flow")
+            else:
+                check_printable(self.flow_name, "flow name")
+        except ValueError as exc:
+            raise PydanticCustomError("invalid_name", "flow_name: {reason}",
+                                      {"reason": str(exc)}) from None
+        return self
 
 
 class SetStateRequest(_Request):
@@ -90,7 +106,7 @@ class SetStateResponse(BaseModel):
 
 
 class ClaimRequest(_Request):
-    worker: str = Field(min_length=1, max_length=256)
+    worker: WorkerName
     #: The `attempt` of the queue message being claimed: a late duplicate message of an earlier
     #: attempt then cannot claim a retry before its delay.
     attempt: int | None = Field(default=None, ge=0)

@@ -38,6 +38,12 @@ MAX_LATENESS_SECONDS = 366 * _DAY
 MAX_BACKFILL_RUNS = 10_000
 #: A task's `retry_jitter_factor` (the delay varies by up to this share of itself).
 MAX_RETRY_JITTER_FACTOR = 10.0
+#: A flow's `max_workers`: threads of its task runner. More threads than this only thrash (and
+#: each holds a stack); spread larger fan-outs over the Dask task runner or subflows.
+MAX_FLOW_WORKERS = 1_000
+#: A task's `cache_expiration`: ten years (leave it unset for a cache that never expires). A
+#: longer one overflows the date it is added to.
+MAX_CACHE_EXPIRATION_SECONDS = 3_660 * _DAY
 
 
 def finite(value: float) -> float:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -16,12 +16,23 @@ from .bounds import (
     MAX_RETRY_DELAY_SECONDS,
     StoredFloat,
 )
+from .names import POOL_NAME_PATTERN  # noqa: F401 - importable from here, as it always was
+from .names import (
+    ClientId,
+    DeploymentName,
+    FlowName,
+    Parameters,
+    PoolName,
+    PrintableText,
+    Tag,
+    WorkerName,
+    check_name,
+    check_parameter_names,
+    custom_validator,
+)
+from .sources import check_code_source, check_entrypoint
 
 DEFAULT_POOL = "default"
-#: Pool names become queue names; SQS allows 80 characters of [A-Za-z0-9_-]
-#: (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_CreateQueue.html),
-#: and the stack prefix and "-dlq" suffix need room.
-POOL_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,39}$"
 
 
 class SourceKind(str, enum.Enum):
@@ -58,6 +69,23 @@ class Schedule(BaseModel):
     active: bool = True
 
 
+def _check_schedule(schedule: Schedule) -> Schedule:
+    """A schedule as it enters: a valid id (it names its runs) and printable parameter names."""
+    if schedule.id is not None:
+        check_name(schedule.id, "schedule")
+    check_parameter_names(schedule.parameters)
+    return schedule
+
+
+#: A schedule in a request (`Schedule` itself is also how stored schedules are read).
+ScheduleInput = Annotated[Schedule, custom_validator(_check_schedule)]
+#: A code source in a request (stored ones are read as they are).
+CodeSourceInput = Annotated[CodeSource, custom_validator(check_code_source)]
+#: `path/to/file.py:flow_function` inside the project, or `package.module:flow_function`.
+Entrypoint = Annotated[str, Field(min_length=1, max_length=1024),
+                       custom_validator(check_entrypoint)]
+
+
 class CollisionStrategy(str, enum.Enum):
     ENQUEUE = "enqueue"
     CANCEL_NEW = "cancel_new"
@@ -66,17 +94,19 @@ class CollisionStrategy(str, enum.Enum):
 class DeploymentCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    flow_name: str = Field(min_length=1, max_length=256)
-    name: str = Field(min_length=1, max_length=256)
-    entrypoint: str = Field(min_length=1, max_length=1024)
-    pool: str = Field(default=DEFAULT_POOL, pattern=POOL_NAME_PATTERN)
-    parameters: dict[str, Any] = Field(default_factory=dict)
+    # Names, paths and sources are checked here, where they enter (`sluice.models.names`,
+    # `sluice.models.sources`); `Deployment` reads stored ones as they are.
+    flow_name: FlowName
+    name: DeploymentName
+    entrypoint: Entrypoint
+    pool: PoolName = DEFAULT_POOL
+    parameters: Parameters = Field(default_factory=dict)
     parameter_schema: dict[str, Any] = Field(default_factory=dict)
-    tags: list[str] = Field(default_factory=list)
+    tags: list[Tag] = Field(default_factory=list)
     description: str | None = Field(default=None, max_length=4096)
-    version: str | None = Field(default=None, max_length=256)
-    source: CodeSource = Field(default_factory=CodeSource)
-    schedules: list[Schedule] = Field(default_factory=list)
+    version: PrintableText | None = Field(default=None, max_length=256)
+    source: CodeSourceInput = Field(default_factory=CodeSource)
+    schedules: list[ScheduleInput] = Field(default_factory=list)
     paused: bool = False
     concurrency_limit: int | None = Field(default=None, ge=1, le=MAX_CONCURRENCY_LIMIT)
     collision_strategy: CollisionStrategy = CollisionStrategy.ENQUEUE
@@ -98,6 +128,17 @@ class Deployment(DeploymentCreate):
     retries: int = 0
     retry_delay_seconds: StoredFloat = 0
     max_lateness_seconds: StoredFloat | None = None
+    # Likewise names, paths and sources: a record stored before `sluice.models.names` is still
+    # listed, shown and deleted (by id when its name holds characters now refused).
+    flow_name: str
+    name: str
+    entrypoint: str
+    pool: str = DEFAULT_POOL
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    tags: list[str] = Field(default_factory=list)
+    version: str | None = None
+    source: CodeSource = Field(default_factory=CodeSource)
+    schedules: list[Schedule] = Field(default_factory=list)
 
     id: str
     created: datetime | None = None
@@ -108,10 +149,10 @@ class Deployment(DeploymentCreate):
 class DeploymentUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    parameters: dict[str, Any] | None = None
-    tags: list[str] | None = None
+    parameters: Parameters | None = None
+    tags: list[Tag] | None = None
     description: str | None = None
-    schedules: list[Schedule] | None = None
+    schedules: list[ScheduleInput] | None = None
     paused: bool | None = None
     concurrency_limit: int | None = Field(default=None, ge=1, le=MAX_CONCURRENCY_LIMIT)
     collision_strategy: CollisionStrategy | None = None
@@ -120,16 +161,17 @@ class DeploymentUpdate(BaseModel):
 class DeploymentRunRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    parameters: dict[str, Any] = Field(default_factory=dict)
+    parameters: Parameters = Field(default_factory=dict)
     scheduled_at: datetime | None = None
     idempotency_key: str | None = Field(default=None, max_length=256)
-    tags: list[str] = Field(default_factory=list)
+    tags: list[Tag] = Field(default_factory=list)
 
 
 class PoolCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(pattern=POOL_NAME_PATTERN)
+    #: Lowercase letters, digits and `-`, at most 40, not ending `-dlq` (`sluice.models.names`).
+    name: PoolName
     concurrency_limit: int | None = Field(default=None, ge=1, le=MAX_CONCURRENCY_LIMIT)
     description: str | None = Field(default=None, max_length=1024)
 
@@ -139,6 +181,7 @@ class Pool(PoolCreate):
 
     #: Read as stored (see `Deployment`).
     concurrency_limit: int | None = None
+    name: str
 
     queue_url: str | None = None
     dlq_url: str | None = None
@@ -175,7 +218,7 @@ class BackfillRequest(BaseModel):
     #: Most runs of this backfill active at once (None: all at once).
     max_active: int | None = Field(default=None, ge=1, le=MAX_BACKFILL_RUNS)
     #: Client-chosen id: a repeated request with it changes nothing.
-    backfill_id: str | None = Field(default=None, min_length=1, max_length=64)
+    backfill_id: ClientId | None = None
 
 
 class BackfillSummary(BaseModel):
@@ -193,9 +236,9 @@ class WorkerHeartbeat(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=256)
-    host: str | None = Field(default=None, max_length=256)
-    version: str | None = Field(default=None, max_length=64)
+    name: WorkerName
+    host: PrintableText | None = Field(default=None, max_length=256)
+    version: PrintableText | None = Field(default=None, max_length=64)
     slots: int | None = Field(default=None, ge=0, le=MAX_CONCURRENCY_LIMIT)
 
 
@@ -218,6 +261,9 @@ class BundleLocation(BaseModel):
     sha256: str
     exists: bool
     upload_url: str | None = None
+    #: Headers the upload must carry exactly as given: in AWS the presigned URL signs the size
+    #: and the SHA-256 checksum, so S3 takes those bytes and no others.
+    upload_headers: dict[str, str] = Field(default_factory=dict)
     download_url: str | None = None
 
 

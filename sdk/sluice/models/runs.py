@@ -54,6 +54,10 @@ class FlowRun(BaseModel):
     retry_delay_seconds: StoredFloat = 0
     parent_flow_run_id: str | None = None
     parent_task_run_id: str | None = None
+    #: The pool whose workers and flow processes may reach a subflow run through the pool's
+    #: routes (`/pools/{pool}/flow-runs/...`): set when a flow process of that pool created it.
+    #: Runs of a deployment are reached through `pool`.
+    worker_pool: str | None = None
     idempotency_key: str | None = None
     created_by: str | None = None
     created: datetime | None = None
@@ -79,6 +83,10 @@ class FlowRun(BaseModel):
     #: The lease of the attempt that ended last (never shown by the API): its last log lines,
     #: which arrive after its final state, are still taken.
     ended_lease: str | None = None
+
+    def reachable_by_pool(self, pool: str) -> bool:
+        """Whether workers of `pool` (and their flow processes) may reach this run."""
+        return (self.pool or self.worker_pool) == pool
 
     @property
     def duration_seconds(self) -> float | None:

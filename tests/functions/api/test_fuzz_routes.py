@@ -44,12 +44,21 @@ ROUTES = [
     ("PATCH", "/deployments/{flow_name}/{name}"),
     ("DELETE", "/deployments/{flow_name}/{name}"),
     ("POST", "/deployments/{flow_name}/{name}/runs"),
+    ("GET", "/deployments/{flow_name}/{name}/runs/{flow_run_id}"),
     ("POST", "/deployments/{deployment_id}/backfill"),
     ("POST", "/deployments/{flow_name}/{name}/backfill"),
     ("POST", "/pools"),
     ("GET", "/pools"),
     ("GET", "/pools/{name}"),
     ("POST", "/pools/{name}/workers"),
+    ("POST", "/pools/{name}/flow-runs"),
+    ("GET", "/pools/{name}/flow-runs/{flow_run_id}"),
+    ("POST", "/pools/{name}/flow-runs/{flow_run_id}/claim"),
+    ("POST", "/pools/{name}/flow-runs/{flow_run_id}/heartbeat"),
+    ("POST", "/pools/{name}/flow-runs/{flow_run_id}/state"),
+    ("POST", "/pools/{name}/flow-runs/{flow_run_id}/events"),
+    ("GET", "/pools/{name}/deployments/{deployment_id}"),
+    ("GET", "/pools/{name}/bundles/{sha256}"),
     ("POST", "/bundles"),
     ("GET", "/bundles/{sha256}"),
 ]
@@ -116,6 +125,10 @@ path_text = st.one_of(
 def valid_body(route: tuple[str, str], world: dict[str, str]) -> Any:
     """A body the route accepts (mutated below into almost-valid ones)."""
     method, template = route
+    if template == "/pools/{name}/flow-runs":
+        return {"flow_name": "sub", "parent_flow_run_id": world["flow_run_id"],
+                "state": {"type": "PENDING", "timestamp": NOW.isoformat()},
+                "lease": "subflow-lease-0123456789"}
     if template == "/flow-runs":
         return {"flow_name": "etl", "deployment_id": world["deployment_id"],
                 "parameters": {"day": "mon"}, "tags": ["a"], "scheduled_at": NOW.isoformat()}
@@ -205,10 +218,15 @@ def world(api: Api) -> dict[str, str]:
             "flow_name": "etl", "name": "nightly", "pool": "etl", "sha256": "ab" * 32}
 
 
+def _world_key(template: str, name: str) -> str:
+    """`{name}` is the pool under `/pools`, the deployment's name under `/deployments`."""
+    return "pool" if name == "name" and template.startswith("/pools") else name
+
+
 def fill(template: str, draw: st.DrawFn, world: dict[str, str]) -> str:
     def value(match: re.Match[str]) -> str:
         name = match.group(1)
-        real = world["pool"] if template.startswith("/pools") else world[name]
+        real = world[_world_key(template, name)]
         return draw(st.one_of(st.just(real), path_text))
     return re.sub(r"\{(\w+)\}", value, template)
 
@@ -301,8 +319,7 @@ def test_every_field_of_every_body_gets_each_almost_right_value(api, world, rout
     is dropped, then replaced by each almost-right value of its kind (a naive timestamp, a
     negative count, a 5 kB name, a lone surrogate ...)."""
     method, template = route
-    path = re.sub(r"\{(\w+)\}", lambda m: world["pool"] if template.startswith("/pools")
-                  else world[m.group(1)], template)
+    path = re.sub(r"\{(\w+)\}", lambda m: world[_world_key(template, m.group(1))], template)
     base = valid_body(route, world)
     for position in leaf_paths(base):
         for value in [DROPPED, *oddities_like(value_at(base, position))]:

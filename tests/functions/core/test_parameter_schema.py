@@ -122,7 +122,7 @@ SECRET_SCHEMA = {
 @pytest.mark.parametrize("parameters", [
     {"password": {"$secret": "db-password"}},
     {"password": {"$secret": "/prod/db"}, "token": None},
-    {"password": {"$secret": "a"}, "token": {"$secret": "b"}, "day": {"$secret": "c"}},
+    {"password": {"$secret": "a"}, "token": {"$secret": "b"}, "day": "mon"},
 ])
 def test_secret_parameters_take_references(parameters):
     validate_parameters(parameters, SECRET_SCHEMA)
@@ -133,7 +133,9 @@ def test_secret_parameters_take_references(parameters):
     ({"password": {"$secret": "a"}, "token": "raw"}, "parameters.token", "is a secret"),
     ({"password": {"$secret": "../x"}}, "parameters.password", "secret reference"),
     ({"password": {"$secret": 5}}, "parameters.password", "secret reference"),
-    ({"password": {"$secret": "a"}, "n": {"$secret": "b"}}, "parameters.n", "integer"),
+    # Issue 13: a reference only where the schema is a secret (never a str or int parameter).
+    ({"password": {"$secret": "a"}, "n": {"$secret": "b"}}, "parameters.n", "SecretStr"),
+    ({"password": {"$secret": "a"}, "day": {"$secret": "c"}}, "parameters.day", "SecretStr"),
 ])
 def test_plain_values_of_secret_parameters_are_refused(parameters, where, says):
     with pytest.raises(ValidationError) as raised:

@@ -54,9 +54,29 @@ def build_aws_clients(session: boto3.session.Session | None = None,
         dynamodb=client("dynamodb", _READ_TIMEOUT_SECONDS),
         sqs=client("sqs", _SQS_READ_TIMEOUT_SECONDS),
         logs=client("logs", _READ_TIMEOUT_SECONDS),
-        s3=session.client("s3", region_name=region_name,
-                          config=Config(signature_version="s3v4")),
+        s3=build_s3_client(session, region_name),
     )
+
+
+#: Presigned URLs name the bucket's regional endpoint, virtual-host style
+#: (`https://<bucket>.s3.<region>.amazonaws.com`), signed with SigV4. botocore's default for
+#: presigning is the global `<bucket>.s3.amazonaws.com`, which answers a bucket created minutes
+#: ago outside us-east-1 with a 307 redirect (or 400 for SigV4) until DNS has propagated.
+#: https://docs.aws.amazon.com/AmazonS3/latest/userguide/VirtualHosting.html
+_S3_REGIONAL = {"addressing_style": "virtual", "us_east_1_regional_endpoint": "regional"}
+
+
+def build_s3_client(session: boto3.session.Session, region_name: str | None = None) -> Any:
+    """The S3 client of presigned bundle URLs: the regional endpoint in AWS; a configured
+    endpoint (AWS_ENDPOINT_URL: moto, LocalStack, MinIO) is used as it is, path style."""
+    base = Config(signature_version="s3v4", connect_timeout=_CONNECT_TIMEOUT_SECONDS,
+                  read_timeout=_READ_TIMEOUT_SECONDS, retries=_API_RETRIES)
+    s3 = session.client("s3", region_name=region_name,
+                        config=base.merge(Config(s3=_S3_REGIONAL)))
+    if s3.meta.endpoint_url.rstrip("/").endswith(".amazonaws.com"):
+        return s3
+    return session.client("s3", region_name=region_name,
+                          config=base.merge(Config(s3={"addressing_style": "path"})))
 
 
 def build_aws_ports(settings: ControlPlaneSettings,
@@ -75,7 +95,7 @@ def build_aws_ports(settings: ControlPlaneSettings,
                           visibility_timeout_seconds=settings.queue_visibility_timeout_seconds,
                           known_queues=known_queues),
         logs=CloudWatchLogSink(clients.logs, settings.effective_run_log_group),
-        metrics=EmfMetrics(settings.metrics_namespace),
+        metrics=EmfMetrics(settings.effective_metrics_namespace),
         bundles=S3BundleStore(clients.s3, settings.bundle_bucket)
         if settings.bundle_bucket and clients.s3 is not None else None,
     )
