@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from _common import machine, median, percentile, record  # noqa: E402
-from server_process import embedded_server  # noqa: E402
+from server_process import connection, embedded_server  # noqa: E402
 
 FLOW = textwrap.dedent('''
     import os, time
@@ -49,13 +49,12 @@ def main() -> None:
     from sluice.client import SluiceClient
     from sluice.deployments import deploy_flow
     from sluice.entrypoints import load_flow
-    from sluice.profiles import Connection
 
     project = Path(tempfile.mkdtemp(prefix="sluice-pickup-"))
     (project / "flows.py").write_text(FLOW)
     stamp_file = project / "stamps"
     with embedded_server() as url:
-        client = SluiceClient(Connection(api_url=url))
+        client = SluiceClient(connection(url))
         flow = load_flow("flows.py:first_line", project)
         deploy_flow(flow, name="pickup", project_dir=project, entrypoint="flows.py:first_line",
                     parameters={"stamp_file": str(stamp_file)}, client=client)

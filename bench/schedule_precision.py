@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from _common import machine, median, percentile, record  # noqa: E402
 from pickup import FLOW, stamps  # noqa: E402
-from server_process import embedded_server  # noqa: E402
+from server_process import connection, embedded_server  # noqa: E402
 
 
 def main() -> None:
@@ -31,13 +31,12 @@ def main() -> None:
     from sluice.deployments import deploy_flow
     from sluice.entrypoints import load_flow
     from sluice.models import DeploymentRunRequest
-    from sluice.profiles import Connection
 
     project = Path(tempfile.mkdtemp(prefix="sluice-precision-"))
     (project / "flows.py").write_text(FLOW)
     stamp_file = project / "stamps"
     with embedded_server() as url:
-        client = SluiceClient(Connection(api_url=url))
+        client = SluiceClient(connection(url))
         deploy_flow(load_flow("flows.py:first_line", project), name="precise",
                     project_dir=project, entrypoint="flows.py:first_line",
                     parameters={"stamp_file": str(stamp_file)}, client=client)

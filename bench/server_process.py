@@ -20,6 +20,21 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _token(home: str) -> str:
+    """The operator token the server wrote into its `local` profile (servers always need one)."""
+    import tomllib
+
+    with open(os.path.join(home, "profiles.toml"), "rb") as fh:
+        return tomllib.load(fh)["profiles"]["local"]["api_token"]
+
+
+def connection(url: str):  # noqa: ANN201 - sluice.profiles.Connection, imported lazily
+    """How a benchmark reaches the server `embedded_server` started: its URL and token."""
+    from sluice.profiles import Connection
+
+    return Connection(api_url=url, api_token=_token(os.environ["SLUICE_BENCH_HOME"]))
+
+
 @contextlib.contextmanager
 def embedded_server(*extra: str) -> Iterator[str]:
     """Yields the URL of a fresh server (its own SLUICE_HOME), stopped afterwards."""
@@ -34,9 +49,10 @@ def embedded_server(*extra: str) -> Iterator[str]:
         deadline = time.monotonic() + 60
         while True:
             try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                headers = {"authorization": f"Bearer {_token(home)}"}
+                if httpx.get(f"{url}/health", timeout=1, headers=headers).status_code == 200:
                     break
-            except httpx.HTTPError:
+            except (httpx.HTTPError, OSError, KeyError):
                 pass
             if time.monotonic() > deadline:
                 raise RuntimeError("the embedded server did not start")

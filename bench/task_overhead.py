@@ -119,11 +119,10 @@ def reporters(mode: str):
     if mode == "memory":
         yield InMemoryReporter
         return
-    from server_process import embedded_server
+    from server_process import connection, embedded_server
 
     from sluice.client import SluiceClient
     from sluice.client.reporter import HttpReporter
-    from sluice.profiles import Connection
 
     class DrainTimed(HttpReporter):
         """Counts the time flows spend waiting at the end for their reports to be sent."""
@@ -138,7 +137,7 @@ def reporters(mode: str):
                 self.drained_seconds += time.perf_counter() - start
 
     with embedded_server() as url:
-        client = SluiceClient(Connection(api_url=url))
+        client = SluiceClient(connection(url))
         reporter = DrainTimed(client)
         yield lambda: reporter
         reporter.close()

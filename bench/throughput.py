@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from _common import machine, median, record  # noqa: E402
 from pickup import stamps  # noqa: E402
-from server_process import embedded_server  # noqa: E402
+from server_process import connection, embedded_server  # noqa: E402
 
 FLOW = textwrap.dedent('''
     import os, time
@@ -75,13 +75,12 @@ def measure(workers: int, limit: int, warmup: float, window: float) -> dict:
     from sluice.deployments import deploy_flow
     from sluice.entrypoints import load_flow
     from sluice.models import StateType
-    from sluice.profiles import Connection
 
     project = Path(tempfile.mkdtemp(prefix="sluice-throughput-"))
     (project / "flows.py").write_text(FLOW)
     stamp_file = project / "stamps"
     with embedded_server() as url:
-        client = SluiceClient(Connection(api_url=url))
+        client = SluiceClient(connection(url))
         deployment = deploy_flow(load_flow("flows.py:trivial", project), name="throughput",
                                  project_dir=project, entrypoint="flows.py:trivial",
                                  parameters={"stamp_file": str(stamp_file)}, client=client)

@@ -41,6 +41,8 @@ CONTEXT_KEYS = {
     "sluice:workerSluiceRequirement": "a pip requirement instances install instead of the wheel "
                                       "this app builds (e.g. sluice-flows[worker]==0.1.0)",
     "sluice:workerSluiceWheel": "a sluice-flows wheel file to ship instead of building one",
+    "sluice:workerMayTrigger": "deployments (flow/name, comma-separated) the fleet's flows may "
+                               "start with run_deployment",
 }
 #: The retention periods CloudWatch Logs accepts (days), as CDK names them.
 LOG_RETENTION = {
@@ -126,6 +128,9 @@ def build_stack(app: App) -> Stack:
             runs_per_instance=context.integer("sluice:workerRunsPerInstance", 4),
             sluice_requirement=context.text("sluice:workerSluiceRequirement"),
             sluice_wheel=Path(wheel) if wheel else None,
+            may_trigger=tuple(ref.strip() for ref in
+                              (context.text("sluice:workerMayTrigger", "") or "").split(",")
+                              if ref.strip()),
         )
     stack = Stack(app, stack_name, stack_name=stack_name,
                   description=f"Sluice control plane {sluice.__version__}",

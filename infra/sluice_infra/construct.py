@@ -21,7 +21,7 @@ from sluice_functions.config import (
     metrics_namespace_for,
 )
 
-from .acknowledgments import acknowledge
+from .acknowledgments import acknowledge, acknowledge_wildcard_resources
 from .asset import function_code
 from .functions import ControlPlaneFunctions
 from .http_api import ControlPlaneApi, Throttle
@@ -131,6 +131,8 @@ class SluiceControlPlane(Construct):
                 self, "WorkerFleet", fleet=worker_fleet, pool=fleet_pool,
                 policy=self.worker_policies[worker_fleet.pool], topic=self.alarm_topic,
                 log_retention=log_retention)
+            if worker_fleet.may_trigger:
+                self.grant_trigger(self.worker_fleet.role, *worker_fleet.may_trigger)
 
         self._output(stack_outputs.API_URL, self.api.url, "Base URL of the Sluice API")
         self._output(stack_outputs.REGION, stack.region, "Region of the control plane")
@@ -158,11 +160,16 @@ class SluiceControlPlane(Construct):
 
         if not deployments:
             raise ValueError("grant_trigger: name at least one deployment as 'flow/name'")
-        return iam.Grant.add_to_principal(
-            grantee=grantee, actions=["execute-api:Invoke"],
-            resource_arns=[self.api.invoke_arn(method, path)
-                           for ref in deployments
-                           for method, path in access.trigger_requests(trigger_grant(ref))])
+        resources = [self.api.invoke_arn(method, path) for ref in deployments
+                     for method, path in access.trigger_requests(trigger_grant(ref))]
+        grant = iam.Grant.add_to_principal(grantee=grantee, actions=["execute-api:Invoke"],
+                                           resource_arns=resources)
+        if isinstance(grantee, iam.Role) and grant.principal_statement is not None:
+            acknowledge_wildcard_resources(
+                grantee, grant.principal_statement,
+                "Each resource is one deployment's trigger route or the runs of that "
+                "deployment (the wildcard is a run id): what `run_deployment` calls.")
+        return grant
 
     def grant_invoke_api(self, grantee: iam.IGrantable) -> iam.Grant:
         """Let `grantee` (an operator's role, CI) call every API route."""

@@ -46,6 +46,10 @@ class WorkerFleet:
     Instances get no inbound access; they call SQS, the API, S3 (the wheel, code bundles) and
     the package index (dependencies) outbound.
 
+    The instances' role has the pool's worker policy (its queue and routes only);
+    `may_trigger` names deployments ("flow/name") the pool's flows may start with
+    `run_deployment` (`SluiceControlPlane.grant_trigger`).
+
     `vpc`: where the instances go (default: a new VPC with public subnets only: no NAT gateway,
     so nothing costs money while the group is empty). `runs_per_instance` is the worker's
     `--limit`. The default instance type is Graviton (arm64); any type works, the AMI follows
@@ -61,6 +65,7 @@ class WorkerFleet:
     sluice_wheel: Path | None = None
     volume_size_gib: int = 20
     vpc: ec2.IVpc | None = None
+    may_trigger: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_capacity <= self.max_capacity or self.max_capacity < 1:
@@ -128,8 +133,9 @@ class WorkerFleetGroup(Construct):
         security_group = ec2.SecurityGroup(
             self, "SecurityGroup", vpc=vpc, allow_all_outbound=True,
             description="Sluice workers: outbound only (SQS, the Sluice API, package index)")
-        role = iam.Role(self, "InstanceRole", assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
-                        managed_policies=[policy], description="Sluice worker instances")
+        self.role = role = iam.Role(
+            self, "InstanceRole", assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
+            managed_policies=[policy], description="Sluice worker instances")
         template = ec2.LaunchTemplate(
             self, "LaunchTemplate",
             instance_type=instance_type,

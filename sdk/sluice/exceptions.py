@@ -42,6 +42,14 @@ class Unauthorized(SluiceError):
     code = "unauthorized"
 
 
+class Forbidden(SluiceError):
+    """Valid credentials, beyond their rights: a worker's outside its pool's routes, a flow
+    process's outside its run, a trigger without a grant (IAM's 403 on AWS)."""
+
+    status_code = 403
+    code = "forbidden"
+
+
 class NotFound(SluiceError, LookupError):
     status_code = 404
     code = "not_found"
@@ -118,7 +126,7 @@ class CancelledRun(SluiceError):
 
 
 __all__ = [
-    "SluiceError", "ConfigurationError", "ValidationError", "BadRequest", "Unauthorized",
+    "SluiceError", "ConfigurationError", "ValidationError", "BadRequest", "Unauthorized", "Forbidden",
     "NotFound", "SecretNotFound", "Conflict", "StaleLease", "PayloadTooLarge", "Throttled", "ServiceUnavailable",
     "MissingContextError", "RunAborted", "TaskTimeout", "UpstreamFailed", "CancelledRun",
     "InvalidMapArguments", "ParameterValidationError",

@@ -78,14 +78,18 @@ class Sluice:
 
     @property
     def token(self) -> str:
-        """The operator token the server made on first start (also in the `local` profile)."""
-        return (self.home / "server" / "operator-token").read_text().strip()
+        """The operator token, from the `local` profile the server writes (the one it made on
+        first start, or the one it was given)."""
+        import tomllib
+
+        profiles = tomllib.loads((self.home / "profiles.toml").read_text())
+        return profiles["profiles"]["local"]["api_token"]
 
     def _healthy(self) -> bool:
         try:
             return httpx.get(f"{self.url}/health", timeout=1,
                              headers={"authorization": f"Bearer {self.token}"}).status_code == 200
-        except (httpx.HTTPError, OSError):
+        except (httpx.HTTPError, OSError, KeyError):
             return False
 
     def stop_server(self, sig: int = signal.SIGTERM) -> int:

@@ -22,6 +22,7 @@ FULL_CONTEXT = {
     "sluice:workerFleet": "true", "sluice:workerPool": "etl",
     "sluice:workerInstanceType": "m7g.large", "sluice:workerMinCapacity": "1",
     "sluice:workerMaxCapacity": "6", "sluice:workerRunsPerInstance": "8",
+    "sluice:workerMayTrigger": "etl-flow/nightly",
     # No sluice:workerSluiceRequirement: the fleet ships the wheel built from this tree (the
     # default, checked by cdk-nag here); the requirement is tested without a synth.
 }

@@ -256,3 +256,22 @@ def test_operators_and_trigger_grants(tmp_path):
     assert [c for c in trigger_calls("etl/hourly") if allowed(granted, *c)] == []
     assert [c for c in operator_calls() if allowed(granted, *c)] == [
         ("POST", "/deployments/etl/nightly/runs")]  # the CLI's `deployment run`: the grant
+
+
+def test_a_fleets_trigger_grant_reaches_its_instances_role_only(synthesized, pool_policies):
+    """`sluice:workerMayTrigger=etl-flow/nightly`: the fleet's role (pool etl) may start and
+    watch that deployment; the pools' managed policies still may not."""
+    template = synthesized.template(FULL_STACK)
+    (role_id,) = [logical_id for logical_id, r in template["Resources"].items()
+                  if r["Type"] == "AWS::IAM::Role" and "ec2.amazonaws.com" in json.dumps(
+                      r["Properties"]["AssumeRolePolicyDocument"])]
+    granted = [pattern for resource in template["Resources"].values()
+               if resource["Type"] == "AWS::IAM::Policy"
+               and {"Ref": role_id} in resource["Properties"]["Roles"]
+               for pattern in invoke_patterns(
+                   resource["Properties"]["PolicyDocument"]["Statement"])]
+    assert sorted(granted) == sorted(access.trigger_requests("etl-flow/nightly"))
+    assert [c for c in trigger_calls("etl-flow/nightly") if not allowed(granted, *c)] == []
+    assert [c for c in trigger_calls("ml-flow/nightly") if allowed(granted, *c)] == []
+    for patterns in pool_policies.values():
+        assert [c for c in trigger_calls("etl-flow/nightly") if allowed(patterns, *c)] == []

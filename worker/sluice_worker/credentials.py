@@ -26,7 +26,10 @@ def pool_client(client: SluiceClient, pool: str, may_trigger: Sequence[str] = ()
             raise ConfigurationError(
                 "--may-trigger is for the embedded server; on AWS grant the worker's role "
                 "with `SluiceControlPlane.grant_trigger(role, 'flow/name')`")
-        return client if client.pool == pool else SluiceClient(connection, pool=pool)
+        if client.pool == pool:
+            return client
+        client.close()
+        return SluiceClient(connection, pool=pool)
     scope = tokens.token_scope_unverified(connection.api_token)
     if scope.principal == "operator":
         token = tokens.pool_token(connection.api_token, pool, grants)

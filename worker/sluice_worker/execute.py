@@ -74,7 +74,7 @@ def main() -> int:
         # user's account, so their values never pass through the control plane.
         from sluice.secrets import resolve_references
 
-        parameters = resolve_references(flow_run.parameters)
+        parameters = resolve_references(flow_run.parameters, flow=flow)
     except SluiceError as exc:
         return fail_before_start(f"could not read a secret parameter: {exc}")
     state = run_flow(flow, parameters, reporter=reporter, flow_run=flow_run)

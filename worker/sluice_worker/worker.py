@@ -198,7 +198,8 @@ def run_worker(*, pool: str, limit: int = 4, name: str | None = None,
 
     from .credentials import pool_client
 
-    client = pool_client(get_client(profile=profile, api_url=api_url), pool, may_trigger)
+    client = pool_client(get_client(profile=profile, api_url=api_url, pool=pool), pool,
+                         may_trigger)
     pool_info = client.get_pool(pool)  # fails early, naming the pool, if it does not exist
     queue_url = pool_info.queue_url if client.connection.kind == "aws" else None
     queue = PoolQueue.connect(client.connection, pool, queue_url)

@@ -19,6 +19,10 @@ from .. import access
 if TYPE_CHECKING:
     from ..ports import RunStore
 
+#: What a worker key may do on its queue: what `sluice_worker.queue.PoolQueue` calls (the same
+#: actions as the worker policy on AWS, plus finding its queue's URL).
+WORKER_SQS_ACTIONS = frozenset({"GetQueueUrl", "ReceiveMessage", "DeleteMessage",
+                                "ChangeMessageVisibility"})
 #: Parents followed from a subflow run to the run a flow-process token is for.
 MAX_SUBFLOW_DEPTH = 32
 
@@ -110,12 +114,14 @@ class TokenAuthorizer:
         return tokens.token_for_sqs_access_key(access_key, self.operator_token)
 
     @staticmethod
-    def sqs_queue_allowed(pool: str | None, body: bytes, queue_of: Any) -> bool:
+    def sqs_queue_allowed(pool: str | None, target: str, body: bytes, queue_of: Any) -> bool:
         """Whether an SQS request of a key limited to `pool` names that pool's queue (not its
         dead-letter queue);
         `queue_of(url)` gives (pool, is dead-letter queue) of a queue URL."""
         if pool is None:
             return True
+        if target.removeprefix("AmazonSQS.") not in WORKER_SQS_ACTIONS:
+            return False
         try:
             request = json.loads(body or b"{}")
             if "QueueUrl" not in request:  # GetQueueUrl names the queue

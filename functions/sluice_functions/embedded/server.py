@@ -329,7 +329,9 @@ class EmbeddedServer:
 
         secret, pool = self.authorizer.sqs_secret(access_key_of(headers) or "")
         return (signature_matches(method, f"{self.url}{path}", headers, body, secret=secret)
-                and self.authorizer.sqs_queue_allowed(pool, body, queue_of))
+                and self.authorizer.sqs_queue_allowed(
+                    pool, headers.get("x-amz-target") or headers.get("X-Amz-Target") or "",
+                    body, queue_of))
 
     def handle_bundle_data(self, method: str, path: str, body: bytes
                            ) -> tuple[int, dict[str, str], bytes]:

@@ -233,7 +233,7 @@ def _new_run(
     _check_creator_lease(request, started=started)
     return FlowRun(
         id=request.id or str(uuid.uuid4()),
-        flow_name=request.flow_name,
+        flow_name=deployment.flow_name if deployment else request.flow_name,
         name=request.name or run_name(),
         deployment_id=request.deployment_id,
         pool=deployment.pool if deployment else None,

@@ -98,3 +98,35 @@ def needs_six(ledger: str) -> str:
 
     _ledger(ledger, f"six-{six.__version__}")
     return six.__version__
+
+
+@flow
+def child(ledger: str) -> str:
+    _ledger(ledger, "child")
+    return "child done"
+
+
+@flow
+def credentials_probe(ledger: str, other_run: str = "", trigger: str = "") -> str:
+    """Records what its own credentials reach (tests/security/test_principals_e2e.py): the kind
+    of token it holds, a subflow, a read of another run, and optionally a trigger."""
+    from sluice import run_deployment
+    from sluice.client import get_client
+
+    token = os.environ.get("SLUICE_API_TOKEN", "")
+    _ledger(ledger, "token-" + (token.split(".")[0] if "." in token else "other" if token
+                                else "none"))
+    _ledger(ledger, f"subflow-{child(ledger)}".replace(" ", "-"))
+    if other_run:
+        try:
+            get_client().get_flow_run(other_run)
+            _ledger(ledger, "read-other-allowed")
+        except Exception as exc:  # noqa: BLE001 - the refusal is the point
+            _ledger(ledger, f"read-other-refused-{type(exc).__name__}")
+    if trigger:
+        try:
+            run = run_deployment(trigger, {"ledger": ledger}, timeout=60)
+            _ledger(ledger, f"trigger-{run.state.type.value}")
+        except Exception as exc:  # noqa: BLE001
+            _ledger(ledger, f"trigger-refused-{type(exc).__name__}")
+    return "probed"
