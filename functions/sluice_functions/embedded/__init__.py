@@ -1,5 +1,6 @@
 """The embedded control plane (`sluice server start`)."""
 
-from .server import DEFAULT_PORT, EmbeddedServer, run_server
+from .run import run_server
+from .server import DEFAULT_PORT, EmbeddedServer
 
 __all__ = ["EmbeddedServer", "run_server", "DEFAULT_PORT"]

@@ -6,10 +6,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
-import signal
 import socket
 import ssl
-import sys
 import threading
 import time
 import uuid
@@ -143,7 +141,12 @@ class _HttpServer(BoundedHttpServer):
 
 class EmbeddedServer:
     """The control plane in one process. `start()` binds and serves in background threads;
-    `stop()` shuts down cleanly. Data lives in SQLite files under `data_dir`."""
+    `stop()` shuts down cleanly. Data lives in SQLite files under `data_dir`.
+
+    `token` is the operator's token (`sluice.tokens`): every request must carry it or a token
+    derived from it. `token=None` serves without authentication, on loopback only: for code that
+    embeds the server in its own process (tests, benchmarks); `sluice server start`
+    (`run_server`) always has a token."""
 
     def __init__(self, *, data_dir: Path, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
                  token: str | None = None, tick_seconds: float = 5.0,
@@ -368,57 +371,3 @@ class EmbeddedServer:
                 {"error": "internal_error", "message": "internal error", "details": None}
             ).encode()
         return from_response(response)
-
-
-def run_server(*, host: str = "127.0.0.1", port: int = DEFAULT_PORT, data_dir: Path | None = None,
-               token_file: Path | None = None, tick_seconds: float = 5.0,
-               retention_days: int = 30, tls_cert: Path | None = None,
-               tls_key: Path | None = None) -> None:
-    """`sluice server start`: serve until Ctrl-C or SIGTERM; write the `local` profile (0600,
-    with the operator token). Always authenticated: the token comes from `token_file`, else
-    SLUICE_API_TOKEN, else the data directory (made on first start); see `local_auth`."""
-    import os
-
-    from sluice.profiles import LOCAL_PROFILE, Profile, load_profiles, upsert_profile
-    from sluice.settings import get_settings
-
-    from .local_auth import PRIVATE_UMASK, secure_data_dir, server_token
-
-    os.umask(PRIVATE_UMASK)  # databases, WAL files and bundles: this user's only
-    settings = get_settings()
-    data_dir = secure_data_dir(data_dir or settings.home / "server")
-    token = server_token(data_dir, token_file=token_file or settings.api_token_file,
-                         environment_token=settings.api_token)
-    server = EmbeddedServer(data_dir=data_dir, host=host, port=port,
-                            token=token, tick_seconds=tick_seconds,
-                            retention_days=retention_days, tls_cert=tls_cert,
-                            tls_key=tls_key).start()
-    activate = load_profiles().active in (None, LOCAL_PROFILE)
-    path = upsert_profile(LOCAL_PROFILE, Profile(kind="local", api_url=server.url,
-                                                 api_token=token,
-                                                 sqs_endpoint=server.sqs_endpoint,
-                                                 # trust the certificate served (self-signed)
-                                                 ca_bundle=str(server.tls_cert)
-                                                 if server.tls_cert else None),
-                          activate=activate)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    from .network import cleartext_warning
-
-    warning = cleartext_warning(host, tls=server.tls_cert is not None)
-    if warning:
-        print(warning, file=sys.stderr, flush=True)
-    print(f"Sluice server listening on {server.url}", flush=True)
-    print(f"  API           {server.url}  (OpenAPI: {server.url}/openapi.json)", flush=True)
-    print(f"  SQS endpoint  {server.sqs_endpoint}", flush=True)
-    print(f"  data          {server.data_dir}", flush=True)
-    print(f"  profile       '{LOCAL_PROFILE}' in {path}"
-          + ("" if activate else " (not made active: another profile is)"), flush=True)
-    print("Press Ctrl-C to stop.", flush=True)
-    while not stop.wait(0.5):
-        pass
-    print("Stopping…", flush=True)
-    started = time.monotonic()
-    server.stop()
-    print(f"Stopped in {time.monotonic() - started:.2f} s.", flush=True)
