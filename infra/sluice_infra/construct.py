@@ -120,8 +120,7 @@ class SluiceControlPlane(Construct):
 
         #: One managed policy per pool: its workers reach that pool's queue and routes only.
         self.worker_policies: dict[str, iam.ManagedPolicy] = {
-            pool.pool: create_worker_policy(self, pool=pool, api=self.api,
-                                            bundle_bucket=self.bundle_bucket)
+            pool.pool: create_worker_policy(self, pool=pool, api=self.api)
             for pool in self.pools}
         self.worker_policy = self.worker_policies[DEFAULT_POOL]
         self.worker_fleet: WorkerFleetGroup | None = None

@@ -5,40 +5,39 @@ from __future__ import annotations
 
 from aws_cdk import Stack
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from sluice_functions import access
 
 from .acknowledgments import acknowledge_wildcard_resources
 from .http_api import ControlPlaneApi
-from .storage import BUNDLE_PREFIX, PoolQueues
+from .storage import PoolQueues
 
 #: Exactly what `sluice_worker.queue.PoolQueue` calls; the queue URL comes from the API.
 WORKER_QUEUE_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility")
 
 
-def create_worker_policy(scope: Construct, *, pool: PoolQueues, api: ControlPlaneApi,
-                         bundle_bucket: s3.IBucket) -> iam.ManagedPolicy:
+def create_worker_policy(scope: Construct, *, pool: PoolQueues,
+                         api: ControlPlaneApi) -> iam.ManagedPolicy:
     """The policy of the worker hosts of `pool`: take messages from that pool's queue only (its
     exact ARN: no prefix another stack or pool could match, and not its dead-letter queue), call
-    only that pool's worker routes (`access.WORKER_ROUTES`), read code bundles, and read this
-    stack's outputs (`sluice profile create` on the host). Nothing an operator does (deploy,
+    only that pool's worker routes (`access.WORKER_ROUTES`), and read this stack's outputs
+    (`sluice profile create` on the host). Code bundles are downloaded through the presigned
+    URL `GET /pools/{pool}/bundles/{sha256}` answers (after checking a deployment of the pool
+    runs that bundle), so the policy grants no S3 access at all. Nothing an operator does (deploy,
     trigger, cancel, retry, backfill, pools) is in it; `SluiceControlPlane.grant_trigger` adds
     the deployments a pool's flows may start."""
     stack = Stack.of(scope)
     invoke = iam.PolicyStatement(actions=["execute-api:Invoke"], resources=[
         api.invoke_arn(method, path) for method, path in access.worker_requests(pool.pool)])
-    bundles = iam.PolicyStatement(actions=["s3:GetObject"],
-                                  resources=[bundle_bucket.arn_for_objects(f"{BUNDLE_PREFIX}*")])
     policy = iam.ManagedPolicy(
         scope, f"WorkerPolicy{_logical(pool.pool)}",
         description=f"Sluice workers of pool {pool.pool} in stack {stack.stack_name}: receive "
-                    "its runs, report them, read bundles",
+                    "its runs, report them",
         statements=[
             iam.PolicyStatement(actions=list(WORKER_QUEUE_ACTIONS),
                                 resources=[pool.queue.queue_arn]),
-            invoke, bundles,
+            invoke,
             iam.PolicyStatement(actions=["cloudformation:DescribeStacks"],
                                 resources=[stack.stack_id]),
         ],
@@ -46,9 +45,6 @@ def create_worker_policy(scope: Construct, *, pool: PoolQueues, api: ControlPlan
     acknowledge_wildcard_resources(
         policy, invoke, "Each resource is one worker route of this pool (method and path); the "
         "wildcards stand for run, deployment and bundle ids after the pool's own path.")
-    acknowledge_wildcard_resources(
-        policy, bundles, "Bundles are named by their SHA-256 under bundles/; workers read those "
-        "objects only, and learn a bundle's name only from their own pool's deployments.")
     return policy
 
 

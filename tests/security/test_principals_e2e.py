@@ -8,6 +8,9 @@ when its worker was granted that deployment.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from e2e.conftest import sluice  # noqa: F401 - the fixture: a fresh installation, server up
@@ -39,14 +42,23 @@ def test_flow_processes_get_their_runs_token_and_trigger_only_with_a_grant(sluic
     other = trigger(sluice, "child/target", ledger=str(tmp_path / "other-ledger"))
     ledger = tmp_path / "ledger"
 
-    # Given a worker without grants
+    # Given a worker without grants, given its pool's token in its environment
+    pool_token = sluice.cli("pool", "token", "default").stdout.strip()
+    operator_env = sluice.env
+    sluice.env = {**operator_env, "SLUICE_API_TOKEN": pool_token}
     worker = sluice.start_worker("--limit", "3")
+    sluice.env = operator_env
     probe = trigger(sluice, "credentials-probe/probe", ledger=str(ledger), other_run=other,
                     trigger="child/target")
     assert sluice.wait_terminal(probe, 90)["state"]["type"] == "COMPLETED"
     seen = events(ledger, probe)
     # Then its flow process held a run token (not the operator's, not the pool's) ...
     assert seen[0] == "token-sluice-run", seen
+    # ... and did not find its worker's token in its own environment, nor (unless it is root,
+    # who reads every process's) its worker's environment: the worker is undumpable.
+    assert "own-environ-clean" in seen, seen
+    if os.geteuid() != 0:
+        assert "worker-environ-refused" in seen, seen
     # ... ran its subflow, could not read another run, and could not trigger a deployment.
     assert "subflow-child-done" in seen
     assert "read-other-refused-Forbidden" in seen
@@ -63,3 +75,13 @@ def test_flow_processes_get_their_runs_token_and_trigger_only_with_a_grant(sluic
         runs = api.get("/flow-runs", params={"limit": 50}).json()["items"]
     # The other run, both subflows and the triggered run all completed.
     assert [r["state"]["type"] for r in runs if r["flow_name"] == "child"] == ["COMPLETED"] * 4
+
+
+def test_the_worker_process_is_undumpable_so_same_user_flow_code_cannot_read_it():
+    """`hide_from_flows` (called when the worker starts): PR_GET_DUMPABLE answers 0, so a
+    process of the same (non-root) user can neither read its /proc/<pid>/environ nor attach."""
+    probe = ("import ctypes; from sluice_worker.credentials import hide_from_flows; "
+             "hide_from_flows(); print(ctypes.CDLL(None).prctl(3, 0, 0, 0, 0))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=60, check=True)
+    assert done.stdout.strip() == "0"

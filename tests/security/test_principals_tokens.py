@@ -254,3 +254,66 @@ def test_triggering_a_deployment_needs_a_grant_for_that_deployment(world):
     forged = worker_token("etl").split(".")
     forged[2] = worker_token("etl", "ml-flow/nightly").split(".")[2]
     assert trigger(".".join(forged), "ml-flow/nightly") == 401
+
+
+def test_a_subflow_create_cannot_show_or_detect_a_run_it_may_not_see(world):
+    """Naming an existing run's id in a subflow create is idempotent only for a resent create of
+    that same subflow; any other run, of this pool or another, gets one answer that neither shows
+    it (parameters) nor tells whether it exists."""
+    assert claim(world, worker_token("etl"), "etl", world.etl_run).status_code == 200
+    run_token = tokens.run_token(worker_token("etl"), world.etl_run)
+    second = httpx.post(f"{world.server.url}/deployments/etl-flow/nightly/runs", json={},
+                        headers={"authorization": f"Bearer {OPERATOR}"}).json()["id"]
+
+    def create(token: str, flow_run_id: str, flow_name: str = "etl-flow") -> httpx.Response:
+        with world.http(token) as http:
+            return http.post("/pools/etl/flow-runs", json={
+                "id": flow_run_id, "flow_name": flow_name, "parent_flow_run_id": world.etl_run,
+                "lease": "s" * 24, "state": {"type": "PENDING", "timestamp": NOW}})
+
+    answers = [create(token, target, flow_name)
+               for token in (run_token, worker_token("etl"))
+               for target in (second, world.ml_run)
+               for flow_name in ("etl-flow", "guess")]
+    assert {a.status_code for a in answers} == {409}
+    for answer, target in zip(answers, [second, second, world.ml_run, world.ml_run] * 2):
+        assert answer.json()["message"] == (f"flow run id {target} is taken: create the "
+                                            "subflow with another id"), answer.text
+    with world.http(run_token) as http:
+        keyed = http.post("/pools/etl/flow-runs", json={
+            "flow_name": "sub", "parent_flow_run_id": world.etl_run, "idempotency_key": "k",
+            "lease": "s" * 24, "state": {"type": "PENDING", "timestamp": NOW}})
+    assert keyed.status_code == 422
+    # A resent create of its own subflow is still idempotent.
+    own = create(run_token, "0190-own-subflow", "sub")
+    assert own.status_code == 201 and create(run_token, "0190-own-subflow", "sub").status_code \
+        == 201
+    assert world.run(second)["parent_flow_run_id"] is None
+
+
+def test_a_flow_process_cannot_renew_its_own_attempts_lease(world):
+    lease = claim(world, worker_token("etl"), "etl", world.etl_run).json()["lease"]
+    run_token = tokens.run_token(worker_token("etl"), world.etl_run)
+    with world.http(run_token) as http:
+        answer = http.post(f"/pools/etl/flow-runs/{world.etl_run}/heartbeat",
+                           json={"lease": lease})
+    assert answer.status_code == 403 and "its worker does" in answer.json()["message"]
+
+
+def test_an_sqs_request_cannot_make_the_server_hold_a_large_body(world):
+    """SQS requests are checked in full only with their body (the signature covers it), so an
+    SQS body is bounded by SQS's own size: a 10 MB announcement is refused before any byte."""
+    import socket
+    from datetime import UTC as utc
+    from datetime import datetime as dt
+
+    stamp = dt.now(utc).strftime("%Y%m%dT%H%M%SZ")
+    head = (f"POST /sqs/ HTTP/1.1\r\nHost: x\r\nX-Amz-Target: AmazonSQS.SendMessage\r\n"
+            f"X-Amz-Date: {stamp}\r\nAuthorization: AWS4-HMAC-SHA256 Credential=made-up/"
+            f"{stamp[:8]}/us-east-1/sqs/aws4_request, SignedHeaders=host;x-amz-date, "
+            f"Signature={'0' * 64}\r\nContent-Type: application/x-amz-json-1.0\r\n"
+            f"Content-Length: {10 * 1024 * 1024}\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", world.server.port), timeout=10) as sock:
+        sock.sendall(head.encode())
+        answer = sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]

@@ -51,6 +51,32 @@ def pool_client(client: SluiceClient, pool: str, may_trigger: Sequence[str] = ()
     return SluiceClient(replace(connection, api_token=token), pool=pool)
 
 
+#: The worker's own credentials: never in a flow process's environment (nor in that of a standby
+#: process, whose initial environment stays readable in /proc/<pid>/environ).
+WORKER_CREDENTIAL_VARIABLES = ("SLUICE_API_TOKEN", "SLUICE_API_TOKEN_FILE", "SLUICE_PROFILE")
+
+
+def without_worker_credentials(env: dict[str, str]) -> dict[str, str]:
+    """`env` minus the worker's credentials (`WORKER_CREDENTIAL_VARIABLES`)."""
+    return {key: value for key, value in env.items() if key not in WORKER_CREDENTIAL_VARIABLES}
+
+
+def hide_from_flows() -> None:
+    """Make this (worker) process undumpable (Linux `PR_SET_DUMPABLE` 0): flow code running as
+    the same OS user can then neither read its /proc/<pid>/environ and memory (where the
+    worker's token is) nor attach a debugger to it. Children start dumpable again (exec)."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 4
+    except (OSError, AttributeError):
+        pass
+
+
 def run_credentials(api_token: str | None, flow_run_id: str) -> str | None:
     """The token a flow process of `flow_run_id` gets from a worker holding `api_token`."""
     if not api_token or not api_token.startswith(tokens.POOL_TOKEN_PREFIX + "."):

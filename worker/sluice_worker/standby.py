@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 
+from .credentials import without_worker_credentials
 from .processes import LeasePipe, spawn
 
 
@@ -30,7 +31,8 @@ class Standby:
 
     def _spawn(self) -> tuple[subprocess.Popen[bytes], LeasePipe]:
         return spawn([sys.executable, "-m", "sluice_worker.execute", "--standby"],
-                     env={**os.environ, "PYTHONUNBUFFERED": "1"}, cwd=None,
+                     env={**without_worker_credentials(dict(os.environ)),
+                          "PYTHONUNBUFFERED": "1"}, cwd=None,
                      stdin=subprocess.PIPE)
 
     def prepare(self) -> None:

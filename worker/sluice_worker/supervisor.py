@@ -24,7 +24,7 @@ from . import faults
 from .execute import ENV_ENTRYPOINT, ENV_FLOW_RUN_ID, ENV_LEASE, EXIT_REPORTED
 from .output import OutputPump
 from .attempt_lease import AttemptLease
-from .credentials import run_credentials
+from .credentials import run_credentials, without_worker_credentials
 from .processes import kill_run_processes, spawn
 from .sources import CodeUnavailable
 
@@ -249,9 +249,8 @@ class RunSupervisor:
         # The flow process reaches its run through its pool's routes, with a token for that run
         # only (derived from the worker's pool token) - never the worker's own credentials'
         # extra rights (claims, other runs). On AWS it has the host's pool-scoped IAM role.
+        env = without_worker_credentials(env)
         env["SLUICE_WORKER_POOL"] = self.worker.pool
-        for key in ("SLUICE_PROFILE", "SLUICE_API_TOKEN", "SLUICE_API_TOKEN_FILE"):
-            env.pop(key, None)
         for key, value in (("SLUICE_API_TOKEN", run_credentials(connection.api_token,
                                                                 self.flow_run_id)),
                            ("SLUICE_REGION", connection.region),

@@ -196,8 +196,9 @@ def run_worker(*, pool: str, limit: int = 4, name: str | None = None,
     from sluice.client.reporter import HttpReporter
     from sluice.settings import get_settings
 
-    from .credentials import pool_client
+    from .credentials import hide_from_flows, pool_client
 
+    hide_from_flows()
     client = pool_client(get_client(profile=profile, api_url=api_url, pool=pool), pool,
                          may_trigger)
     pool_info = client.get_pool(pool)  # fails early, naming the pool, if it does not exist

@@ -13,6 +13,7 @@ from datetime import datetime
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 
+from sluice.exceptions import Conflict
 from sluice.models import (
     BundleLocation,
     ClaimRequest,
@@ -36,6 +37,7 @@ from ..service.pool_scope import (
     PoolScopedStore,
     check_bundle_in_pool,
     deployment_in_pool,
+    subflow_create_conflict,
     subflow_request_in_pool,
 )
 from .code import Sha256
@@ -99,10 +101,14 @@ def register_pool_routes_of_workers(
         check_timestamps(request)
         scoped = PoolScopedStore(store, name)
         subflow_request_in_pool(request, name, store=scoped)
-        return service.create_flow_run(
-            request, store=scoped, queue=queue, metrics=metrics,
-            created_by=caller_identity(app.current_event.raw_event), now=clock(),
-            leases=leases, worker_pool=name)
+        try:
+            return service.create_flow_run(
+                request, store=scoped, queue=queue, metrics=metrics,
+                created_by=caller_identity(app.current_event.raw_event), now=clock(),
+                leases=leases, worker_pool=name)
+        except Conflict:
+            # The id collided with a run this pool cannot see: say nothing about that run.
+            raise subflow_create_conflict(request) from None
 
     @app.get("/pools/<name>/deployments/<deployment_id>", tags=[TAG],
              responses=documented(200, 404), summary="Read a deployment of the pool")

@@ -86,7 +86,12 @@ class TokenAuthorizer:
         prefix = f"/pools/{scope.pool}/flow-runs/"
         if not path.startswith(prefix):
             return None
-        target = path[len(prefix):].split("/", 1)[0]
+        target, _, action = path[len(prefix):].partition("/")
+        if action == "heartbeat" and target == scope.flow_run_id:
+            # Its worker renews its lease (and stops renewing when it should stop): the flow
+            # process renews only the leases of the subflows it runs.
+            return (403, "forbidden", f"{scope.describe()} may not renew its own lease: its "
+                                      "worker does")
         if self._descends_from(target, scope.flow_run_id or ""):
             return None
         return (403, "forbidden",

@@ -31,6 +31,10 @@ DEFAULT_PORT = 4300
 #: API Gateway HTTP APIs refuse request bodies over 10 MB
 #: (https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-quotas.html).
 MAX_REQUEST_BYTES = 10 * 1024 * 1024
+#: SQS refuses messages over 256 KiB
+#: (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/quotas-messages.html);
+#: the run messages the endpoint carries are a few hundred bytes.
+MAX_SQS_REQUEST_BYTES = 512 * 1024
 SQS_PATH = "/sqs"
 #: Where the embedded server takes and serves bundle bytes (what S3 presigned URLs do in AWS).
 BUNDLE_DATA_PATH = "/bundle-data/"
@@ -104,7 +108,9 @@ class _Handler(HardenedRequestHandler):
                 self._error(*refusal, close=True)
                 self.linger()
                 return
-        length = self.declared_length(MAX_REQUEST_BYTES)
+        # An SQS request is checked in full only with its body (the signature covers it), so
+        # its body is held before that check: it gets SQS's own bound, not the API's 10 MB.
+        length = self.declared_length(MAX_SQS_REQUEST_BYTES if target else MAX_REQUEST_BYTES)
         if length is None:
             return
         self.continue_if_expected()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sluice.exceptions import NotFound, ValidationError
+from sluice.exceptions import Conflict, NotFound, ValidationError
 from sluice.models import Deployment, FlowRun, FlowRunCreate
 
 if TYPE_CHECKING:
@@ -83,12 +83,45 @@ def subflow_request_in_pool(request: FlowRunCreate, pool: str, *,
             "body.deployment_id: a flow process cannot create runs of a deployment through its "
             "pool's routes; trigger the deployment (`run_deployment`) with a grant for it",
             details=[{"loc": ["body", "deployment_id"], "msg": "not allowed on a pool route"}])
+    if request.idempotency_key is not None:
+        raise ValidationError(
+            "body.idempotency_key: subflow runs created through a pool's routes are idempotent "
+            "by their client id; leave idempotency_key out",
+            details=[{"loc": ["body", "idempotency_key"], "msg": "not allowed on a pool route"}])
     if request.parent_flow_run_id is None:
         raise ValidationError(
             "body.parent_flow_run_id: runs created through a pool's routes are subflows: name "
             "the parent flow run",
             details=[{"loc": ["body", "parent_flow_run_id"], "msg": "required on a pool route"}])
     store.get_flow_run(request.parent_flow_run_id)
+    if request.id is not None:
+        _check_resent_subflow(request, store=store)
+
+
+def _id_taken(flow_run_id: str) -> Conflict:
+    return Conflict(f"flow run id {flow_run_id} is taken: create the subflow with another id",
+                    details={"flow_run_id": flow_run_id})
+
+
+def _check_resent_subflow(request: FlowRunCreate, *, store: PoolScopedStore) -> None:
+    """A create naming an existing run's id is idempotent only for a resent create of that same
+    subflow (same parent, same flow). Any other run with that id, of this pool or another, is
+    refused with the same answer, which neither shows it nor tells whether it exists."""
+    assert request.id is not None
+    try:
+        existing = store.get_flow_run(request.id)
+    except NotFound:
+        # Absent, or another pool's: the create's own conditional write decides, and a
+        # collision is answered by `subflow_create_conflict` like the case below.
+        return
+    if (existing.parent_flow_run_id, existing.flow_name) != (request.parent_flow_run_id,
+                                                             request.flow_name):
+        raise _id_taken(request.id)
+
+
+def subflow_create_conflict(request: FlowRunCreate) -> Conflict:
+    """The answer to a subflow create that collided with a run it may not see."""
+    return _id_taken(request.id or "")
 
 
 def run_of_deployment(ref: str, flow_run_id: str, *, store: RunStore) -> FlowRun:

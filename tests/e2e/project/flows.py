@@ -116,6 +116,17 @@ def credentials_probe(ledger: str, other_run: str = "", trigger: str = "") -> st
     token = os.environ.get("SLUICE_API_TOKEN", "")
     _ledger(ledger, "token-" + (token.split(".")[0] if "." in token else "other" if token
                                 else "none"))
+    # What else this process could find: its own initial environment (a standby process's
+    # predates its run), and its worker's.
+    with open("/proc/self/environ", "rb") as fh:
+        _ledger(ledger, "own-environ-" + ("has-pool-token" if b"sluice-pool." in fh.read()
+                                          else "clean"))
+    try:
+        with open(f"/proc/{os.environ['SLUICE_WORKER_PID']}/environ", "rb") as fh:
+            fh.read()
+        _ledger(ledger, "worker-environ-readable")
+    except (OSError, KeyError):
+        _ledger(ledger, "worker-environ-refused")
     _ledger(ledger, f"subflow-{child(ledger)}".replace(" ", "-"))
     if other_run:
         try:
