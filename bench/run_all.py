@@ -17,6 +17,8 @@ BENCHMARKS = [
     ["schedule_precision.py"],
     ["api.py"],
     ["throughput.py"],
+    # 10,000 small and 200 one-second tasks: a local Dask cluster vs the thread pool.
+    ["dask_fanout.py"],
     # Rewrites docs/requests.json, which cost_model.py turns into docs/cost.md.
     ["aws_requests.py"],
     ["cost_model.py"],

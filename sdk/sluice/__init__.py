@@ -23,12 +23,15 @@ __version__ = "0.1.0"
 __all__ = [
     # defining flows and tasks
     "flow", "task", "Flow", "Task", "unmapped", "exponential_backoff",
+    "allow_failure", "quote", "tags",
     # inside runs
-    "get_run_logger", "wait", "as_completed", "TaskFuture", "secret",
+    "get_run_logger", "wait", "as_completed", "TaskFuture", "TaskFutureList", "secret",
     # running
     "run_flow", "use_reporter", "run_deployment",
+    "ThreadPoolTaskRunner", "ProcessPoolTaskRunner", "DaskTaskRunner",
     # states
-    "State", "StateType",
+    "State", "StateType", "Completed", "Failed", "Cancelled", "Crashed", "Pending", "Running",
+    "Scheduled", "Paused", "Cached",
     # errors
     "SluiceError",
     # metadata
@@ -39,12 +42,19 @@ _LAZY = {
     "flow": "sluice.flows", "Flow": "sluice.flows",
     "task": "sluice.tasks", "Task": "sluice.tasks", "unmapped": "sluice.tasks",
     "exponential_backoff": "sluice.tasks",
+    "allow_failure": "sluice.annotations", "quote": "sluice.annotations",
+    "tags": "sluice.annotations",
     "get_run_logger": "sluice.run_logging",
     "wait": "sluice.engine.futures", "as_completed": "sluice.engine.futures",
-    "TaskFuture": "sluice.engine.futures", "secret": "sluice.secrets",
+    "TaskFuture": "sluice.engine.futures", "TaskFutureList": "sluice.engine.futures",
+    "secret": "sluice.secrets",
     "run_flow": "sluice.engine", "use_reporter": "sluice.engine",
     "run_deployment": "sluice.deployments",
+    **dict.fromkeys(["ThreadPoolTaskRunner", "ProcessPoolTaskRunner", "DaskTaskRunner"],
+                    "sluice.task_runners"),
     "State": "sluice.models", "StateType": "sluice.models",
+    **dict.fromkeys(["Completed", "Failed", "Cancelled", "Crashed", "Pending", "Running",
+                     "Scheduled", "Paused", "Cached"], "sluice.states"),
     "SluiceError": "sluice.exceptions",
 }
 
@@ -63,12 +73,16 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from .annotations import allow_failure, quote, tags
     from .deployments import run_deployment
     from .engine import run_flow, use_reporter
-    from .engine.futures import TaskFuture, as_completed, wait
+    from .engine.futures import TaskFuture, TaskFutureList, as_completed, wait
     from .exceptions import SluiceError
     from .flows import Flow, flow
     from .models import State, StateType
+    from .states import (Cached, Cancelled, Completed, Crashed, Failed, Paused, Pending, Running,
+                         Scheduled)
     from .run_logging import get_run_logger
     from .secrets import secret
+    from .task_runners import DaskTaskRunner, ProcessPoolTaskRunner, ThreadPoolTaskRunner
     from .tasks import Task, exponential_backoff, task, unmapped

@@ -63,10 +63,18 @@ class RunOptions(Options):
         return as_tags(value)
 
     @field_validator("on_completion", "on_failure", "on_crashed", "on_cancellation",
-                     mode="before", check_fields=False)
+                     "on_running", mode="before", check_fields=False)
     @classmethod
     def _hooks(cls, value: Any) -> tuple[Hook, ...]:
         return as_hooks("hook", value)
+
+    @field_validator("flow_run_name", "task_run_name", mode="before", check_fields=False)
+    @classmethod
+    def _run_name(cls, value: Any) -> Any:
+        if value is None or callable(value) or (isinstance(value, str) and value):
+            return value
+        raise ValueError("must be a template string over the parameters ('etl-{day}') or a "
+                         "callable returning the name")
 
     # Bounds shared by flows and tasks (`sluice.models.bounds`): run after each class's own
     # type checks, so the value is already a number (or a list of numbers, or a callable).

@@ -121,7 +121,7 @@ def deployment_request(flow: Flow[Any, Any], *, name: str, entrypoint: str,
     return request_model(
         DeploymentCreate, flow_name=flow.name, name=name, entrypoint=entrypoint, pool=pool,
         parameters=parameters, parameter_schema=flow.parameter_schema(),
-        tags=list(tags or flow.options.tags), description=description or flow.options.description
+        tags=list(tags or flow.options.tags), description=description or flow.description
         or (inspect.getdoc(flow.fn) or None), version=version or flow.options.version,
         source=source, schedules=schedules or [], paused=paused,
         concurrency_limit=concurrency_limit,

@@ -117,17 +117,40 @@ class InvalidMapArguments(SluiceError, ValueError):
     """`Task.map` got nothing to map over, or iterables of different lengths."""
 
 
+class HashError(SluiceError, ValueError):
+    """A value cannot be hashed by value (for a cache key): a lock, a file handle, a generator,
+    an object that cannot be pickled. The message names the value and how to leave it out."""
+
+
 class ParameterValidationError(ValidationError):
     """A flow's parameters do not match its type hints; `details` lists each field's error."""
 
 
 class CancelledRun(SluiceError):
-    """Raised inside a run that is being cancelled."""
+    """Raised inside a run that is being cancelled, and by `.result()` of a run that ended
+    Cancelled without an exception of its own (e.g. it returned `Cancelled(...)`)."""
+
+
+class FailedRun(SluiceError):
+    """`.result()` of a run that ended Failed without an exception of its own: it returned
+    `Failed(message=...)`, or a state of a run that failed that way. The message is the state's."""
+
+
+class TaskWaitsOnItself(SluiceError, RuntimeError):
+    """A task run waited on its own future (directly or through a task it runs inline): it could
+    never finish, so the wait fails at once instead of hanging."""
+
+
+class RemoteTaskError(SluiceError):
+    """A task body that ran in another process or on a Dask worker raised an exception that
+    cannot be sent back (it does not pickle); the message has its type, text and traceback."""
 
 
 __all__ = [
     "SluiceError", "ConfigurationError", "ValidationError", "BadRequest", "Unauthorized", "Forbidden",
     "NotFound", "SecretNotFound", "Conflict", "StaleLease", "PayloadTooLarge", "Throttled", "ServiceUnavailable",
     "MissingContextError", "RunAborted", "TaskTimeout", "UpstreamFailed", "CancelledRun",
-    "InvalidMapArguments", "ParameterValidationError",
+    "FailedRun",
+    "InvalidMapArguments", "ParameterValidationError", "HashError",
+    "TaskWaitsOnItself", "RemoteTaskError",
 ]

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 from functools import update_wrapper
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
-from pydantic import Field, StrictInt, field_validator
+from pydantic import Field, StrictInt, field_validator, model_validator
 
 from ._options import Hook, RunOptions
 from .exceptions import ConfigurationError
@@ -40,6 +40,9 @@ class FlowOptions(RunOptions):
         "on_failure": "on_failure=[page_oncall]",
         "on_crashed": "on_crashed=[page_oncall]",
         "on_cancellation": "on_cancellation=[cleanup]",
+        "on_running": "on_running=[note_start]",
+        "flow_run_name": "flow_run_name='etl-{day}'",
+        "task_runner": "task_runner=ThreadPoolTaskRunner(max_workers=8)",
     }
 
     name: FlowName | None = None
@@ -49,7 +52,8 @@ class FlowOptions(RunOptions):
     retry_delay_seconds: float = Field(default=0, ge=0)
     timeout_seconds: float | None = Field(default=None, gt=0)
     validate_parameters: bool = True
-    log_prints: bool = False
+    #: Route print() in the run to its logger; None: as the parent flow/task run (else off).
+    log_prints: bool | None = None
     tags: tuple[str, ...] = ()
     max_workers: StrictInt | None = Field(default=None, ge=1)
     persist_result: bool | None = None
@@ -58,6 +62,12 @@ class FlowOptions(RunOptions):
     on_failure: tuple[Hook, ...] = ()
     on_crashed: tuple[Hook, ...] = ()
     on_cancellation: tuple[Hook, ...] = ()
+    on_running: tuple[Hook, ...] = ()
+    #: The flow run's name: a template over the parameters ("etl-{day}") or a callable
+    #: (taking the parameters dict, or nothing). Default: a random "adjective-animal".
+    flow_run_name: str | Callable[..., str] | None = None
+    #: Where submitted tasks run (sluice.task_runners); None: ThreadPoolTaskRunner(max_workers).
+    task_runner: Any = None
 
     @field_validator("retry_delay_seconds", mode="before")
     @classmethod
@@ -65,6 +75,20 @@ class FlowOptions(RunOptions):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError("must be a number of seconds >= 0")
         return value
+
+    @field_validator("task_runner", mode="before")
+    @classmethod
+    def _task_runner(cls, value: Any) -> Any:
+        from .task_runners import as_task_runner
+
+        return as_task_runner(value)
+
+    @model_validator(mode="after")
+    def _one_pool_size(self) -> FlowOptions:
+        if self.task_runner is not None and self.max_workers is not None:
+            raise ValueError("give `max_workers` to the task runner instead of the flow, e.g. "
+                             "task_runner=ThreadPoolTaskRunner(max_workers=8); not both")
+        return self
 
 
 
@@ -74,8 +98,9 @@ class Flow(Generic[P, R]):
     available, untouched, as `.fn`."""
 
     def __init__(self, fn: Callable[P, R], options: FlowOptions) -> None:
-        if not callable(fn):
-            raise TypeError(f"@flow decorates functions, got {fn!r}")
+        from ._callables import check_reserved, unwrap
+
+        fn, self._binding = unwrap(fn, "@flow")
         self.fn = fn
         self.options = options
         self.name: str = options.name or getattr(fn, "__name__", "flow").replace("_", "-")
@@ -86,6 +111,31 @@ class Flow(Generic[P, R]):
         self.is_async = inspect.iscoroutinefunction(fn)
         self._parameters_model: type[BaseModel] | None = None
         update_wrapper(self, fn)  # type: ignore[arg-type]
+        try:
+            signature = inspect.signature(fn)
+        except (TypeError, ValueError):  # a builtin without a signature: nothing to check
+            pass
+        else:
+            check_reserved(signature, "@flow", self.name)
+            if options.flow_run_name is not None:
+                from .engine.run_names import check_template
+
+                check_template("flow_run_name", "@flow", options.flow_run_name, signature)
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        """Flows defined in a class bind like methods (`self`/`cls` passed on calls)."""
+        from ._callables import bound_copy
+
+        return bound_copy(self, instance, owner, self._binding)
+
+    def _reset_signature(self) -> None:
+        self._parameters_model = None
+        self.__dict__.pop("_secret_parameters", None)
+
+    @property
+    def description(self) -> str | None:
+        """The `description` option, else the function's docstring (as in Prefect)."""
+        return self.options.description or inspect.getdoc(self.fn)
 
     @property
     def signature(self) -> inspect.Signature:
@@ -108,7 +158,9 @@ class Flow(Generic[P, R]):
 
     def with_options(self, **changes: Any) -> Flow[P, R]:
         """A copy of this flow with some options changed, e.g. `.with_options(retries=2)`."""
-        return Flow(self.fn, self.options.replace("@flow", **changes))
+        copy = Flow(self.fn, self.options.replace("@flow", **changes))
+        copy._binding = self._binding
+        return copy
 
     def deploy(self, name: str, *, pool: str = "default",
                parameters: dict[str, Any] | None = None, source: Any = "local",
@@ -148,10 +200,11 @@ def flow(fn: Callable[P, R], /) -> Flow[P, R]: ...
 def flow(
     *, name: str | None = ..., description: str | None = ..., version: str | None = ...,
     retries: int = ..., retry_delay_seconds: float = ..., timeout_seconds: float | None = ...,
-    validate_parameters: bool = ..., log_prints: bool = ..., tags: Iterable[str] | None = ...,
+    validate_parameters: bool = ..., log_prints: bool | None = ..., tags: Iterable[str] | None = ...,
     max_workers: int | None = ..., persist_result: bool | None = ..., result_storage: Any = ...,
     on_completion: Any = ..., on_failure: Any = ..., on_crashed: Any = ...,
-    on_cancellation: Any = ...,
+    on_cancellation: Any = ..., on_running: Any = ...,
+    flow_run_name: str | Callable[..., str] | None = ..., task_runner: Any = ...,
 ) -> Callable[[Callable[P, R]], Flow[P, R]]: ...
 
 
@@ -161,7 +214,7 @@ def flow(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     Options are validated here, when the decorator is applied; a bad one raises
     `ConfigurationError` naming the option with a correct example. Nothing runs until the flow
     is called."""
-    if fn is not None and not callable(fn):
+    if fn is not None and not callable(fn) and not isinstance(fn, (staticmethod, classmethod)):
         raise ConfigurationError(
             f"@flow got {fn!r} as a positional argument; pass options by name, "
             f"e.g. @flow(name={fn!r})" if isinstance(fn, str) else f"@flow decorates functions, got {fn!r}"

@@ -38,6 +38,9 @@ class SluiceSettings(BaseSettings):
     logging_level: str = Field(default="INFO", description="Level of run loggers on the console.")
     results_dir: Path | None = Field(default=None,
                                      description="Default result storage; default HOME/results.")
+    tasks_refresh_cache: bool = Field(
+        default=False, description="Cached tasks run anyway and overwrite their cached value "
+        "(a task's own refresh_cache option wins).")
 
     @property
     def token(self) -> str | None:

@@ -16,6 +16,7 @@ from .models.names import TaskName
 from .exceptions import ConfigurationError
 
 if TYPE_CHECKING:
+    from .cache_policies import CachePolicy as PolicyObject
     from .engine.futures import TaskFuture
     from .models import State
 
@@ -23,6 +24,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 CachePolicy = Literal["none", "inputs", "source", "inputs+source"]
+_POLICY_NAMES = ("none", "inputs", "source", "inputs+source")
 RetryDelay = float | list[float] | Callable[[int], float]
 
 
@@ -63,11 +65,14 @@ class TaskOptions(RunOptions):
         "cache_key_fn": "cache_key_fn=lambda context, parameters: parameters['day']",
         "cache_expiration": "cache_expiration=timedelta(hours=1)",
         "cache_policy": "cache_policy='inputs+source'",
+        "refresh_cache": "refresh_cache=True",
         "persist_result": "persist_result=True",
         "result_storage": "result_storage='s3://my-bucket/results'",
         "log_prints": "log_prints=True",
         "on_completion": "on_completion=[notify]",
         "on_failure": "on_failure=[alert]",
+        "on_running": "on_running=[note_start]",
+        "task_run_name": "task_run_name='load-{table}'",
     }
 
     name: TaskName | None = None
@@ -80,12 +85,20 @@ class TaskOptions(RunOptions):
     timeout_seconds: float | None = Field(default=None, gt=0)
     cache_key_fn: Callable[..., str | None] | None = None
     cache_expiration: timedelta | None = None
-    cache_policy: CachePolicy = "none"
+    #: One of the strings in `CachePolicy`, or a `sluice.cache_policies` policy (`NONE` is
+    #: stored as "none").
+    cache_policy: Any = "none"
+    #: Run even on a cache hit and overwrite the stored value (None: `SLUICE_TASKS_REFRESH_CACHE`).
+    refresh_cache: bool | None = None
     persist_result: bool | None = None
     result_storage: Any = None
     log_prints: bool | None = None
     on_completion: tuple[Hook, ...] = ()
     on_failure: tuple[Hook, ...] = ()
+    on_running: tuple[Hook, ...] = ()
+    #: The task run's name: a template over the parameters ("load-{table}") or a callable
+    #: (taking the parameters dict, or nothing). Default: "<task name>-<n>".
+    task_run_name: str | Callable[..., str] | None = None
 
     @field_validator("retry_delay_seconds", mode="before")
     @classmethod
@@ -104,6 +117,21 @@ class TaskOptions(RunOptions):
                 raise ValueError("must be a list of numbers >= 0")
             return [float(v) for v in value]
         raise ValueError("must be a number, a list of numbers or a callable")
+
+    @field_validator("cache_policy", mode="before")
+    @classmethod
+    def _policy(cls, value: Any) -> Any:
+        if isinstance(value, str) and value in _POLICY_NAMES:
+            return value
+        if not isinstance(value, str):
+            from .cache_policies import NONE, CachePolicy as PolicyClass
+
+            if isinstance(value, PolicyClass):
+                return "none" if value == NONE else value
+        raise ValueError(
+            "must be 'none', 'inputs', 'source', 'inputs+source' or a policy from "
+            "sluice.cache_policies such as INPUTS + TASK_SOURCE or INPUTS - 'verbose'"
+        )
 
     @field_validator("cache_expiration", mode="before")
     @classmethod
@@ -146,12 +174,14 @@ class TaskOptions(RunOptions):
 class Task(Generic[P, R]):
     """A function made into a tracked task. Call it inside a flow to run it (the value comes
     back), `.submit()` it to run concurrently (a future comes back), or `.map()` it over
-    iterables. Outside a flow, calling it is a plain function call. The function stays
-    available, untouched, as `.fn`."""
+    iterables. Outside a flow, calling it is still a tracked run (retries, timeouts, caching,
+    hooks, run logger), reported in a lightweight flow run named after the task. The function
+    stays available, untouched, as `.fn`."""
 
     def __init__(self, fn: Callable[P, R], options: TaskOptions) -> None:
-        if not callable(fn):
-            raise TypeError(f"@task decorates functions, got {fn!r}")
+        from ._callables import check_reserved, unwrap
+
+        fn, self._binding = unwrap(fn, "@task")
         self.fn = fn
         self.options = options
         self.name: str = options.name or getattr(fn, "__name__", "task")
@@ -159,6 +189,30 @@ class Task(Generic[P, R]):
         self.task_key = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', self.name)}"
         self._signature: inspect.Signature | None = None
         update_wrapper(self, fn)  # type: ignore[arg-type]
+        try:
+            self._signature = inspect.signature(fn)
+        except (TypeError, ValueError):  # a builtin without a signature: nothing to check
+            pass
+        else:
+            check_reserved(self._signature, "@task", self.name)
+            if options.task_run_name is not None:
+                from .engine.run_names import check_template
+
+                check_template("task_run_name", "@task", options.task_run_name, self._signature)
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        """Tasks defined in a class bind like methods (`self`/`cls` passed on calls)."""
+        from ._callables import bound_copy
+
+        return bound_copy(self, instance, owner, self._binding)
+
+    def _reset_signature(self) -> None:
+        self._signature = None
+
+    @property
+    def description(self) -> str | None:
+        """The `description` option, else the function's docstring (as in Prefect)."""
+        return self.options.description or inspect.getdoc(self.fn)
 
     @property
     def signature(self) -> inspect.Signature:
@@ -168,7 +222,9 @@ class Task(Generic[P, R]):
 
     def with_options(self, **changes: Any) -> Task[P, R]:
         """A copy of this task with some options changed, e.g. `.with_options(retries=5)`."""
-        return Task(self.fn, self.options.replace("@task", **changes))
+        copy = Task(self.fn, self.options.replace("@task", **changes))
+        copy._binding = self._binding
+        return copy
 
     def __repr__(self) -> str:
         return f"Task(name={self.name!r})"
@@ -183,7 +239,8 @@ class Task(Generic[P, R]):
 
     def submit(self, *args: Any, wait_for: Iterable[Any] | None = None,
                **kwargs: Any) -> TaskFuture[R]:
-        """Run the task concurrently in the flow run's thread pool; returns a future."""
+        """Run the task concurrently in the flow run's thread pool; returns a future (with
+        `return_state=True`: waits, and returns the run's final state instead)."""
         from .engine.task_engine import submit_task
 
         return submit_task(self, args, kwargs, wait_for=wait_for)
@@ -191,7 +248,9 @@ class Task(Generic[P, R]):
     def map(self, *args: Any, wait_for: Iterable[Any] | None = None,
             **kwargs: Any) -> list[TaskFuture[R]]:
         """Submit one run per element of the iterable arguments (zipped; lengths must match).
-        Wrap constants in `unmapped(...)`; strings, bytes and dicts are passed whole."""
+        Wrap constants in `unmapped(...)`; strings, bytes, dicts and futures are passed whole.
+        Returns a `TaskFutureList` (a list with `.result()` and `.wait()`), or with
+        `return_state=True` waits and returns the runs' final states."""
         from .engine.task_engine import map_task
 
         return map_task(self, args, kwargs, wait_for=wait_for)
@@ -207,9 +266,11 @@ def task(
     retries: int = ..., retry_delay_seconds: RetryDelay = ...,
     retry_jitter_factor: float | None = ..., retry_condition_fn: Callable[..., bool] | None = ...,
     timeout_seconds: float | None = ..., cache_key_fn: Callable[..., str | None] | None = ...,
-    cache_expiration: timedelta | float | None = ..., cache_policy: CachePolicy = ...,
+    cache_expiration: timedelta | float | None = ...,
+    cache_policy: CachePolicy | PolicyObject = ..., refresh_cache: bool | None = ...,
     persist_result: bool | None = ..., result_storage: Any = ..., log_prints: bool | None = ...,
-    on_completion: Any = ..., on_failure: Any = ...,
+    on_completion: Any = ..., on_failure: Any = ..., on_running: Any = ...,
+    task_run_name: str | Callable[..., str] | None = ...,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 
@@ -218,7 +279,7 @@ def task(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
 
     Options are validated here, when the decorator is applied; a bad one raises
     `ConfigurationError` naming the option with a correct example."""
-    if fn is not None and not callable(fn):
+    if fn is not None and not callable(fn) and not isinstance(fn, (staticmethod, classmethod)):
         raise ConfigurationError(
             f"@task got {fn!r} as a positional argument; pass options by name, "
             f"e.g. @task(name={fn!r})" if isinstance(fn, str) else f"@task decorates functions, got {fn!r}"

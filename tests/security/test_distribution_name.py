@@ -53,7 +53,7 @@ def test_no_requirement_of_the_project_names_the_unrelated_distribution():
     names = [_normalized(re.match(r"[A-Za-z0-9._-]+", r).group()) for r in requirements]
     assert "sluice" not in names
     # The dev extra pulls the other extras through our own name.
-    assert "sluice-flows[worker,server,infra]" in project["optional-dependencies"]["dev"]
+    assert "sluice-flows[worker,server,infra,dask]" in project["optional-dependencies"]["dev"]
 
 
 def _shipped_files():

@@ -9,9 +9,12 @@ import sluice
 
 EXPECTED_ALL = [
     "flow", "task", "Flow", "Task", "unmapped", "exponential_backoff",
-    "get_run_logger", "wait", "as_completed", "TaskFuture", "secret",
+    "allow_failure", "quote", "tags",
+    "get_run_logger", "wait", "as_completed", "TaskFuture", "TaskFutureList", "secret",
     "run_flow", "use_reporter", "run_deployment",
-    "State", "StateType",
+    "ThreadPoolTaskRunner", "ProcessPoolTaskRunner", "DaskTaskRunner",
+    "State", "StateType", "Completed", "Failed", "Cancelled", "Crashed", "Pending", "Running",
+    "Scheduled", "Paused", "Cached",
     "SluiceError",
     "__version__",
 ]

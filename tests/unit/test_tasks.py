@@ -32,14 +32,26 @@ def test_task_called_in_a_flow_is_tracked_and_returns_its_value(reporter):
         assert t.run_count == 1 and t.start_time and t.end_time >= t.start_time
 
 
-def test_task_outside_a_flow_is_a_plain_call(reporter):
+def test_task_outside_a_flow_is_a_tracked_run(reporter):
+    # Given a task with retries, called with no flow around it (Prefect 3)
+    calls = []
+
     @task(retries=3)
     def boom():
-        raise ValueError("no retries outside a flow")
+        calls.append(1)
+        raise ValueError("retried outside a flow too")
 
+    # When it is called, Then it is retried and fails with its error, as a tracked task run
     with pytest.raises(ValueError):
         boom()
-    assert reporter.task_runs == {}
+    assert len(calls) == 4
+    [task_run] = reporter.task_runs.values()
+    assert task_run.run_count == 4 and task_run.state.name == "Failed"
+    # And .fn stays the plain function; .submit() still needs a flow
+    calls.clear()
+    with pytest.raises(ValueError):
+        boom.fn()
+    assert len(calls) == 1
     with pytest.raises(SluiceError, match="inside a function decorated with @flow"):
         boom.submit()
 
@@ -96,7 +108,8 @@ def test_retry_condition_fn_can_stop_retries(reporter):
     def pipeline():
         return work(return_state=True)
 
-    assert pipeline().is_failed()
+    # (a flow that returns a failed task state fails too, and carries that state)
+    assert pipeline(return_state=True).result(raise_on_failure=False).is_failed()
     assert len(calls) == 1
 
 
@@ -127,7 +140,7 @@ def test_sync_task_timeout(reporter):
         return blocks(return_state=True)
 
     started = time.monotonic()
-    state = pipeline()
+    state = pipeline(return_state=True).result(raise_on_failure=False)
     release.set()
     assert state.name == "TimedOut" and state.type is StateType.FAILED
     assert "timeout of 0.1 s" in state.message
@@ -146,7 +159,7 @@ def test_async_task_timeout_and_retry(reporter):
     async def pipeline():
         return await slow(return_state=True)
 
-    state = asyncio.run(pipeline())
+    state = asyncio.run(pipeline(return_state=True)).result(raise_on_failure=False)
     assert state.name == "TimedOut" and len(calls) == 2
 
 

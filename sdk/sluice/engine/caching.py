@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import inspect
-import pickle
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -13,55 +11,49 @@ from .results import MISSING, ResultStorage, dump_result, load_result, storage_f
 
 if TYPE_CHECKING:
     from ..models import State
-    from ..tasks import Task
     from .task_engine import TaskRunner
 
 
-def _source_hash(task: Task[Any, Any]) -> str:
-    cached = getattr(task, "_source_hash", None)
-    if cached is None:
-        try:
-            source = inspect.getsource(task.fn).encode()
-        except (OSError, TypeError):  # built in, or defined in a REPL
-            source = getattr(getattr(task.fn, "__code__", None), "co_code", b"")
-        cached = hashlib.sha256(source).hexdigest()
-        task._source_hash = cached  # type: ignore[attr-defined]
-    return cached
-
-
-def _inputs_hash(parameters: dict[str, Any]) -> str | None:
-    items = sorted(parameters.items())
-    try:
-        data = pickle.dumps(items, protocol=4)
-    except Exception:
-        try:
-            data = repr(items).encode()
-        except Exception:
-            return None
-    return hashlib.sha256(data).hexdigest()
-
-
 def cache_key_for(runner: TaskRunner) -> str | None:
-    """The run's cache key, namespaced by task, or None when this call is not cacheable."""
+    """The run's cache key, namespaced by task, or None when this call is not cacheable.
+
+    `cache_key_fn` wins over `cache_policy` (as in Prefect). A key that cannot be computed (an
+    input that cannot be hashed by value, a key function that raises) is logged as a warning
+    and the call runs without the cache: it never falls back to something that could collide."""
     task = runner.task
     options = task.options
-    if options.cache_key_fn is not None:
-        user_key = options.cache_key_fn(runner._context(), runner.parameters)
-        if user_key is None:
-            return None
-        material = f"key:{user_key}"
-    else:
-        parts = []
-        if "inputs" in options.cache_policy:
-            inputs = _inputs_hash(runner.parameters)
-            if inputs is None:
-                runner._logger().warning("inputs of %r cannot be hashed; not caching", task.name)
+    try:
+        inputs = runner.parameters
+        if options.cache_key_fn is not None:
+            user_key = options.cache_key_fn(runner._context(), inputs)
+            if user_key is None:
                 return None
-            parts.append(f"inputs:{inputs}")
-        if "source" in options.cache_policy:
-            parts.append(f"source:{_source_hash(task)}")
-        material = "|".join(parts)
+            material = f"key:{user_key}"
+        else:
+            from ..cache_policies import as_policy
+
+            flow_parameters = getattr(runner.flow_ctx, "parameters", None) or {}
+            key = as_policy(options.cache_policy).compute_key(
+                task_ctx=runner._context(), inputs=inputs, flow_parameters=flow_parameters)
+            if key is None:
+                return None
+            material = f"policy:{key}"
+    except Exception as exc:
+        runner._logger().warning(
+            "no cache key for task run %r, so it runs without the cache: %s: %s",
+            runner.task_run.name, type(exc).__name__, exc)
+        return None
     return hashlib.sha256(f"{task.task_key}|{material}".encode()).hexdigest()
+
+
+def refreshes(runner: TaskRunner) -> bool:
+    """`refresh_cache`: the task's option, else the SLUICE_TASKS_REFRESH_CACHE setting."""
+    own = runner.options.refresh_cache
+    if own is not None:
+        return own
+    from ..settings import get_settings
+
+    return get_settings().tasks_refresh_cache
 
 
 def storage_for(runner: TaskRunner) -> ResultStorage:
@@ -86,7 +78,10 @@ def _result_keys(runner: TaskRunner) -> list[str]:
 
 
 def read_cached(runner: TaskRunner, cache_key: str) -> State | None:
-    """A Cached state carrying the stored value, or None on a miss or an expired entry."""
+    """A Cached state carrying the stored value, or None on a miss, an expired entry, or when
+    the task refreshes its cache (it runs, and `persist` overwrites the entry)."""
+    if refreshes(runner):
+        return None
     key = f"cache/{cache_key}"
     value = load_result(storage_for(runner).read(key))
     if value is MISSING:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextvars
 import itertools
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +16,7 @@ if TYPE_CHECKING:
     from ..flows import Flow
     from ..leases import LocalLease
     from ..tasks import Task
+    from ..task_runners import TaskRunner
     from .futures import TaskFuture
     from .results import ResultStorage
 
@@ -33,13 +33,18 @@ class FlowRunContext:
     persist_result: bool | None = None
     #: This attempt retries a run: tasks whose result an earlier attempt persisted are Cached.
     resuming: bool = False
+    #: The flow run's parameters as the function got them (what FLOW_PARAMETERS hashes).
+    parameters: dict[str, Any] = field(default_factory=dict)
     #: The run's lease in this process (None: tracked in memory only): checked before each task
     #: run starts, so an attempt that lost its lease does nothing more.
     lease: LocalLease | None = None
     #: n-th call of each task in this run, so task-run names ("extract-3") are stable.
     task_counters: dict[str, itertools.count] = field(default_factory=dict)
     futures: list[TaskFuture] = field(default_factory=list)
-    _executor: ThreadPoolExecutor | None = None
+    #: The flow's `task_runner` option (None: `ThreadPoolTaskRunner(max_workers)`); the run
+    #: starts its own copy at its first submit (`executor`) and shuts it down at its end.
+    task_runner: TaskRunner | None = None
+    _executor: TaskRunner | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def next_task_run_name(self, task_name: str) -> str:
@@ -49,19 +54,23 @@ class FlowRunContext:
         return f"{task_name}-{next(counter)}"
 
     @property
-    def executor(self) -> ThreadPoolExecutor:
+    def executor(self) -> TaskRunner:
+        """This run's started task runner (started at the first submit)."""
         if self._executor is None:
             with self._lock:
                 if self._executor is None:
-                    self._executor = ThreadPoolExecutor(
-                        max_workers=self.max_workers,
-                        thread_name_prefix=f"sluice-{self.flow_run.name or self.flow_run.id[:8]}",
-                    )
+                    from ..task_runners import ThreadPoolTaskRunner
+
+                    configured = self.task_runner
+                    runner = (ThreadPoolTaskRunner(self.max_workers) if configured is None
+                              else configured.duplicate())
+                    self._executor = runner.start(
+                        f"sluice-{self.flow_run.name or self.flow_run.id[:8]}")
         return self._executor
 
     def shutdown(self) -> None:
         if self._executor is not None:
-            self._executor.shutdown(wait=True)
+            self._executor.shutdown()
 
 
 @dataclass(slots=True, eq=False)

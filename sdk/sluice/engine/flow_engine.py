@@ -7,16 +7,21 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..exceptions import ParameterValidationError, RunAborted, TaskTimeout
+from ..exceptions import ParameterValidationError, RunAborted, TaskTimeout, UpstreamFailed
 from ..leases import LeaseLost
 from ..models import FlowRun, State, StateType, new_id, new_state, utcnow
 from .context import FlowRunContext, flow_run_ctx, task_run_ctx
 from .futures import TaskFuture, state_result
+from .inputs import resolve_flow_inputs
+from .outcomes import is_outcome, outcome_of
+from ..annotations import with_context_tags
 from ..names import run_name
 from ..redaction import register_secrets_in
 from .parameters import bind, stored_form, validate
 from .reporters import reporter_for_new_run
-from .timeouts import call_with_timeout
+from .subflow_results import persist_subflow_result, reuse_subflow_result, subflow_result_key
+from .hooks import run_hooks
+from .timeouts import await_with_timeout, call_with_timeout
 
 if TYPE_CHECKING:
     from ..flows import Flow
@@ -25,7 +30,11 @@ if TYPE_CHECKING:
 
 def call_flow(flow: Flow[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     return_state = kwargs.pop("return_state", False)
+    wait_for = kwargs.pop("wait_for", None)
+    # Futures and states passed to a (sub)flow, and its `wait_for`, are waited for here.
+    args, kwargs, blocked = resolve_flow_inputs(args, kwargs, wait_for)
     runner = FlowRunner(flow, args, kwargs)
+    runner.blocked = blocked
     if flow.is_async:
         return _await_flow(runner, return_state)
     state = runner.run_sync()
@@ -49,6 +58,10 @@ def run_flow(flow: Flow[Any, Any], parameters: dict[str, Any] | None = None, *,
 
 
 class FlowRunner:
+    #: An upstream (a `wait_for` or an input future/state) did not complete: the run ends
+    #: Failed naming it, without running.
+    blocked: UpstreamFailed | None = None
+
     def __init__(self, flow: Flow[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any], *,
                  reporter: Reporter | None = None, adopt: FlowRun | None = None) -> None:
         self.flow = flow
@@ -58,13 +71,24 @@ class FlowRunner:
         self.reporter = reporter or (self.parent.reporter if self.parent else
                                      reporter_for_new_run())
         self.bound = bind(flow, args, kwargs)  # a TypeError here is the caller's, as usual
+        name_spec = flow.options.flow_run_name
+        if name_spec is None or (adopt is not None and adopt.name):
+            name = run_name()  # (a worker's run keeps the name the control plane gave it)
+        else:  # a name that cannot be rendered is the caller's error too (ConfigurationError)
+            from .run_names import render_run_name
+
+            name = render_run_name("flow_run_name", name_spec, self.bound.arguments)
+        log_prints = flow.options.log_prints  # None: as the enclosing task or flow run
+        enclosing = parent_task or self.parent
+        self.log_prints = bool(enclosing.log_prints if log_prints is None and enclosing
+                               else log_prints)
         self.flow_run = FlowRun(
             id=adopt.id if adopt else new_id(),
             flow_name=flow.name,
-            name=run_name(),
+            name=name,
             state=new_state(StateType.PENDING),
             parameters={},
-            tags=list(flow.options.tags),
+            tags=with_context_tags(flow.options.tags),
             retries=flow.options.retries,
             retry_delay_seconds=flow.options.retry_delay_seconds,
             parent_flow_run_id=self.parent.flow_run.id if self.parent else None,
@@ -83,6 +107,8 @@ class FlowRunner:
         #: Attempts made by this process (in-process retries count these, not run_count,
         #: which also counts attempts of earlier processes of a worker's run).
         self._attempts = 0
+        #: A persisting subflow's result key in its parent run (reused when the parent retries).
+        self.subflow_key = subflow_result_key(self)
 
     # -- transitions ---------------------------------------------------------------------------
     def _set(self, state: State) -> State:
@@ -94,6 +120,7 @@ class FlowRunner:
         accepted = self.reporter.set_flow_run_state(run, state, os.urandom(8).hex())
         if accepted is not state:  # the control plane may have answered with its own state
             accepted._result = state._result
+        accepted.__pydantic_private__["_of_run"] = True  # (not a state the user made)
         run.state = accepted
         return accepted
 
@@ -103,12 +130,16 @@ class FlowRunner:
         return run_logger_for(self.context)
 
     def _begin(self) -> State | None:
+        if self.subflow_key is not None:
+            reused = reuse_subflow_result(self, self.subflow_key)
+            if reused is not None:
+                return reused
         from ..run_logging import capture_prints, configure_run_logging
 
         from ..settings import get_settings
 
         configure_run_logging(get_settings().logging_level)
-        if self.options.log_prints:
+        if self.log_prints:
             capture_prints()
         invalid: ParameterValidationError | None = None
         if self.options.validate_parameters:
@@ -122,15 +153,22 @@ class FlowRunner:
         self.reporter.create_flow_run(self.flow_run)
         self.context = FlowRunContext(
             flow=self.flow, flow_run=self.flow_run, reporter=self.reporter,
-            log_prints=self.options.log_prints,
+            log_prints=self.log_prints,
             result_storage=self.options.result_storage or
             (self.parent.result_storage if self.parent else None),
             max_workers=self.options.max_workers,
+            task_runner=self.options.task_runner,
             persist_result=self.options.persist_result,
             lease=self.reporter.lease_of(self.flow_run.id),
+            parameters=self.bound.arguments,
         )
         self._logger().info("Beginning flow run %r for flow %r", self.flow_run.name,
                             self.flow.name)
+        if self.blocked is not None:
+            state = new_state(StateType.FAILED, message=str(self.blocked),
+                              details={"exception_type": "UpstreamFailed"})
+            state._result = self.blocked
+            return self._finish(state)
         if invalid is not None:
             state = new_state(StateType.FAILED, message=invalid.message,
                               details={"errors": invalid.details})
@@ -148,12 +186,18 @@ class FlowRunner:
         self.context.futures.clear()
         self.context.resuming = self.flow_run.run_count > 1
         name = "Retrying" if self.flow_run.run_count > 1 else "Running"
-        self._set(new_state(StateType.RUNNING, name))
+        running = self._set(new_state(StateType.RUNNING, name))
+        if self.options.on_running:
+            self._run_hooks(self.options.on_running, running)
 
     def _settle_futures(self, value: Any) -> State:
         """Wait for submitted task runs; the flow fails if a failed one went unobserved."""
         assert self.context is not None
-        value = _resolve_returned(value)
+        outcome = None
+        if is_outcome(value):  # a returned state, future(s) or states decide the outcome
+            outcome = outcome_of(value, f"flow run {self.flow_run.name!r}")
+        else:
+            value = _resolve_returned(value)
         failed = []
         for future in self.context.futures:
             state = future._future.result() if future._future.done() else _wait_state(future)
@@ -168,6 +212,8 @@ class FlowRunner:
             state._result = first._result if isinstance(first._result, BaseException) else \
                 RuntimeError(state.message)
             return state
+        if outcome is not None:
+            return outcome
         state = new_state(StateType.COMPLETED)
         state._result = value
         return state
@@ -216,6 +262,8 @@ class FlowRunner:
             return self._aborted(exc)
         level = "info" if final.is_completed() else "error"
         getattr(self._logger(), level)("Finished in state %s", final)
+        if self.subflow_key is not None and final.is_completed():
+            persist_subflow_result(self, self.subflow_key, final)
         options = self.options
         hooks = {StateType.COMPLETED: options.on_completion, StateType.FAILED: options.on_failure,
                  StateType.CRASHED: options.on_crashed,
@@ -224,11 +272,7 @@ class FlowRunner:
         return final
 
     def _run_hooks(self, hooks: tuple[Any, ...], state: State) -> None:
-        for hook in hooks:
-            try:
-                hook(self.flow, self.flow_run, state)
-            except Exception:
-                self._logger().exception("hook %s raised", getattr(hook, "__name__", hook))
+        run_hooks(hooks, self.flow, self.flow_run, state, self._logger)
 
     def _end(self) -> None:
         if self.context is not None:
@@ -287,13 +331,10 @@ class FlowRunner:
                     self._start_attempt()
                     try:
                         coro = self.flow.fn(*self.bound.args, **self.bound.kwargs)
-                        timeout = self.options.timeout_seconds
-                        try:
-                            value = await (coro if timeout is None
-                                           else asyncio.wait_for(coro, timeout))
-                        except asyncio.TimeoutError:
-                            raise TaskTimeout(f"flow run {self.flow_run.name!r} exceeded its "
-                                              f"timeout of {timeout:g} s") from None
+                        # Only the flow's own timeout becomes TimedOut; a TimeoutError the
+                        # flow raises itself fails the run with that error.
+                        value = await await_with_timeout(coro, self.options.timeout_seconds,
+                                                         f"flow run {self.flow_run.name!r}")
                         state = self._settle_futures(value)
                     except RunAborted:
                         raise
@@ -317,7 +358,7 @@ class FlowRunner:
 
     def _retry_after_failed_tasks(self, state: State) -> bool:
         """A flow whose tasks failed is retried like one that raised (when retries are left)."""
-        if self._attempts > self.options.retries:
+        if self._attempts > self.options.retries or state.is_cancelled():
             return False
         assert self.context is not None
         self.context.futures.clear()
@@ -340,4 +381,6 @@ def _resolve_returned(value: Any) -> Any:
     if isinstance(value, (list, tuple)) and value and any(isinstance(v, TaskFuture)
                                                          for v in value):
         return type(value)(v.result() if isinstance(v, TaskFuture) else v for v in value)
+    if type(value) is dict and any(isinstance(v, TaskFuture) for v in value.values()):
+        return {k: v.result() if isinstance(v, TaskFuture) else v for k, v in value.items()}
     return value

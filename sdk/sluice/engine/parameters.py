@@ -7,7 +7,7 @@ import json
 import typing
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_core import to_jsonable_python
 
@@ -25,12 +25,17 @@ def parameters_model(flow: Flow[Any, Any]) -> type[BaseModel]:
         hints = typing.get_type_hints(flow.fn, include_extras=True)
     except Exception:  # unresolvable forward references: validate what we can
         hints = {}
+    from ..docstrings import parameter_descriptions
+
+    described = parameter_descriptions(flow.fn)  # Args/Parameters of the docstring
     fields: dict[str, Any] = {}
     for name, param in flow.signature.parameters.items():
         if param.kind in _VARIADIC:
             continue
         annotation = hints.get(name, Any)
         default = ... if param.default is inspect.Parameter.empty else param.default
+        if name in described:
+            default = Field(default, description=described[name])
         fields[name] = (annotation, default)
     return create_model(  # type: ignore[call-overload]
         f"{flow.name}-parameters",

@@ -10,6 +10,7 @@ import contextvars
 import random
 import time
 from collections.abc import Iterable, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import InvalidMapArguments, SluiceError, TaskTimeout, UpstreamFailed
@@ -17,8 +18,13 @@ from ..models import State, StateType, TaskRun, new_id, new_state, utcnow
 from ..models._fast import construct
 from .caching import cache_key_for, persist, read_cached, read_earlier_attempt
 from .context import FlowRunContext, TaskRunContext, flow_run_ctx, task_run_ctx
-from .futures import TaskFuture, state_result
-from .timeouts import call_with_timeout
+from .futures import TaskFuture, TaskFutureList, state_result
+from .jobs import TaskJob
+from .inputs import resolve
+from .outcomes import is_outcome, outcome_of
+from ..annotations import allow_failure, quote, with_context_tags
+from .hooks import call_maybe_async, run_hooks
+from .timeouts import await_with_timeout, call_with_timeout
 
 if TYPE_CHECKING:
     from ..tasks import Task
@@ -37,8 +43,10 @@ def call_task(task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any
     return_state = kwargs.pop("return_state", False)
     wait_for = kwargs.pop("wait_for", None)
     if flow_ctx is None:
-        # Outside a flow a task is a plain function call: no tracking, retries or caching.
-        return task.fn(*args, **kwargs)
+        # Outside a flow: still a tracked run, in a lightweight flow run of its own.
+        from .standalone import call_outside_flow
+
+        return call_outside_flow(task, args, kwargs, return_state, wait_for)
     runner = TaskRunner(task, flow_ctx, args, kwargs, wait_for)
     if task.is_async:
         if _in_running_loop():
@@ -65,13 +73,20 @@ def _require_flow(task: Task[Any, Any], method: str) -> FlowRunContext:
 
 
 def submit_task(task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any],
-                wait_for: Iterable[Any] | None) -> TaskFuture[Any]:
+                wait_for: Iterable[Any] | None) -> Any:
+    return_state = kwargs.pop("return_state", False)
     flow_ctx = _require_flow(task, "submit")
     runner = TaskRunner(task, flow_ctx, args, kwargs, wait_for)
-    target = runner.run_in_thread
-    inner = flow_ctx.executor.submit(contextvars.copy_context().run, target)
-    future: TaskFuture[Any] = TaskFuture(inner, runner.task_run)
+    task_runner = flow_ctx.executor
+    runner.body = task_runner.body_for(runner)  # None: task.fn, here (thread pool)
+    job = TaskJob(partial(contextvars.copy_context().run, runner.run_in_thread),
+                  runner.task_run.name)
+    task_runner.submit(job)
+    future: TaskFuture[Any] = TaskFuture(job, runner.task_run)
     flow_ctx.futures.append(future)
+    if return_state:  # Prefect: wait, and give the final state instead of the future
+        future._observed = True
+        return future.final_state()
     return future
 
 
@@ -84,20 +99,23 @@ def _is_mapped(value: Any) -> bool:
 
 
 def map_task(task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any],
-             wait_for: Iterable[Any] | None) -> list[TaskFuture[Any]]:
+             wait_for: Iterable[Any] | None) -> Any:
+    """One submitted run per element (see `Task.map`). A future passed as an argument is not
+    iterable: it goes whole to every run, which waits for it and records it as upstream (as in
+    Prefect 3). `allow_failure(...)`/`quote(...)` around an iterable wrap each element."""
     from ..tasks import unmapped
 
+    return_state = kwargs.pop("return_state", False)
     _require_flow(task, "map")
-    args = tuple(a.result() if isinstance(a, TaskFuture) else a for a in args)
-    kwargs = {k: v.result() if isinstance(v, TaskFuture) else v for k, v in kwargs.items()}
-    arg_lists = [list(a) if _is_mapped(a) else None for a in args]
-    kwarg_lists = {k: list(v) for k, v in kwargs.items() if _is_mapped(v)}
+    arg_lists = [_mapped_elements(a) for a in args]
+    kwarg_lists = {k: lst for k, v in kwargs.items() if (lst := _mapped_elements(v)) is not None}
     lengths = {f"argument {i + 1}": len(v) for i, v in enumerate(arg_lists) if v is not None}
     lengths.update({f"{k}=": len(v) for k, v in kwarg_lists.items()})
     if not lengths:
         raise InvalidMapArguments(
             f"{task.name}.map() got no iterable to map over; pass a list, e.g. "
-            f"{task.name}.map([1, 2, 3]), or call {task.name}.submit() for one run"
+            f"{task.name}.map([1, 2, 3]), or call {task.name}.submit() for one run (a future is "
+            f"passed whole: to map over its value, pass future.result())"
         )
     if len(set(lengths.values())) > 1:
         shown = ", ".join(f"{name} has {n}" for name, n in lengths.items())
@@ -108,41 +126,41 @@ def map_task(task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     wait_for = list(wait_for) if wait_for is not None else None
     static = [a.value if isinstance(a, unmapped) else a for a in args]
     static_kw = {k: v.value if isinstance(v, unmapped) else v for k, v in kwargs.items()}
-    futures = []
+    futures: TaskFutureList = TaskFutureList()
     for i in range(next(iter(lengths.values()))):
         call_args = tuple(lst[i] if lst is not None else static[j]
                           for j, lst in enumerate(arg_lists))
         call_kwargs = {k: kwarg_lists[k][i] if k in kwarg_lists else v
                        for k, v in static_kw.items()}
         futures.append(submit_task(task, call_args, call_kwargs, wait_for))
+    if return_state:
+        for future in futures:
+            future._observed = True
+        return [future.final_state() for future in futures]
     return futures
 
 
-def _resolve(value: Any, upstream: list[TaskRun]) -> Any:
-    """Replace futures (also inside lists, tuples, sets and dicts) by their results."""
-    if isinstance(value, TaskFuture):
-        upstream.append(value.task_run)
-        state = value._future.result()
-        value._observed = True  # its failure now belongs to the downstream run
-        if not state.is_completed():
-            raise UpstreamFailed(
-                f"upstream task run {value.task_run.name!r} ended {state.name}: {state.message}"
-            )
-        return state._result
-    if isinstance(value, (list, tuple, set)):
-        if not any(isinstance(v, (TaskFuture, list, tuple, set, dict)) for v in value):
-            return value
-        return type(value)(_resolve(v, upstream) for v in value)
-    if isinstance(value, dict) and value:
-        return {k: _resolve(v, upstream) for k, v in value.items()}
-    return value
+def _mapped_elements(value: Any) -> list[Any] | None:
+    """The elements one argument of `map` gives each run, or None when it is passed whole."""
+    if isinstance(value, (allow_failure, quote)):
+        inner = _mapped_elements(value.value)
+        return None if inner is None else [type(value)(v) for v in inner]
+    return list(value) if _is_mapped(value) else None
+
+
+def _resolve(value: Any, upstream: list[TaskRun], flow_ctx: FlowRunContext | None = None
+             ) -> Any:
+    """Replace futures and states (inside lists, tuples, sets, dicts, dataclasses and pydantic
+    models too) by their results; `quote(x)` passes x untouched, `allow_failure(x)` passes a
+    failed upstream's exception. See engine/inputs.py."""
+    return resolve(value, upstream, flow_ctx)
 
 
 class TaskRunner:
     """One task call: its record, its attempts, its final state."""
 
     __slots__ = ("task", "options", "flow_ctx", "args", "kwargs", "wait_for", "task_run",
-                 "log_prints", "parent_task_run_id", "_parameters")
+                 "log_prints", "parent_task_run_id", "_parameters", "body")
 
     def __init__(self, task: Task[Any, Any], flow_ctx: FlowRunContext, args: tuple[Any, ...],
                  kwargs: dict[str, Any], wait_for: Iterable[Any] | None) -> None:
@@ -153,6 +171,8 @@ class TaskRunner:
         self.kwargs = kwargs
         self.wait_for = wait_for
         self._parameters: dict[str, Any] | None = None
+        #: What runs the body instead of `task.fn` (a remote task runner's, see task_runners).
+        self.body: Any = None
         parent = task_run_ctx.get()
         self.parent_task_run_id = parent.task_run.id if parent is not None else None
         log_prints = self.options.log_prints
@@ -160,17 +180,30 @@ class TaskRunner:
         # The name is taken now, in the caller's thread, so it is stable across reruns.
         self.task_run = construct(TaskRun, {
             "id": new_id(), "flow_run_id": flow_ctx.flow_run.id, "task_name": task.name,
-            "name": flow_ctx.next_task_run_name(task.name), "task_key": task.task_key,
+            "name": flow_ctx.next_task_run_name(task.name) if self.options.task_run_name is None
+            else self._custom_name(), "task_key": task.task_key,
             "state": new_state(StateType.PENDING), "start_time": None, "end_time": None,
-            "run_count": 0, "tags": list(self.options.tags), "cache_key": None,
+            "run_count": 0, "tags": with_context_tags(self.options.tags), "cache_key": None,
             "parent_task_run_id": self.parent_task_run_id, "upstream_task_run_ids": [],
             "result_key": None, "version": 0,
         })
         flow_ctx.reporter.report_task_run(self.task_run)
 
+    def _custom_name(self) -> str:
+        """The `task_run_name` rendered over the call's arguments (defaults included); a name
+        used again in this flow run gets a counter suffix, so names stay unique per run."""
+        from .run_names import render_run_name
+
+        bound = self.task.signature.bind(*self.args, **self.kwargs)
+        bound.apply_defaults()
+        name = render_run_name("task_run_name", self.options.task_run_name, bound.arguments)
+        n = int(self.flow_ctx.next_task_run_name(name).rsplit("-", 1)[1])
+        return name if n == 0 else f"{name}-{n}"
+
     # -- state bookkeeping -------------------------------------------------------------------
     def _set(self, state: State) -> State:
         run = self.task_run
+        state.__pydantic_private__["_of_run"] = True  # (not a state the user made)
         run.state = state
         run.version += 1
         self.flow_ctx.reporter.report_task_run(run)
@@ -178,9 +211,11 @@ class TaskRunner:
 
     @property
     def parameters(self) -> dict[str, Any]:
-        """The call's arguments by parameter name (bound lazily: only caching and hooks use it)."""
+        """The call's arguments by parameter name, defaults applied (bound lazily: only caching
+        and hooks use it)."""
         if self._parameters is None:
             bound = self.task.signature.bind_partial(*self.args, **self.kwargs)
+            bound.apply_defaults()
             self._parameters = dict(bound.arguments)
         return self._parameters
 
@@ -194,16 +229,16 @@ class TaskRunner:
         try:
             if self.wait_for is not None:
                 for dependency in self.wait_for:
-                    _resolve(dependency, upstream)
+                    resolve(dependency, upstream, self.flow_ctx)
             if self.args:
-                self.args = _resolve(self.args, upstream)
+                self.args = resolve(self.args, upstream, self.flow_ctx)
             if self.kwargs:
-                self.kwargs = _resolve(self.kwargs, upstream)
+                self.kwargs = resolve(self.kwargs, upstream, self.flow_ctx)
         except UpstreamFailed as exc:
             return self._finish_failed(exc, name="Failed")
         finally:
             if upstream:
-                self.task_run.upstream_task_run_ids = [t.id for t in upstream]
+                self.task_run.upstream_task_run_ids = list(dict.fromkeys(t.id for t in upstream))
         options = self.options
         if options.cache_key_fn is not None or options.cache_policy != "none":
             key = cache_key_for(self)
@@ -231,9 +266,20 @@ class TaskRunner:
         run.run_count += 1
         if run.start_time is None:
             run.start_time = utcnow()
-        self._set(new_state(StateType.RUNNING, "Retrying" if run.run_count > 1 else "Running"))
+        running = self._set(new_state(StateType.RUNNING,
+                                      "Retrying" if run.run_count > 1 else "Running"))
+        if self.options.on_running:
+            run_hooks(self.options.on_running, self.task, run, running, self._logger)
 
     def _on_success(self, value: Any) -> State:
+        if is_outcome(value):  # a returned state (or futures/states) decides how the run ends
+            state = outcome_of(value, f"task run {self.task_run.name!r}")
+            if not state.is_completed():
+                return self._finish(state)
+            value = state._result
+            if self.task_run.cache_key is not None or self.persists:
+                persist(self, value)
+            return self._finish(state)
         if self.task_run.cache_key is not None or self.persists:
             persist(self, value)
         state = new_state(StateType.COMPLETED)
@@ -264,7 +310,7 @@ class TaskRunner:
         if condition is None:
             return True
         try:
-            return bool(condition(self.task, self.task_run, failed))
+            return bool(call_maybe_async(condition, self.task, self.task_run, failed))
         except Exception as exc:
             self._logger().warning("retry_condition_fn raised %r; not retrying", exc)
             return False
@@ -291,11 +337,8 @@ class TaskRunner:
         self.task_run.end_time = utcnow()
         self._set(state)
         hooks = self.options.on_completion if state.is_completed() else self.options.on_failure
-        for hook in hooks:
-            try:
-                hook(self.task, self.task_run, state)
-            except Exception:
-                self._logger().exception("hook %s raised", getattr(hook, "__name__", hook))
+        if hooks:
+            run_hooks(hooks, self.task, self.task_run, state, self._logger)
         return state
 
     def _logger(self) -> Any:
@@ -318,10 +361,10 @@ class TaskRunner:
                 self._start_attempt()
                 try:
                     if self.options.timeout_seconds is None:
-                        value = self.task.fn(*self.args, **self.kwargs)
+                        value = (self.body or self.task.fn)(*self.args, **self.kwargs)
                     else:
                         value = call_with_timeout(
-                            lambda: self.task.fn(*self.args, **self.kwargs),
+                            lambda: (self.body or self.task.fn)(*self.args, **self.kwargs),
                             self.options.timeout_seconds, f"task run {self.task_run.name!r}")
                 except Exception as exc:
                     delay = self._on_error(exc)
@@ -346,16 +389,13 @@ class TaskRunner:
             while True:
                 self._start_attempt()
                 try:
-                    coro = self.task.fn(*self.args, **self.kwargs)
+                    coro = (self.body or self.task.fn)(*self.args, **self.kwargs)
                     timeout = self.options.timeout_seconds
                     if timeout is None:
                         value = await coro
-                    else:
-                        try:
-                            value = await asyncio.wait_for(coro, timeout)
-                        except asyncio.TimeoutError:
-                            raise TaskTimeout(f"task run {self.task_run.name!r} exceeded its "
-                                              f"timeout of {timeout:g} s") from None
+                    else:  # a TimeoutError of the task's own passes through as itself
+                        value = await await_with_timeout(coro, timeout,
+                                                         f"task run {self.task_run.name!r}")
                 except Exception as exc:
                     delay = self._on_error(exc)
                     if delay is None:

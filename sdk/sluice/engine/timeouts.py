@@ -7,9 +7,10 @@ the whole process.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..exceptions import TaskTimeout
@@ -35,3 +36,19 @@ def call_with_timeout(fn: Callable[[], Any], timeout: float, what: str) -> Any:
     if ok:
         return value
     raise value
+
+
+async def await_with_timeout(awaitable: Awaitable[Any], timeout: float | None,
+                             what: str) -> Any:
+    """Await `awaitable`, raising TaskTimeout if `timeout` seconds pass first. A TimeoutError
+    the awaited code raises itself is passed through unchanged (it is not our timeout)."""
+    if timeout is None:
+        return await awaitable
+    scope = asyncio.timeout(timeout)
+    try:
+        async with scope:
+            return await awaitable
+    except TimeoutError:
+        if scope.expired():
+            raise TaskTimeout(f"{what} exceeded its timeout of {timeout:g} s") from None
+        raise

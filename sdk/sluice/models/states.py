@@ -92,6 +92,10 @@ class State(BaseModel):
     #: In the process that ran it: the return value (Completed) or the exception (otherwise).
     #: Never serialized: results stay on the user's side.
     _result: Any = PrivateAttr(default=None)
+    #: Set by the engine on the states of its runs. A state without it was made by user code
+    #: (`Completed(...)`, `Failed(...)`): returned by a flow or task, it is the run's final state
+    #: as is (Prefect's "manual" states).
+    _of_run: bool = PrivateAttr(default=False)
 
     def result(self, raise_on_failure: bool = True) -> Any:
         """The value this final state carries in the process that ran it; for a failed state,
@@ -151,7 +155,7 @@ def new_state(
         "message": message,
         "scheduled_time": scheduled_time,
         "details": details,
-    }, {"_result": None})
+    }, {"_result": None, "_of_run": False})
 
 
 def Scheduled(scheduled_time: datetime | None = None, message: str | None = None) -> State:
@@ -186,25 +190,44 @@ def Cancelling(message: str | None = None) -> State:
     return new_state(StateType.CANCELLING, "Cancelling", message)
 
 
-def Cancelled(message: str | None = None) -> State:
-    return new_state(StateType.CANCELLED, "Cancelled", message)
+def _with_data(state: State, data: Any) -> State:
+    if not isinstance(state.name, str) or not 0 < len(state.name) <= 64:
+        raise ValueError(f"a state's name must be a non-empty string of at most 64 characters, "
+                         f"got {state.name!r}; e.g. Completed(name='Skipped')")
+    state._result = data
+    return state
 
 
-def Completed(message: str | None = None, details: dict[str, Any] | None = None) -> State:
-    return new_state(StateType.COMPLETED, "Completed", message, details=details)
+def Cancelled(message: str | None = None, *, data: Any = None, name: str | None = None) -> State:
+    """A Cancelled state; returned by a flow or task, the run ends Cancelled (`data`: what
+    `.result(raise_on_failure=False)` gives, e.g. an exception)."""
+    return _with_data(new_state(StateType.CANCELLED, name or "Cancelled", message), data)
+
+
+def Completed(message: str | None = None, details: dict[str, Any] | None = None, *,
+              data: Any = None, name: str | None = None) -> State:
+    """A Completed state; returned by a flow or task, the run ends Completed with value `data`
+    (e.g. `return Completed(message="skipped")`, or `name="Skipped"` for a name of your own)."""
+    return _with_data(new_state(StateType.COMPLETED, name or "Completed", message,
+                                details=details), data)
 
 
 def Cached(message: str | None = None, details: dict[str, Any] | None = None) -> State:
     return new_state(StateType.COMPLETED, "Cached", message, details=details)
 
 
-def Failed(message: str | None = None, details: dict[str, Any] | None = None) -> State:
-    return new_state(StateType.FAILED, "Failed", message, details=details)
+def Failed(message: str | None = None, details: dict[str, Any] | None = None, *,
+           data: Any = None, name: str | None = None) -> State:
+    """A Failed state; returned by a flow or task, the run ends Failed (`data`: the exception
+    `.result()` raises; without one it raises `FailedRun` with the message)."""
+    return _with_data(new_state(StateType.FAILED, name or "Failed", message, details=details),
+                      data)
 
 
 def TimedOut(message: str | None = None) -> State:
     return new_state(StateType.FAILED, "TimedOut", message)
 
 
-def Crashed(message: str | None = None, details: dict[str, Any] | None = None) -> State:
-    return new_state(StateType.CRASHED, "Crashed", message, details=details)
+def Crashed(message: str | None = None, details: dict[str, Any] | None = None, *,
+            data: Any = None) -> State:
+    return _with_data(new_state(StateType.CRASHED, "Crashed", message, details=details), data)
