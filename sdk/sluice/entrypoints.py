@@ -46,7 +46,10 @@ def load_flow(entrypoint: str, base_dir: str | Path | None = None) -> Any:
     try:
         obj = getattr(module, name)
     except AttributeError:
-        raise ConfigurationError(f"{location} has no attribute {name!r}") from None
+        flows = sorted(attr for attr, value in vars(module).items() if isinstance(value, Flow))
+        has = (f"its flows are {', '.join(flows)} (use {location}:{flows[0]})" if flows
+               else "it defines no @flow")
+        raise ConfigurationError(f"{location} has no flow {name!r}: {has}") from None
     if not isinstance(obj, Flow):
         raise ConfigurationError(
             f"{entrypoint} is a {type(obj).__name__}, not a flow; decorate it with @flow"

@@ -276,7 +276,8 @@ def test_a_deployment_runs_on_aws_adapters_from_schedule_to_logs(plane, host_env
 
     # A run whose worker vanished: claimed, never heartbeated; the monitor crashes it.
     cli(operator, "deploy", "flows.py:ledger_flow", "--name", "orphan", "--pool", "idle",
-        "--project-dir", str(project), "--source", "bundle", f"--param=ledger={ledger}")
+        "--create-pool", "--project-dir", str(project), "--source", "bundle",
+        f"--param=ledger={ledger}")
     # The API created the new pool's queues under the stack's prefix (the IAM grant's scope).
     idle_queue, idle_dlq = pool_queue_names(PREFIX, "idle")
     sqs = boto3.client("sqs")

@@ -3,12 +3,16 @@ its data private, and write the `local` profile for the CLI and workers."""
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import sys
 import threading
 import time
 from pathlib import Path
+from typing import IO
+
+from sluice.exceptions import Conflict
 
 from .local_auth import PRIVATE_UMASK, secure_data_dir, server_token
 from .network import cleartext_warning
@@ -28,12 +32,19 @@ def run_server(*, host: str = "127.0.0.1", port: int = DEFAULT_PORT, data_dir: P
     os.umask(PRIVATE_UMASK)  # databases, WAL files and bundles: this user's only
     settings = get_settings()
     data_dir = secure_data_dir(data_dir or settings.home / "server")
+    lock = lock_data_dir(data_dir)  # held (open) for the server's life; the OS frees it on exit
     token = server_token(data_dir, token_file=token_file or settings.api_token_file,
                          environment_token=settings.api_token)
-    server = EmbeddedServer(data_dir=data_dir, host=host, port=port,
-                            token=token, tick_seconds=tick_seconds,
-                            retention_days=retention_days, tls_cert=tls_cert,
-                            tls_key=tls_key).start()
+    try:
+        server = EmbeddedServer(data_dir=data_dir, host=host, port=port,
+                                token=token, tick_seconds=tick_seconds,
+                                retention_days=retention_days, tls_cert=tls_cert,
+                                tls_key=tls_key).start()
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        raise Conflict(f"port {port} on {host} is already in use (another sluice server?): "
+                       "stop that process, or start on another port with --port") from exc
     activate = load_profiles().active in (None, LOCAL_PROFILE)
     path = upsert_profile(LOCAL_PROFILE, Profile(kind="local", api_url=server.url,
                                                  api_token=token,
@@ -61,3 +72,32 @@ def run_server(*, host: str = "127.0.0.1", port: int = DEFAULT_PORT, data_dir: P
     started = time.monotonic()
     server.stop()
     print(f"Stopped in {time.monotonic() - started:.2f} s.", flush=True)
+    lock.close()
+
+
+#: The file whose exclusive lock says a server uses the data directory.
+LOCK_FILE = "server.lock"
+
+
+def lock_data_dir(data_dir: Path) -> IO[str]:
+    """Take an exclusive, non-blocking `flock` on the data directory's lock file and return the
+    open file (the lock lasts while it stays open, and ends with the process). A second server
+    on the same data directory is refused before it touches the data or the `local` profile."""
+    import fcntl
+
+    handle = open(data_dir / LOCK_FILE, "a+")  # noqa: SIM115 - held for the server's life
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip()
+        handle.close()
+        raise Conflict(
+            f"another sluice server{f' ({holder})' if holder else ''} is using the data "
+            f"directory {data_dir}: stop it first, or give this one its own --data-dir"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}")
+    handle.flush()
+    return handle

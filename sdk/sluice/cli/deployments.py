@@ -53,6 +53,9 @@ def deploy(
                                           "files the bundle would hold and what the default "
                                           "exclusions leave out; upload and register "
                                           "nothing.")] = False,
+    create_pool: Annotated[bool, typer.Option("--create-pool", help="Create --pool if it does "
+                                              "not exist (else an unknown pool is refused).")]
+    = False,
     json: JsonOption = False, profile: ProfileOption = None, api_url: ApiUrlOption = None,
 ) -> None:
     """Register a flow as a deployment that workers of a pool run."""
@@ -63,7 +66,17 @@ def deploy(
 
     root = project_dir.resolve()
     location, _ = split_entrypoint(target)
-    flow = load_flow(target, root if not Path(location).is_absolute() else None)
+    try:
+        flow = load_flow(target, root if not Path(location).is_absolute() else None)
+    except SyntaxError as exc:  # the user's file: say where, not our traceback
+        raise ConfigurationError(
+            f"{exc.filename or location}:{exc.lineno}: {exc.msg}; fix the file and deploy "
+            "again") from exc
+    except ImportError as exc:
+        missing = f" (pip install {exc.name.split('.')[0]} in this environment, or fix the " \
+            "import)" if isinstance(exc, ModuleNotFoundError) and exc.name else \
+            " (fix the import)"
+        raise ConfigurationError(f"importing {location} failed: {exc}{missing}") from exc
     if location.endswith(".py"):
         file = (root / location).resolve()
         if not file.is_relative_to(root):
@@ -94,6 +107,8 @@ def deploy(
         _show_bundle_plan(plan, zip_bytes=len(data), sha256=digest, as_json=json)
         return
     with client(profile, api_url) as api:
+        if not create_pool:
+            _require_pool(api, pool)
         if source == "local":
             code = CodeSource(kind=SourceKind.LOCAL, path=str(root), requirements=requirements)
         elif source == "git":
@@ -256,9 +271,16 @@ def run(
     from ..deployments import parse_params
     from ..models import DeploymentRunRequest
 
+    from ..exceptions import ValidationError
+
     with client(profile, api_url) as api:
-        flow_run = api.run_deployment(ref, DeploymentRunRequest(
-            parameters=parse_params(param or [])))
+        try:
+            flow_run = api.run_deployment(ref, DeploymentRunRequest(
+                parameters=parse_params(param or [])))
+        except ValidationError as exc:  # a 422 naming the parameter: nothing was created
+            raise ValidationError(f"{exc.message}; nothing was run (its parameters and types: "
+                                  f"`sluice deployment inspect {ref}`)",
+                                  details=exc.details) from None
         if not watch:
             if json:
                 print_json(flow_run)
@@ -269,6 +291,19 @@ def run(
         console.print(f"flow run {flow_run.id} ({flow_run.name}) created")
         final = watch_run(api, flow_run.id)
     raise typer.Exit(0 if final.state.is_completed() else 1)
+
+
+def _require_pool(api, pool: str) -> None:  # noqa: ANN001
+    """Refuse a pool that does not exist: its runs would wait (Late) for workers nobody runs.
+    The API still creates one on deploy for other clients; the CLI asks for --create-pool."""
+    from ..exceptions import NotFound
+
+    try:
+        api.get_pool(pool)
+    except NotFound:
+        raise NotFound(f"pool {pool!r} does not exist: create it with `sluice pool create "
+                       f"{pool}`, deploy with --create-pool, or pick one from `sluice pool "
+                       "ls`") from None
 
 
 def watch_run(api, flow_run_id: str, poll: float = 0.3):  # noqa: ANN001, ANN201

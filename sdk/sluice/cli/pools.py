@@ -21,16 +21,55 @@ def create(
     description: Annotated[str | None, typer.Option(help="Free text.")] = None,
     json: JsonOption = False, profile: ProfileOption = None, api_url: ApiUrlOption = None,
 ) -> None:
-    """Create a pool and its queue (and dead-letter queue)."""
-    from ..models import PoolCreate
+    """Create a pool and its queue (and dead-letter queue), or change an existing one.
 
+    On a pool that exists it changes only the settings given (the others are kept) and says
+    so; with none, it changes nothing. Either way it exits 0."""
+    from rich.markup import escape
+
+    from ..exceptions import NotFound
+    from ..models import PoolCreate
+    from ..models.names import name_problem
+
+    problem = name_problem(name, "pool")
+    if problem:  # before any request, like `pool token`
+        from ..exceptions import ConfigurationError
+
+        raise ConfigurationError(problem)
     with client(profile, api_url) as api:
-        pool = api.create_pool(PoolCreate(name=name, concurrency_limit=concurrency,
-                                          description=description))
+        try:
+            old = api.get_pool(name)
+        except NotFound:
+            old = None
+        wanted = {"concurrency_limit": concurrency, "description": description}
+        if old is not None:
+            wanted = {k: getattr(old, k) if v is None else v for k, v in wanted.items()}
+        changes = [] if old is None else [
+            f"{label} {_setting(getattr(old, key), key)} -> {_setting(wanted[key], key)}"
+            for key, label in (("concurrency_limit", "concurrency"),
+                               ("description", "description"))
+            if getattr(old, key) != wanted[key]]
+        if old is not None and not changes:
+            pool = old
+        else:
+            pool = api.create_pool(PoolCreate(name=name, **wanted))
     if json:
         print_json(pool)
+    elif old is None:
+        console.print(f"pool [bold]{escape(pool.name)}[/bold] created (queue {pool.queue_url})",
+                      highlight=False)
+    elif changes:
+        console.print(f"pool [bold]{escape(pool.name)}[/bold] exists; updated "
+                      f"{escape(', '.join(changes))}", highlight=False)
     else:
-        console.print(f"pool [bold]{pool.name}[/bold] ready (queue {pool.queue_url})")
+        console.print(f"pool [bold]{escape(pool.name)}[/bold] exists, unchanged; --concurrency N "
+                      "or --description T change it", highlight=False)
+
+
+def _setting(value: object, key: str) -> str:
+    if value is None:
+        return "∞" if key == "concurrency_limit" else "none"
+    return repr(value) if isinstance(value, str) else str(value)
 
 
 @app.command("ls")
@@ -86,10 +125,11 @@ def token(
         "printing it.")] = None,
     profile: ProfileOption = None, api_url: ApiUrlOption = None,
 ) -> None:
-    """The token of the workers of one pool on the embedded server (derived from the operator's
-    token in the profile): give it to a worker host as SLUICE_API_TOKEN_FILE. It reaches only
-    this pool's runs, deployments and queue. On AWS, IAM does this (the stack's per-pool worker
-    policies)."""
+    """Print the token of one pool's workers on the embedded server.
+
+    Derived from the operator's token in the profile: give it to a worker host as
+    SLUICE_API_TOKEN_FILE. It reaches only this pool's runs, deployments and queue. On AWS,
+    IAM does this (the stack's per-pool worker policies)."""
     from ..exceptions import ConfigurationError
     from ..models.names import name_problem
     from ..profiles import resolve_connection

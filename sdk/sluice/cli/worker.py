@@ -1,4 +1,4 @@
-"""`sluice worker start`."""
+"""`sluice worker start|ls`."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from typing import Annotated
 
 import typer
 
-from .common import ApiUrlOption, ProfileOption
+from .common import ApiUrlOption, JsonOption, ProfileOption, client
 
-app = typer.Typer(no_args_is_help=True, help="Run flow runs from a work pool on this machine.")
+app = typer.Typer(no_args_is_help=True, help="Workers: run a pool's flow runs on this machine "
+                  "(start), see which are online (ls).")
 
 
 @app.command()
@@ -49,3 +50,41 @@ def start(
                shutdown_grace=shutdown_grace, poll_wait=poll_wait,
                visibility_timeout=visibility_timeout,
                may_trigger=[trigger_grant(ref) for ref in may_trigger or ()])
+
+
+@app.command("ls")
+def list_workers(
+    pool: Annotated[str | None, typer.Option(help="Only the workers of this pool.")] = None,
+    json: JsonOption = False, profile: ProfileOption = None, api_url: ApiUrlOption = None,
+) -> None:
+    """List the workers the pools have seen, online first.
+
+    A worker is online while its heartbeats arrive; --json gives names and hosts uncut."""
+    from rich.markup import escape
+
+    from . import output
+
+    with client(profile, api_url) as api:
+        names = [pool] if pool else [p.name for p in api.list_pools()]
+        workers = [w for name in names for w in api.get_pool(name).workers]
+    workers.sort(key=lambda w: (not w.online, w.pool, w.name))
+    if json:
+        output.print_json(workers)
+        return
+    if not workers:
+        output.console.print("no workers have polled yet; start one with "
+                             f"`sluice worker start --pool {escape(pool or 'default')}`",
+                             highlight=False)
+        return
+    t = output.table(None)
+    # At 80 columns the short columns keep their width and names and hosts give way: cut
+    # short with an ellipsis (full values in --json), never folded over two lines.
+    for column in ("worker", "pool", "host"):
+        t.add_column(column, overflow="ellipsis")
+    for column in ("slots", "version", "last seen", "status"):
+        t.add_column(column, no_wrap=True)
+    for w in workers:
+        t.add_row(w.name, w.pool, w.host or "-", str(w.slots or "-"), w.version or "-",
+                  output.when(w.last_seen),
+                  "[green]online[/green]" if w.online else "[dim]offline[/dim]")
+    output.console.print(t)

@@ -45,10 +45,17 @@ def parameters_model(flow: Flow[Any, Any]) -> type[BaseModel]:
 
 
 def parameter_schema(flow: Flow[Any, Any]) -> dict[str, Any]:
+    """The JSON schema of the flow's parameters. Unless the flow takes `**kwargs` it names
+    every accepted parameter (`additionalProperties: false`), so the control plane refuses a
+    run with an unknown parameter (a 422 naming it) instead of the run crashing on the worker."""
     try:
-        return flow.parameters_model.model_json_schema()
+        schema = flow.parameters_model.model_json_schema()
     except Exception:  # a type pydantic cannot describe: accept any object
         return {"type": "object"}
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD
+               for p in flow.signature.parameters.values()):
+        schema["additionalProperties"] = False
+    return schema
 
 
 def bind(flow: Flow[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
