@@ -232,7 +232,9 @@ def test_malformed_and_oversized_requests_get_4xx_and_write_nothing(quiet, seed,
     assert not failures, f"seed {seed}: {len(failures)} bad answers:\n  " + "\n  ".join(
         failures[:30])
     assert refused > 20 * len(ROUTES)
-    assert writes_seen[0] > 10, writes_seen
+    # The snapshot sees writes (so "refused but wrote" above can fail): how many of the
+    # accepted requests write depends on the seed's mutations, so only that some did.
+    assert writes_seen[0] > 0, writes_seen
 
 
 def test_bad_queue_messages_are_deleted_or_dead_lettered_and_the_worker_keeps_serving(
