@@ -6,7 +6,6 @@ variables, which beat the active profile.
 
 from __future__ import annotations
 
-import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
 from .exceptions import ConfigurationError
+from .private_files import write_private
 from .settings import SluiceSettings, get_settings
 
 PROFILES_FILE = "profiles.toml"
@@ -93,15 +93,7 @@ def save_profiles(profiles: ProfilesFile, settings: SluiceSettings | None = None
         lines.append("")
     path = profiles_path(settings)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    # 0600 from the first byte: a token written first and chmod-ed after could be read between.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, "\n".join(lines).encode())
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    write_private(path, "\n".join(lines))
     return path
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from sluice import tokens
-from sluice.exceptions import NotFound, SluiceError
+from sluice.exceptions import SluiceError
 
 from .. import access
 
@@ -107,9 +107,7 @@ class TokenAuthorizer:
                 return False
             try:
                 current = self.store.get_flow_run(current).parent_flow_run_id
-            except NotFound:
-                return False
-            except SluiceError:
+            except SluiceError:  # not found, unreadable: no descendant of `ancestor`
                 return False
         return False
 

@@ -15,26 +15,13 @@ import stat
 from pathlib import Path
 
 from sluice.exceptions import ConfigurationError
+from sluice.private_files import PRIVATE_FILE_MODE, write_private
 from sluice.tokens import check_operator_token, new_operator_token
 
 TOKEN_FILE = "operator-token"
 PRIVATE_DIR_MODE = 0o700
-PRIVATE_FILE_MODE = 0o600
 #: Makes every file the server creates (databases, WAL files, bundles) 0600 and directories 0700.
 PRIVATE_UMASK = 0o077
-
-
-def write_private(path: Path, text: str) -> None:
-    """Write `text` to `path` atomically, readable by this user only from the first byte."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, PRIVATE_FILE_MODE)
-    try:
-        os.fchmod(fd, PRIVATE_FILE_MODE)  # O_CREAT's mode is filtered by the umask
-        os.write(fd, text.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
 
 
 def secure_data_dir(data_dir: Path) -> Path:

@@ -152,12 +152,7 @@ def token(
     if output is None:
         typer.echo(made)
         return
-    import os
+    from ..private_files import write_private
 
-    fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, (made + "\n").encode())
-    finally:
-        os.close(fd)
+    write_private(output, made + "\n")
     console.print(f"worker token of pool [bold]{name}[/bold] written to {output} (0600)")
