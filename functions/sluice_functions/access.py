@@ -12,6 +12,8 @@ pool's paths (the pool name is followed by a literal `/`).
   bundle that is not P's, whatever the caller's credentials.
 * **Flow processes** of a run of pool P may call the `flow_process` subset: report their run and
   its subflows (every write also needs the attempt's lease), and create subflow runs.
+* Deleting runs and pools, pausing pools and resolving run references are operator actions
+  (`OPERATOR_ONLY_ROUTES`).
 * Triggering a deployment (`run_deployment` in a flow) is an operator action; a worker or flow
   gets it only through an explicit grant for the deployments it names (`trigger_routes`).
 """
@@ -72,6 +74,23 @@ WORKER_ROUTES: tuple[RouteAccess, ...] = (
     RouteAccess("GET", "/pools/{pool}/deployments/*", "read the deployment to run"),
     RouteAccess("GET", "/pools/{pool}/bundles/*", "where to download the deployment's code"),
 )
+
+
+#: Operator actions that sit next to worker routes (same paths, other methods) or that a
+#: worker might be expected to need: listed so that a test checks no worker or flow-process
+#: grant ever covers them (`operator_only_requests`). Every route not in `WORKER_ROUTES` is
+#: operator-only already; these are the ones worth a reminder.
+OPERATOR_ONLY_ROUTES: tuple[RouteAccess, ...] = (
+    RouteAccess("GET", "/flow-runs/resolve", "find a run by id prefix or suffix, or by name"),
+    RouteAccess("DELETE", "/flow-runs/*", "delete a finished run, its history and logs"),
+    RouteAccess("PATCH", "/pools/{pool}", "pause or resume a pool (its claims)"),
+    RouteAccess("DELETE", "/pools/{pool}", "delete a pool with its queues"),
+)
+
+
+def operator_only_requests(pool: str) -> list[tuple[str, str]]:
+    """(method, path) of `OPERATOR_ONLY_ROUTES` for `pool` (`*` as a run id)."""
+    return [(route.method, route.for_pool(pool)) for route in OPERATOR_ONLY_ROUTES]
 
 
 def worker_requests(pool: str) -> list[tuple[str, str]]:

@@ -50,6 +50,10 @@ MAX_VISIBILITY_TIMEOUT_SECONDS = 12 * 60 * 60
 #: Deliveries of one message before SQS moves it to the pool's dead-letter queue (redrive policy
 #: maxReceiveCount; https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-dead-letter-queues.html).
 DEFAULT_MAX_RECEIVE_COUNT = 5
+#: Shortest id prefix and id suffix `RunStore.find_flow_runs` matches (ids start with a
+#: timestamp, so recent runs share long prefixes and are told apart by their end).
+MIN_ID_PREFIX_CHARS = 4
+MIN_ID_SUFFIX_CHARS = 6
 #: Runs holding a worker slot (and a concurrency slot): claimed and not finished.
 ACTIVE_STATE_TYPES = frozenset(
     {StateType.PENDING, StateType.RUNNING, StateType.PAUSED, StateType.CANCELLING}
@@ -211,6 +215,27 @@ class RunStore(Protocol):
         """
         ...
 
+    def find_flow_runs(self, ref: str, *, limit: int) -> list[FlowRun]:
+        """Runs a user may mean by `ref`, newest scheduled first, at most `limit` (1..100).
+
+        A run matches when its id starts with `ref` (at least `MIN_ID_PREFIX_CHARS`
+        characters), its id ends with `ref` (at least `MIN_ID_SUFFIX_CHARS`; tables show the
+        end of ids), or its name equals `ref`. Id matching ignores case; names do not. The
+        full-id case is `get_flow_run`'s. Adapters may bound the search (documented on each)
+        and then miss old runs; a full id always works.
+        """
+        ...
+
+    def delete_flow_run(self, run: FlowRun) -> None:
+        """Delete the run with its state history, transition ids, task runs and idempotency key.
+
+        Compare-and-set: deletes only while the stored version equals `run.version` (the caller
+        decided on that version that the run may go). Raises `NotFound` when no run has this id
+        and `Conflict` when its version moved on. Whether the delete is one atomic step is the
+        adapter's to document; the run itself always disappears in one step.
+        """
+        ...
+
     def count_flow_runs(self, flt: FlowRunFilter) -> int:
         """How many runs match `flt` (e.g. Running runs of a pool or deployment).
 
@@ -301,6 +326,11 @@ class RunStore(Protocol):
         """Every pool ordered by name (pools are few; no pagination)."""
         ...
 
+    def delete_pool(self, name: str) -> None:
+        """Delete the pool's record and its workers. Raises `NotFound`. Its runs and
+        deployments stay (the service decides whether the pool may go)."""
+        ...
+
     def upsert_worker(self, worker: Worker) -> Worker:
         """Record a worker as seen: create or replace the worker (`pool`, `name`).
 
@@ -326,6 +356,12 @@ class RunQueue(Protocol):
         self, pool: str, *, max_receive_count: int = DEFAULT_MAX_RECEIVE_COUNT
     ) -> PoolQueue:
         """Create the pool's queue and DLQ with its redrive policy; idempotent."""
+        ...
+
+    def delete_pool_queue(self, pool: str) -> None:
+        """Delete the pool's queue and DLQ with their messages; idempotent (a pool without
+        queues is not an error). Raises `Conflict` for queues this adapter does not own (the
+        AWS stack's own pools)."""
         ...
 
     def send(self, pool: str, body: str, *, delay_seconds: int = 0) -> str:
@@ -397,6 +433,10 @@ class LogSink(Protocol):
         not `NotFound`. A record appended later with a timestamp before the cursor's position
         may be skipped by that cursor.
         """
+        ...
+
+    def delete(self, flow_run_id: str) -> None:
+        """Delete every record of a run; idempotent (a run without logs is not an error)."""
         ...
 
 

@@ -53,7 +53,13 @@ TABLE_QUERY_ACTIONS = ("dynamodb:Query",)
 #: Every function sends run messages (enqueue, re-enqueue) to any pool's queue.
 QUEUE_SEND_ACTIONS = ("sqs:SendMessage", "sqs:GetQueueUrl")
 QUEUE_ADMIN_ACTIONS = ("sqs:CreateQueue", "sqs:SetQueueAttributes", "sqs:GetQueueAttributes")
-RUN_LOG_ACTIONS = ("logs:CreateLogStream", "logs:PutLogEvents", "logs:GetLogEvents")
+RUN_LOG_ACTIONS = ("logs:CreateLogStream", "logs:PutLogEvents", "logs:GetLogEvents",
+                   "logs:DeleteLogStream")
+#: Only the API deletes pools (`sluice pool delete`), with their queues.
+QUEUE_DELETE_ACTIONS = ("sqs:DeleteQueue",)
+#: Only the API scans: finding a run by its name (`sluice flow-run inspect brave-otter`), in
+#: bounded pages (`adapters/aws/dynamo_run_maintenance.py`); the ticks never scan.
+TABLE_SCAN_ACTIONS = ("dynamodb:Scan",)
 #: Presigned URLs carry the signer's permissions; HeadObject needs ListBucket to tell a missing
 #: bundle (404) from a forbidden one (403).
 BUNDLE_OBJECT_ACTIONS = ("s3:GetObject", "s3:PutObject")
@@ -100,7 +106,8 @@ class ControlPlaneFunctions(Construct):
                         "The run store queries all four of the table's global secondary "
                         "indexes; the wildcard covers those indexes of this table only.")
             # Only the API creates pools: their queues, and their depth for `pool inspect`.
-            queue_actions = QUEUE_SEND_ACTIONS + (QUEUE_ADMIN_ACTIONS if spec is API else ())
+            queue_actions = QUEUE_SEND_ACTIONS + (
+                QUEUE_ADMIN_ACTIONS + QUEUE_DELETE_ACTIONS if spec is API else ())
             self._allow(role, queue_actions, [queues],
                         "Pools are created at run time (`sluice pool create`), each with its "
                         "own queue and dead-letter queue named <stack prefix>-<pool>[-dlq]; the "
@@ -109,6 +116,7 @@ class ControlPlaneFunctions(Construct):
             self.log_groups[spec.name] = log_group
             self.functions[spec.name] = self._function(spec, code, role, log_group, environment)
         api_role = self.roles[API.name]
+        self._allow(api_role, TABLE_SCAN_ACTIONS, [table.table_arn])
         self._allow(api_role, RUN_LOG_ACTIONS, [run_log_group.log_group_arn],
                     "Run logs are one log stream per flow run, named after the run's id; the "
                     "grant is limited to the run log group.")

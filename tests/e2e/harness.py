@@ -105,9 +105,11 @@ class Sluice:
         return worker
 
     def cli(self, *args: str, check: bool = True, timeout: float = 60,
-            cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run([*SLUICE, *args], env=self.env, capture_output=True, text=True,
-                              timeout=timeout, cwd=cwd)
+            cwd: Path | None = None, env: dict[str, str] | None = None
+            ) -> subprocess.CompletedProcess[str]:
+        """Run `sluice ARGS`; `env` adds variables (e.g. COLUMNS) to the installation's."""
+        done = subprocess.run([*SLUICE, *args], env={**self.env, **(env or {})},
+                              capture_output=True, text=True, timeout=timeout, cwd=cwd)
         if check and done.returncode != 0:
             raise AssertionError(f"sluice {' '.join(args)} exited {done.returncode}:\n"
                                  f"{done.stdout}\n{done.stderr}")

@@ -8,10 +8,12 @@ import pytest
 from sluice_infra.functions import (
     BUNDLE_OBJECT_ACTIONS,
     QUEUE_ADMIN_ACTIONS,
+    QUEUE_DELETE_ACTIONS,
     QUEUE_SEND_ACTIONS,
     RUN_LOG_ACTIONS,
     TABLE_ITEM_ACTIONS,
     TABLE_QUERY_ACTIONS,
+    TABLE_SCAN_ACTIONS,
 )
 from sluice_infra.worker_policy import WORKER_QUEUE_ACTIONS
 
@@ -79,7 +81,8 @@ def test_each_function_may_do_what_its_code_does_and_no_more(synthesized):
     roles = _function_roles(synthesized, DEFAULT_STACK)
     own_logs = {"logs:CreateLogStream", "logs:PutLogEvents"}
     shared = {*TABLE_ITEM_ACTIONS, *TABLE_QUERY_ACTIONS, *QUEUE_SEND_ACTIONS, *own_logs}
-    api_only = {*QUEUE_ADMIN_ACTIONS, *RUN_LOG_ACTIONS, *BUNDLE_OBJECT_ACTIONS, "s3:ListBucket"}
+    api_only = {*QUEUE_ADMIN_ACTIONS, *QUEUE_DELETE_ACTIONS, *RUN_LOG_ACTIONS,
+                *BUNDLE_OBJECT_ACTIONS, "s3:ListBucket", *TABLE_SCAN_ACTIONS}
     assert actions_of(policy_of_role(template, roles["api"])) == shared | api_only
     for tick in ("scheduler", "monitor"):
         assert actions_of(policy_of_role(template, roles[tick])) == shared

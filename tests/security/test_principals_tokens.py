@@ -109,6 +109,10 @@ OPERATOR_ACTIONS = [
     ("POST", "/bundles", {"sha256": "ab" * 32, "size": 10}),
     ("GET", "/flow-runs", None),
     ("GET", "/deployments", None),
+    ("GET", "/flow-runs/resolve?ref=abcdef", None),
+    ("DELETE", "/flow-runs/0123456789abcdef", None),
+    ("PATCH", "/pools/etl", {"paused": True}),
+    ("DELETE", "/pools/etl?force=true", None),
 ]
 
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -32,6 +32,8 @@ from sluice.models import (
 )
 
 from .. import service
+from ..service import run_admin
+from ..service.run_admin import MAX_REF_CHARS
 from ..orchestration import LeasePolicy
 from ..ports import ControlPlanePorts, FlowRunFilter
 from .parameters import (
@@ -108,6 +110,24 @@ def register_flow_run_routes(
             scheduled_before=utc_query_time(scheduled_before, "scheduled_before"),
         )
         return service.list_flow_runs(flt, store=store, limit=limit, cursor=cursor)
+
+    # A static path: Powertools tries static routes before `/flow-runs/<flow_run_id>`, and it
+    # is registered first too, so "resolve" is never taken for an id.
+    @app.get("/flow-runs/resolve", tags=[TAG], responses=documented(200, 400, 404, 409),
+             summary="Find the run a user means: full id, unique id prefix or suffix, or name")
+    def resolve_flow_run(
+        ref: Annotated[str, Query(min_length=1, max_length=MAX_REF_CHARS,
+                                  description="A run's id, the start (4+ characters) or end "
+                                              "(6+) of its id, or its name.")],
+    ) -> FlowRun:
+        return run_admin.resolve_flow_run(ref, store=store)
+
+    @app.delete("/flow-runs/<flow_run_id>", status_code=204, tags=[TAG],
+                responses=documented(204, 404, 409),
+                summary="Delete a finished run with its history, task runs and logs")
+    def delete_flow_run(flow_run_id: FlowRunId):  # noqa: ANN202 - 204 has no body model
+        run_admin.delete_flow_run(flow_run_id, store=store, logs=logs)
+        return Response(status_code=204)
 
     @app.get("/flow-runs/<flow_run_id>", tags=[TAG], responses=documented(200, 404),
              summary="Read a flow run")

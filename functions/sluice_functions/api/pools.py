@@ -1,15 +1,20 @@
-"""Routes of work pools: create (idempotent), list, and read with live figures."""
+"""Routes of work pools: create (idempotent), list, read with live figures, pause or resume,
+and delete."""
 
 # No `from __future__ import annotations`: see flow_runs.py.
 
 from collections.abc import Callable
 from datetime import datetime
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+from typing import Annotated
 
-from sluice.models import Page, Pool, PoolCreate
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.openapi.params import Query
+
+from sluice.models import Page, Pool, PoolCreate, PoolUpdate
 
 from .. import service
+from ..service import pools
 from ..ports import ControlPlanePorts
 from .parameters import PoolName, documented
 
@@ -36,3 +41,21 @@ def register_pool_routes(
              summary="A pool with queue depth, workers seen and runs holding a slot")
     def get_pool(name: PoolName) -> Pool:
         return service.get_pool(name, store=store, queue=queue, now=clock())
+
+    @app.patch("/pools/<name>", tags=[TAG], responses=documented(200, 404, 422),
+               summary="Change a pool's settings: pause (claims refused, runs wait) or resume")
+    def update_pool(name: PoolName, update: PoolUpdate) -> Pool:
+        return pools.update_pool(name, update, store=store, queue=queue, now=clock())
+
+    @app.delete("/pools/<name>", status_code=204, tags=[TAG],
+                responses=documented(204, 404, 409),
+                summary="Delete a pool, its queue and dead-letter queue (refused while in use)")
+    def delete_pool(  # noqa: ANN202 - 204 has no body model
+        name: PoolName,
+        force: Annotated[bool, Query(description="Cancel its scheduled runs and delete it even "
+                                                 "if deployments use it (never while runs of "
+                                                 "it are active).")] = False,
+    ):
+        pools.delete_pool(name, store=store, queue=queue, metrics=ports.metrics, force=force,
+                          now=clock())
+        return Response(status_code=204)

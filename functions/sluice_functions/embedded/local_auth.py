@@ -35,7 +35,16 @@ def secure_data_dir(data_dir: Path) -> Path:
     if data_dir.exists() and not data_dir.is_dir():
         raise ConfigurationError(f"the data directory {data_dir} is a file; pass --data-dir "
                                  "with a directory (it is created if missing)")
-    data_dir.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+    try:
+        data_dir.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+    except OSError as exc:  # a parent is a file, or not writable by this user
+        raise ConfigurationError(
+            f"cannot create the data directory {data_dir}: {exc.strerror} "
+            f"({exc.filename or data_dir}); pass --data-dir with a directory this user can "
+            "write (it is created if missing)") from None
+    if not os.access(data_dir, os.W_OK | os.X_OK):
+        raise ConfigurationError(f"the data directory {data_dir} is not writable by this user; "
+                                 "fix its permissions or pass --data-dir with another one")
     info = data_dir.stat()
     if info.st_uid != os.getuid():
         raise ConfigurationError(

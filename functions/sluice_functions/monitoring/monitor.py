@@ -14,7 +14,10 @@ Three passes, each safe to run concurrently with itself and with the scheduler:
    its late reports get 409). Crashing frees the run's concurrency slot.
 2. Late: a run still "Scheduled" (not AwaitingRetry, not held, not part of a backfill whose
    times are past by design) `late_grace` after its time is renamed Late (same state type, it
-   keeps its queue message) and counted in the `LateRuns` metric.
+   keeps its queue message) and counted in the `LateRuns` metric. Its message says why, from
+   what the control plane knows: the concurrency limit the run waits for (`service.concurrency`
+   wrote it at its refused claim), else its pool's workers as last seen (none ever, none online
+   and since when, or how many are online). The workers are read once per pool per tick.
 3. Repair: `service.enqueue_due_runs` with `repair_after`: a due, unclaimed run whose message
    went out longer ago than that (the API died between its write and its send, or the message
    dead-lettered) gets a new message. A duplicate is harmless: the claim names the attempt.
@@ -46,8 +49,10 @@ from ..isolation import isolated
 from ..orchestration import LeasePolicy, Mover, Transition, holds_live_attempt
 from ..ports import Metrics, RunQueue, RunStore
 from ..scheduling.holds import backfill_id_of
+from ..service.concurrency import waiting_scope
 from ..service.flow_runs import enqueue_due_runs
 from ..service.lifecycle import apply_server_transition, lease_outlives, mark_crashed
+from ..service.pools import WORKER_ONLINE_WITHIN
 from ..service.queueing import is_held
 from ..timemath import seconds, shift
 
@@ -151,14 +156,16 @@ def _crash_if_silent(run: FlowRun, *, store: RunStore, queue: RunQueue, metrics:
 def mark_late_runs(*, store: RunStore, queue: RunQueue, metrics: Metrics, now: datetime,
                    late_grace: timedelta, result: MonitorTickResult) -> None:
     """Pass 2: rename runs that should have started `late_grace` ago."""
+    pool_reasons: dict[str, str] = {}  # pool -> why its runs may wait, read once this tick
     for run in _runs_in(store, StateType.SCHEDULED, scheduled_before=shift(now, -late_grace)):
         with isolated(TICK, f"flow run {run.id}", metrics=metrics, result=result):
             _mark_if_late(run, store=store, queue=queue, metrics=metrics, now=now,
-                          result=result)
+                          result=result, pool_reasons=pool_reasons)
 
 
 def _mark_if_late(run: FlowRun, *, store: RunStore, queue: RunQueue, metrics: Metrics,
-                  now: datetime, result: MonitorTickResult) -> None:
+                  now: datetime, result: MonitorTickResult,
+                  pool_reasons: dict[str, str]) -> None:
     """Pass 2 for one run."""
     if not _may_be_late(run):
         return
@@ -169,8 +176,11 @@ def _mark_if_late(run: FlowRun, *, store: RunStore, queue: RunQueue, metrics: Me
             return Transition(TransitionStatus.REJECT, current, reason="no longer waiting")
         assert current.scheduled_at is not None
         late_by = int((now - current.scheduled_at).total_seconds())
+        reason = _why_waiting(current, store=store, now=now, pool_reasons=pool_reasons)
         late = Late(scheduled_time=current.scheduled_at,
-                    message=f"not started {late_by} s after its scheduled time")
+                    message=f"not started {late_by} s after its scheduled time; {reason}")
+        if waiting_scope(current) is not None:  # still waiting for that limit's slot
+            late = late.model_copy(update={"details": current.state.details})
         return orchestration.propose_state(current, late, now=now, mover=Mover.SERVER)
 
     try:
@@ -181,6 +191,46 @@ def _mark_if_late(run: FlowRun, *, store: RunStore, queue: RunQueue, metrics: Me
     if outcome.accepted and outcome.write:
         result.late += 1
         metrics.count("LateRuns", dimensions={"pool": run.pool or ""})
+
+
+def _why_waiting(run: FlowRun, *, store: RunStore, now: datetime,
+                 pool_reasons: dict[str, str]) -> str:
+    """Why a run that should have started has not: the limit it waits for, else its pool's
+    workers (`pool_reasons` caches them per pool for the tick)."""
+    if waiting_scope(run) is not None and run.state.message:
+        return run.state.message
+    assert run.pool is not None
+    if run.pool not in pool_reasons:
+        pool_reasons[run.pool] = pool_workers_reason(run.pool, store=store, now=now)
+    return pool_reasons[run.pool]
+
+
+def pool_workers_reason(pool: str, *, store: RunStore, now: datetime) -> str:
+    """What the pool's workers, as last seen, tell about a run of it that has not started."""
+    workers = store.list_workers(pool)
+    start_one = f"start one: sluice worker start --pool {pool}"
+    if not workers:
+        return f"no worker has polled pool '{pool}' ({start_one})"
+    online_since = now - WORKER_ONLINE_WITHIN
+    online = [w for w in workers if w.last_seen is not None and w.last_seen >= online_since]
+    if not online:
+        seen = [w.last_seen for w in workers if w.last_seen is not None]
+        last = f"last seen {_ago(now - max(seen))} ago" if seen else "never seen"
+        return f"no worker of pool '{pool}' online ({last}; {start_one})"
+    count = f"{len(online)} worker{'s' if len(online) != 1 else ''}"
+    return f"{count} of pool '{pool}' online; all busy or at a concurrency limit"
+
+
+def _ago(elapsed: timedelta) -> str:
+    """A duration as people say it: "40 s", "12 min", "3 h", "2 days"."""
+    total = max(0, int(elapsed.total_seconds()))
+    if total < 120:
+        return f"{total} s"
+    if total < 2 * 3600:
+        return f"{total // 60} min"
+    if total < 2 * 86400:
+        return f"{total // 3600} h"
+    return f"{total // 86400} days"
 
 
 def crash_message(run: FlowRun, policy: LeasePolicy) -> str:

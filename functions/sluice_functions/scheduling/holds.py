@@ -8,7 +8,8 @@ and the monitor does not call it Late. Two holders exist:
   ahead, and releases each one a tick before it is due. Until then the scheduler can still skip
   it (catch-up policy after missed ticks or a pause), cancel it (its schedule was removed or
   changed, its deployment deleted) or refresh it (the deployment's parameters or pool changed).
-  Pausing a deployment therefore needs no writes: its held runs simply stay held.
+  Pausing a deployment keeps its held runs held; those that come due while it is paused get a
+  state message saying so (one write each), and on resume the catch-up policy decides.
 * `"backfill"`: a backfill's runs beyond its `max_active`, released as earlier ones finish.
   The hold carries the backfill's id and `max_active`; every run of a backfill carries the tag
   `backfill:<id>`, so the feeder can count the backfill's runs in flight.
@@ -123,6 +124,21 @@ def cancel_held_run(
         return orchestration.cancel(run, now=now, message=message)
 
     return _applied(flow_run_id, decide, store=store, queue=queue, metrics=metrics, now=now)
+
+
+def note_held_run(run: FlowRun, *, expected_holder: str, message: str, store: RunStore,
+                  now: datetime) -> bool:
+    """Say in a held run's state message why it still waits: same state, same hold, no history
+    entry (as a waiting run's reason, `service.concurrency`); a compare-and-set write, only when
+    the message changes. Returns whether it wrote."""
+    if holder(run) != expected_holder or run.state.message == message:
+        return False
+    noted = run.state.model_copy(update={"message": message})
+    try:
+        store.update_flow_run(run.model_copy(update={"state": noted, "updated": now}))
+    except (Conflict, NotFound):
+        return False  # the tick or a user moved it meanwhile: the next tick looks again
+    return True
 
 
 def _applied(

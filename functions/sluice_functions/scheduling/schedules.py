@@ -181,8 +181,20 @@ def schedule_zone(name: str) -> ZoneInfo:
 
 
 def _similar_zone(name: str) -> str | None:
+    """The zone the user most likely meant: the same name in other case, else the closest
+    spelling (`America/New_Yrok` -> `America/New_York`), else None."""
     wanted = name.strip().lower().replace(" ", "_")
-    return next((zone for zone in sorted(available_timezones()) if zone.lower() == wanted), None)
+    by_lower = {zone.lower(): zone for zone in available_timezones()}
+    if wanted in by_lower:
+        return by_lower[wanted]
+    import difflib
+
+    close = difflib.get_close_matches(wanted, list(by_lower), n=1, cutoff=0.75)
+    if not close and "/" not in wanted:  # "berlin" -> "Europe/Berlin": match the city alone
+        cities = {key.rpartition("/")[2]: key for key in sorted(by_lower)}
+        close = [cities[c] for c in difflib.get_close_matches(wanted, list(cities), n=1,
+                                                              cutoff=0.8)]
+    return by_lower[close[0]] if close else None
 
 
 def _refuse(field: str, sub: str | None, msg: str, message: str) -> NoReturn:

@@ -67,6 +67,7 @@ from .holds import (
     cancel_held_run,
     hold_detail,
     holder,
+    note_held_run,
     release_held_run,
     schedule_hold,
 )
@@ -249,8 +250,9 @@ class _Tick:
     # ---- one deployment --------------------------------------------------------------------------
 
     def schedule_deployment(self, deployment: Deployment, held: list[FlowRun]) -> None:
-        if deployment.paused:
-            return  # its held runs wait for the resume (and the catch-up policy)
+        if deployment.paused:  # its held runs wait for the resume (and the catch-up policy)
+            self.note_paused(deployment, held)
+            return
         active = {schedule_key(s): s for s in deployment.schedules if s.active}
         held_by_key: dict[str, list[FlowRun]] = defaultdict(list)
         for run in held:
@@ -265,6 +267,18 @@ class _Tick:
             with self.isolated(f"schedule {key} of deployment {deployment.id} "
                                f"({deployment.flow_name}/{deployment.name})"):
                 self.schedule_one(deployment, schedule, key, held_by_key[key])
+
+    def note_paused(self, deployment: Deployment, held: list[FlowRun]) -> None:
+        """Held runs that came due while the deployment is paused say why they wait."""
+        ref = f"{deployment.flow_name}/{deployment.name}"
+        message = (f"waiting: deployment {ref} is paused; on resume the catch-up policy "
+                   f"decides whether this time still runs (sluice deployment resume {ref})")
+        for run in held:
+            if run.scheduled_at is not None and run.scheduled_at <= self.now \
+                    and run.state.message != message:
+                with self.isolated(f"flow run {run.id}"):
+                    note_held_run(run, expected_holder=SCHEDULE_HOLD, message=message,
+                                  store=self.store, now=self.now)
 
     def schedule_one(
         self, deployment: Deployment, schedule: Schedule, key: str, held: list[FlowRun]

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 from typing import Any
 
 from sluice.exceptions import ValidationError
 from sluice.models import (
+    new_id,
     MAX_PAGE_LIMIT,
     Deployment,
     DeploymentCreate,
@@ -42,7 +42,7 @@ def create_deployment(
     created if missing. Raises `ValidationError` / `PayloadTooLarge` before writing anything."""
     now = now or utcnow()
     deployment = Deployment(
-        **request.model_dump(), id=str(uuid.uuid4()), created=now, updated=now,
+        **request.model_dump(), id=new_id(), created=now, updated=now,
         created_by=created_by,
     )
     check_deployment(deployment)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
 from sluice.exceptions import Conflict, NotFound, ValidationError
 from sluice.names import run_name
 from sluice.models import (
+    new_id,
     MAX_PAGE_LIMIT,
     Deployment,
     FlowRun,
@@ -232,7 +232,7 @@ def _new_run(
     started = state.type is not StateType.SCHEDULED
     _check_creator_lease(request, started=started)
     return FlowRun(
-        id=request.id or str(uuid.uuid4()),
+        id=request.id or new_id(),
         flow_name=deployment.flow_name if deployment else request.flow_name,
         name=request.name or run_name(),
         deployment_id=request.deployment_id,

@@ -36,6 +36,7 @@ from ..ports import Metrics, RunQueue, RunStore
 from . import concurrency
 from .attempts import close_open_task_runs, ended_attempt, lease_terms, renew
 from .limits import check_state
+from .pool_pause import refuse_claim_if_pool_paused
 from .queueing import due_for_enqueue, is_held, mark_enqueued, send_run_message
 
 #: Reads-decide-writes rounds before giving up with 409: only a run written this many times
@@ -98,6 +99,8 @@ def claim_flow_run(
     claimed (`Conflict`).
     """
     now = now or utcnow()
+    refuse_claim_if_pool_paused(flow_run_id, request, store=store, queue=queue, metrics=metrics,
+                                now=now)
     try:
         return _claim(flow_run_id, request, store=store, metrics=metrics, now=now, leases=leases)
     except Throttled as refusal:
@@ -330,16 +333,16 @@ def _admit_claim(
         and (attempt is None or attempt == run.run_count)
     )
     limits = concurrency.limits_for(run, store=store) if fresh_claim else []
-    full = concurrency.first_full_limit(limits, store=store, run_is_counted=False)
-    if full is None:
+    wait = concurrency.first_wait(limits, run, store=store, now=now)
+    if wait is None:
         return limits
-    slot_limit, occupied = full
-    metrics.count("ConcurrencyLimited", dimensions={"scope": slot_limit.scope})
-    if slot_limit.cancel_new:
-        message = slot_limit.cancellation_message(occupied)
+    metrics.count("ConcurrencyLimited", dimensions={"scope": wait.limit.scope})
+    if wait.limit.cancel_new and wait.ahead is None:  # full; a run queued behind others waits
+        message = wait.limit.cancellation_message(wait.occupied)
         cancel_flow_run(run.id, store=store, metrics=metrics, now=now, message=message)
         raise Conflict(message, details={"flow_run_id": run.id, "reason": "cancel_new"})
-    raise slot_limit.refusal(occupied)
+    concurrency.record_waiting_reason(run, wait, store=store)
+    raise wait.refusal()
 
 
 def _confirm_claim(
@@ -357,14 +360,14 @@ def _confirm_claim(
         return
     slot_limit, occupied = over
     metrics.count("ConcurrencyLimited", dimensions={"scope": slot_limit.scope})
-    message = f"waiting for a concurrency slot of {slot_limit.scope} {slot_limit.name}"
+    wait = concurrency.Wait(slot_limit, occupied - 1)  # the others, without this claim
     _apply(
         before.id,
         lambda run: concurrency.undo_claim(run, before=before, lease=lease, now=now,
-                                           message=message),
+                                           message=wait.message, waiting_for=slot_limit.scope),
         transition_id=None, store=store, queue=None, metrics=metrics, now=now,
     )
-    raise slot_limit.refusal(occupied - 1)
+    raise wait.refusal()
 
 
 def _apply(

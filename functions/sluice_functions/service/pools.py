@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sluice.exceptions import NotFound
-from sluice.models import Pool, PoolCreate, utcnow
+from sluice.exceptions import Conflict, NotFound, SluiceError
+from sluice.models import MAX_PAGE_LIMIT, Pool, PoolCreate, PoolUpdate, StateType, utcnow
 
-from ..ports import ACTIVE_STATE_TYPES, FlowRunFilter, RunQueue, RunStore
+from ..ports import ACTIVE_STATE_TYPES, FlowRunFilter, Metrics, RunQueue, RunStore
+from .lifecycle import cancel_flow_run
 
 #: A worker seen (claim or heartbeat) within this window counts as online. Workers heartbeat
 #: their runs every few tens of seconds, so three missed beats mark an idle-looking worker
@@ -29,8 +30,19 @@ def create_pool(
         queue_url=urls.queue_url,
         dlq_url=urls.dlq_url,
         created=now,
+        # Creating again changes settings, never whether the pool is paused.
+        paused=_is_paused(request.name, store=store),
     )
     return store.upsert_pool(pool)
+
+
+def _is_paused(name: str, *, store: RunStore) -> bool:
+    try:
+        return store.get_pool(name).paused
+    except NotFound:
+        return False
+    except SluiceError:  # an unreadable record: creating replaces it, as it always did
+        return False
 
 
 def ensure_pool(
@@ -93,3 +105,99 @@ def _adopt(name: str, *, store: RunStore, queue: RunQueue, now: datetime) -> Poo
             f"pool {name!r} does not exist; create it with `sluice pool create {name}` or deploy "
             f"a flow to it (`sluice deploy ... --pool {name}`)", details={"pool": name}) from None
     return create_pool(PoolCreate(name=name), store=store, queue=queue, now=now)
+
+
+def update_pool(
+    name: str, update: PoolUpdate, *, store: RunStore, queue: RunQueue,
+    now: datetime | None = None,
+) -> Pool:
+    """Change a pool's settings (today: `paused`) and return it with its live figures.
+
+    A paused pool's claims are refused (`pool_pause`): its runs wait in Scheduled, and the
+    ones already claimed go on. Resuming lets the waiting runs be claimed again within
+    `pool_pause.PAUSED_RETRY_AFTER_SECONDS`. Raises `NotFound` for an unknown pool."""
+    pool = _existing(name, store=store)
+    if update.paused is not None and update.paused != pool.paused:
+        store.upsert_pool(pool.model_copy(update={"paused": update.paused}))
+    return get_pool(name, store=store, queue=queue, now=now)
+
+
+def delete_pool(
+    name: str, *, store: RunStore, queue: RunQueue, metrics: Metrics, force: bool = False,
+    now: datetime | None = None,
+) -> None:
+    """Delete a pool: its record, its queue and its dead-letter queue (with their messages).
+
+    Refused (`Conflict`) while deployments use the pool or runs of it are not finished. With
+    `force`, refused only while runs of it are active (Pending, Running, Paused, Cancelling);
+    its Scheduled runs are cancelled, and deployments that still name it keep it: their new
+    runs wait until a pool of that name exists again (deploy them to another pool). The queues
+    go before the runs are cancelled and the record last, so a failure half-way leaves a pool
+    that a second `delete` finishes."""
+    now = now or utcnow()
+    _existing(name, store=store)
+    active = store.count_flow_runs(FlowRunFilter(pool=name, state_types=ACTIVE_STATE_TYPES))
+    if active:
+        raise Conflict(
+            f"pool {name} has {_runs(active)} active (pending, running or cancelling): wait for "
+            "them to finish or cancel them (sluice flow-run ls --state running, then sluice "
+            "flow-run cancel ID), then delete the pool",
+            details={"pool": name, "active_runs": active})
+    if not force:
+        deployments = _deployments_of(name, store=store)
+        scheduled = store.count_flow_runs(
+            FlowRunFilter(pool=name, state_types=frozenset({StateType.SCHEDULED})))
+        if deployments or scheduled:
+            using = [f"{len(deployments)} deployment(s) ({', '.join(deployments[:3])}"
+                     f"{', ...' if len(deployments) > 3 else ''})"] if deployments else []
+            using += [f"{_runs(scheduled)} scheduled"] if scheduled else []
+            raise Conflict(
+                f"pool {name} is in use: {' and '.join(using)}; deploy those deployments to "
+                "another pool or delete them, or pass --force to cancel its scheduled runs and "
+                "delete the pool anyway",
+                details={"pool": name, "deployments": deployments, "scheduled_runs": scheduled})
+    # The queues first: a pool whose queues this store may not delete (the AWS stack's own)
+    # is refused before any run is cancelled.
+    queue.delete_pool_queue(name)
+    if force:
+        _cancel_scheduled_runs(name, store=store, metrics=metrics, now=now)
+    store.delete_pool(name)
+
+
+def _existing(name: str, *, store: RunStore) -> Pool:
+    try:
+        return store.get_pool(name)
+    except NotFound:
+        raise NotFound(f"pool {name!r} does not exist; `sluice pool ls` lists the pools",
+                       details={"pool": name}) from None
+
+
+def _runs(count: int) -> str:
+    return f"{count} run{'s' if count != 1 else ''}"
+
+
+def _deployments_of(pool: str, *, store: RunStore) -> list[str]:
+    """"flow/name" of every deployment that runs on `pool`."""
+    names: list[str] = []
+    cursor: str | None = None
+    while True:
+        page = store.list_deployments(limit=MAX_PAGE_LIMIT, cursor=cursor)
+        names += [f"{d.flow_name}/{d.name}" for d in page.items if d.pool == pool]
+        cursor = page.next_cursor
+        if cursor is None:
+            return names
+
+
+def _cancel_scheduled_runs(pool: str, *, store: RunStore, metrics: Metrics,
+                           now: datetime) -> None:
+    scheduled = FlowRunFilter(pool=pool, state_types=frozenset({StateType.SCHEDULED}))
+    cursor: str | None = None
+    while True:
+        # Cancelling keeps a run's place in the listing's order, so the cursor stays valid.
+        page = store.list_flow_runs(scheduled, limit=MAX_PAGE_LIMIT, cursor=cursor)
+        for run in page.items:
+            cancel_flow_run(run.id, store=store, metrics=metrics, now=now,
+                            message=f"cancelled: pool {pool} was deleted")
+        cursor = page.next_cursor
+        if cursor is None:
+            return

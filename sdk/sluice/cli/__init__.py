@@ -14,7 +14,7 @@ from pydantic import ValidationError as PydanticValidationError
 from .. import __version__
 from ..exceptions import (BadRequest, ConfigurationError, Conflict, Forbidden, NotFound,
                           ServiceUnavailable, SluiceError, Unauthorized, ValidationError)
-from . import deployments, flow_runs, pools, profiles, secrets, server, worker
+from . import deployments, flow_runs, flows, pools, profiles, secrets, server, task_runs, worker
 from .output import errors
 
 #: Exit codes by kind of mistake, so scripts can tell them apart (sysexits' 69 and 77).
@@ -27,7 +27,7 @@ EPILOG = ("Errors print one line: the cause and the fix. Exit codes: 0 ok; 1 the
           "another server); 69 control plane unreachable or unavailable; 77 not authorized. "
           "--debug or SLUICE_DEBUG=1 also prints the traceback.")
 
-app = typer.Typer(name="sluice", no_args_is_help=True, add_completion=False,
+app = typer.Typer(name="sluice", no_args_is_help=True, add_completion=True,
                   help="Sluice: Python-native workflow orchestration.", epilog=EPILOG,
                   pretty_exceptions_enable=False)
 _debug = False
@@ -51,6 +51,8 @@ def root(
     _debug = _debug or debug
 app.add_typer(server.app, name="server")
 app.add_typer(flow_runs.app, name="flow-run")
+app.add_typer(flows.app, name="flow")
+app.add_typer(task_runs.app, name="task-run")
 app.add_typer(pools.app, name="pool")
 app.add_typer(profiles.app, name="profile")
 app.add_typer(worker.app, name="worker")

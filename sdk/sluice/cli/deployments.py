@@ -1,18 +1,21 @@
-"""`sluice deploy` and `sluice deployment ls|inspect|run|pause|resume|delete|backfill`."""
+"""`sluice deploy` and `sluice deployment ls|inspect|run|pause|resume|delete|backfill` (and
+`deployment schedule ...`, in `schedules`)."""
 
 from __future__ import annotations
 
-import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from . import schedules
 from .common import ApiUrlOption, JsonOption, ProfileOption, client
-from .output import console, duration, errors, print_json, styled_state, table, when
+from .output import console, errors, print_json, styled_state
+from .watching import watch_run
 
 app = typer.Typer(no_args_is_help=True, help="Deployments: flows registered for workers.")
+app.add_typer(schedules.app, name="schedule")
 
 ParamOption = Annotated[list[str] | None, typer.Option(
     "--param", help="Parameter as key=value (value read as JSON if it parses); repeatable.")]
@@ -104,7 +107,9 @@ def deploy(
             version=version, schedules=schedules_from(cron, interval, timezone_), paused=paused,
             concurrency_limit=concurrency_limit, collision_strategy=collision_strategy,
             retries=retries)
-        _show_bundle_plan(plan, zip_bytes=len(data), sha256=digest, as_json=json)
+        from .bundle_plan import show_bundle_plan
+
+        show_bundle_plan(plan, zip_bytes=len(data), sha256=digest, as_json=json)
         return
     with client(profile, api_url) as api:
         if not create_pool:
@@ -131,7 +136,9 @@ def deploy(
             retries=retries)
         deployment = api.create_deployment(request)
     if plan is not None and plan.secret_exclusions:
-        left_out = ", ".join(_shown(e.path) for e in plan.secret_exclusions[:5])
+        from .bundle_plan import shown
+
+        left_out = ", ".join(shown(e.path) for e in plan.secret_exclusions[:5])
         more = len(plan.secret_exclusions) - 5
         errors.print(f"note: secret-looking files were left out of the bundle: {left_out}"
                      f"{f' and {more} more' if more > 0 else ''} (see --dry-run; `!pattern` in "
@@ -145,105 +152,85 @@ def deploy(
                   "--watch")
 
 
-def _shown(path: str) -> str:
-    """A file name safe to print: control and bidi characters written as escapes."""
-    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode()
-                   for ch in path)
-
-
-def _size(n: int) -> str:
-    if n < 1000:
-        return f"{n} B"
-    return f"{n / 1000:.1f} KB" if n < 1_000_000 else f"{n / 1_000_000:.1f} MB"
-
-
-def _show_bundle_plan(plan, *, zip_bytes: int, sha256: str, as_json: bool) -> None:  # noqa: ANN001
-    """`deploy --source bundle --dry-run`: what would be packed, and what was left out."""
-    from rich.text import Text
-
-    if as_json:
-        print_json({"root": str(plan.root), "sha256": sha256, "zip_bytes": zip_bytes,
-                    "files": [{"name": f.name, "size": f.size, "link_target": f.link_target}
-                              for f in plan.files],
-                    "excluded": [{"path": e.path, "reason": e.reason, "default": e.by_default,
-                                  "secret": e.secret} for e in plan.excluded]})
-        return
-    packed = table(f"bundle of {plan.root}", "file", "size")
-    for f in plan.files:
-        name = _shown(f.name) + (f" -> {_shown(f.link_target)}" if f.link_target else "")
-        packed.add_row(Text(name), _size(f.size))
-    console.print(packed)
-    defaults = plan.default_exclusions
-    if defaults:
-        left_out = table("left out by the default exclusions ('!pattern' in .sluiceignore "
-                         "ships one)", "path", "why")
-        for e in defaults:
-            left_out.add_row(Text(_shown(e.path), style="yellow" if e.secret else ""),
-                             Text(e.reason))
-        console.print(left_out)
-    own = len(plan.excluded) - len(defaults)
-    console.print(f"{len(plan.files)} files, {_size(plan.total_size)} ({_size(zip_bytes)} "
-                  f"zipped), sha256 {sha256[:12]}; {own} path(s) left out by .gitignore/"
-                  ".sluiceignore. Dry run: nothing uploaded, nothing registered.",
-                  highlight=False, markup=False)
-
-
 @app.command("ls")
 def list_deployments(json: JsonOption = False, profile: ProfileOption = None,
                      api_url: ApiUrlOption = None) -> None:
-    """List deployments."""
+    """List deployments with their pool, code source and schedules in words."""
+    from rich.text import Text
+
+    from .output import Col, listing
+    from .schedule_words import describe_schedule
+
     with client(profile, api_url) as api:
         items = api.list_deployments().items
     if json:
         print_json(items)
         return
-    t = table(None, "deployment", "id", "pool", "source", "schedules", "status")
-    for d in items:
-        t.add_row(f"{d.flow_name}/{d.name}", d.id, d.pool, d.source.kind.value,
-                  ", ".join(_describe(s) for s in d.schedules) or "-",
-                  "[yellow]paused[/yellow]" if d.paused else "active")
-    console.print(t)
+    if not items:
+        console.print("no deployments yet: sluice deploy PATH:FLOW --name NAME", highlight=False)
+        return
+    # Named by flow/name (commands take it, or the full id of `inspect`/--json); schedules
+    # in words, one a line, the cron text left to `inspect`.
+    rows = [[f"{d.flow_name}/{d.name}", d.pool, d.source.kind.value,
+             "\n".join(describe_schedule(s, parameters=False, cron_text=False)
+                       for s in d.schedules) or "-",
+             Text("paused", style="yellow") if d.paused else "active"] for d in items]
+    # At 80 columns the source kind, then the pool give way to the schedules.
+    console.print(listing(None, [Col("deployment", "name", least=20),
+                                 Col("pool", "name", least=8, drop=1), Col("source", drop=2),
+                                 Col("schedules", "text", least=20), Col("status")], rows))
 
 
 def _describe(schedule) -> str:  # noqa: ANN001
-    what = f"cron '{schedule.cron}'" if schedule.cron else f"every {schedule.interval_seconds:g}s"
-    return f"{what} {schedule.timezone}" + ("" if schedule.active else " (inactive)")
+    from .schedule_words import describe_schedule
+
+    return describe_schedule(schedule)
 
 
 @app.command()
 def inspect(ref: Annotated[str, typer.Argument(help="flow/deployment or id.")],
             json: JsonOption = False, profile: ProfileOption = None,
             api_url: ApiUrlOption = None) -> None:
-    """Show a deployment and its next scheduled runs."""
+    """Show a deployment in words (source, schedules, parameters), its next scheduled runs
+    and its recent runs."""
+    from rich.text import Text
+
+    from .output import defanged, exact_and_ago
+    from .run_views import runs_table
+    from .schedule_words import describe_parameters, describe_source
+
     with client(profile, api_url) as api:
         d = api.get_deployment(ref)
-        recent = api.list_flow_runs(deployment_id=d.id, limit=5).items
+        # Runs that started or are due: the future Scheduled ones are the "next runs" below.
+        recent = api.list_flow_runs(deployment_id=d.id, limit=5, scheduled_before=datetime.now(
+            timezone.utc) + timedelta(seconds=1)).items
     upcoming = _next_runs(d)
     if json:
         print_json({"deployment": d.model_dump(mode="json"),
                     "next_runs": [t.isoformat() for t in upcoming],
                     "recent_runs": [r.model_dump(mode="json") for r in recent]})
         return
-    console.print(f"[bold]{d.flow_name}/{d.name}[/bold]  ({d.id})"
-                  + ("  [yellow]paused[/yellow]" if d.paused else ""))
-    for label, value in (("entrypoint", d.entrypoint), ("pool", d.pool),
-                         ("source", d.source.model_dump(exclude_none=True)),
-                         ("parameters", d.parameters), ("tags", ", ".join(d.tags) or "-"),
-                         ("description", d.description or "-"), ("version", d.version or "-"),
-                         ("concurrency", f"{d.concurrency_limit or '∞'} "
-                                         f"({d.collision_strategy.value})"),
-                         ("retries", d.retries)):
-        console.print(f"{label:>12}: {value}", highlight=False)
-    for schedule in d.schedules:
-        console.print(f"{'schedule':>12}: {_describe(schedule)}")
-    if upcoming:
-        console.print(f"{'next runs':>12}: " + ", ".join(
-            t.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z") for t in upcoming))
-    t = table("recent runs", "id", "name", "state", "scheduled", "duration")
-    for r in recent:
-        t.add_row(r.id, r.name or "-", styled_state(r.state), when(r.scheduled_at),
-                  duration(r.duration_seconds))
-    console.print(t)
+    title = Text(f"{d.flow_name}/{d.name}", style="bold")
+    console.print(title.append("  paused: no new scheduled runs" if d.paused else "",
+                               style="yellow"))
+    limit = (f"{d.concurrency_limit} at once, then {d.collision_strategy.value}"
+             if d.concurrency_limit else "no limit")
+    fields = [("id", d.id), ("entrypoint", d.entrypoint), ("pool", d.pool),
+              ("source", describe_source(d.source)),
+              ("parameters", describe_parameters(d.parameters)),
+              ("tags", ", ".join(d.tags) or "-"), ("description", d.description or "-"),
+              ("version", d.version or "-"), ("concurrency", limit),
+              ("retries", f"{d.retries}" + (f", {d.retry_delay_seconds:g} s apart"
+                                            if d.retries and d.retry_delay_seconds else ""))]
+    fields += [("schedule", _describe(s)) for s in d.schedules] or [("schedule", "none")]
+    fields += [("next run" if i == 0 else "", exact_and_ago(t)) for i, t in enumerate(upcoming)]
+    for label, value in fields:
+        console.print(Text(f"{label:>12}{':' if label else ' '} ").append(defanged(value)))
+    if recent:
+        console.print(runs_table(recent, title="recent runs"))
+    else:
+        console.print(f"no runs yet: sluice deployment run {d.flow_name}/{d.name}",
+                      highlight=False, markup=False)
 
 
 def _next_runs(deployment, count: int = 5) -> list[datetime]:  # noqa: ANN001
@@ -262,35 +249,64 @@ def _next_runs(deployment, count: int = 5) -> list[datetime]:  # noqa: ANN001
 def run(
     ref: Annotated[str, typer.Argument(help="flow/deployment or id.")],
     param: ParamOption = None,
+    start_in: Annotated[str | None, typer.Option(
+        "--start-in", help="Start after this long: 90s, 10m, 2h, 1d (or a number of "
+        "seconds).")] = None,
+    start_at: Annotated[datetime | None, typer.Option(
+        "--start-at", help="Start at this time (ISO 8601; no zone = this machine's local "
+        "time).")] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="Tag of this run, added to "
+                                                  "the deployment's; repeatable.")] = None,
     watch: Annotated[bool, typer.Option("--watch", "-w", help="Stream states and logs until "
                                         "the run ends; the exit code says how it ended.")]
     = False,
     json: JsonOption = False, profile: ProfileOption = None, api_url: ApiUrlOption = None,
 ) -> None:
-    """Start a run of a deployment now."""
+    """Start a run of a deployment now, or later with --start-in / --start-at (it runs even
+    while the deployment is paused: pausing stops only its schedules)."""
     from ..deployments import parse_params
+    from ..exceptions import ValidationError
     from ..models import DeploymentRunRequest
 
-    from ..exceptions import ValidationError
-
+    when_to_start = start_time(start_in, start_at)
     with client(profile, api_url) as api:
         try:
             flow_run = api.run_deployment(ref, DeploymentRunRequest(
-                parameters=parse_params(param or [])))
+                parameters=parse_params(param or []), scheduled_at=when_to_start,
+                tags=tag or []))
         except ValidationError as exc:  # a 422 naming the parameter: nothing was created
             raise ValidationError(f"{exc.message}; nothing was run (its parameters and types: "
                                   f"`sluice deployment inspect {ref}`)",
                                   details=exc.details) from None
+        later = "" if when_to_start is None else \
+            f", starts {when_to_start.astimezone():%Y-%m-%d %H:%M:%S %Z}"
         if not watch:
             if json:
                 print_json(flow_run)
             else:
                 console.print(f"created flow run {flow_run.id} ({flow_run.name}): "
-                              f"{styled_state(flow_run.state)}")
+                              f"{styled_state(flow_run.state)}{later}", highlight=False)
             return
-        console.print(f"flow run {flow_run.id} ({flow_run.name}) created")
+        console.print(f"flow run {flow_run.id} ({flow_run.name}) created{later}",
+                      highlight=False)
         final = watch_run(api, flow_run.id)
     raise typer.Exit(0 if final.state.is_completed() else 1)
+
+
+def start_time(start_in: str | None, start_at: datetime | None) -> datetime | None:
+    """When `--start-in` / `--start-at` say the run starts (UTC), or None for now."""
+    from ..exceptions import ConfigurationError
+
+    if start_in is not None and start_at is not None:
+        raise ConfigurationError("--start-in and --start-at both say when to start: give one")
+    if start_at is not None:
+        return (start_at if start_at.tzinfo else start_at.astimezone()).astimezone(timezone.utc)
+    if start_in is None:
+        return None
+    from .durations import parse_duration
+
+    seconds = parse_duration(start_in, "--start-in")
+    return datetime.now(timezone.utc) + timedelta(seconds=seconds)
 
 
 def _require_pool(api, pool: str) -> None:  # noqa: ANN001
@@ -306,31 +322,6 @@ def _require_pool(api, pool: str) -> None:  # noqa: ANN001
                        "ls`") from None
 
 
-def watch_run(api, flow_run_id: str, poll: float = 0.3):  # noqa: ANN001, ANN201
-    """Print state changes and log lines until the run ends; return the final run."""
-    cursor, last_state = None, None
-    while True:
-        run_now = api.get_flow_run(flow_run_id)
-        if run_now.state.name != last_state:
-            last_state = run_now.state.name
-            message = f" — {run_now.state.message}" if run_now.state.message else ""
-            console.print(f"{time.strftime('%H:%M:%S')} state {styled_state(run_now.state)}"
-                          f"{message}", highlight=False)
-        while True:
-            page = api.read_logs(flow_run_id, cursor=cursor, limit=200)
-            cursor = page.next_cursor or cursor
-            for line in page.items:
-                console.print(f"{line.timestamp.astimezone():%H:%M:%S} {line.level.value:<7} "
-                              f"{line.message}", highlight=False, markup=False)
-            if not page.items:
-                break
-        if run_now.state.is_terminal:
-            if not run_now.state.is_completed():
-                errors.print(f"run ended {run_now.state.name}")
-            return run_now
-        time.sleep(poll)
-
-
 def _set_paused(ref: str, paused: bool, profile: str | None, api_url: str | None) -> None:
     from ..models import DeploymentUpdate
 
@@ -342,14 +333,21 @@ def _set_paused(ref: str, paused: bool, profile: str | None, api_url: str | None
 @app.command()
 def pause(ref: Annotated[str, typer.Argument(help="flow/deployment or id.")],
           profile: ProfileOption = None, api_url: ApiUrlOption = None) -> None:
-    """Stop scheduling new runs (runs already created still run)."""
+    """Pause the deployment's schedules: no scheduled run starts while it is paused.
+
+    Runs started by hand (`deployment run`) and runs already handed to workers still run.
+    Scheduled times that pass while paused wait, marked "waiting: deployment ... is paused";
+    on resume the catch-up policy decides: by default only the most recent missed time runs
+    and the others are Cancelled as skipped (catchup=True runs them all, within
+    max_lateness_seconds)."""
     _set_paused(ref, True, profile, api_url)
 
 
 @app.command()
 def resume(ref: Annotated[str, typer.Argument(help="flow/deployment or id.")],
            profile: ProfileOption = None, api_url: ApiUrlOption = None) -> None:
-    """Schedule runs again."""
+    """Resume the deployment's schedules; missed times follow the catch-up policy (see
+    `deployment pause --help`)."""
     _set_paused(ref, False, profile, api_url)
 
 

@@ -1,4 +1,4 @@
-"""`sluice pool create|ls|inspect`."""
+"""`sluice pool create|ls|inspect|token|pause|resume|delete`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from .common import ApiUrlOption, JsonOption, ProfileOption, client
-from .output import console, print_json, table, when
+from .output import console, print_json
 
 app = typer.Typer(no_args_is_help=True, help="Work pools: where runs wait for workers.")
 
@@ -75,39 +75,56 @@ def _setting(value: object, key: str) -> str:
 @app.command("ls")
 def list_pools(json: JsonOption = False, profile: ProfileOption = None,
                api_url: ApiUrlOption = None) -> None:
-    """List pools."""
+    """List pools: their limit, queued and running runs, dead letters and online workers."""
+    from rich.text import Text
+
+    from .output import Col, listing
+
     with client(profile, api_url) as api:
         pools = [api.get_pool(p.name) for p in api.list_pools()]
     if json:
         print_json(pools)
         return
-    t = table(None, "pool", "concurrency", "queued", "in flight", "dead letters", "workers online",
-              "running")
+    rows = []
     for p in pools:
         online = sum(1 for w in p.workers if w.online)
-        t.add_row(p.name, str(p.concurrency_limit or "∞"), _n(p.queue_depth), "-",
-                  _n(p.dlq_depth), f"{online}/{len(p.workers)}", _n(p.running))
-    console.print(t)
+        rows.append([p.name, str(p.concurrency_limit or "∞"), _n(p.queue_depth),
+                     _n(p.running), _n(p.dlq_depth), f"{online}/{len(p.workers)}",
+                     Text("paused", style="yellow") if getattr(p, "paused", False)
+                     else "active"])
+    right = "right"
+    console.print(listing(None, [Col("pool", "name", least=12), Col("limit", justify=right),
+                                 Col("queued", justify=right), Col("running", justify=right),
+                                 Col("dead letters", justify=right, drop=1),
+                                 Col("workers online", justify=right), Col("status")], rows))
 
 
 @app.command()
 def inspect(name: Annotated[str, typer.Argument(help="Pool name.")], json: JsonOption = False,
             profile: ProfileOption = None, api_url: ApiUrlOption = None) -> None:
     """Show a pool: queue depth, workers and running runs."""
+    from rich.text import Text
+
+    from .output import defanged
+    from .worker import workers_table
+
     with client(profile, api_url) as api:
         pool = api.get_pool(name)
     if json:
         print_json(pool)
         return
-    console.print(f"[bold]{pool.name}[/bold]  concurrency: {pool.concurrency_limit or '∞'}  "
-                  f"queued: {_n(pool.queue_depth)}  dead letters: {_n(pool.dlq_depth)}  "
-                  f"running: {_n(pool.running)}")
-    console.print(f"queue: {pool.queue_url}")
-    t = table("workers", "worker", "host", "slots", "version", "last seen", "status")
-    for w in pool.workers:
-        t.add_row(w.name, w.host or "-", str(w.slots or "-"), w.version or "-", when(w.last_seen),
-                  "[green]online[/green]" if w.online else "[dim]offline[/dim]")
-    console.print(t)
+    console.print(Text(defanged(pool.name), style="bold").append(
+        "  paused: workers' claims wait" if getattr(pool, "paused", False) else "",
+        style="yellow"))
+    for label, value in (("limit", str(pool.concurrency_limit or "none")),
+                         ("queued", _n(pool.queue_depth)), ("running", _n(pool.running)),
+                         ("dead letters", _n(pool.dlq_depth)), ("queue", pool.queue_url or "-")):
+        console.print(Text(f"{label:>12}: {defanged(value)}"))
+    if pool.workers:
+        console.print(workers_table(pool.workers, title="workers"))
+    else:
+        console.print(f"no workers have polled yet; start one with `sluice worker start "
+                      f"--pool {defanged(pool.name)}`", highlight=False, markup=False)
 
 
 def _n(value: int | None) -> str:
@@ -156,3 +173,47 @@ def token(
 
     write_private(output, made + "\n")
     console.print(f"worker token of pool [bold]{name}[/bold] written to {output} (0600)")
+
+
+@app.command()
+def pause(name: Annotated[str, typer.Argument(help="Pool name.")],
+          profile: ProfileOption = None, api_url: ApiUrlOption = None) -> None:
+    """Pause a pool: its workers start no new runs (they wait, Scheduled, saying why); runs
+    already running finish. Schedules keep creating runs, which start on resume."""
+    _set_paused(name, True, profile, api_url)
+
+
+@app.command()
+def resume(name: Annotated[str, typer.Argument(help="Pool name.")],
+           profile: ProfileOption = None, api_url: ApiUrlOption = None) -> None:
+    """Resume a paused pool: its waiting runs start as workers take them."""
+    _set_paused(name, False, profile, api_url)
+
+
+def _set_paused(name: str, paused: bool, profile: str | None, api_url: str | None) -> None:
+    from rich.markup import escape
+
+    with client(profile, api_url) as api:
+        pool = api.update_pool(name, paused=paused)
+    console.print(f"pool [bold]{escape(pool.name)}[/bold] {'paused' if paused else 'resumed'}",
+                  highlight=False)
+
+
+@app.command()
+def delete(
+    name: Annotated[str, typer.Argument(help="Pool name.")],
+    force: Annotated[bool, typer.Option("--force", help="Delete even though deployments use it: "
+                                        "its Scheduled runs are Cancelled (refused while runs "
+                                        "of it are running).")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+    profile: ProfileOption = None, api_url: ApiUrlOption = None,
+) -> None:
+    """Delete a pool with its queue and dead-letter queue (its past runs stay). Refused while
+    deployments use it or runs of it wait or run, unless --force."""
+    from rich.markup import escape
+
+    if not yes:
+        typer.confirm(f"delete pool {name} and its queues?", abort=True)
+    with client(profile, api_url) as api:
+        api.delete_pool(name, force=force)
+    console.print(f"pool [bold]{escape(name)}[/bold] deleted", highlight=False)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from .common import JsonOption
-from .output import console, print_json, table
+from .output import Col, console, listing, print_json
 
 app = typer.Typer(no_args_is_help=True, help="Which control plane to talk to.")
 
@@ -23,12 +24,15 @@ def list_profiles(json: JsonOption = False) -> None:
                     "profiles": {k: v.model_dump(mode="json", exclude={"api_token"})
                                  for k, v in profiles.profiles.items()}})
         return
-    t = table(str(profiles_path()), "", "profile", "kind", "api url", "region")
-    for name, p in sorted(profiles.profiles.items()):
-        t.add_row("*" if name == profiles.active else "", name, p.kind, p.api_url, p.region or "-")
-    console.print(t)
     if not profiles.profiles:
         console.print("no profiles yet: `sluice server start` creates `local`")
+        return
+    rows = [["*" if name == profiles.active else "", name, p.kind, p.api_url, p.region or "-"]
+            for name, p in sorted(profiles.profiles.items())]
+    # A URL is kept whole (it is copied from here): the kind and region give way to it.
+    console.print(listing(None, [Col(""), Col("profile", "name", least=10), Col("kind", drop=2),
+                                 Col("api url"), Col("region", drop=1)], rows))
+    console.print(Text(f"* active; stored in {profiles_path()}"))
 
 
 @app.command()

@@ -76,15 +76,23 @@ def list_workers(
                              f"`sluice worker start --pool {escape(pool or 'default')}`",
                              highlight=False)
         return
-    t = output.table(None)
-    # At 80 columns the short columns keep their width and names and hosts give way: cut
-    # short with an ellipsis (full values in --json), never folded over two lines.
-    for column in ("worker", "pool", "host"):
-        t.add_column(column, overflow="ellipsis")
-    for column in ("slots", "version", "last seen", "status"):
-        t.add_column(column, no_wrap=True)
-    for w in workers:
-        t.add_row(w.name, w.pool, w.host or "-", str(w.slots or "-"), w.version or "-",
-                  output.when(w.last_seen),
-                  "[green]online[/green]" if w.online else "[dim]offline[/dim]")
-    output.console.print(t)
+    output.console.print(workers_table(workers))
+
+
+def workers_table(workers: list, title: str | None = None):  # noqa: ANN201
+    """Workers as `worker ls` and `pool inspect` show them. At 80 columns the short columns
+    keep their width and names and hosts give way: cut short with an ellipsis (full values in
+    --json), never folded over two lines."""
+    from rich.text import Text
+
+    from . import output
+
+    rows = [[w.name, w.pool, w.host or "-", str(w.slots or "-"), w.version or "-",
+             output.ago(w.last_seen),
+             Text("online", style="green") if w.online else Text("offline", style="dim")]
+            for w in workers]
+    return output.listing(title, [output.Col("worker", "name", least=10),
+                                  output.Col("pool", "name", least=8),
+                                  output.Col("host", "name", least=8),
+                                  output.Col("slots", justify="right"), output.Col("version"),
+                                  output.Col("last seen"), output.Col("status")], rows)

@@ -30,6 +30,7 @@ from ..models import (
     Page,
     Pool,
     PoolCreate,
+    PoolUpdate,
     SetStateResponse,
     State,
     StateType,
@@ -96,6 +97,20 @@ class SluiceClient:
 
     def get_flow_run(self, flow_run_id: str) -> FlowRun:
         return FlowRun.model_validate(self._call("GET", self._run_path(flow_run_id)))
+
+    def resolve_flow_run(self, ref: str) -> FlowRun:
+        """The run `ref` names: its full id, a unique id prefix (4+ characters), a unique id
+        suffix (6+ characters: tables show the last 8 of an id) or its name. Raises `NotFound`
+        when nothing matches and `Conflict` (listing up to 5 candidates in its message and in
+        `details["candidates"]`) when several runs do."""
+        return FlowRun.model_validate(
+            self._call("GET", "/flow-runs/resolve", params={"ref": ref}))
+
+    def delete_flow_run(self, flow_run_id: str) -> None:
+        """Delete a finished run (Completed, Failed, Crashed or Cancelled) with its state
+        history, task runs and logs. Raises `Conflict` for a run still scheduled or active
+        (cancel it first) and `NotFound` for an unknown (or already deleted) run."""
+        self._call("DELETE", f"/flow-runs/{_q(flow_run_id)}")
 
     def list_flow_runs(self, *, flow_name: str | None = None, deployment_id: str | None = None,
                        state_type: StateType | str | None = None,
@@ -303,3 +318,18 @@ class SluiceClient:
 
     def get_pool(self, name: str) -> Pool:
         return Pool.model_validate(self._call("GET", f"/pools/{_q(name)}"))
+
+    def update_pool(self, name: str, *, paused: bool | None = None) -> Pool:
+        """Change a pool's settings and return it (with live figures). `paused=True` pauses
+        it: workers' claims of its runs are refused and the runs wait in Scheduled; runs
+        already claimed go on. `paused=False` resumes it. Raises `NotFound`."""
+        update = PoolUpdate(paused=paused)
+        return Pool.model_validate(self._call(
+            "PATCH", f"/pools/{_q(name)}", json=update.model_dump(mode="json",
+                                                                   exclude_none=True)))
+
+    def delete_pool(self, name: str, *, force: bool = False) -> None:
+        """Delete a pool with its queue and dead-letter queue. Raises `Conflict` while
+        deployments use it or runs of it are unfinished; with `force`, only while runs of it
+        are active (its scheduled runs are cancelled). Raises `NotFound` for an unknown pool."""
+        self._call("DELETE", f"/pools/{_q(name)}", params={"force": "true" if force else None})

@@ -47,6 +47,7 @@ from .deployments import (
     DeploymentUpdate,
     Pool,
     PoolCreate,
+    PoolUpdate,
     Schedule,
     SourceKind,
     Worker,
@@ -129,7 +130,7 @@ __all__ = [
     "MAX_PAGE_LIMIT",
     # deployments and pools
     "Deployment", "DeploymentCreate", "DeploymentUpdate", "DeploymentRunRequest", "CodeSource",
-    "SourceKind", "Schedule", "CollisionStrategy", "Pool", "PoolCreate", "Worker",
+    "SourceKind", "Schedule", "CollisionStrategy", "Pool", "PoolCreate", "PoolUpdate", "Worker",
     "DEFAULT_POOL", "POOL_NAME_PATTERN", "WorkerHeartbeat", "BundleUploadRequest",
     "BackfillRequest", "BackfillSummary",
     "BundleLocation", "SHA256_PATTERN", "MAX_BUNDLE_BYTES",

@@ -186,11 +186,22 @@ class Pool(PoolCreate):
     queue_url: str | None = None
     dlq_url: str | None = None
     created: datetime | None = None
+    #: Workers' claims of its runs are refused (they wait in Scheduled); runs already claimed
+    #: go on. Set with `PATCH /pools/{name}` (`sluice pool pause|resume`).
+    paused: bool = False
     #: Filled in by `GET /pools/{name}`.
     queue_depth: int | None = None
     dlq_depth: int | None = None
     workers: list["Worker"] = Field(default_factory=list)
     running: int | None = None
+
+
+class PoolUpdate(BaseModel):
+    """Body of `PATCH /pools/{name}`: the fields to change (omitted ones stay)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    paused: bool | None = None
 
 
 class Worker(BaseModel):

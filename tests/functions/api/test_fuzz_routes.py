@@ -24,7 +24,9 @@ ROUTES = [
     ("GET", "/health"),
     ("POST", "/flow-runs"),
     ("GET", "/flow-runs"),
+    ("GET", "/flow-runs/resolve"),
     ("GET", "/flow-runs/{flow_run_id}"),
+    ("DELETE", "/flow-runs/{flow_run_id}"),
     ("GET", "/flow-runs/{flow_run_id}/history"),
     ("POST", "/flow-runs/{flow_run_id}/state"),
     ("POST", "/flow-runs/{flow_run_id}/claim"),
@@ -50,6 +52,8 @@ ROUTES = [
     ("POST", "/pools"),
     ("GET", "/pools"),
     ("GET", "/pools/{name}"),
+    ("PATCH", "/pools/{name}"),
+    ("DELETE", "/pools/{name}"),
     ("POST", "/pools/{name}/workers"),
     ("POST", "/pools/{name}/flow-runs"),
     ("GET", "/pools/{name}/flow-runs/{flow_run_id}"),
@@ -149,6 +153,8 @@ def valid_body(route: tuple[str, str], world: dict[str, str]) -> Any:
     if template == "/deployments":
         return {"flow_name": "etl", "name": "fuzzed", "entrypoint": "f.py:etl", "pool": "etl",
                 "schedules": [{"interval_seconds": 60, "anchor": NOW.isoformat()}]}
+    if method == "PATCH" and template == "/pools/{name}":
+        return {"paused": True}
     if method == "PATCH":
         return {"paused": True, "tags": ["x"]}
     if template.endswith("/backfill"):

@@ -210,7 +210,7 @@ class InMemoryRunStore:
         stored = Pool(
             name=pool.name, concurrency_limit=pool.concurrency_limit,
             description=pool.description, queue_url=pool.queue_url, dlq_url=pool.dlq_url,
-            created=existing.created if existing else pool.created,
+            created=existing.created if existing else pool.created, paused=pool.paused,
         )
         self.pools[pool.name] = stored
         self.writes += 1
@@ -223,6 +223,31 @@ class InMemoryRunStore:
 
     def list_pools(self) -> list[Pool]:
         return [self.pools[name].model_copy(deep=True) for name in sorted(self.pools)]
+
+    def delete_pool(self, name: str) -> None:
+        self.get_pool(name)
+        del self.pools[name]
+        self.workers = {key: w for key, w in self.workers.items() if key[0] != name}
+        self.writes += 1
+
+    def find_flow_runs(self, ref: str, *, limit: int) -> list[FlowRun]:
+        lowered = ref.lower()
+        found = [run for run in self.runs.values()
+                 if run.name == ref or (len(ref) >= 4 and run.id.startswith(lowered))
+                 or (len(ref) >= 6 and run.id.endswith(lowered))]
+        found.sort(key=lambda run: (run.scheduled_at or NOW, run.id), reverse=True)
+        return [run.model_copy(deep=True) for run in found[:limit]]
+
+    def delete_flow_run(self, run: FlowRun) -> None:
+        stored = self.get_flow_run(run.id)
+        if stored.version != run.version:
+            raise Conflict(f"flow run {run.id} changed")
+        del self.runs[run.id]
+        self.history.pop(run.id, None)
+        self.transition_ids = {t for t in self.transition_ids if t[0] != run.id}
+        self.idempotency_keys = {k: v for k, v in self.idempotency_keys.items() if v != run.id}
+        self.task_runs = {k: t for k, t in self.task_runs.items() if t.flow_run_id != run.id}
+        self.writes += 1
 
     def upsert_worker(self, worker: Worker) -> Worker:
         key = (worker.pool, worker.name)
@@ -269,6 +294,11 @@ class InMemoryRunQueue:
         self.dead_letters.setdefault(pool, [])
         self.max_receive_counts[pool] = max_receive_count
         return PoolQueue(pool=pool, queue_url=f"memory://{pool}", dlq_url=f"memory://{pool}-dlq")
+
+    def delete_pool_queue(self, pool: str) -> None:
+        self.queues.pop(pool, None)
+        self.dead_letters.pop(pool, None)
+        self.max_receive_counts.pop(pool, None)
 
     def send(self, pool: str, body: str, *, delay_seconds: int = 0) -> str:
         if not 0 <= delay_seconds <= MAX_DELAY_SECONDS:
@@ -334,6 +364,9 @@ class InMemoryLogSink:
         new = [r for r in records if r.id not in known]
         self.records[flow_run_id].extend((next(self._seq), r.model_copy()) for r in new)
         return len(new)
+
+    def delete(self, flow_run_id: str) -> None:
+        self.records.pop(flow_run_id, None)
 
     def read(self, flow_run_id: str, *, cursor: str | None = None, limit: int = 100):
         ordered = sorted(self.records.get(flow_run_id, []), key=lambda e: (e[1].timestamp, e[0]))

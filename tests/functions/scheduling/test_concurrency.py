@@ -158,7 +158,7 @@ def test_a_claim_that_loses_the_race_is_undone_to_the_same_attempt(plane):
         StateType.SCHEDULED, 0, None, None)
     assert undone.enqueued_at == second.enqueued_at  # its message is still the valid one
     assert history(plane, second.id) == ["Scheduled", "Pending", "Scheduled"]
-    assert "waiting for a concurrency slot" in undone.state.message
+    assert undone.state.message.startswith("waiting for a slot of deployment ")
 
 
 def test_a_pool_limit_counts_runs_of_every_deployment_in_the_pool(plane):

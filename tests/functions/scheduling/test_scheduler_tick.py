@@ -215,6 +215,16 @@ class TestPauseAndChanges:
             assert (result.created, result.released, result.skipped) == (0, 0, 0)
         assert plane.queue.sent == []
         assert by_time(plane, dep)["13:00"] == ("Scheduled", True)
+        # A held time that came due while paused says why it waits (what `flow-run ls` shows).
+        waiting = plane.store.get_flow_run(slot_id(dep, at(13)))
+        assert waiting.state.message.startswith(
+            f"waiting: deployment {dep.flow_name}/{dep.name} is paused; on resume the catch-up "
+            "policy decides")
+        not_due = plane.store.get_flow_run(slot_id(dep, at(15)))
+        assert not_due.state.message is None
+        versions = {r.id: r.version for r in plane.runs(dep)}
+        tick(plane, at(14, 2))
+        assert {r.id: r.version for r in plane.runs(dep)} == versions  # no write when unchanged
 
         plane.clock.now = at(14, 30)
         service.update_deployment(dep.id, DeploymentUpdate(paused=False), store=plane.store,
@@ -224,6 +234,9 @@ class TestPauseAndChanges:
         assert (runs["13:00"], runs["14:00"]) == (("Cancelled", False), ("Scheduled", False))
         assert (result.skipped, result.released) == (1, 1)
         assert plane.queue.sent == [(slot_id(dep, at(14)), 0, 0)]
+        skipped = plane.store.get_flow_run(slot_id(dep, at(13)))
+        assert skipped.state.message.startswith("skipped: missed while the scheduler was not "
+                                                "running or the deployment was paused")
 
     def test_held_runs_of_a_removed_or_changed_schedule_are_cancelled(self, plane):
         plane.clock.now = at(11)

@@ -24,6 +24,7 @@ from ...config import (
 from ...ports import FlowRunFilter
 from ..records import read_record, readable, written_record
 from . import dynamo_items as items
+from .dynamo_run_maintenance import DynamoRunMaintenance
 from .dynamo_table import EXISTS, NOT_EXISTS, KeyQuery, SingleTable
 from .dynamo_run_queries import flow_run_count_queries, flow_run_list_query, matches
 from .dynamo_slots import count_slot_holders, slot_holder_writes
@@ -37,7 +38,7 @@ MAX_UPSERT_ATTEMPTS = 5
 POOL_LIVE_FIELDS = frozenset({"queue_depth", "dlq_depth", "workers", "running"})
 
 
-class DynamoRunStore:
+class DynamoRunStore(DynamoRunMaintenance):
     """Flow runs, task runs, deployments, pools and workers in a DynamoDB single table.
 
     Every compare-and-set is a conditional write; a run, its history entry and its transition

@@ -133,6 +133,20 @@ class SingleTable:
 
     # ---- reads -------------------------------------------------------------------------------
 
+    @property
+    def table_name(self) -> str:
+        return self._table_name
+
+    def query_page(self, params: dict[str, Any], operation: str) -> dict[str, Any]:
+        """One Query request as given (the caller pages with `ExclusiveStartKey`)."""
+        with aws_errors(operation):
+            return self._client.query(**params)
+
+    def scan_page(self, params: dict[str, Any], operation: str) -> dict[str, Any]:
+        """One Scan request as given: only for bounded operator look-ups, never a hot path."""
+        with aws_errors(operation):
+            return self._client.scan(**params)
+
     def get(self, key: Item, operation: str) -> Item | None:
         with aws_errors(operation):
             response = self._client.get_item(

@@ -167,6 +167,17 @@ class CloudWatchLogSink:
         stream = self.stream_name(flow_run_id)
         return sum(self._put(stream, batch) for batch in batches(records))
 
+    def delete(self, flow_run_id: str) -> None:
+        """Delete the run's stream (one per run; needs `logs:DeleteLogStream`). Without that
+        right the records stay until the log group's retention expires them."""
+        with aws_errors("delete log stream"):
+            try:
+                self._client.delete_log_stream(logGroupName=self._group,
+                                               logStreamName=self.stream_name(flow_run_id))
+            except ClientError as error:
+                if error_code(error) != "ResourceNotFoundException":  # no logs: nothing to do
+                    raise
+
     def read(self, flow_run_id: str, *, cursor: str | None = None,
              limit: int = 100) -> Page[LogRecord]:
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE_LIMIT:

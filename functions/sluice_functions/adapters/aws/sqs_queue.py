@@ -8,7 +8,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from sluice.exceptions import NotFound
+from sluice.exceptions import Conflict, NotFound
 
 from ...config import DEFAULT_QUEUE_VISIBILITY_TIMEOUT_SECONDS, pool_queue_names
 from ...ports import (
@@ -107,6 +107,22 @@ class SqsRunQueue:
             "Policy": tls_only_policy(queue_arn),
         })
         return PoolQueue(pool=pool, queue_url=queue_url, dlq_url=dlq_url)
+
+    def delete_pool_queue(self, pool: str) -> None:
+        """Delete both queues (needs `sqs:DeleteQueue`). SQS refuses to create a queue of the
+        same name for 60 seconds after, so recreating the pool at once fails until then:
+        https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_DeleteQueue.html"""
+        if pool in self._known:
+            raise Conflict(
+                f"pool {pool}'s queues belong to the stack (CloudFormation made them): remove "
+                "the pool from the stack's pools and deploy it instead of deleting it here",
+                details={"pool": pool})
+        for dead_letter in (False, True):
+            try:
+                self._invoke(pool, "delete queue", "delete_queue", dead_letter=dead_letter)
+            except NotFound:
+                pass  # already gone (or never created): idempotent
+        self._urls.clear()
 
     def _url(self, pool: str, *, dead_letter: bool = False) -> str:
         if pool in self._known:

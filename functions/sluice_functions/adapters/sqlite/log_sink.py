@@ -72,6 +72,10 @@ class SqliteLogSink:
             )
             return conn.total_changes - changes_before
 
+    def delete(self, flow_run_id: str) -> None:
+        with self._db.write() as conn:
+            conn.execute("DELETE FROM log_records WHERE flow_run_id = ?", (flow_run_id,))
+
     def read(
         self, flow_run_id: str, *, cursor: str | None = None, limit: int = 100
     ) -> Page[LogRecord]:

@@ -124,6 +124,13 @@ class SqliteRunQueue:
             )
         return self.queue_urls(pool)
 
+    def delete_pool_queue(self, pool: str) -> None:
+        with self._db.write() as conn:
+            conn.execute("DELETE FROM messages WHERE pool = ?", (pool,))
+            conn.execute("DELETE FROM queues WHERE pool = ?", (pool,))
+        # Long-polling receivers of the pool look again and find it gone (NotFound).
+        self._signal_visibility_changed()
+
     def send(self, pool: str, body: str, *, delay_seconds: int = 0) -> str:
         _check_range("delay_seconds", delay_seconds, 0, MAX_DELAY_SECONDS)
         message_id = str(uuid.uuid4())

@@ -30,6 +30,7 @@ from .database import (
     encode_cursor,
     epoch_micros,
 )
+from .run_maintenance import SqliteRunMaintenance
 from .store_sql import (
     FLOW_RUN_COLUMNS,
     SCHEMA,
@@ -46,11 +47,11 @@ from .store_sql import (
 _INT64 = 2**63 - 1
 #: The pool fields a store keeps; the others are live values computed per request.
 POOL_CONFIGURATION_FIELDS = frozenset(
-    {"name", "concurrency_limit", "description", "queue_url", "dlq_url", "created"}
+    {"name", "concurrency_limit", "description", "queue_url", "dlq_url", "created", "paused"}
 )
 
 
-class SqliteRunStore:
+class SqliteRunStore(SqliteRunMaintenance):
     """`RunStore` backed by one SQLite file (WAL, safe for the threads of one process).
 
     Compare-and-set writes run in `BEGIN IMMEDIATE` transactions, so the version check and the
