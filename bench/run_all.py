@@ -19,6 +19,9 @@ BENCHMARKS = [
     ["throughput.py"],
     # 10,000 small and 200 one-second tasks: a local Dask cluster vs the thread pool.
     ["dask_fanout.py"],
+    # 100,000 runs in the embedded store: dashboard and runs list, navigation -> data-ready in
+    # headless Chromium (needs `make console` and Debian's chromium).
+    ["console_render.py"],
     # Rewrites docs/requests.json, which cost_model.py turns into docs/cost.md.
     ["aws_requests.py"],
     ["cost_model.py"],

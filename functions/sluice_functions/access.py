@@ -85,6 +85,8 @@ OPERATOR_ONLY_ROUTES: tuple[RouteAccess, ...] = (
     RouteAccess("DELETE", "/flow-runs/*", "delete a finished run, its history and logs"),
     RouteAccess("PATCH", "/pools/{pool}", "pause or resume a pool (its claims)"),
     RouteAccess("DELETE", "/pools/{pool}", "delete a pool with its queues"),
+    RouteAccess("GET", "/stats/flow-runs", "the console's counts of every pool's runs"),
+    RouteAccess("GET", "/stats/deployments", "the console's view of every deployment"),
 )
 
 

@@ -20,7 +20,7 @@ Shared rules for every port:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -76,6 +76,10 @@ class FlowRunFilter:
     #: Only runs whose current attempt was admitted under this kind of concurrency limit
     #: ("deployment" or "pool"; `FlowRun.slot_scopes`).
     holds_slot_of: str | None = None
+    #: Only runs carrying every one of these tags (the console's tag filter).
+    tags: frozenset[str] | None = None
+    #: Only subflow runs of this flow run (`FlowRun.parent_flow_run_id`).
+    parent_flow_run_id: str | None = None
 
     @classmethod
     def slot_holders(cls, *, deployment_id: str | None = None, pool: str | None = None
@@ -98,6 +102,34 @@ class FlowRunFilter:
         if name is None or self != FlowRunFilter.slot_holders(**{field: name}):
             return None
         return (self.holds_slot_of, name)
+
+
+@dataclass(frozen=True)
+class FlowRunCounts:
+    """What `RunStore.count_flow_runs_by_bucket` answers: runs per (time bucket, state type).
+
+    Bucket `i` holds the runs with `origin + i * bucket_seconds <= scheduled_at < origin +
+    (i + 1) * bucket_seconds`; buckets and state types without runs are absent."""
+
+    counts: Mapping[tuple[int, StateType], int]
+    #: Runs of the window whose current state is named Late (type Scheduled).
+    late: int = 0
+    #: The adapter stopped reading at its bound: the counts cover only part of the window.
+    truncated: bool = False
+
+    @staticmethod
+    def tally(times_and_types: Iterable[tuple[datetime, StateType]], *, origin: datetime,
+              bucket_seconds: int) -> dict[tuple[int, StateType], int]:
+        """Counts per (bucket, state type) of runs given as (scheduled_at, state type), for
+        adapters that count in Python (DynamoDB, fakes); times before `origin` are skipped."""
+        counts: dict[tuple[int, StateType], int] = {}
+        for moment, state_type in times_and_types:
+            offset = (moment - origin).total_seconds()
+            if offset < 0:
+                continue
+            key = (int(offset // bucket_seconds), StateType(state_type))
+            counts[key] = counts.get(key, 0) + 1
+        return counts
 
 
 @dataclass(frozen=True)
@@ -242,6 +274,20 @@ class RunStore(Protocol):
         Exact, read after every committed write, for `FlowRunFilter.slot_holders(...)`:
         concurrency limits rely on it to settle simultaneous claims. Other counts may lag
         writes by up to a second (DynamoDB reads them from an eventually consistent index)."""
+        ...
+
+    def count_flow_runs_by_bucket(
+        self, flt: FlowRunFilter, *, bucket_seconds: int, now: datetime
+    ) -> FlowRunCounts:
+        """Runs matching `flt` counted per `scheduled_at` bucket and current state type, plus
+        the Late ones (state named Late, so `scheduled_at` before `now`): the console's charts.
+
+        `flt.scheduled_after` (the origin of bucket 0) and `flt.scheduled_before` are set; only
+        `flow_name`, `deployment_id` and `pool` may be set beside them. Aggregated in the store
+        from an index on the scheduled time, never by returning runs. An adapter that must
+        read index entries (DynamoDB) stops at a documented bound and says `truncated`.
+        Counts may lag writes by about a second.
+        """
         ...
 
     # ---- task runs -----------------------------------------------------------------------------

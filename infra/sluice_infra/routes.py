@@ -21,7 +21,7 @@ class GatewayRoute:
     path: str
 
 
-ROUTE_FAMILIES = ("flow-runs", "deployments", "pools", "bundles")
+ROUTE_FAMILIES = ("flow-runs", "deployments", "pools", "bundles", "stats")
 
 GATEWAY_ROUTES: tuple[GatewayRoute, ...] = (
     GatewayRoute("GET", "/health"),

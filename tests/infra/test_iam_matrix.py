@@ -163,6 +163,7 @@ def operator_calls() -> list[tuple[str, str]]:
         (api.flow_run_history, RUN), (api.list_task_runs, RUN), (api.read_logs, RUN),
         (api.resolve_flow_run, RUN[-8:]), (api.delete_flow_run, RUN),
         (api.update_pool, "etl"), (api.delete_pool, "etl"),
+        (api.flow_run_stats,), (api.deployment_stats,),
     ):
         _record(call, *args)
     return recorder.calls
@@ -194,7 +195,7 @@ def test_each_pools_workers_may_make_every_request_they_make_and_no_other_pools(
 
 def test_no_worker_policy_allows_an_operator_action(pool_policies):
     calls = operator_calls()
-    assert len(calls) == 21
+    assert len(calls) == 23
     for pool, patterns in pool_policies.items():
         assert [c for c in calls if allowed(patterns, *c)] == [], pool
         # Nor triggering a deployment (only with an explicit grant, below).

@@ -113,6 +113,8 @@ OPERATOR_ACTIONS = [
     ("DELETE", "/flow-runs/0123456789abcdef", None),
     ("PATCH", "/pools/etl", {"paused": True}),
     ("DELETE", "/pools/etl?force=true", None),
+    ("GET", "/stats/flow-runs", None),
+    ("GET", "/stats/deployments", None),
 ]
 
 

@@ -29,6 +29,7 @@ from .flow_runs import register_flow_run_routes
 from .pool_routes import register_pool_routes_of_workers
 from .pools import register_pool_routes
 from .request_checks import parse_json_body
+from .stats import register_stats_routes
 
 OPENAPI_TITLE = "Sluice control plane"
 
@@ -75,6 +76,7 @@ def build_app(
     register_pool_routes(app, ports=ports, clock=clock)
     register_code_routes(app, ports=ports, clock=clock)
     register_pool_routes_of_workers(app, ports=ports, clock=clock, leases=leases)
+    register_stats_routes(app, ports=ports, clock=clock)
     return app
 
 

@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sluice.models import (
     MAX_STATE_MESSAGE_CHARS,
+    MAX_TAG_CHARS,
+    MAX_TAGS,
     ClaimRequest,
     ClaimResponse,
     EventsAccepted,
@@ -38,6 +40,7 @@ from ..orchestration import LeasePolicy
 from ..ports import ControlPlanePorts, FlowRunFilter
 from .parameters import (
     DEFAULT_PAGE_LIMIT,
+    MAX_ID_CHARS,
     MAX_NAME_CHARS,
     FlowRunId,
     PageCursor,
@@ -96,6 +99,14 @@ def register_flow_run_routes(
         scheduled_before: Annotated[
             datetime | None, Query(description="Exclusive; a time without zone is UTC.")
         ] = None,
+        tag: Annotated[
+            list[Annotated[str, Field(max_length=MAX_TAG_CHARS)]] | None,
+            Query(max_length=MAX_TAGS,
+                  description="Only runs having every one of these tags (repeat the parameter)."),
+        ] = None,
+        parent_flow_run_id: Annotated[
+            str | None, Query(max_length=MAX_ID_CHARS, description="Only subflows of this run.")
+        ] = None,
         limit: PageLimit = DEFAULT_PAGE_LIMIT,
         cursor: PageCursor = None,
     ) -> Page[FlowRun]:
@@ -108,6 +119,8 @@ def register_flow_run_routes(
             state_types=frozenset(state_type) if state_type else None,
             scheduled_after=utc_query_time(scheduled_after, "scheduled_after"),
             scheduled_before=utc_query_time(scheduled_before, "scheduled_before"),
+            tags=frozenset(tag) if tag else None,
+            parent_flow_run_id=parent_flow_run_id,
         )
         return service.list_flow_runs(flt, store=store, limit=limit, cursor=cursor)
 

@@ -14,6 +14,9 @@ from typing import IO
 
 from sluice.exceptions import Conflict
 
+from sluice.console_files import console_built
+
+from .console_routes import console_url
 from .local_auth import PRIVATE_UMASK, secure_data_dir, server_token
 from .network import cleartext_warning
 from .server import DEFAULT_PORT, EmbeddedServer
@@ -62,6 +65,10 @@ def run_server(*, host: str = "127.0.0.1", port: int = DEFAULT_PORT, data_dir: P
     print(f"Sluice server listening on {server.url}", flush=True)
     print(f"  API           {server.url}  (OpenAPI: {server.url}/openapi.json)", flush=True)
     print(f"  SQS endpoint  {server.sqs_endpoint}", flush=True)
+    print(f"  console       {console_url(server.url)}"
+          + ("" if console_built() else "  (not built: run `make console`)"), flush=True)
+    print("                sign in: run `sluice ui` (signed in for you), or paste the operator "
+          f"token (api_token of profile '{LOCAL_PROFILE}' in {path})", flush=True)
     print(f"  data          {server.data_dir}", flush=True)
     print(f"  profile       '{LOCAL_PROFILE}' in {path}"
           + ("" if activate else " (not made active: another profile is)"), flush=True)

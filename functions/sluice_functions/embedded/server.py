@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..ports import ControlPlanePorts
+from .console_routes import console_answer
 from .gateway import LambdaContext, from_response, to_event
 from .network import (
     BoundedHttpServer,
@@ -102,6 +103,13 @@ class _Handler(HardenedRequestHandler):
                 self._refuse_sqs(*sqs_refusal)
                 return
         else:
+            console = console_answer(self.command, self.path)
+            if console is not None:  # static files, no data: before (and without) auth
+                if self.headers.get("content-length", "0") != "0" or self.headers.get(
+                        "transfer-encoding"):
+                    self.close_connection = True  # its body is never read
+                self._reply(*console)
+                return
             refusal = plane.api_request_refusal(self.command, self.path,
                                                 self.headers.get("authorization"))
             if refusal is not None:

@@ -14,7 +14,7 @@ from pydantic import ValidationError as PydanticValidationError
 from .. import __version__
 from ..exceptions import (BadRequest, ConfigurationError, Conflict, Forbidden, NotFound,
                           ServiceUnavailable, SluiceError, Unauthorized, ValidationError)
-from . import deployments, flow_runs, flows, pools, profiles, secrets, server, task_runs, worker
+from . import deployments, flow_runs, flows, pools, profiles, secrets, server, task_runs, ui, worker
 from .output import errors
 
 #: Exit codes by kind of mistake, so scripts can tell them apart (sysexits' 69 and 77).
@@ -59,6 +59,7 @@ app.add_typer(worker.app, name="worker")
 app.add_typer(deployments.app, name="deployment")
 app.add_typer(secrets.app, name="secret")
 app.command("deploy")(deployments.deploy)
+app.command("ui")(ui.ui)
 
 
 @app.command()

@@ -116,12 +116,16 @@ class SluiceClient:
                        state_type: StateType | str | None = None,
                        scheduled_after: datetime | None = None,
                        scheduled_before: datetime | None = None, limit: int = 50,
-                       cursor: str | None = None) -> Page[FlowRun]:
+                       cursor: str | None = None, tags: list[str] | None = None,
+                       parent_flow_run_id: str | None = None) -> Page[FlowRun]:
+        """A page of runs, newest scheduled first; `tags`: runs having all of them;
+        `parent_flow_run_id`: the subflows of that run."""
         params = {"flow_name": flow_name, "deployment_id": deployment_id,
                   "state_type": getattr(state_type, "value", state_type),
                   "scheduled_after": scheduled_after.isoformat() if scheduled_after else None,
                   "scheduled_before": scheduled_before.isoformat() if scheduled_before else None,
-                  "limit": limit, "cursor": cursor}
+                  "limit": limit, "cursor": cursor, "tag": list(tags) if tags else None,
+                  "parent_flow_run_id": parent_flow_run_id}
         return Page[FlowRun].model_validate(self._call("GET", "/flow-runs", params=params))
 
     def iter_flow_runs(self, **filters: Any) -> Iterator[FlowRun]:
@@ -333,3 +337,23 @@ class SluiceClient:
         deployments use it or runs of it are unfinished; with `force`, only while runs of it
         are active (its scheduled runs are cancelled). Raises `NotFound` for an unknown pool."""
         self._call("DELETE", f"/pools/{_q(name)}", params={"force": "true" if force else None})
+
+    # -- console overviews ---------------------------------------------------------------------
+    def flow_run_stats(self, *, since: datetime | None = None, until: datetime | None = None,
+                       bucket_seconds: int = 3600, flow_name: str | None = None,
+                       deployment_id: str | None = None, pool: str | None = None
+                       ) -> dict[str, Any]:
+        """Runs per scheduled-time bucket and state type over [since, until) (default: the last
+        24 hours), counted by the control plane: `{"since", "until", "bucket_seconds",
+        "buckets": [{"start", "counts": {state type: n}}], "totals", "late", "truncated"}`.
+        Raises `ValidationError` for a bucket size not offered or a window too long."""
+        params = {"since": since.isoformat() if since else None,
+                  "until": until.isoformat() if until else None,
+                  "bucket_seconds": bucket_seconds, "flow_name": flow_name,
+                  "deployment_id": deployment_id, "pool": pool}
+        return self._call("GET", "/stats/flow-runs", params=params)
+
+    def deployment_stats(self) -> list[dict[str, Any]]:
+        """Every deployment with its schedules in words, next run times and recent runs (what
+        the console's deployments page shows)."""
+        return self._call("GET", "/stats/deployments")

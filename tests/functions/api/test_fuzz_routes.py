@@ -65,6 +65,8 @@ ROUTES = [
     ("GET", "/pools/{name}/bundles/{sha256}"),
     ("POST", "/bundles"),
     ("GET", "/bundles/{sha256}"),
+    ("GET", "/stats/flow-runs"),
+    ("GET", "/stats/deployments"),
 ]
 ERROR_KEYS = {"error", "message", "details"}
 

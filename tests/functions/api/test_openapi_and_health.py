@@ -32,7 +32,8 @@ def test_openapi_documents_the_path_and_query_bounds(api):
     parameters = {p["name"]: p for p in document["paths"]["/flow-runs"]["get"]["parameters"]}
     assert parameters["limit"]["schema"]["maximum"] == 200
     assert set(parameters) == {"flow_name", "deployment_id", "pool", "state_type",
-                               "scheduled_after", "scheduled_before", "limit", "cursor"}
+                               "scheduled_after", "scheduled_before", "tag",
+                               "parent_flow_run_id", "limit", "cursor"}
 
 
 def test_health_reports_the_version(api):

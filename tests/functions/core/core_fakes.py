@@ -28,6 +28,7 @@ from sluice.models import (
 from sluice_functions.ports import (
     DEFAULT_MAX_RECEIVE_COUNT,
     MAX_DELAY_SECONDS,
+    FlowRunCounts,
     FlowRunFilter,
     PoolQueue,
     QueueDepth,
@@ -121,6 +122,9 @@ class InMemoryRunStore:
                 and (flt.scheduled_after is None or run.scheduled_at >= flt.scheduled_after)
                 and (flt.scheduled_before is None or run.scheduled_at < flt.scheduled_before)
                 and (flt.holds_slot_of is None or flt.holds_slot_of in run.slot_scopes)
+                and (not flt.tags or flt.tags <= set(run.tags))
+                and (flt.parent_flow_run_id is None
+                     or run.parent_flow_run_id == flt.parent_flow_run_id)
             )
 
         return [r.model_copy(deep=True) for r in self.runs.values() if matches(r)]
@@ -139,6 +143,14 @@ class InMemoryRunStore:
 
     def count_flow_runs(self, flt: FlowRunFilter) -> int:
         return len(self._matching(flt))
+
+    def count_flow_runs_by_bucket(self, flt: FlowRunFilter, *, bucket_seconds: int,
+                                  now: datetime) -> FlowRunCounts:
+        runs = self._matching(flt)
+        counts = FlowRunCounts.tally(((r.scheduled_at, r.state.type) for r in runs),
+                                     origin=flt.scheduled_after, bucket_seconds=bucket_seconds)
+        late = sum(1 for r in runs if r.state.name == "Late" and r.scheduled_at < now)
+        return FlowRunCounts(counts=counts, late=late)
 
     # task runs
     def upsert_task_runs(self, task_runs: Sequence[TaskRun]) -> int:

@@ -39,6 +39,8 @@ def matches(run: FlowRun, flt: FlowRunFilter) -> bool:
         and (flt.scheduled_after is None or moment >= utc(flt.scheduled_after))
         and (flt.scheduled_before is None or moment < utc(flt.scheduled_before))
         and (flt.holds_slot_of is None or flt.holds_slot_of in run.slot_scopes)
+        and (not flt.tags or flt.tags <= set(run.tags))
+        and (flt.parent_flow_run_id is None or run.parent_flow_run_id == flt.parent_flow_run_id)
     )
 
 

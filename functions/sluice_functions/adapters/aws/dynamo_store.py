@@ -25,6 +25,7 @@ from ...ports import FlowRunFilter
 from ..records import read_record, readable, written_record
 from . import dynamo_items as items
 from .dynamo_run_maintenance import DynamoRunMaintenance
+from .dynamo_run_stats import DynamoRunStats
 from .dynamo_table import EXISTS, NOT_EXISTS, KeyQuery, SingleTable
 from .dynamo_run_queries import flow_run_count_queries, flow_run_list_query, matches
 from .dynamo_slots import count_slot_holders, slot_holder_writes
@@ -38,7 +39,7 @@ MAX_UPSERT_ATTEMPTS = 5
 POOL_LIVE_FIELDS = frozenset({"queue_depth", "dlq_depth", "workers", "running"})
 
 
-class DynamoRunStore(DynamoRunMaintenance):
+class DynamoRunStore(DynamoRunMaintenance, DynamoRunStats):
     """Flow runs, task runs, deployments, pools and workers in a DynamoDB single table.
 
     Every compare-and-set is a conditional write; a run, its history entry and its transition
@@ -199,7 +200,8 @@ class DynamoRunStore(DynamoRunMaintenance):
     def count_flow_runs(self, flt: FlowRunFilter) -> int:
         if flt.slot_limit is not None:  # exact: concurrency limits settle races with it
             return count_slot_holders(self._table, *flt.slot_limit)
-        if flt.holds_slot_of is not None:  # the run indexes do not hold `slot_scopes`
+        if flt.holds_slot_of is not None or flt.tags or flt.parent_flow_run_id is not None:
+            # The run indexes hold neither `slot_scopes`, tags nor parents: read the runs.
             return len(self._fresh_runs(self._table.all(flow_run_list_query(flt)), flt))
         return sum(self._table.count(query) for query in flow_run_count_queries(flt))
 

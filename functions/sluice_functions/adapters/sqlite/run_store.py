@@ -31,6 +31,7 @@ from .database import (
     epoch_micros,
 )
 from .run_maintenance import SqliteRunMaintenance
+from .run_stats import SqliteRunStats
 from .store_sql import (
     FLOW_RUN_COLUMNS,
     SCHEMA,
@@ -51,7 +52,7 @@ POOL_CONFIGURATION_FIELDS = frozenset(
 )
 
 
-class SqliteRunStore(SqliteRunMaintenance):
+class SqliteRunStore(SqliteRunMaintenance, SqliteRunStats):
     """`RunStore` backed by one SQLite file (WAL, safe for the threads of one process).
 
     Compare-and-set writes run in `BEGIN IMMEDIATE` transactions, so the version check and the
