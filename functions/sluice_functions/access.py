@@ -73,6 +73,8 @@ WORKER_ROUTES: tuple[RouteAccess, ...] = (
                 flow_process=True),
     RouteAccess("GET", "/pools/{pool}/deployments/*", "read the deployment to run"),
     RouteAccess("GET", "/pools/{pool}/bundles/*", "where to download the deployment's code"),
+    RouteAccess("POST", "/pools/{pool}/events",
+                "user code emits events about its run (sluice.emit_event)", flow_process=True),
 )
 
 
@@ -87,6 +89,12 @@ OPERATOR_ONLY_ROUTES: tuple[RouteAccess, ...] = (
     RouteAccess("DELETE", "/pools/{pool}", "delete a pool with its queues"),
     RouteAccess("GET", "/stats/flow-runs", "the console's counts of every pool's runs"),
     RouteAccess("GET", "/stats/deployments", "the console's view of every deployment"),
+    RouteAccess("GET", "/events", "read the event log (sluice events ls|tail)"),
+    RouteAccess("POST", "/events", "emit events under any name, sluice.* included"),
+    RouteAccess("POST", "/automations", "create an automation (it acts with the control "
+                "plane's rights)"),
+    RouteAccess("PATCH", "/automations/*", "pause or resume an automation"),
+    RouteAccess("DELETE", "/automations/*", "delete an automation"),
 )
 
 

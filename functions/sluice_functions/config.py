@@ -30,6 +30,10 @@ ENV_QUEUE_VISIBILITY_TIMEOUT_SECONDS = "SLUICE_QUEUE_VISIBILITY_TIMEOUT_SECONDS"
 ENV_MAX_RECEIVE_COUNT = "SLUICE_MAX_RECEIVE_COUNT"
 ENV_STACK_PREFIX = "SLUICE_STACK_PREFIX"
 ENV_METRICS_NAMESPACE = "SLUICE_METRICS_NAMESPACE"
+ENV_EVENT_BUS_NAME = "SLUICE_EVENT_BUS_NAME"
+ENV_EVENT_RETENTION_DAYS = "SLUICE_EVENT_RETENTION_DAYS"
+#: Days Sluice events are kept for `sluice events ls` (EventBridge consumers keep their own).
+DEFAULT_EVENT_RETENTION_DAYS = 14
 
 DEFAULT_STACK_PREFIX = "sluice"
 DEFAULT_RETENTION_DAYS = 30
@@ -108,6 +112,13 @@ class ControlPlaneSettings(BaseSettings):
     )
     #: None means "Sluice/<stack prefix>" (`metrics_namespace_for`).
     metrics_namespace: str | None = Field(default=None, validation_alias=ENV_METRICS_NAMESPACE)
+    #: The EventBridge bus events are put on: "default" is the account's default bus.
+    event_bus_name: str = Field(default="default", min_length=1, max_length=256,
+                                validation_alias=ENV_EVENT_BUS_NAME)
+    event_retention_days: int = Field(
+        default=DEFAULT_EVENT_RETENTION_DAYS, ge=1, le=MAX_RETENTION_DAYS,
+        validation_alias=ENV_EVENT_RETENTION_DAYS,
+    )
 
     @property
     def effective_queue_prefix(self) -> str:

@@ -21,9 +21,9 @@ Shared rules for every port:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from sluice.models import (
     Deployment,
@@ -31,6 +31,7 @@ from sluice.models import (
     LogRecord,
     Page,
     Pool,
+    SluiceEvent,
     State,
     StateType,
     TaskRun,
@@ -539,6 +540,69 @@ class BundleStore(Protocol):
         ...
 
 
+@runtime_checkable
+class EventStore(Protocol):
+    """Sluice events (`sluice.models.SluiceEvent`) kept for reading back (`GET /events`,
+    `sluice events ls|tail`) for a retention: SQLite embedded, DynamoDB with a TTL on AWS."""
+
+    def append(self, events: Sequence[SluiceEvent]) -> None:
+        """Store events; idempotent by `SluiceEvent.id` (a repeated id changes nothing)."""
+        ...
+
+    def list_events(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        names: Sequence[str] | None = None,
+        resource_id: str | None = None,
+        limit: int,
+        cursor: str | None = None,
+    ) -> Page[SluiceEvent]:
+        """Events with `since <= occurred < until`, whose name starts with one of `names` (any
+        name when None or empty) and, with `resource_id`, whose resource or a related resource
+        has that id. Ordered by (`occurred`, `id`) ascending when `since` is given (a follower
+        tails with it), descending (newest first) otherwise; the cursor continues that order."""
+        ...
+
+    def purge_before(self, cutoff: datetime) -> int:
+        """Delete events that occurred before `cutoff`; returns how many (adapters that expire
+        events themselves, like DynamoDB's TTL, return 0)."""
+        ...
+
+
+@runtime_checkable
+class EventPublisher(Protocol):
+    """Where events go beyond the control plane: EventBridge on AWS, nowhere embedded."""
+
+    def publish(self, events: Sequence[SluiceEvent]) -> None:
+        """Send events on; raises on failure (the caller logs it and goes on)."""
+        ...
+
+
+class DiscardEvents:
+    """An `EventStore` and `EventPublisher` that keeps nothing: the default of ports built
+    without events (older composition roots, tests that do not look at events)."""
+
+    def append(self, events: Sequence[SluiceEvent]) -> None:
+        return None
+
+    def list_events(self, *, since: datetime | None = None, until: datetime | None = None,
+                    names: Sequence[str] | None = None, resource_id: str | None = None,
+                    limit: int, cursor: str | None = None) -> Page[SluiceEvent]:
+        return Page(items=[], next_cursor=None)
+
+    def purge_before(self, cutoff: datetime) -> int:
+        return 0
+
+    def publish(self, events: Sequence[SluiceEvent]) -> None:
+        return None
+
+
+if TYPE_CHECKING:  # the automations package imports the service layer, which imports this
+    from .automations.ports import AutomationStore
+
+
 @dataclass(frozen=True)
 class ControlPlanePorts:
     """The adapters a composition root (Lambda handler, embedded server) builds once."""
@@ -549,3 +613,15 @@ class ControlPlanePorts:
     metrics: Metrics
     #: None where bundles are not configured (the bundle routes then answer 400 saying so).
     bundles: BundleStore | None = None
+    events: EventStore = field(default_factory=DiscardEvents)
+    publisher: EventPublisher = field(default_factory=DiscardEvents)
+    #: Automations and their action receipts; None derives a store on the run store's own
+    #: database (`automations.ports.automation_store`).
+    automations: AutomationStore | None = None
+
+    def __post_init__(self) -> None:
+        # Transitions are applied deep in the use cases, which get the store but not the ports:
+        # binding the ports to their store lets them find where events go (`event_log`).
+        from .service.event_log import bind_ports
+
+        bind_ports(self)

@@ -53,6 +53,8 @@ class SluiceControlPlane(Construct):
         RETAIN also turns on the table's deletion protection.
     :param throttle: the API's stage-wide rate and burst limits.
     :param bundle_expiration: delete uploaded bundles this long after upload (None: never).
+    :param event_bus_name: the EventBridge bus Sluice events are put on ("default": the
+        account's default bus); route them with rules on that bus (docs/events.md).
     """
 
     def __init__(self, scope: Construct, construct_id: str, *,
@@ -64,7 +66,8 @@ class SluiceControlPlane(Construct):
                  worker_fleet: WorkerFleet | None = None,
                  removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
                  throttle: Throttle = Throttle(),
-                 bundle_expiration: Duration | None = None) -> None:
+                 bundle_expiration: Duration | None = None,
+                 event_bus_name: str = "default") -> None:
         super().__init__(scope, construct_id)
         pools = _pool_names(extra_pools)
         if not re.match(PREFIX_PATTERN, prefix):
@@ -88,7 +91,7 @@ class SluiceControlPlane(Construct):
             table_name=self.table.table_name, stack_prefix=prefix, queue_prefix=prefix,
             bundle_bucket=self.bundle_bucket.bucket_name,
             run_log_group=self.run_log_group.log_group_name, retention_days=retention_days,
-            metrics_namespace=metrics_namespace_for(prefix))
+            metrics_namespace=metrics_namespace_for(prefix), event_bus_name=event_bus_name)
         self.pools: list[PoolQueues] = [create_pool_queues(self, pool, settings)
                                         for pool in pools]
         default_pool = self.pools[0]

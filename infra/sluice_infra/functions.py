@@ -64,6 +64,14 @@ TABLE_SCAN_ACTIONS = ("dynamodb:Scan",)
 #: bundle (404) from a forbidden one (403).
 BUNDLE_OBJECT_ACTIONS = ("s3:GetObject", "s3:PutObject")
 BUNDLE_LIST_ACTIONS = ("s3:ListBucket",)
+#: Every function records events (transitions, monitor findings) and puts them on the bus.
+EVENT_PUT_ACTIONS = ("events:PutEvents",)
+
+
+def event_bus_arn(scope: Construct, bus_name: str) -> str:
+    """The ARN of the bus events go to ("default": the account's default bus)."""
+    return Stack.of(scope).format_arn(service="events", resource="event-bus",
+                                      resource_name=bus_name)
 
 
 def queue_arn_pattern(scope: Construct, queue_prefix: str) -> str:
@@ -112,6 +120,7 @@ class ControlPlaneFunctions(Construct):
                         "Pools are created at run time (`sluice pool create`), each with its "
                         "own queue and dead-letter queue named <stack prefix>-<pool>[-dlq]; the "
                         "grant covers queues under this stack's prefix only.")
+            self._allow(role, EVENT_PUT_ACTIONS, [event_bus_arn(self, settings.event_bus_name)])
             self.roles[spec.name] = role
             self.log_groups[spec.name] = log_group
             self.functions[spec.name] = self._function(spec, code, role, log_group, environment)

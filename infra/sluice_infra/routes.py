@@ -21,7 +21,8 @@ class GatewayRoute:
     path: str
 
 
-ROUTE_FAMILIES = ("flow-runs", "deployments", "pools", "bundles", "stats")
+ROUTE_FAMILIES = ("flow-runs", "deployments", "pools", "bundles", "stats", "automations",
+                  "events")
 
 GATEWAY_ROUTES: tuple[GatewayRoute, ...] = (
     GatewayRoute("GET", "/health"),

@@ -26,6 +26,7 @@ __all__ = [
     "allow_failure", "quote", "tags",
     # inside runs
     "get_run_logger", "wait", "as_completed", "TaskFuture", "TaskFutureList", "secret",
+    "emit_event",
     # running
     "run_flow", "use_reporter", "run_deployment",
     "ThreadPoolTaskRunner", "ProcessPoolTaskRunner", "DaskTaskRunner",
@@ -48,6 +49,7 @@ _LAZY = {
     "wait": "sluice.engine.futures", "as_completed": "sluice.engine.futures",
     "TaskFuture": "sluice.engine.futures", "TaskFutureList": "sluice.engine.futures",
     "secret": "sluice.secrets",
+    "emit_event": "sluice.event_emitter",
     "run_flow": "sluice.engine", "use_reporter": "sluice.engine",
     "run_deployment": "sluice.deployments",
     **dict.fromkeys(["ThreadPoolTaskRunner", "ProcessPoolTaskRunner", "DaskTaskRunner"],
@@ -77,6 +79,7 @@ if TYPE_CHECKING:
     from .deployments import run_deployment
     from .engine import run_flow, use_reporter
     from .engine.futures import TaskFuture, TaskFutureList, as_completed, wait
+    from .event_emitter import emit_event
     from .exceptions import SluiceError
     from .flows import Flow, flow
     from .models import State, StateType

@@ -7,6 +7,7 @@ import pytest
 
 from sluice_infra.functions import (
     BUNDLE_OBJECT_ACTIONS,
+    EVENT_PUT_ACTIONS,
     QUEUE_ADMIN_ACTIONS,
     QUEUE_DELETE_ACTIONS,
     QUEUE_SEND_ACTIONS,
@@ -68,6 +69,12 @@ def test_data_permissions_name_this_stacks_resources_only(synthesized, stack):
                     assert statement["Condition"] == {"StringLike": {"s3:prefix": ["bundles/*"]}}
                 else:
                     assert resources == [f"<{bucket_id}.Arn>/bundles/*"]
+            elif service == "events":
+                # Only the configured bus (the account's default one unless the construct
+                # names another): no other bus of the account.
+                assert resources == ["arn:<AWS::Partition>:events:<AWS::Region>:"
+                                     "<AWS::AccountId>:event-bus/default"], statement
+                assert actions == list(EVENT_PUT_ACTIONS)
             elif service == "logs":
                 (log_group,) = resources
                 assert template["Resources"][log_group[1:].split(".")[0]]["Type"] == \
@@ -80,7 +87,8 @@ def test_each_function_may_do_what_its_code_does_and_no_more(synthesized):
     template = synthesized.template(DEFAULT_STACK)
     roles = _function_roles(synthesized, DEFAULT_STACK)
     own_logs = {"logs:CreateLogStream", "logs:PutLogEvents"}
-    shared = {*TABLE_ITEM_ACTIONS, *TABLE_QUERY_ACTIONS, *QUEUE_SEND_ACTIONS, *own_logs}
+    shared = {*TABLE_ITEM_ACTIONS, *TABLE_QUERY_ACTIONS, *QUEUE_SEND_ACTIONS, *own_logs,
+              *EVENT_PUT_ACTIONS}
     api_only = {*QUEUE_ADMIN_ACTIONS, *QUEUE_DELETE_ACTIONS, *RUN_LOG_ACTIONS,
                 *BUNDLE_OBJECT_ACTIONS, "s3:ListBucket", *TABLE_SCAN_ACTIONS}
     assert actions_of(policy_of_role(template, roles["api"])) == shared | api_only

@@ -115,6 +115,9 @@ OPERATOR_ACTIONS = [
     ("DELETE", "/pools/etl?force=true", None),
     ("GET", "/stats/flow-runs", None),
     ("GET", "/stats/deployments", None),
+    ("POST", "/automations", {"name": "x", "trigger": {"type": "reactive"},
+                              "actions": [{"type": "pause-pool", "pool": "etl"}]}),
+    ("GET", "/automations", None),
 ]
 
 

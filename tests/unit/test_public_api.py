@@ -11,6 +11,7 @@ EXPECTED_ALL = [
     "flow", "task", "Flow", "Task", "unmapped", "exponential_backoff",
     "allow_failure", "quote", "tags",
     "get_run_logger", "wait", "as_completed", "TaskFuture", "TaskFutureList", "secret",
+    "emit_event",
     "run_flow", "use_reporter", "run_deployment",
     "ThreadPoolTaskRunner", "ProcessPoolTaskRunner", "DaskTaskRunner",
     "State", "StateType", "Completed", "Failed", "Cancelled", "Crashed", "Pending", "Running",

@@ -22,9 +22,11 @@ from sluice.models import utcnow
 
 from ..orchestration import LeasePolicy
 from ..ports import ControlPlanePorts
+from .automations import register_automation_routes
 from .code import register_code_routes
 from .deployments import register_deployment_routes
 from .errors import mark_request_read, register_error_handlers
+from .events import register_event_routes
 from .flow_runs import register_flow_run_routes
 from .pool_routes import register_pool_routes_of_workers
 from .pools import register_pool_routes
@@ -77,6 +79,8 @@ def build_app(
     register_code_routes(app, ports=ports, clock=clock)
     register_pool_routes_of_workers(app, ports=ports, clock=clock, leases=leases)
     register_stats_routes(app, ports=ports, clock=clock)
+    register_event_routes(app, ports=ports, clock=clock)
+    register_automation_routes(app, ports=ports, clock=clock)
     return app
 
 

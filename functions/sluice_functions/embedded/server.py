@@ -219,7 +219,12 @@ class EmbeddedServer:
     def _sqlite_ports(self, queue_url_base: str) -> ControlPlanePorts:
         from ..adapters.local import LocalBundleStore
         from ..adapters.memory_metrics import InMemoryMetrics
-        from ..adapters.sqlite import SqliteLogSink, SqliteRunQueue, SqliteRunStore
+        from ..adapters.sqlite import (
+            SqliteEventStore,
+            SqliteLogSink,
+            SqliteRunQueue,
+            SqliteRunStore,
+        )
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
         return ControlPlanePorts(
@@ -228,6 +233,8 @@ class EmbeddedServer:
             logs=SqliteLogSink(self.data_dir / "logs.db"),
             metrics=InMemoryMetrics(),
             bundles=LocalBundleStore(self.data_dir / "bundles", self.url),
+            # Embedded events are stored only (no EventBridge): the default publisher discards.
+            events=SqliteEventStore(self.data_dir / "events.db"),
         )
 
     def start(self) -> EmbeddedServer:
@@ -263,7 +270,7 @@ class EmbeddedServer:
             self._http.server_close()
         for thread in self._threads:
             thread.join(timeout=5)
-        for adapter in (self.ports.store, self.ports.queue, self.ports.logs):
+        for adapter in (self.ports.store, self.ports.queue, self.ports.logs, self.ports.events):
             close = getattr(adapter, "close", None)
             if close is not None:
                 close()
@@ -290,6 +297,7 @@ class EmbeddedServer:
         from sluice.models import utcnow
 
         from ..adapters.sqlite.retention import purge_finished_runs
+        from ..config import ControlPlaneSettings
 
         last = [0.0]
 
@@ -298,7 +306,11 @@ class EmbeddedServer:
                 return 0
             last[0] = time.monotonic()
             cutoff = utcnow() - timedelta(days=self.retention_days)
-            return purge_finished_runs(self.ports.store, self.ports.logs, cutoff)  # type: ignore[arg-type]
+            purged = purge_finished_runs(self.ports.store, self.ports.logs, cutoff)  # type: ignore[arg-type]
+            # Events have their own, shorter retention (SLUICE_EVENT_RETENTION_DAYS).
+            event_days = ControlPlaneSettings().event_retention_days
+            self.ports.events.purge_before(utcnow() - timedelta(days=event_days))
+            return purged
 
         return run
 

@@ -44,7 +44,7 @@ from sluice.models import (
     utcnow,
 )
 
-from .. import orchestration
+from .. import automations, orchestration
 from ..isolation import isolated
 from ..orchestration import LeasePolicy, Mover, Transition, holds_live_attempt
 from ..ports import Metrics, RunQueue, RunStore
@@ -55,6 +55,7 @@ from ..service.lifecycle import apply_server_transition, lease_outlives, mark_cr
 from ..service.pools import WORKER_ONLINE_WITHIN
 from ..service.queueing import is_held
 from ..timemath import seconds, shift
+from .watch_events import watch_pools_and_workers
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +107,12 @@ def monitor_runs(
                    result=result)
     result.repaired = enqueue_due_runs(store=store, queue=queue, metrics=metrics, now=now,
                                        resend_unclaimed_after=repair, failures=result, tick=TICK)
+    try:
+        watch_pools_and_workers(store=store, queue=queue, now=now)
+    except Exception:  # noqa: BLE001 - events about pools never stop the runs' monitoring
+        logger.exception("monitor: recording worker/dead-letter events failed")
+        metrics.count("TickRecordErrors", dimensions={"tick": TICK})
+    automations.evaluate_proactive(store=store, now=now)  # proactive triggers; never raises
     return result
 
 

@@ -21,6 +21,8 @@ from sluice.models import (
 )
 
 from ..ports import Metrics, RunQueue, RunStore
+from . import event_log
+from .event_builders import deployment_event
 from .flow_runs import create_flow_run
 from .limits import check_page_limit, check_parameters, check_tags
 from .parameter_schema import check_schema_usable, schema_errors
@@ -47,7 +49,11 @@ def create_deployment(
     )
     check_deployment(deployment)
     ensure_pool(deployment.pool, store=store, queue=queue, now=now)
-    return store.upsert_deployment(deployment)
+    stored = store.upsert_deployment(deployment)
+    # The store keeps the id of a deployment that already had this name: then it was updated.
+    action = "created" if stored.id == deployment.id else "updated"
+    event_log.record_for_store([deployment_event(action, stored, now=now)], store=store, now=now)
+    return stored
 
 
 def get_deployment(ref: str, *, store: RunStore) -> Deployment:
@@ -86,12 +92,24 @@ def update_deployment(
     }
     updated = Deployment.model_validate({**current.model_dump(), **changes, "updated": now})
     check_deployment(updated)
-    return store.update_deployment(updated)
+    stored = store.update_deployment(updated)
+    events = []
+    if stored.paused != current.paused:
+        events.append(deployment_event("paused" if stored.paused else "resumed", stored, now=now))
+    if set(changes) - {"paused"}:
+        events.append(deployment_event("updated", stored, now=now,
+                                       payload={"fields": sorted(set(changes) - {"paused"})}))
+    event_log.record_for_store(events, store=store, now=now)
+    return stored
 
 
-def delete_deployment(ref: str, *, store: RunStore) -> None:
+def delete_deployment(ref: str, *, store: RunStore, now: datetime | None = None) -> None:
     """Delete the deployment (its runs stay). Raises `NotFound`."""
-    store.delete_deployment(get_deployment(ref, store=store).id)
+    deployment = get_deployment(ref, store=store)
+    store.delete_deployment(deployment.id)
+    now = now or utcnow()
+    event_log.record_for_store([deployment_event("deleted", deployment, now=now)], store=store,
+                               now=now)
 
 
 def run_deployment(

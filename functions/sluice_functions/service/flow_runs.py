@@ -24,6 +24,7 @@ from ..isolation import CountsFailures, isolated
 from ..orchestration import DEFAULT_LEASES, LeasePolicy
 from ..ports import FlowRunFilter, Metrics, RunQueue, RunStore
 from ..timemath import shift
+from . import event_log
 from .concurrency import cancel_if_over_limit_at_creation
 from .limits import check_page_limit, check_parameters, check_state, check_tags
 from .parameter_schema import validate_parameters
@@ -115,6 +116,8 @@ def create_flow_run_once(
     metrics.count("FlowRunsCreated", dimensions={"pool": stored.pool or ""})
     if send:
         send_run_message(stored, store=store, queue=queue, metrics=metrics, now=now)
+    # The run's first state (Scheduled, or Cancelled by `cancel_new`, ...) is an event too.
+    event_log.flow_run_transitioned(None, stored, store=store, now=now)
     return public_view(stored), True
 
 

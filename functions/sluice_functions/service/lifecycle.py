@@ -33,7 +33,7 @@ from ..orchestration import DEFAULT_LEASES, LeasePolicy, Mover, Transition, hold
 from ..orchestration.leases import MAX_LEASE
 from ..timemath import shift
 from ..ports import Metrics, RunQueue, RunStore
-from . import concurrency
+from . import concurrency, event_log
 from .attempts import close_open_task_runs, ended_attempt, lease_terms, renew
 from .limits import check_state
 from .pool_pause import refuse_claim_if_pool_paused
@@ -416,6 +416,7 @@ def _apply(
             assert queue is not None, "a transition that enqueues needs the queue port"
             send_run_message(stored, store=store, queue=queue, metrics=metrics, now=now)
         metrics.count("FlowRunTransitions", dimensions={"state": stored.state.type.value})
+        event_log.flow_run_transitioned(run, stored, store=store, now=now)
         return replace(outcome, run=stored)
     raise Conflict(f"flow run {flow_run_id} kept changing while it was being updated; try again")
 

@@ -8,6 +8,8 @@ from sluice.exceptions import Conflict, NotFound, SluiceError
 from sluice.models import MAX_PAGE_LIMIT, Pool, PoolCreate, PoolUpdate, StateType, utcnow
 
 from ..ports import ACTIVE_STATE_TYPES, FlowRunFilter, Metrics, RunQueue, RunStore
+from . import event_log
+from .event_builders import pool_event
 from .lifecycle import cancel_flow_run
 
 #: A worker seen (claim or heartbeat) within this window counts as online. Workers heartbeat
@@ -22,6 +24,7 @@ def create_pool(
     """Create a pool or update its settings; idempotent. The queue and DLQ are created first,
     so a stored pool always has its queue."""
     now = now or utcnow()
+    existed = _exists(request.name, store=store)
     urls = queue.create_pool_queue(request.name)
     pool = Pool(
         name=request.name,
@@ -33,7 +36,21 @@ def create_pool(
         # Creating again changes settings, never whether the pool is paused.
         paused=_is_paused(request.name, store=store),
     )
-    return store.upsert_pool(pool)
+    stored = store.upsert_pool(pool)
+    if not existed:
+        event_log.record_for_store([pool_event("created", stored.name, now=now)], store=store,
+                                   now=now)
+    return stored
+
+
+def _exists(name: str, *, store: RunStore) -> bool:
+    try:
+        store.get_pool(name)
+    except NotFound:
+        return False
+    except SluiceError:  # an unreadable record is still a pool
+        pass
+    return True
 
 
 def _is_paused(name: str, *, store: RunStore) -> bool:
@@ -119,6 +136,10 @@ def update_pool(
     pool = _existing(name, store=store)
     if update.paused is not None and update.paused != pool.paused:
         store.upsert_pool(pool.model_copy(update={"paused": update.paused}))
+        moment = now or utcnow()
+        event_log.record_for_store(
+            [pool_event("paused" if update.paused else "resumed", name, now=moment)],
+            store=store, now=moment)
     return get_pool(name, store=store, queue=queue, now=now)
 
 
@@ -162,6 +183,7 @@ def delete_pool(
     if force:
         _cancel_scheduled_runs(name, store=store, metrics=metrics, now=now)
     store.delete_pool(name)
+    event_log.record_for_store([pool_event("deleted", name, now=now)], store=store, now=now)
 
 
 def _existing(name: str, *, store: RunStore) -> Pool:

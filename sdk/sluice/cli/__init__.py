@@ -58,6 +58,10 @@ app.add_typer(profiles.app, name="profile")
 app.add_typer(worker.app, name="worker")
 app.add_typer(deployments.app, name="deployment")
 app.add_typer(secrets.app, name="secret")
+from .events import app as events_app  # noqa: E402 - beside its registration
+app.add_typer(events_app, name="events")
+from .automations import app as automation_app  # noqa: E402 - beside its registration
+app.add_typer(automation_app, name="automation")
 app.command("deploy")(deployments.deploy)
 app.command("ui")(ui.ui)
 

@@ -21,7 +21,10 @@ from ..models import (
     DeploymentCreate,
     DeploymentRunRequest,
     DeploymentUpdate,
+    EmitEventsRequest,
+    EventDraft,
     EventsAccepted,
+    EventsEmitted,
     EventsBatch,
     FlowRun,
     FlowRunCreate,
@@ -32,11 +35,13 @@ from ..models import (
     PoolCreate,
     PoolUpdate,
     SetStateResponse,
+    SluiceEvent,
     State,
     StateType,
     TaskRun,
 )
 from ..profiles import Connection
+from .automation_methods import AutomationMethods
 from .transport import RETRYABLE_STATUSES, build_http_client, send
 
 
@@ -48,7 +53,7 @@ def _dump(model: Any) -> Any:
     return model.model_dump(mode="json", exclude_none=True)
 
 
-class SluiceClient:
+class SluiceClient(AutomationMethods):
     """Talks to one control plane (embedded or AWS). Errors are raised as `sluice.exceptions`
     types; connection errors, 429 and 5xx are retried with backoff and jitter first."""
 
@@ -353,7 +358,27 @@ class SluiceClient:
                   "deployment_id": deployment_id, "pool": pool}
         return self._call("GET", "/stats/flow-runs", params=params)
 
+    # -- events --------------------------------------------------------------------------------
+    def list_events(self, *, since: datetime | None = None, until: datetime | None = None,
+                    names: list[str] | None = None, resource_id: str | None = None,
+                    limit: int = 100, cursor: str | None = None) -> Page[SluiceEvent]:
+        """Sluice events, newest first; with `since`, oldest first from it (to tail). `names`:
+        name prefixes (any of them); `resource_id`: events about or related to that id."""
+        params = {"since": since.isoformat() if since else None,
+                  "until": until.isoformat() if until else None,
+                  "name": list(names) if names else None, "resource_id": resource_id,
+                  "limit": limit, "cursor": cursor}
+        return Page[SluiceEvent].model_validate(self._call("GET", "/events", params=params))
+
+    def emit_events(self, events: list[EventDraft]) -> int:
+        """Record events (a pool-scoped client: about runs of its pool, names outside
+        `sluice.`); returns how many were accepted. Give each an `id` to make a retry safe."""
+        body = EmitEventsRequest(events=events)
+        answer = self._call("POST", f"{self._scope}/events", json=_dump(body))
+        return EventsEmitted.model_validate(answer).accepted
+
     def deployment_stats(self) -> list[dict[str, Any]]:
         """Every deployment with its schedules in words, next run times and recent runs (what
         the console's deployments page shows)."""
         return self._call("GET", "/stats/deployments")
+

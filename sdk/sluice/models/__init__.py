@@ -19,6 +19,23 @@ from .api import (
     SetStateResponse,
     TransitionStatus,
 )
+from .automations import (
+    Action,
+    Automation,
+    AutomationCreate,
+    AutomationUpdate,
+    CancelRunAction,
+    EventMatch,
+    NotifyAction,
+    PauseDeploymentAction,
+    PausePoolAction,
+    ProactiveTrigger,
+    ReactiveTrigger,
+    ResumeDeploymentAction,
+    ResumePoolAction,
+    RunDeploymentAction,
+    Trigger,
+)
 from .bounds import (
     MAX_BACKFILL_RUNS,
     MAX_CACHE_EXPIRATION_SECONDS,
@@ -68,6 +85,19 @@ from .names import (
     WorkerName,
     check_name,
     escaped,
+)
+from .event_requests import (
+    MAX_EVENTS_PER_EMIT,
+    EmitEventsRequest,
+    EventDraft,
+    EventsEmitted,
+)
+from .sluice_events import (
+    EVENT_SCHEMA_VERSION,
+    MAX_EVENT_BYTES,
+    MAX_RELATED_RESOURCES,
+    EventResource,
+    SluiceEvent,
 )
 from .sources import check_entrypoint, check_git_ref, check_relative_path, check_repository
 from .secrets import (
@@ -145,4 +175,12 @@ __all__ = [
     # secrets in parameters
     "SECRET_REFERENCE_KEY", "SECRET_MASK", "SECRET_NAME_PATTERN", "is_secret_name",
     "secret_reference", "secret_reference_name",
+    # events (issue 17)
+    "SluiceEvent", "EventResource", "EVENT_SCHEMA_VERSION", "MAX_EVENT_BYTES",
+    "MAX_RELATED_RESOURCES",
+    # automations (issue 17)
+    "Automation", "AutomationCreate", "AutomationUpdate", "EventMatch", "Trigger",
+    "ReactiveTrigger", "ProactiveTrigger", "Action", "RunDeploymentAction", "CancelRunAction",
+    "PauseDeploymentAction", "ResumeDeploymentAction", "PausePoolAction", "ResumePoolAction",
+    "NotifyAction",
 ]

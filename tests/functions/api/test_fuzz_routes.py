@@ -67,6 +67,14 @@ ROUTES = [
     ("GET", "/bundles/{sha256}"),
     ("GET", "/stats/flow-runs"),
     ("GET", "/stats/deployments"),
+    ("GET", "/events"),
+    ("POST", "/events"),
+    ("POST", "/pools/{name}/events"),
+    ("POST", "/automations"),
+    ("GET", "/automations"),
+    ("GET", "/automations/{automation_id}"),
+    ("PATCH", "/automations/{automation_id}"),
+    ("DELETE", "/automations/{automation_id}"),
 ]
 ERROR_KEYS = {"error", "message", "details"}
 
@@ -128,6 +136,13 @@ path_text = st.one_of(
 )
 
 
+AUTOMATION = {"name": "fuzzed", "trigger": {"type": "reactive", "threshold": 2,
+                                            "within_seconds": 60,
+                                            "match": {"names": ["sluice.flow-run.*"]}},
+              "actions": [{"type": "run-deployment", "deployment": "etl/nightly",
+                           "parameters": {"day": "{{ event.payload.state_name }}"}}]}
+
+
 def valid_body(route: tuple[str, str], world: dict[str, str]) -> Any:
     """A body the route accepts (mutated below into almost-valid ones)."""
     method, template = route
@@ -146,6 +161,9 @@ def valid_body(route: tuple[str, str], world: dict[str, str]) -> Any:
         return {"lease": world["lease"]}
     if template.endswith("/cancel"):
         return {"message": "stop"}
+    if template in ("/events", "/pools/{name}/events"):
+        return {"events": [{"name": "etl.file-loaded", "payload": {"key": "a.csv"},
+                            "resource": {"kind": "flow-run", "id": world["flow_run_id"]}}]}
     if template.endswith("/events"):
         run_id = world["flow_run_id"]
         return {"task_runs": [{"id": "t1", "flow_run_id": run_id, "task_name": "t", "name": "t-1",
@@ -155,6 +173,10 @@ def valid_body(route: tuple[str, str], world: dict[str, str]) -> Any:
     if template == "/deployments":
         return {"flow_name": "etl", "name": "fuzzed", "entrypoint": "f.py:etl", "pool": "etl",
                 "schedules": [{"interval_seconds": 60, "anchor": NOW.isoformat()}]}
+    if template == "/automations":
+        return AUTOMATION
+    if method == "PATCH" and template.startswith("/automations/"):
+        return {"enabled": False}
     if method == "PATCH" and template == "/pools/{name}":
         return {"paused": True}
     if method == "PATCH":
@@ -222,7 +244,9 @@ def world(api: Api) -> dict[str, str]:
     deployment = api.get("/deployments/etl/nightly").json
     api.post(f"/flow-runs/{run_id}/events", {"logs": [
         {"id": "seed", "flow_run_id": run_id, "timestamp": NOW.isoformat(), "message": "x"}]})
+    automation_id = api.post("/automations", AUTOMATION).json["id"]
     return {"flow_run_id": run_id, "lease": lease, "deployment_id": deployment["id"],
+            "automation_id": automation_id,
             "flow_name": "etl", "name": "nightly", "pool": "etl", "sha256": "ab" * 32}
 
 

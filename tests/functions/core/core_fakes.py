@@ -406,3 +406,40 @@ class RecordingMetrics:
 
     def total(self, name: str) -> float:
         return sum(value for kind, n, value, _ in self.recorded if n == name)
+
+
+class InMemoryEventStore:
+    """`EventStore` and `EventPublisher` in one: events kept in a list, published ones too."""
+
+    def __init__(self) -> None:
+        self.stored: dict[str, object] = {}
+        self.published: list = []
+
+    def append(self, events: Sequence) -> None:
+        for event in events:
+            self.stored.setdefault(event.id, event)
+
+    def list_events(self, *, since=None, until=None, names=None, resource_id=None, limit: int,
+                    cursor: str | None = None) -> Page:
+        chosen = [
+            e for e in self.stored.values()
+            if (since is None or e.occurred >= since) and (until is None or e.occurred < until)
+            and (not names or any(e.name.startswith(n) for n in names))
+            and (resource_id is None
+                 or any(r.id == resource_id for r in (e.resource, *e.related)))
+        ]
+        chosen.sort(key=lambda e: (e.occurred, e.id), reverse=since is None)
+        return _page(chosen, limit, cursor)
+
+    def purge_before(self, cutoff: datetime) -> int:
+        old = [i for i, e in self.stored.items() if e.occurred < cutoff]
+        for event_id in old:
+            del self.stored[event_id]
+        return len(old)
+
+    def publish(self, events: Sequence) -> None:
+        self.published.extend(events)
+
+    def names(self) -> list[str]:
+        """Names of the stored events, in the order they were recorded."""
+        return [e.name for e in self.stored.values()]

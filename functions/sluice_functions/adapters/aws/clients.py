@@ -15,9 +15,11 @@ from botocore.config import Config
 from sluice.models import DEFAULT_POOL
 
 from ...config import ControlPlaneSettings
-from ...ports import ControlPlanePorts, PoolQueue
+from ...ports import ControlPlanePorts, DiscardEvents, PoolQueue
 from .dynamo_store import DynamoRunStore
 from .emf_metrics import EmfMetrics
+from .event_bridge import EventBridgePublisher
+from .event_store import DynamoEventStore
 from .log_sink import CloudWatchLogSink
 from .s3_bundles import S3BundleStore
 from .sqs_queue import SqsRunQueue
@@ -39,6 +41,8 @@ class AwsClients:
     sqs: Any
     logs: Any
     s3: Any = None
+    #: None: events are stored but not put on EventBridge.
+    events: Any = None
 
 
 def build_aws_clients(session: boto3.session.Session | None = None,
@@ -55,6 +59,7 @@ def build_aws_clients(session: boto3.session.Session | None = None,
         sqs=client("sqs", _SQS_READ_TIMEOUT_SECONDS),
         logs=client("logs", _READ_TIMEOUT_SECONDS),
         s3=build_s3_client(session, region_name),
+        events=client("events", _READ_TIMEOUT_SECONDS),
     )
 
 
@@ -98,4 +103,9 @@ def build_aws_ports(settings: ControlPlaneSettings,
         metrics=EmfMetrics(settings.effective_metrics_namespace),
         bundles=S3BundleStore(clients.s3, settings.bundle_bucket)
         if settings.bundle_bucket and clients.s3 is not None else None,
+        events=DynamoEventStore(clients.dynamodb, settings.table_name,
+                                retention_days=settings.event_retention_days),
+        publisher=EventBridgePublisher(clients.events, stack_prefix=settings.stack_prefix,
+                                       bus_name=settings.event_bus_name)
+        if clients.events is not None else DiscardEvents(),
     )

@@ -5,8 +5,9 @@ data directory (store.db, queue.db, logs.db) so that queue traffic never waits o
 write lock. Every file is in WAL mode and safe for the threads of one process.
 """
 
+from .event_store import SqliteEventStore
 from .log_sink import SqliteLogSink
 from .run_queue import SqliteRunQueue
 from .run_store import SqliteRunStore
 
-__all__ = ["SqliteLogSink", "SqliteRunQueue", "SqliteRunStore"]
+__all__ = ["SqliteEventStore", "SqliteLogSink", "SqliteRunQueue", "SqliteRunStore"]
