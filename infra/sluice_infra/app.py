@@ -29,6 +29,10 @@ CONTEXT_KEYS = {
     "sluice:prefix": "queue/dashboard prefix (default: the stack name, lowercased)",
     "sluice:retentionDays": "days flow runs are kept (default 30)",
     "sluice:eventBusName": "the EventBridge bus Sluice events go to (default: default)",
+    "sluice:notificationTopicArns": "SNS topic ARNs automations may notify besides the stack's "
+    "own (comma-separated)",
+    "sluice:notificationSecrets": "names of the secrets holding automations' webhook URLs and "
+    "signing keys (comma-separated)",
     "sluice:extraPools": "comma-separated pools whose queues the stack creates",
     "sluice:logRetentionDays": "log retention in days (default 30)",
     "sluice:alarmEmail": "an address for alarm notifications",
@@ -142,6 +146,8 @@ def build_stack(app: App) -> Stack:
         prefix=context.text("sluice:prefix", stack_name.lower()) or stack_name.lower(),
         retention_days=context.integer("sluice:retentionDays", 30),
         event_bus_name=context.text("sluice:eventBusName", "default") or "default",
+        notification_topic_arns=_listed(context.text("sluice:notificationTopicArns", "")),
+        notification_secrets=_listed(context.text("sluice:notificationSecrets", "")),
         extra_pools=context.names("sluice:extraPools"),
         log_retention=LOG_RETENTION[log_days],
         alarm_email=context.text("sluice:alarmEmail"),
@@ -149,6 +155,11 @@ def build_stack(app: App) -> Stack:
         removal_policy=RemovalPolicy.RETAIN if removal == "retain" else RemovalPolicy.DESTROY,
     )
     return stack
+
+
+def _listed(text: str | None) -> tuple[str, ...]:
+    """A comma-separated context value as its non-empty items."""
+    return tuple(item.strip() for item in (text or "").split(",") if item.strip())
 
 
 def cdk_json_context(directory: Path) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from .acknowledgments import acknowledge, acknowledge_wildcard_resources
 from .asset import function_code
 from .functions import ControlPlaneFunctions
 from .http_api import ControlPlaneApi, Throttle
+from .notifications import NotificationAccess
 from .observability import ControlPlaneObservability
 from .storage import PoolQueues, create_bundle_bucket, create_pool_queues, create_table
 from .worker_policy import create_worker_policy
@@ -55,6 +56,11 @@ class SluiceControlPlane(Construct):
     :param bundle_expiration: delete uploaded bundles this long after upload (None: never).
     :param event_bus_name: the EventBridge bus Sluice events are put on ("default": the
         account's default bus); route them with rules on that bus (docs/events.md).
+    :param notification_topic_arns: SNS topics automations may notify besides the stack's own
+        notification topic (output `SluiceNotificationTopicArn`).
+    :param notification_secrets: names of the secrets (SSM parameters or Secrets Manager
+        secrets) that hold automations' webhook URLs and signing keys: the functions may read
+        those, and no others.
     """
 
     def __init__(self, scope: Construct, construct_id: str, *,
@@ -67,7 +73,9 @@ class SluiceControlPlane(Construct):
                  removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
                  throttle: Throttle = Throttle(),
                  bundle_expiration: Duration | None = None,
-                 event_bus_name: str = "default") -> None:
+                 event_bus_name: str = "default",
+                 notification_topic_arns: Sequence[str] = (),
+                 notification_secrets: Sequence[str] = ()) -> None:
         super().__init__(scope, construct_id)
         pools = _pool_names(extra_pools)
         if not re.match(PREFIX_PATTERN, prefix):
@@ -103,6 +111,9 @@ class SluiceControlPlane(Construct):
             self, "Functions", code=function_code(), settings=self.settings, table=self.table,
             bundle_bucket=self.bundle_bucket, run_log_group=self.run_log_group,
             log_retention=log_retention)
+        self.notifications = NotificationAccess(
+            self, "Notifications", prefix=prefix, roles=list(self.functions.roles.values()),
+            topic_arns=notification_topic_arns, secret_names=notification_secrets)
         access_logs = logs.LogGroup(self, "ApiAccessLogs", retention=log_retention,
                                     removal_policy=RemovalPolicy.DESTROY)
         self.api = ControlPlaneApi(self, "Api", function=self.functions.api,
@@ -138,6 +149,9 @@ class SluiceControlPlane(Construct):
 
         self._output(stack_outputs.API_URL, self.api.url, "Base URL of the Sluice API")
         self._output(stack_outputs.REGION, stack.region, "Region of the control plane")
+        self._output(stack_outputs.NOTIFICATION_TOPIC_ARN, self.notifications.topic.topic_arn,
+                     "SNS topic automations' notify actions publish to (subscribe email, "
+                     "SMS or chat to it)")
         self._output(stack_outputs.BUNDLE_BUCKET, self.bundle_bucket.bucket_name,
                      "Bucket of deployment code bundles")
         self._output(stack_outputs.WORKER_POLICY_ARN, self.worker_policy.managed_policy_arn,

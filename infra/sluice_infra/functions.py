@@ -66,12 +66,24 @@ BUNDLE_OBJECT_ACTIONS = ("s3:GetObject", "s3:PutObject")
 BUNDLE_LIST_ACTIONS = ("s3:ListBucket",)
 #: Every function records events (transitions, monitor findings) and puts them on the bus.
 EVENT_PUT_ACTIONS = ("events:PutEvents",)
+#: Only the API manages the rules of deployments that run on events (`adapters/aws/event_rules`).
+EVENT_RULE_ACTIONS = ("events:PutRule", "events:PutTargets", "events:DeleteRule",
+                      "events:RemoveTargets", "events:DescribeRule")
 
 
 def event_bus_arn(scope: Construct, bus_name: str) -> str:
     """The ARN of the bus events go to ("default": the account's default bus)."""
     return Stack.of(scope).format_arn(service="events", resource="event-bus",
                                       resource_name=bus_name)
+
+
+def on_event_rule_arn_pattern(scope: Construct, bus_name: str, queue_prefix: str) -> str:
+    """The rules of deployments that run on events, `<queue prefix>-on-event-*` on the bus (a
+    rule of the default bus has no bus in its ARN; one of another bus has)."""
+    rules = f"{queue_prefix}-on-event-*"
+    return Stack.of(scope).format_arn(
+        service="events", resource="rule",
+        resource_name=rules if bus_name == "default" else f"{bus_name}/{rules}")
 
 
 def queue_arn_pattern(scope: Construct, queue_prefix: str) -> str:
@@ -137,7 +149,21 @@ class ControlPlaneFunctions(Construct):
             actions=list(BUNDLE_LIST_ACTIONS), resources=[bundle_bucket.bucket_arn],
             conditions={"StringLike": {"s3:prefix": [f"{BUNDLE_PREFIX}*"]}})
         api_role.add_to_policy(list_bundles)
+        self._allow_on_event_rules(api_role)
         self._schedule_ticks()
+
+    def _allow_on_event_rules(self, api_role: iam.Role) -> None:
+        """The API makes one rule per deployment that runs on events, targeting itself: it may
+        manage those rules only, and EventBridge may invoke it from those rules only."""
+        rules = on_event_rule_arn_pattern(self, self.settings.event_bus_name,
+                                          self.settings.effective_queue_prefix)
+        self._allow(api_role, EVENT_RULE_ACTIONS, [rules],
+                    "Deployments that run on events get a rule each at deploy time, named "
+                    "<queue prefix>-on-event-<hash of the deployment id>; the grant covers "
+                    "those rules of the configured bus only.")
+        self.api.add_permission("OnEventRules",
+                                principal=iam.ServicePrincipal("events.amazonaws.com"),
+                                source_arn=rules)
 
     @property
     def api(self) -> lambda_.Function:

@@ -25,6 +25,8 @@ from .models import (
     Schedule,
     SourceKind,
 )
+from .models.automations import ProactiveTrigger, ReactiveTrigger, RunDeploymentAction
+from .models.deployments import THIS_DEPLOYMENT, DeploymentTrigger, OnEvent
 
 if TYPE_CHECKING:
     from .client import SluiceClient
@@ -108,9 +110,15 @@ def deployment_request(flow: Flow[Any, Any], *, name: str, entrypoint: str,
                        paused: bool = False, concurrency_limit: int | None = None,
                        collision_strategy: str = "enqueue", retries: int | None = None,
                        retry_delay_seconds: float | None = None, catchup: bool = False,
-                       max_lateness_seconds: float | None = None) -> DeploymentCreate:
+                       max_lateness_seconds: float | None = None,
+                       triggers: Iterable[Any] | None = None,
+                       on_event: Any = None) -> DeploymentCreate:
     """The deployment of `flow`: its parameter schema comes from the type hints, and default
-    parameters are checked against it here, before anything is sent."""
+    parameters are checked against it here, before anything is sent.
+
+    With `on_event` (an EventBridge pattern: dict or JSON text, or an `OnEvent`), parameters
+    whose values are templates (`{{ event.detail.object.key }}`) become the event runs'
+    parameters; the others stay defaults of every run."""
     parameters = dict(parameters or {})
     unknown = set(parameters) - set(flow.signature.parameters)
     if unknown and not any(p.kind is inspect.Parameter.VAR_KEYWORD
@@ -118,6 +126,10 @@ def deployment_request(flow: Flow[Any, Any], *, name: str, entrypoint: str,
         raise ConfigurationError(
             f"flow {flow.name!r} has no parameter(s) {sorted(unknown)}; its parameters are "
             f"{list(flow.signature.parameters)}")
+    event_runs = None
+    if on_event is not None:
+        event_runs = on_event_spec(on_event, parameters)
+        parameters = {k: v for k, v in parameters.items() if k not in event_runs.parameters}
     return request_model(
         DeploymentCreate, flow_name=flow.name, name=name, entrypoint=entrypoint, pool=pool,
         parameters=parameters, parameter_schema=flow.parameter_schema(),
@@ -130,7 +142,44 @@ def deployment_request(flow: Flow[Any, Any], *, name: str, entrypoint: str,
         retry_delay_seconds=flow.options.retry_delay_seconds if retry_delay_seconds is None
         else retry_delay_seconds,
         catchup=catchup, max_lateness_seconds=max_lateness_seconds,
+        triggers=[_trigger_spec(t) for t in triggers or []], on_event=event_runs,
     )
+
+
+def on_event_spec(on_event: Any, parameters: dict[str, Any]) -> OnEvent:
+    """`OnEvent` from a pattern (dict, JSON text or `OnEvent`), taking the templated values of
+    `parameters` as the event runs' parameters."""
+    if isinstance(on_event, OnEvent):
+        spec = on_event
+    else:
+        pattern = on_event
+        if isinstance(on_event, str):
+            try:
+                pattern = json.loads(on_event)
+            except ValueError as exc:
+                raise ConfigurationError(
+                    f"the event pattern is not JSON ({exc}); write it as an EventBridge "
+                    """pattern in single quotes, e.g. '{"source": ["aws.s3"]}'""") from None
+        spec = request_model(OnEvent, pattern=pattern)
+    templated = {k: v for k, v in parameters.items()
+                 if "{{" in json.dumps(v) or "{%" in json.dumps(v)}
+    return spec.model_copy(update={"parameters": {**spec.parameters, **templated}})
+
+
+def _trigger_spec(trigger: Any) -> DeploymentTrigger:
+    """A `DeploymentTrigger` from one, a dict, an `Automation` (its name unused), a
+    `(trigger, actions)` pair, or a bare `reactive(...)`/`proactive(...)` trigger (which runs
+    this deployment with its default parameters)."""
+    if isinstance(trigger, DeploymentTrigger):
+        return trigger
+    if isinstance(trigger, tuple) and len(trigger) == 2:
+        return request_model(DeploymentTrigger, trigger=trigger[0], actions=list(trigger[1]))
+    if isinstance(trigger, (ReactiveTrigger, ProactiveTrigger)):
+        return request_model(DeploymentTrigger, trigger=trigger, actions=[
+            RunDeploymentAction(deployment=THIS_DEPLOYMENT)])
+    if isinstance(trigger, BaseModel):
+        trigger = trigger.model_dump(include={"trigger", "actions", "description", "enabled"})
+    return request_model(DeploymentTrigger, **trigger)
 
 
 def deploy_flow(flow: Flow[Any, Any], *, name: str, source: str | CodeSource = "local",

@@ -174,7 +174,13 @@ class Flow(Generic[P, R]):
         or `interval=300`, in `timezone` (IANA, default UTC). Other options: tags,
         description, version, paused, concurrency_limit, collision_strategy, retries,
         retry_delay_seconds, catchup, max_lateness_seconds, requirements, entrypoint,
-        project_dir, client. Returns the stored `Deployment`."""
+        project_dir, client.
+
+        Events: `on_event={"source": ["aws.s3"], ...}` (an EventBridge pattern) starts a run
+        per matching event, with the `parameters` whose values are templates rendered over it
+        (`{"key": "{{ event.detail.object.key }}"}`); `triggers=[reactive(...),
+        (proactive(...), [notify(...)])]` are automations this deployment owns (a bare trigger
+        runs this deployment). Returns the stored `Deployment`."""
         from .deployments import deploy_flow
 
         return deploy_flow(self, name=name, pool=pool, parameters=parameters, source=source,

@@ -18,6 +18,8 @@ from .profiles import Profile
 
 API_URL = "SluiceApiUrl"
 REGION = "SluiceRegion"
+#: The SNS topic automations' notify actions publish to.
+NOTIFICATION_TOPIC_ARN = "SluiceNotificationTopicArn"
 BUNDLE_BUCKET = "SluiceBundleBucket"
 WORKER_POLICY_ARN = "SluiceWorkerPolicyArn"
 #: JSON object: pool name -> ARN of that pool's worker policy.
@@ -28,7 +30,7 @@ QUEUE_URLS = "SluiceQueueUrls"
 #: What `sluice profile create` needs; a stack without them is not a Sluice control plane.
 REQUIRED = (API_URL, REGION, QUEUE_URLS)
 ALL = (API_URL, REGION, BUNDLE_BUCKET, WORKER_POLICY_ARN, WORKER_POLICY_ARNS,
-       QUEUE_URLS)
+       QUEUE_URLS, NOTIFICATION_TOPIC_ARN)
 
 
 def read_stack_outputs(stack_name: str, region: str | None = None, *,

@@ -8,6 +8,7 @@ import pytest
 from sluice_infra.functions import (
     BUNDLE_OBJECT_ACTIONS,
     EVENT_PUT_ACTIONS,
+    EVENT_RULE_ACTIONS,
     QUEUE_ADMIN_ACTIONS,
     QUEUE_DELETE_ACTIONS,
     QUEUE_SEND_ACTIONS,
@@ -16,6 +17,7 @@ from sluice_infra.functions import (
     TABLE_QUERY_ACTIONS,
     TABLE_SCAN_ACTIONS,
 )
+from sluice_infra.notifications import PUBLISH_ACTIONS
 from sluice_infra.worker_policy import WORKER_QUEUE_ACTIONS
 
 from .conftest import DEFAULT_STACK, FULL_STACK
@@ -69,12 +71,22 @@ def test_data_permissions_name_this_stacks_resources_only(synthesized, stack):
                     assert statement["Condition"] == {"StringLike": {"s3:prefix": ["bundles/*"]}}
                 else:
                     assert resources == [f"<{bucket_id}.Arn>/bundles/*"]
+            elif service == "events" and "events:PutRule" in actions:
+                # On-event rules: this stack's prefix on the default bus only.
+                assert resources == ["arn:<AWS::Partition>:events:<AWS::Region>:"
+                                     f"<AWS::AccountId>:rule/{PREFIX[stack]}-on-event-*"
+                                     ], statement
+                assert actions == list(EVENT_RULE_ACTIONS)
             elif service == "events":
                 # Only the configured bus (the account's default one unless the construct
                 # names another): no other bus of the account.
                 assert resources == ["arn:<AWS::Partition>:events:<AWS::Region>:"
                                      "<AWS::AccountId>:event-bus/default"], statement
                 assert actions == list(EVENT_PUT_ACTIONS)
+            elif service == "sns":  # notify actions: the stack's notification topic only
+                (topic,) = resources
+                assert template["Resources"][topic[1:-1]]["Type"] == "AWS::SNS::Topic", topic
+                assert "Notifications" in topic and actions == list(PUBLISH_ACTIONS)
             elif service == "logs":
                 (log_group,) = resources
                 assert template["Resources"][log_group[1:].split(".")[0]]["Type"] == \
@@ -88,9 +100,10 @@ def test_each_function_may_do_what_its_code_does_and_no_more(synthesized):
     roles = _function_roles(synthesized, DEFAULT_STACK)
     own_logs = {"logs:CreateLogStream", "logs:PutLogEvents"}
     shared = {*TABLE_ITEM_ACTIONS, *TABLE_QUERY_ACTIONS, *QUEUE_SEND_ACTIONS, *own_logs,
-              *EVENT_PUT_ACTIONS}
+              *EVENT_PUT_ACTIONS, *PUBLISH_ACTIONS}
     api_only = {*QUEUE_ADMIN_ACTIONS, *QUEUE_DELETE_ACTIONS, *RUN_LOG_ACTIONS,
-                *BUNDLE_OBJECT_ACTIONS, "s3:ListBucket", *TABLE_SCAN_ACTIONS}
+                *BUNDLE_OBJECT_ACTIONS, "s3:ListBucket", *TABLE_SCAN_ACTIONS,
+                *EVENT_RULE_ACTIONS}
     assert actions_of(policy_of_role(template, roles["api"])) == shared | api_only
     for tick in ("scheduler", "monitor"):
         assert actions_of(policy_of_role(template, roles[tick])) == shared
@@ -137,3 +150,46 @@ def test_each_pools_workers_receive_from_its_queue_only(synthesized, stack):
             elif statement["Action"] == "cloudformation:DescribeStacks":
                 assert resources == ["<AWS::StackId>"]
     assert len(set(taken)) == len(policies)  # each policy its own pool's queue
+
+
+def test_notify_actions_reach_named_topics_and_secrets_only():
+    """Given topics and secrets named for automations, when synthesized, then every function
+    may publish to those topics and read exactly those secrets (SSM, then Secrets Manager)."""
+    from aws_cdk import App
+
+    from sluice_infra.app import build_stack
+
+    app = App(context={"sluice:stackName": "SluiceNotify",
+                       "sluice:notificationTopicArns":
+                           "arn:aws:sns:eu-west-1:123456789012:ops-chat",
+                       "sluice:notificationSecrets": "slack-url,/hooks/signing-key"})
+    stack = build_stack(app)
+    template = app.synth().get_stack_by_name(stack.stack_name).template
+    grants: dict[str, set[str]] = {}
+    for resource in template["Resources"].values():
+        if resource["Type"] != "AWS::IAM::Policy":
+            continue
+        for statement in resource["Properties"]["PolicyDocument"]["Statement"]:
+            for action in as_list(statement["Action"]):
+                if action.split(":")[0] in ("sns", "ssm", "secretsmanager"):
+                    grants.setdefault(action, set()).update(
+                        flat(r) for r in as_list(statement["Resource"]))
+    assert "arn:aws:sns:eu-west-1:123456789012:ops-chat" in grants["sns:Publish"]
+    assert sorted(r.rsplit(":", 1)[-1] for r in grants["ssm:GetParameter"]) == [
+        "parameter/hooks/signing-key", "parameter/slack-url"]
+    assert sorted(r.rsplit(":", 1)[-1] for r in grants["secretsmanager:GetSecretValue"]) == [
+        "hooks/signing-key-??????", "slack-url-??????"]
+
+
+@BOTH
+def test_eventbridge_may_invoke_the_api_from_on_event_rules_only(synthesized, stack):
+    # The API function's resource policy: events.amazonaws.com, from this stack's rules only
+    (api_id,) = [i for i, f in synthesized.resources("AWS::Lambda::Function", stack).items()
+                 if f["Properties"]["Handler"].endswith("api.handler")]
+    from_events = [p["Properties"] for p in synthesized.resources("AWS::Lambda::Permission",
+                                                                  stack).values()
+                   if p["Properties"]["Principal"] == "events.amazonaws.com"
+                   and refers_to(p["Properties"]["FunctionName"], api_id)]
+    assert [flat(p["SourceArn"]) for p in from_events] == [
+        f"arn:<AWS::Partition>:events:<AWS::Region>:<AWS::AccountId>:rule/"
+        f"{PREFIX[stack]}-on-event-*"]

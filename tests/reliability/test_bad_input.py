@@ -64,7 +64,7 @@ def quiet(tmp_path):
 def snapshot(data_dir: Path) -> str:
     """A digest of every row of every table of the server's SQLite files, and its files."""
     digest = hashlib.sha256()
-    for name in ("store.db", "queue.db", "logs.db"):
+    for name in ("store.db", "queue.db", "logs.db", "events.db"):
         conn = sqlite3.connect(f"file:{data_dir / name}?mode=ro", uri=True)
         try:
             tables = [r[0] for r in conn.execute(
@@ -94,8 +94,14 @@ def make_world(inst: Installation) -> dict[str, str]:
         api.post(f"/flow-runs/{run_id}/state", json={
             "state": {"type": "RUNNING", "name": "Running"}, "transition_id": "t0",
             "lease": lease})
+        automation = api.post("/automations", json={
+            "name": "pause on failure", "enabled": False,
+            "trigger": {"type": "reactive", "match": {"names": ["sluice.flow-run.Failed"]}},
+            "actions": [{"type": "pause-deployment", "deployment": "etl/nightly"}]})
+        assert automation.status_code in (200, 201), automation.text
     return {"flow_run_id": run_id, "lease": lease, "deployment_id": deployment.json()["id"],
-            "flow_name": "etl", "name": "nightly", "pool": "etl", "sha256": "ab" * 32}
+            "flow_name": "etl", "name": "nightly", "pool": "etl", "sha256": "ab" * 32,
+            "automation_id": automation.json()["id"]}
 
 
 def fill(template: str, world: dict[str, str], odd: str | None = None) -> str:

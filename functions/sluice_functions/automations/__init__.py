@@ -8,10 +8,27 @@ calls `evaluate_proactive`. Each (automation, triggering event or window) acts o
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 from .actions import ActionFailed, ActionRuntime, signature
-from .engine import evaluate_proactive, on_events
+from .engine import evaluate_proactive
+from .engine import on_events as _react_to_events
 from .memory import InMemoryAutomationStore
 from .ports import AutomationStore, automation_store
+
+
+
+def on_events(events: Any, *, ports: Any, now: datetime | None = None, **options: Any) -> int:
+    """Fire the reactive automations `events` trigger, then start the runs of deployments
+    whose `on_event` pattern they match (embedded; on AWS EventBridge rules do that). Returns
+    how many automations fired."""
+    fired = _react_to_events(events, ports=ports, now=now, **options)
+    from .on_event import on_recorded
+
+    on_recorded(events, ports=ports, now=now)
+    return fired
+
 
 __all__ = ["on_events", "evaluate_proactive", "ActionRuntime", "ActionFailed", "signature",
            "AutomationStore", "InMemoryAutomationStore", "automation_store"]

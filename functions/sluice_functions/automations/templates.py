@@ -8,10 +8,11 @@ is an error rather than an empty string (a typo must not post an empty alert).
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError
+from jinja2 import StrictUndefined, TemplateError, Undefined
 from jinja2.sandbox import SandboxedEnvironment
 
 
@@ -36,12 +37,38 @@ def render(template: str, context: dict[str, Any], *, field: str) -> str:
             "event, automation and now, e.g. '{{ event.resource.id }}'") from None
 
 
+#: A template that is one expression and nothing else: `{{ event.detail.size }}`.
+_SINGLE_EXPRESSION = re.compile(r"^\{\{(?P<expression>(?:(?!\}\}|\{\{).)+)\}\}$", re.DOTALL)
+
+
 def render_value(value: Any, context: dict[str, Any], *, field: str) -> Any:
-    """Strings rendered as templates, lists and dicts walked, other values kept."""
+    """Strings rendered as templates, lists and dicts walked, other values kept. A string that
+    is a single expression keeps the expression's type (`'{{ event.detail.size }}'` gives the
+    number, so an `int` parameter gets an int); any other template gives text."""
     if isinstance(value, str):
+        single = _SINGLE_EXPRESSION.match(value.strip())
+        if single is not None:
+            return _evaluate(single.group("expression"), context, field=field)
         return render(value, context, field=field)
     if isinstance(value, list):
         return [render_value(v, context, field=f"{field}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, dict):
         return {k: render_value(v, context, field=f"{field}.{k}") for k, v in value.items()}
     return value
+
+
+def _evaluate(expression: str, context: dict[str, Any], *, field: str) -> Any:
+    try:
+        result = _environment().compile_expression(expression, undefined_to_none=False)(
+            **context)
+    except TemplateError as exc:
+        raise TemplateFailed(
+            f"template of {field} failed: {type(exc).__name__}: {exc}; templates see only "
+            "event, automation and now, e.g. '{{ event.resource.id }}'") from None
+    if isinstance(result, Undefined):  # StrictUndefined: touching it raises the clear error
+        try:
+            str(result)
+        except TemplateError as exc:
+            raise TemplateFailed(f"template of {field} failed: {type(exc).__name__}: {exc}; "
+                                 "templates see only event, automation and now") from None
+    return result

@@ -225,6 +225,7 @@ class EmbeddedServer:
             SqliteRunQueue,
             SqliteRunStore,
         )
+        from ..adapters.sqlite.automation_store import SqliteAutomationStore
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
         return ControlPlanePorts(
@@ -235,6 +236,7 @@ class EmbeddedServer:
             bundles=LocalBundleStore(self.data_dir / "bundles", self.url),
             # Embedded events are stored only (no EventBridge): the default publisher discards.
             events=SqliteEventStore(self.data_dir / "events.db"),
+            automations=SqliteAutomationStore(self.data_dir / "store.db"),
         )
 
     def start(self) -> EmbeddedServer:
@@ -270,7 +272,8 @@ class EmbeddedServer:
             self._http.server_close()
         for thread in self._threads:
             thread.join(timeout=5)
-        for adapter in (self.ports.store, self.ports.queue, self.ports.logs, self.ports.events):
+        for adapter in (self.ports.store, self.ports.queue, self.ports.logs, self.ports.events,
+                        self.ports.automations):
             close = getattr(adapter, "close", None)
             if close is not None:
                 close()

@@ -16,6 +16,7 @@ from aws_lambda_powertools.logging import correlation_paths
 
 from ..api import build_app
 from ..api.errors import startup_failure_event_response
+from ..automations.on_event import is_eventbridge_invocation, on_delivered, use_event_rules
 from ..ports import ControlPlanePorts
 
 SERVICE_NAME = "sluice-api"
@@ -30,27 +31,41 @@ def make_handler(build_ports: Callable[[], ControlPlanePorts], *, logger: Logger
     only leave the process when flushed)."""
     built: list[tuple[Any, ControlPlanePorts]] = []
 
-    def application() -> tuple[Any, ControlPlanePorts]:
+    def application(context: Any) -> tuple[Any, ControlPlanePorts]:
         if not built:
             ports = build_ports()
+            _manage_on_event_rules(ports, context)
             built.append((build_app(ports, logger=logger), ports))
         return built[0]
 
     @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         try:
-            app, ports = application()
+            app, ports = application(context)
         except Exception:
             # Misconfiguration (settings, adapters): answer JSON like every other failure; the
             # next invocation tries again.
             logger.exception("the API could not be built")
             return startup_failure_event_response()
         try:
+            if is_eventbridge_invocation(event):
+                # A deployment's on-event rule delivered this event: no HTTP request, no
+                # response for anyone; the run(s) it starts are the answer.
+                return on_delivered(event, ports=ports)
             return app.resolve(event, context)
         finally:
             ports.metrics.flush()
 
     return handler
+
+
+def _manage_on_event_rules(ports: ControlPlanePorts, context: Any) -> None:
+    """In AWS (events go to a bus), deployments' on-event rules target this very function."""
+    if not getattr(ports.publisher, "bus_name", None):
+        return
+    from ..adapters.aws.event_rules import rules_from_environment
+
+    use_event_rules(rules_from_environment(getattr(context, "invoked_function_arn", None)))
 
 
 def ports_from_environment() -> ControlPlanePorts:

@@ -20,6 +20,8 @@ from sluice.models import (
     utcnow,
 )
 
+from ..automations.deployment_triggers import delete_triggers, sync_triggers
+from ..automations.on_event import check_on_event, delete_rule, sync_rule
 from ..ports import Metrics, RunQueue, RunStore
 from . import event_log
 from .event_builders import deployment_event
@@ -48,8 +50,10 @@ def create_deployment(
         created_by=created_by,
     )
     check_deployment(deployment)
+    check_on_event(deployment)
     ensure_pool(deployment.pool, store=store, queue=queue, now=now)
     stored = store.upsert_deployment(deployment)
+    _owned_automations_saved(stored, store=store, now=now)
     # The store keeps the id of a deployment that already had this name: then it was updated.
     action = "created" if stored.id == deployment.id else "updated"
     event_log.record_for_store([deployment_event(action, stored, now=now)], store=store, now=now)
@@ -93,6 +97,8 @@ def update_deployment(
     updated = Deployment.model_validate({**current.model_dump(), **changes, "updated": now})
     check_deployment(updated)
     stored = store.update_deployment(updated)
+    if stored.paused != current.paused and stored.on_event is not None:
+        sync_rule(stored)  # AWS: a paused deployment's rule is disabled
     events = []
     if stored.paused != current.paused:
         events.append(deployment_event("paused" if stored.paused else "resumed", stored, now=now))
@@ -108,6 +114,7 @@ def delete_deployment(ref: str, *, store: RunStore, now: datetime | None = None)
     deployment = get_deployment(ref, store=store)
     store.delete_deployment(deployment.id)
     now = now or utcnow()
+    _owned_automations_deleted(deployment, store=store)
     event_log.record_for_store([deployment_event("deleted", deployment, now=now)], store=store,
                                now=now)
 
@@ -137,6 +144,22 @@ def run_deployment(
     return create_flow_run(
         create, store=store, queue=queue, metrics=metrics, created_by=created_by, now=now
     )
+
+
+def _owned_automations_saved(deployment: Deployment, *, store: RunStore,
+                             now: datetime) -> None:
+    """Its `triggers` become its automations and its `on_event` its EventBridge rule (AWS)."""
+    sync_rule(deployment)
+    ports = event_log.ports_of(store)
+    if ports is not None:  # a bare test store has no automation store to write to
+        sync_triggers(deployment, ports=ports, now=now)
+
+
+def _owned_automations_deleted(deployment: Deployment, *, store: RunStore) -> None:
+    delete_rule(deployment.id)
+    ports = event_log.ports_of(store)
+    if ports is not None:
+        delete_triggers(deployment.id, ports=ports)
 
 
 def check_deployment(deployment: Deployment) -> None:

@@ -56,6 +56,9 @@ def deploy(
                                           "files the bundle would hold and what the default "
                                           "exclusions leave out; upload and register "
                                           "nothing.")] = False,
+    on_event: Annotated[str | None, typer.Option(
+        "--on-event", help="Start a run per event matching this EventBridge pattern (JSON); "
+        "--param values like '{{ event.detail.object.key }}' are rendered per event.")] = None,
     create_pool: Annotated[bool, typer.Option("--create-pool", help="Create --pool if it does "
                                               "not exist (else an unknown pool is refused).")]
     = False,
@@ -106,7 +109,7 @@ def deploy(
             parameters=parse_params(param or []), tags=tag, description=description,
             version=version, schedules=schedules_from(cron, interval, timezone_), paused=paused,
             concurrency_limit=concurrency_limit, collision_strategy=collision_strategy,
-            retries=retries)
+            retries=retries, on_event=on_event)
         from .bundle_plan import show_bundle_plan
 
         show_bundle_plan(plan, zip_bytes=len(data), sha256=digest, as_json=json)
@@ -133,7 +136,7 @@ def deploy(
             parameters=parse_params(param or []), tags=tag, description=description,
             version=version, schedules=schedules_from(cron, interval, timezone_), paused=paused,
             concurrency_limit=concurrency_limit, collision_strategy=collision_strategy,
-            retries=retries)
+            retries=retries, on_event=on_event)
         deployment = api.create_deployment(request)
     if plan is not None and plan.secret_exclusions:
         from .bundle_plan import shown

@@ -6,7 +6,7 @@ import enum
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .bounds import (
     MAX_BACKFILL_RUNS,
@@ -30,6 +30,7 @@ from .names import (
     check_parameter_names,
     custom_validator,
 )
+from .automations import MAX_ACTIONS, Action, Trigger
 from .sources import check_code_source, check_entrypoint
 
 DEFAULT_POOL = "default"
@@ -91,6 +92,52 @@ class CollisionStrategy(str, enum.Enum):
     CANCEL_NEW = "cancel_new"
 
 
+#: Automations one deployment may own (`triggers=[...]`).
+MAX_DEPLOYMENT_TRIGGERS = 20
+#: EventBridge refuses longer event patterns (PutRule `EventPattern`, 4096 characters):
+#: https://docs.aws.amazon.com/eventbridge/latest/APIReference/API_PutRule.html
+MAX_EVENT_PATTERN_CHARS = 4096
+#: The `deployment` of a `run-deployment` action in a deployment's trigger that means "the
+#: deployment owning this trigger" (also what an omitted or empty one means).
+THIS_DEPLOYMENT = "@this"
+
+
+class DeploymentTrigger(BaseModel):
+    """An automation owned by a deployment (`Flow.deploy(triggers=[...])`): stored as the
+    automation `<flow>/<deployment>#<n>`, replaced when the deployment is deployed again and
+    deleted with it. A `run-deployment` action with an empty `deployment` runs this one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    trigger: Trigger
+    actions: list[Action] = Field(min_length=1, max_length=MAX_ACTIONS)
+    description: str | None = Field(default=None, max_length=1000)
+    enabled: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _run_this_deployment(cls, data: Any) -> Any:
+        """A `run-deployment` action written without a deployment runs the owning one."""
+        if isinstance(data, dict) and isinstance(data.get("actions"), list):
+            data = {**data, "actions": [
+                {**a, "deployment": THIS_DEPLOYMENT}
+                if isinstance(a, dict) and a.get("type") == "run-deployment"
+                and not a.get("deployment") else a
+                for a in data["actions"]]}
+        return data
+
+
+class OnEvent(BaseModel):
+    """Start a run of the deployment for each event matching `pattern` (an EventBridge event
+    pattern over `{source, detail-type, detail, time, id, account, region, resources}`), with
+    `parameters` whose strings are templates over `event` (`{{ event.detail.object.key }}`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pattern: dict[str, Any] = Field(min_length=1)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
 class DeploymentCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -116,6 +163,11 @@ class DeploymentCreate(BaseModel):
     catchup: bool = False
     max_lateness_seconds: float | None = Field(default=None, gt=0, le=MAX_LATENESS_SECONDS,
                                                allow_inf_nan=False)
+    #: Automations this deployment owns (see `DeploymentTrigger`).
+    triggers: list[DeploymentTrigger] = Field(default_factory=list,
+                                              max_length=MAX_DEPLOYMENT_TRIGGERS)
+    #: Runs started by matching events (see `OnEvent`).
+    on_event: OnEvent | None = None
 
 
 class Deployment(DeploymentCreate):

@@ -16,6 +16,7 @@ from sluice.models import DEFAULT_POOL
 
 from ...config import ControlPlaneSettings
 from ...ports import ControlPlanePorts, DiscardEvents, PoolQueue
+from .dynamo_automations import DynamoAutomationStore
 from .dynamo_store import DynamoRunStore
 from .emf_metrics import EmfMetrics
 from .event_bridge import EventBridgePublisher
@@ -108,4 +109,5 @@ def build_aws_ports(settings: ControlPlaneSettings,
         publisher=EventBridgePublisher(clients.events, stack_prefix=settings.stack_prefix,
                                        bus_name=settings.event_bus_name)
         if clients.events is not None else DiscardEvents(),
+        automations=DynamoAutomationStore(clients.dynamodb, settings.table_name),
     )
