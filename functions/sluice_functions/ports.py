@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from sluice.models import (
     Deployment,
@@ -618,6 +618,9 @@ class ControlPlanePorts:
     #: Automations and their action receipts; None derives a store on the run store's own
     #: database (`automations.ports.automation_store`).
     automations: AutomationStore | None = None
+    #: AWS only: the EventBridge rules of deployments' `on_event` (`adapters.aws.event_rules`);
+    #: None matches on-event deployments in process (embedded, tests).
+    event_rules: Any = None
 
     def __post_init__(self) -> None:
         # Transitions are applied deep in the use cases, which get the store but not the ports:

@@ -4,6 +4,8 @@ delivers to the API handler starts the run of the deployment it matches (once pe
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import uuid
 from collections.abc import Iterator
@@ -20,10 +22,10 @@ from sluice.models.deployments import OnEvent
 from sluice_functions import service
 from sluice_functions.adapters.aws.clients import AwsClients, build_aws_ports
 from sluice_functions.adapters.aws.event_rules import EventBridgeRules, rule_name
-from sluice_functions.automations import on_event
 from sluice_functions.config import ControlPlaneSettings, table_key_schema
 from sluice_functions.handlers.api import make_handler
 from sluice_functions.ports import FlowRunFilter
+from sluice_functions.service import event_log
 
 REGION = "us-east-1"
 TABLE = "sluice-on-event"
@@ -67,14 +69,16 @@ def ports(monkeypatch) -> Iterator[Any]:
         ports = build_aws_ports(ControlPlaneSettings(table_name=TABLE, stack_prefix="sluice"),
                                 clients)
         yield ports
-    on_event.use_event_rules(None)  # the rules are process-wide: leave none to other tests
 
 
 @pytest.fixture
 def rules(ports) -> EventBridgeRules:
     rules = EventBridgeRules(boto3.client("events", region_name=REGION), queue_prefix="sluice",
                              bus_name="default", target_arn=API_ARN)
-    on_event.use_event_rules(rules)
+    # The ports the API function builds in AWS carry the rules; the use cases find them
+    # through their store.
+    ports_with_rules = dataclasses.replace(ports, event_rules=rules)
+    assert event_log.ports_of(ports.store) is ports_with_rules
     return rules
 
 
@@ -125,7 +129,8 @@ def test_a_delivered_event_starts_one_run_of_the_matching_deployment(ports):
     handler = make_handler(lambda: ports, logger=Logger(service=f"t-{uuid.uuid4().hex}"))
     handler({"version": "0", "id": "warm-up", "detail-type": "Ping", "source": "test",
              "detail": {}}, Context())
-    assert on_event.event_rules() is not None and on_event.event_rules().target_arn == API_ARN
+    built = event_log.ports_of(ports.store)
+    assert built.event_rules is not None and built.event_rules.target_arn == API_ARN
     deployment = deploy(ports)
 
     # When EventBridge delivers a matching upload twice (at least once) and a non-matching one

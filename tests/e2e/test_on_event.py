@@ -36,6 +36,9 @@ def test_an_emitted_event_matching_the_pattern_starts_one_templated_run(sluice):
     assert deployed["on_event"]["pattern"] == S3_PATTERN
     assert deployed["on_event"]["parameters"] == {"ledger": "{{ event.detail.object.key }}"}
     assert deployed["parameters"] == {}
+    inspected = sluice.cli("deployment", "inspect", "stamp/on-upload").stdout
+    assert '"source":["aws.s3"]' in inspected.replace(" ", "").replace("\n", "")
+    assert 'event params: ledger="{{ event.detail.object.key }}"' in inspected
 
     # When a matching event and a non-matching one (another prefix) are emitted
     sluice.cli("events", "emit", "s3.object-created", "--payload",

@@ -34,21 +34,6 @@ CREATED_BY = "on-event"
 MAX_NESTING = 3
 _nesting: contextvars.ContextVar[int] = contextvars.ContextVar("on_event_nesting", default=0)
 #: The EventBridge rules adapter when running in AWS (set by the API handler); None embedded.
-_rules: Any = None
-
-
-def use_event_rules(rules: Any) -> None:
-    """Manage each on-event deployment's EventBridge rule with `rules` (an
-    `adapters.aws.event_rules.EventBridgeRules`; None: no rules, match in process)."""
-    global _rules
-    _rules = rules
-
-
-def event_rules() -> Any:
-    """The rules adapter in use, or None (embedded)."""
-    return _rules
-
-
 def check_on_event(deployment: Deployment) -> None:
     """Raise `ValidationError` unless the deployment's event pattern is usable."""
     if deployment.on_event is None:
@@ -88,7 +73,8 @@ def on_recorded(events: Sequence[SluiceEvent], *, ports: Any, now: datetime | No
     """Embedded path: start the runs the freshly recorded `events` match. On AWS (rules in
     use, or events put on a bus) EventBridge does the matching, so nothing is done here.
     Never raises."""
-    if _rules is not None or not events or ports is None or _nesting.get() >= MAX_NESTING:
+    if ports is None or getattr(ports, "event_rules", None) is not None or not events \
+            or _nesting.get() >= MAX_NESTING:
         return []
     if getattr(ports.publisher, "bus_name", None):  # AWS functions without rules (the ticks)
         return []
@@ -171,16 +157,18 @@ def start_run(deployment: Deployment, delivered: dict[str, Any], *, ports: Any,
     return run
 
 
-def sync_rule(deployment: Deployment) -> None:
-    """AWS: create, update or delete the deployment's EventBridge rule to fit its `on_event`.
-    Raises the adapter's `SluiceError` (the deployment is saved: deploying again retries)."""
-    if _rules is None:
+def sync_rule(deployment: Deployment, *, ports: Any) -> None:
+    """AWS (`ports.event_rules` set): create, update or delete the deployment's EventBridge rule
+    to fit its `on_event`. Raises `ServiceUnavailable` (the deployment is saved: deploying again
+    retries)."""
+    rules = getattr(ports, "event_rules", None)
+    if rules is None:
         return
     try:
         if deployment.on_event is None:
-            _rules.delete(deployment.id)
+            rules.delete(deployment.id)
         else:
-            _rules.put(deployment)
+            rules.put(deployment)
     except SluiceError as exc:
         raise ServiceUnavailable(
             f"deployment {deployment.flow_name}/{deployment.name} was saved but its "
@@ -188,7 +176,8 @@ def sync_rule(deployment: Deployment) -> None:
             "<prefix>-on-event-* and deploy it again", details=exc.details) from None
 
 
-def delete_rule(deployment_id: str) -> None:
+def delete_rule(deployment_id: str, *, ports: Any) -> None:
     """AWS: delete the deployment's rule (nothing when it has none)."""
-    if _rules is not None:
-        _rules.delete(deployment_id)
+    rules = getattr(ports, "event_rules", None)
+    if rules is not None:
+        rules.delete(deployment_id)

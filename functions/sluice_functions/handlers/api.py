@@ -9,6 +9,7 @@ request). The CDK construct points the function at `sluice_functions.handlers.ap
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -16,7 +17,7 @@ from aws_lambda_powertools.logging import correlation_paths
 
 from ..api import build_app
 from ..api.errors import startup_failure_event_response
-from ..automations.on_event import is_eventbridge_invocation, on_delivered, use_event_rules
+from ..automations.on_event import is_eventbridge_invocation, on_delivered
 from ..ports import ControlPlanePorts
 
 SERVICE_NAME = "sluice-api"
@@ -33,8 +34,7 @@ def make_handler(build_ports: Callable[[], ControlPlanePorts], *, logger: Logger
 
     def application(context: Any) -> tuple[Any, ControlPlanePorts]:
         if not built:
-            ports = build_ports()
-            _manage_on_event_rules(ports, context)
+            ports = _with_on_event_rules(build_ports(), context)
             built.append((build_app(ports, logger=logger), ports))
         return built[0]
 
@@ -59,13 +59,15 @@ def make_handler(build_ports: Callable[[], ControlPlanePorts], *, logger: Logger
     return handler
 
 
-def _manage_on_event_rules(ports: ControlPlanePorts, context: Any) -> None:
-    """In AWS (events go to a bus), deployments' on-event rules target this very function."""
+def _with_on_event_rules(ports: ControlPlanePorts, context: Any) -> ControlPlanePorts:
+    """In AWS (events go to a bus), deployments' on-event rules target this very function: the
+    ports carry the rules (`ControlPlanePorts.event_rules`); elsewhere they are unchanged."""
     if not getattr(ports.publisher, "bus_name", None):
-        return
+        return ports
     from ..adapters.aws.event_rules import rules_from_environment
 
-    use_event_rules(rules_from_environment(getattr(context, "invoked_function_arn", None)))
+    rules = rules_from_environment(getattr(context, "invoked_function_arn", None))
+    return replace(ports, event_rules=rules) if rules is not None else ports
 
 
 def ports_from_environment() -> ControlPlanePorts:

@@ -98,7 +98,7 @@ def update_deployment(
     check_deployment(updated)
     stored = store.update_deployment(updated)
     if stored.paused != current.paused and stored.on_event is not None:
-        sync_rule(stored)  # AWS: a paused deployment's rule is disabled
+        sync_rule(stored, ports=event_log.ports_of(store))  # AWS: a paused one's is disabled
     events = []
     if stored.paused != current.paused:
         events.append(deployment_event("paused" if stored.paused else "resumed", stored, now=now))
@@ -149,15 +149,15 @@ def run_deployment(
 def _owned_automations_saved(deployment: Deployment, *, store: RunStore,
                              now: datetime) -> None:
     """Its `triggers` become its automations and its `on_event` its EventBridge rule (AWS)."""
-    sync_rule(deployment)
     ports = event_log.ports_of(store)
+    sync_rule(deployment, ports=ports)
     if ports is not None:  # a bare test store has no automation store to write to
         sync_triggers(deployment, ports=ports, now=now)
 
 
 def _owned_automations_deleted(deployment: Deployment, *, store: RunStore) -> None:
-    delete_rule(deployment.id)
     ports = event_log.ports_of(store)
+    delete_rule(deployment.id, ports=ports)
     if ports is not None:
         delete_triggers(deployment.id, ports=ports)
 

@@ -226,6 +226,14 @@ def inspect(ref: Annotated[str, typer.Argument(help="flow/deployment or id.")],
               ("retries", f"{d.retries}" + (f", {d.retry_delay_seconds:g} s apart"
                                             if d.retries and d.retry_delay_seconds else ""))]
     fields += [("schedule", _describe(s)) for s in d.schedules] or [("schedule", "none")]
+    if d.on_event is not None:
+        import json as json_text
+
+        templated = describe_parameters(d.on_event.parameters) if d.on_event.parameters else "-"
+        fields += [("on event", json_text.dumps(d.on_event.pattern, separators=(",", ":"))),
+                   ("event params", templated)]
+    fields += [("trigger" if i == 0 else "", f"#{i + 1}: {len(t.actions)} action(s) "
+                f"({sluice_automation_name(d, i)})") for i, t in enumerate(d.triggers)]
     fields += [("next run" if i == 0 else "", exact_and_ago(t)) for i, t in enumerate(upcoming)]
     for label, value in fields:
         console.print(Text(f"{label:>12}{':' if label else ' '} ").append(defanged(value)))
@@ -234,6 +242,11 @@ def inspect(ref: Annotated[str, typer.Argument(help="flow/deployment or id.")],
     else:
         console.print(f"no runs yet: sluice deployment run {d.flow_name}/{d.name}",
                       highlight=False, markup=False)
+
+
+def sluice_automation_name(deployment, index: int) -> str:  # noqa: ANN001
+    """The name of the automation a deployment's n-th trigger became (`automation inspect`)."""
+    return f"{deployment.flow_name}/{deployment.name}#{index + 1}"
 
 
 def _next_runs(deployment, count: int = 5) -> list[datetime]:  # noqa: ANN001
@@ -271,6 +284,8 @@ def run(
     from ..exceptions import ValidationError
     from ..models import DeploymentRunRequest
 
+    from .durations import start_time
+
     when_to_start = start_time(start_in, start_at)
     with client(profile, api_url) as api:
         try:
@@ -294,22 +309,6 @@ def run(
                       highlight=False)
         final = watch_run(api, flow_run.id)
     raise typer.Exit(0 if final.state.is_completed() else 1)
-
-
-def start_time(start_in: str | None, start_at: datetime | None) -> datetime | None:
-    """When `--start-in` / `--start-at` say the run starts (UTC), or None for now."""
-    from ..exceptions import ConfigurationError
-
-    if start_in is not None and start_at is not None:
-        raise ConfigurationError("--start-in and --start-at both say when to start: give one")
-    if start_at is not None:
-        return (start_at if start_at.tzinfo else start_at.astimezone()).astimezone(timezone.utc)
-    if start_in is None:
-        return None
-    from .durations import parse_duration
-
-    seconds = parse_duration(start_in, "--start-in")
-    return datetime.now(timezone.utc) + timedelta(seconds=seconds)
 
 
 def _require_pool(api, pool: str) -> None:  # noqa: ANN001
