@@ -259,6 +259,13 @@ def fuzzed_deployment(rng: random.Random, index: int, *,
         "created": ts(rng, "2024-04-01T00:00:00Z"),
         "updated": ts(rng, "2024-04-30T00:00:00Z"),
         "created_by": pick(rng, [*STRINGS, None], "alice"),
+        "on_event": pick(rng, [{"pattern": {"source": ["aws.s3"]},
+                                "parameters": {"key": "{{ event.detail.key }}"}},
+                               {"pattern": {"detail": {"size": [{"numeric": [">", 0]}]}},
+                                "parameters": {}}], None),
+        "triggers": pick(rng, [[{"trigger": {"type": "reactive",
+                                             "match": {"names": ["etl.loaded"]}},
+                                 "actions": [{"type": "run-deployment"}]}]], []),
     }
     return corrupt(rng, deployment) if corrupted else deployment
 
