@@ -20,6 +20,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 
 from _common import record  # noqa: E402
+from doc_sections import extract, splice  # noqa: E402
 from sluice_worker.worker import PRESENCE_INTERVAL_SECONDS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,6 +83,8 @@ PRESENCE_INTERVAL = int(PRESENCE_INTERVAL_SECONDS)
 LONG_POLL_SECONDS = 20
 #: The reporter's batch limit (records per events call).
 BATCH_RECORDS = 500
+#: The section of docs/cost.md that bench/scale.py writes (doc_sections markers).
+SCALE_SECTION = "bench/scale.py"
 
 Usage = dict[str, float]
 
@@ -463,6 +466,10 @@ def main() -> None:
     args = parser.parse_args()
     counts = json.loads(args.requests.read_text())
     text, figures = render(counts)
+    # The "At scale" section is bench/scale.py's (it measures, this model does not): kept.
+    kept = extract(args.out.read_text(), SCALE_SECTION) if args.out.exists() else None
+    if kept:
+        text = splice(text, SCALE_SECTION, kept, before="## Free tiers (not counted above)")
     args.out.write_text(text)
     print(f"cost model ({REGION}, {PRICES_AS_OF} list prices, no free tier) -> {args.out}")
     for key, value in figures.items():

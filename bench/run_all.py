@@ -11,6 +11,8 @@ from pathlib import Path
 HERE = Path(__file__).parent
 BENCHMARKS = [
     ["import_time.py"],
+    # The API function's cold start (import + first request on moto), with and without .pyc.
+    ["cold_start.py"],
     ["task_overhead.py"],
     ["task_overhead.py", "--mode", "server", "--repeats", "3"],
     ["pickup.py"],
@@ -25,6 +27,10 @@ BENCHMARKS = [
     # Rewrites docs/requests.json, which cost_model.py turns into docs/cost.md.
     ["aws_requests.py"],
     ["cost_model.py"],
+    # 1,000 and 10,000 concurrent runs on a simulated clock (AWS on moto: a 100-run sample,
+    # scaled; the embedded server: 1,000 runs); writes the "At scale" section of docs/cost.md,
+    # so it runs after cost_model.py.
+    ["scale.py", "--quick"],
 ]
 
 

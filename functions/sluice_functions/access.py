@@ -59,6 +59,8 @@ WORKER_ROUTES: tuple[RouteAccess, ...] = (
     HEALTH,
     RouteAccess("GET", "/pools/{pool}", "read its pool (queue URL, settings)"),
     RouteAccess("POST", "/pools/{pool}/workers", "worker presence heartbeats"),
+    RouteAccess("POST", "/pools/{pool}/workers/*/heartbeat",
+                "renew the leases of all its runs at once (per-worker heartbeat)"),
     RouteAccess("POST", "/pools/{pool}/flow-runs/*/claim", "claim a run taken from the queue"),
     RouteAccess("POST", "/pools/{pool}/flow-runs/*/heartbeat",
                 "renew the lease of a claimed run (flow processes: of the subflows they run)",
@@ -85,6 +87,8 @@ WORKER_ROUTES: tuple[RouteAccess, ...] = (
 OPERATOR_ONLY_ROUTES: tuple[RouteAccess, ...] = (
     RouteAccess("GET", "/flow-runs/resolve", "find a run by id prefix or suffix, or by name"),
     RouteAccess("DELETE", "/flow-runs/*", "delete a finished run, its history and logs"),
+    RouteAccess("POST", "/flow-runs/*/suspend", "suspend a run (voids its attempt's lease)"),
+    RouteAccess("POST", "/flow-runs/*/resume", "resume a suspended run (queues a new attempt)"),
     RouteAccess("PATCH", "/pools/{pool}", "pause or resume a pool (its claims)"),
     RouteAccess("DELETE", "/pools/{pool}", "delete a pool with its queues"),
     RouteAccess("GET", "/stats/flow-runs", "the console's counts of every pool's runs"),

@@ -176,6 +176,19 @@ TABLE_SORT_KEY = "sk"
 #: Epoch seconds after which DynamoDB deletes the item (TTL is enabled on this attribute).
 TTL_ATTRIBUTE = "expires_at"
 
+#: The item layout this code writes, and the newest it understands (docs/operations.md has the
+#: table of versions). Version 1 is the layout before versions existed (items without `sv`);
+#: `sluice_functions.migrations` moves stored data from one version to the next.
+SCHEMA_VERSION = 2
+#: Number attribute on every item: the layout version it was written in (absent: version 1).
+SCHEMA_VERSION_ATTRIBUTE = "sv"
+#: The variable the stack sets on every function to the SCHEMA_VERSION of its code (read by
+#: operators in the console; the code itself never trusts it over its own constant).
+ENV_SCHEMA_VERSION = "SLUICE_SCHEMA_VERSION"
+#: The table's one META item: which version the data is at, and a migration's progress.
+META_PARTITION = "META"
+META_SORT_KEY = "SCHEMA"
+
 #: Attributes a flow-run item carries beside its JSON document, for the indexes below.
 RUN_FLOW_NAME = "flow_name"
 RUN_DEPLOYMENT_ID = "deployment_id"
@@ -200,9 +213,13 @@ class GlobalIndex:
     name: str
     partition_key: str
     sort_key: str
+    #: The non-key attributes it holds; None: the run filter attributes that are not its keys.
+    projection: tuple[str, ...] | None = None
 
     @property
     def projected_attributes(self) -> tuple[str, ...]:
+        if self.projection is not None:
+            return self.projection
         keys = {self.partition_key, self.sort_key}
         return tuple(a for a in RUN_FILTER_ATTRIBUTES if a not in keys)
 
@@ -218,6 +235,10 @@ RUNS_BY_STATE = GlobalIndex("runs-by-state", RUN_STATE_TYPE, RUN_ORDER)
 RUNS_BY_TIME = GlobalIndex("runs-by-time", RUN_ENTITY, RUN_ORDER)
 
 GLOBAL_INDEXES = (RUNS_BY_DEPLOYMENT, RUNS_BY_FLOW, RUNS_BY_STATE, RUNS_BY_TIME)
+#: The index set of the previous release. CloudFormation changes one GSI per stack update, so
+#: when a release changes GLOBAL_INDEXES the stack gets there in stages, one change each
+#: (`sluice_infra.storage.index_stages`, context `sluice:indexStage`, docs/operations.md).
+PREVIOUS_GLOBAL_INDEXES = GLOBAL_INDEXES
 
 
 def table_key_schema() -> dict[str, Any]:

@@ -13,6 +13,7 @@ unreachable) ends a tick early: then the handler raises, and Lambda records the 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Protocol
@@ -29,11 +30,28 @@ class CountsFailures(Protocol):
     failed: int
 
 
+#: "flow run <id>" / "deployment <id>" at the start of a record's label (`what`).
+_LABELLED_IDS = (("flow_run_id", re.compile(r"^flow run (\S+)")),
+                 ("deployment_id", re.compile(r"^deployment (\S+)")))
+
+
+def record_log_keys(what: str) -> dict[str, str]:
+    """The log keys of a record's label ("flow run 1234" -> flow_run_id), so that a skipped
+    record's line is found by the same Logs Insights filter as the API's lines about it."""
+    keys = {}
+    for key, pattern in _LABELLED_IDS:
+        match = pattern.match(what)
+        if match:
+            keys[key] = match.group(1)
+    return keys
+
+
 def record_failed(tick: str, what: str, *, metrics: Metrics,
                   result: CountsFailures | None = None) -> None:
     """Log (with the traceback of the exception being handled) and count one skipped record;
     `what` names it with its id, e.g. "flow run 1234"."""
-    logger.exception("%s tick: %s failed; skipped until the next tick", tick, what)
+    logger.exception("%s tick: %s failed; skipped until the next tick", tick, what,
+                     extra=record_log_keys(what))
     try:
         metrics.count("TickRecordErrors", dimensions={"tick": tick})
     except Exception:  # noqa: BLE001 - a metrics outage must not stop the tick either

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from sluice.models import (
@@ -103,6 +103,25 @@ class FlowRunFilter:
         if name is None or self != FlowRunFilter.slot_holders(**{field: name}):
             return None
         return (self.holds_slot_of, name)
+
+
+#: How long a worker session's item outlives its lease (its TTL): by then every run it held was
+#: crashed or moved on (the monitor acts `duration + margin` after the last renewal).
+WORKER_SESSION_KEPT = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class WorkerSession:
+    """The lease of one worker process (a session) over the runs it holds, as its last
+    per-worker heartbeat renewed it (`service.worker_leases`). Control-plane time."""
+
+    session: str
+    pool: str
+    worker: str
+    renewed_at: datetime
+    lease_expires_at: datetime
+    #: flow run id -> the lease of the attempt this session renewed at `renewed_at`.
+    held: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -389,6 +408,27 @@ class RunStore(Protocol):
         """Workers of a pool ordered by name; [] for an unknown pool."""
         ...
 
+    # ---- worker sessions (per-worker heartbeats) -------------------------------------------
+
+    def get_flow_runs(self, flow_run_ids: Sequence[str]) -> list[FlowRun]:
+        """The runs of `flow_run_ids` that exist, in that order, read with strong consistency
+        (one batch: DynamoDB BatchGetItem). Unknown or unreadable ones are left out."""
+        ...
+
+    def get_worker_session(self, session: str) -> WorkerSession | None:
+        """The session's lease as last written (strongly consistent), or None."""
+        ...
+
+    def put_worker_session(self, session: WorkerSession, *,
+                           previous_renewed_at: datetime | None,
+                           alive_at: datetime) -> WorkerSession:
+        """Write a session's renewal, compare-and-set: with `previous_renewed_at` None only if
+        the session does not exist; else only if its stored `renewed_at` equals it and its
+        stored lease has not expired at `alive_at` (an expired session is never revived: its
+        holder has fenced itself). Raises `Conflict` and writes nothing otherwise. The item
+        expires (TTL) `WORKER_SESSION_KEPT` after `session.lease_expires_at`."""
+        ...
+
 
 @runtime_checkable
 class RunQueue(Protocol):
@@ -615,16 +655,14 @@ class ControlPlanePorts:
     bundles: BundleStore | None = None
     events: EventStore = field(default_factory=DiscardEvents)
     publisher: EventPublisher = field(default_factory=DiscardEvents)
-    #: Automations and their action receipts; None derives a store on the run store's own
-    #: database (`automations.ports.automation_store`).
+    #: Automations and their action receipts, set by the composition root; None: no
+    #: automations (a bare test fake; `automations.ports.automation_store` then refuses).
     automations: AutomationStore | None = None
     #: AWS only: the EventBridge rules of deployments' `on_event` (`adapters.aws.event_rules`);
     #: None matches on-event deployments in process (embedded, tests).
     event_rules: Any = None
-
-    def __post_init__(self) -> None:
-        # Transitions are applied deep in the use cases, which get the store but not the ports:
-        # binding the ports to their store lets them find where events go (`event_log`).
-        from .service.event_log import bind_ports
-
-        bind_ports(self)
+    #: Refuses requests while the stored data is newer than this code understands
+    #: (`migrations.guard.SchemaGuard`); None (fakes, tests): no check.
+    schema: Any = None
+    # Transitions are applied deep in the use cases, which get the store but not the ports:
+    # composition roots attach an `EventRecorder` to the store (`event_log.attach_recorder`).

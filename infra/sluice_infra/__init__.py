@@ -10,12 +10,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .capacity import Capacity
     from .construct import SluiceControlPlane
     from .http_api import Throttle
     from .workers import WorkerFleet
 
-__all__ = ["SluiceControlPlane", "Throttle", "WorkerFleet"]
-_HOMES = {"SluiceControlPlane": "construct", "Throttle": "http_api", "WorkerFleet": "workers"}
+__all__ = ["Capacity", "SluiceControlPlane", "Throttle", "WorkerFleet"]
+_HOMES = {"Capacity": "capacity", "SluiceControlPlane": "construct", "Throttle": "http_api",
+          "WorkerFleet": "workers"}
 
 
 def __getattr__(name: str) -> Any:

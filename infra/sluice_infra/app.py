@@ -20,7 +20,9 @@ from aws_cdk import aws_logs as logs
 
 import sluice
 
+from .capacity import Capacity, CapacityError
 from .construct import SluiceControlPlane
+from .upgrades import UPGRADE_CONTEXT_KEYS, upgrade_options_from_context
 from .workers import WorkerFleet
 
 DEFAULT_STACK_NAME = "Sluice"
@@ -48,6 +50,28 @@ CONTEXT_KEYS = {
     "sluice:workerSluiceWheel": "a sluice-flows wheel file to ship instead of building one",
     "sluice:workerMayTrigger": "deployments (flow/name, comma-separated) the fleet's flows may "
                                "start with run_deployment",
+    "sluice:apiThrottleRate": "the API's steady requests per second (default 500)",
+    "sluice:apiThrottleBurst": "the API's burst of requests (default 1000)",
+    "sluice:apiMemoryMb": "the api function's memory in MB (default 512)",
+    "sluice:schedulerMemoryMb": "the scheduler function's memory in MB (default 512)",
+    "sluice:monitorMemoryMb": "the monitor function's memory in MB (default 512)",
+    "sluice:apiReservedConcurrency": "executions reserved for the api function (default: none)",
+    "sluice:schedulerReservedConcurrency": "executions reserved for the scheduler (default 2)",
+    "sluice:monitorReservedConcurrency": "executions reserved for the monitor (default 2)",
+    "sluice:accountConcurrency": "the account's Lambda concurrency quota (default 1000)",
+    **UPGRADE_CONTEXT_KEYS,
+}
+#: The context key of each `Capacity` option.
+CAPACITY_CONTEXT_KEYS = {
+    "api_throttle_rate": "sluice:apiThrottleRate",
+    "api_throttle_burst": "sluice:apiThrottleBurst",
+    "api_memory_mb": "sluice:apiMemoryMb",
+    "scheduler_memory_mb": "sluice:schedulerMemoryMb",
+    "monitor_memory_mb": "sluice:monitorMemoryMb",
+    "api_reserved_concurrency": "sluice:apiReservedConcurrency",
+    "scheduler_reserved_concurrency": "sluice:schedulerReservedConcurrency",
+    "monitor_reserved_concurrency": "sluice:monitorReservedConcurrency",
+    "account_concurrency": "sluice:accountConcurrency",
 }
 #: The retention periods CloudWatch Logs accepts (days), as CDK names them.
 LOG_RETENTION = {
@@ -137,6 +161,7 @@ def build_stack(app: App) -> Stack:
                               (context.text("sluice:workerMayTrigger", "") or "").split(",")
                               if ref.strip()),
         )
+    capacity = capacity_from_context(context)
     stack = Stack(app, stack_name, stack_name=stack_name,
                   description=f"Sluice control plane {sluice.__version__}",
                   env=Environment(account=os.environ.get("CDK_DEFAULT_ACCOUNT"),
@@ -153,8 +178,29 @@ def build_stack(app: App) -> Stack:
         alarm_email=context.text("sluice:alarmEmail"),
         worker_fleet=fleet,
         removal_policy=RemovalPolicy.RETAIN if removal == "retain" else RemovalPolicy.DESTROY,
+        capacity=capacity,
+        **upgrade_options_from_context(context),
     )
     return stack
+
+
+def capacity_from_context(context: _Context) -> Capacity:
+    """`Capacity` from the `sluice:*` capacity keys; a bad value names its key and the fix.
+    A reserved concurrency of "none" (or "") leaves that function unreserved."""
+    options: dict[str, int | None] = {}
+    for option, key in CAPACITY_CONTEXT_KEYS.items():
+        value = context.raw(key)
+        if value in (None, ""):
+            continue
+        if option.endswith("_reserved_concurrency") and str(value).lower() == "none":
+            options[option] = None
+            continue
+        options[option] = context.integer(key, 0)
+    try:
+        return Capacity(**options)
+    except CapacityError as error:
+        raise ContextError(f"context {CAPACITY_CONTEXT_KEYS[error.option]} "
+                           f"{error.problem}") from None
 
 
 def _listed(text: str | None) -> tuple[str, ...]:

@@ -22,12 +22,17 @@ from sluice_functions.config import (
 )
 
 from .acknowledgments import acknowledge, acknowledge_wildcard_resources
-from .asset import function_code
+from .asset import LAMBDA_RUNTIME, function_code
+from .automation_function import AutomationFunction
+from .capacity import Capacity
 from .functions import ControlPlaneFunctions
 from .http_api import ControlPlaneApi, Throttle
+from .log_queries import SavedQueries
 from .notifications import NotificationAccess
 from .observability import ControlPlaneObservability
-from .storage import PoolQueues, create_bundle_bucket, create_pool_queues, create_table
+from .storage import (PoolQueues, create_bundle_bucket, create_pool_queues, create_table,
+                      staged_indexes)
+from .upgrades import BackupPlanOptions, ControlPlaneUpgrades
 from .worker_policy import create_worker_policy
 from .workers import WorkerFleet, WorkerFleetGroup
 
@@ -52,8 +57,15 @@ class SluiceControlPlane(Construct):
     :param worker_fleet: an EC2 Auto Scaling group of workers (`WorkerFleet`), or None.
     :param removal_policy: what a stack delete does to the data (table, bucket, run logs);
         RETAIN also turns on the table's deletion protection.
-    :param throttle: the API's stage-wide rate and burst limits.
+    :param capacity: the API's throttle, each function's memory and reserved concurrency
+        (`Capacity`; defaults sized for 1,000 concurrent runs, README "Capacity").
+    :param throttle: the API's stage-wide rate and burst limits; overrides those of `capacity`
+        (kept for apps written before `capacity`).
     :param bundle_expiration: delete uploaded bundles this long after upload (None: never).
+    :param index_stage: while a release changes the table's indexes, the stage to deploy (one
+        GSI change per deployment; None: the release's indexes; docs/operations.md).
+    :param backup_plan: a daily AWS Backup plan for the table (`BackupPlanOptions`), or None
+        (point-in-time recovery is on either way).
     :param event_bus_name: the EventBridge bus Sluice events are put on ("default": the
         account's default bus); route them with rules on that bus (docs/events.md).
     :param notification_topic_arns: SNS topics automations may notify besides the stack's own
@@ -71,11 +83,14 @@ class SluiceControlPlane(Construct):
                  alarm_email: str | None = None,
                  worker_fleet: WorkerFleet | None = None,
                  removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
-                 throttle: Throttle = Throttle(),
+                 capacity: Capacity = Capacity(),
+                 throttle: Throttle | None = None,
                  bundle_expiration: Duration | None = None,
                  event_bus_name: str = "default",
                  notification_topic_arns: Sequence[str] = (),
-                 notification_secrets: Sequence[str] = ()) -> None:
+                 notification_secrets: Sequence[str] = (),
+                 index_stage: int | None = None,
+                 backup_plan: BackupPlanOptions | None = None) -> None:
         super().__init__(scope, construct_id)
         pools = _pool_names(extra_pools)
         if not re.match(PREFIX_PATTERN, prefix):
@@ -85,8 +100,14 @@ class SluiceControlPlane(Construct):
             raise ValueError(f"worker fleet pool {worker_fleet.pool!r} has no queue in this "
                              f"stack; add it to extra_pools (pools: {', '.join(pools)})")
         stack = Stack.of(self)
+        acknowledge(self, "AwsSolutions-L1",
+                    f"The functions run Python {LAMBDA_RUNTIME.name[6:]}, one release behind the "
+                    "newest, on purpose: the asset's bytecode (about 1.6 s off every cold start) "
+                    "must be compiled by a Python of the runtime's version, and this is the "
+                    "newest one build machines commonly have (README, 'Cold start').")
 
-        self.table = create_table(self, removal_policy=removal_policy)
+        self.table = create_table(self, removal_policy=removal_policy,
+                                  indexes=staged_indexes(index_stage))
         self.bundle_bucket = create_bundle_bucket(self, removal_policy=removal_policy,
                                                   bundle_expiration=bundle_expiration)
         acknowledge(self.bundle_bucket, "AwsSolutions-S1",
@@ -110,14 +131,21 @@ class SluiceControlPlane(Construct):
         self.functions = ControlPlaneFunctions(
             self, "Functions", code=function_code(), settings=self.settings, table=self.table,
             bundle_bucket=self.bundle_bucket, run_log_group=self.run_log_group,
-            log_retention=log_retention)
+            log_retention=log_retention, capacity=capacity)
+        #: Reactive automations: their own function, fed by an EventBridge rule on the bus.
+        self.automation_function = AutomationFunction(
+            self, "Automations", code=self.functions.code, settings=self.settings,
+            table=self.table, log_retention=log_retention)
         self.notifications = NotificationAccess(
-            self, "Notifications", prefix=prefix, roles=list(self.functions.roles.values()),
+            self, "Notifications", prefix=prefix,
+            roles=[*self.functions.roles.values(), self.automation_function.role],
             topic_arns=notification_topic_arns, secret_names=notification_secrets)
         access_logs = logs.LogGroup(self, "ApiAccessLogs", retention=log_retention,
                                     removal_policy=RemovalPolicy.DESTROY)
         self.api = ControlPlaneApi(self, "Api", function=self.functions.api,
-                                   access_log_group=access_logs, throttle=throttle)
+                                   access_log_group=access_logs,
+                                   throttle=throttle or capacity.throttle)
+        self.access_log_group = access_logs
 
         self.alarm_topic = sns.Topic(self, "AlarmTopic", display_name=f"Sluice alarms ({prefix})",
                                      enforce_ssl=True)
@@ -130,7 +158,18 @@ class SluiceControlPlane(Construct):
         self.observability = ControlPlaneObservability(
             self, "Observability", namespace=self.settings.effective_metrics_namespace,
             dashboard_name=f"{prefix}-control-plane", topic=self.alarm_topic,
-            http_api=self.api.http_api, functions=self.functions.functions, pools=self.pools)
+            http_api=self.api.http_api, pools=self.pools,
+            functions={**self.functions.functions,
+                       "automations": self.automation_function.function},
+            table=self.table, access_log_group=access_logs)
+        self.upgrades = ControlPlaneUpgrades(
+            self, "Upgrades", table=self.table,
+            functions=[*self.functions.functions.values(), self.automation_function.function],
+            backup_plan=backup_plan, removal_policy=removal_policy)
+        self.saved_queries = SavedQueries(
+            self, "SavedQueries", prefix=prefix,
+            function_log_groups=list(self.functions.log_groups.values()),
+            run_log_group=self.run_log_group, access_log_group=access_logs)
 
         #: One managed policy per pool: its workers reach that pool's queue and routes only.
         self.worker_policies: dict[str, iam.ManagedPolicy] = {

@@ -20,6 +20,7 @@ from sluice_functions.config import ControlPlaneSettings
 
 from .acknowledgments import acknowledge_wildcard_resources
 from .asset import LAMBDA_ARCHITECTURE, LAMBDA_RUNTIME
+from .capacity import Capacity
 from .storage import BUNDLE_PREFIX
 
 #: Every minute, as the design says: a run due within a minute is enqueued with DelaySeconds,
@@ -32,18 +33,17 @@ class FunctionSpec:
     name: str
     handler: str
     timeout: Duration
-    memory_mb: int
-    description: str
+    description: str  # memory and reserved concurrency: `Capacity`
 
 
 API = FunctionSpec("api", "sluice_functions.handlers.api.handler",
                    # API Gateway gives up on an integration after 30 s.
-                   Duration.seconds(20), 512, "the HTTP API (Powertools resolver)")
+                   Duration.seconds(20), "the HTTP API (Powertools resolver)")
 SCHEDULER = FunctionSpec("scheduler", "sluice_functions.handlers.scheduler.handler",
                          # Shorter than the tick rate, so ticks do not pile up.
-                         Duration.seconds(55), 512, "creates and releases scheduled runs")
+                         Duration.seconds(55), "creates and releases scheduled runs")
 MONITOR = FunctionSpec("monitor", "sluice_functions.handlers.monitor.handler",
-                       Duration.seconds(55), 512, "marks crashed and late runs")
+                       Duration.seconds(55), "marks crashed and late runs")
 SPECS = (API, SCHEDULER, MONITOR)
 
 #: The table calls of `DynamoRunStore` (TransactWriteItems is authorized per Put/Delete in it).
@@ -96,9 +96,13 @@ class ControlPlaneFunctions(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, code: lambda_.Code,
                  settings: ControlPlaneSettings, table: dynamodb.Table, bundle_bucket: s3.Bucket,
-                 run_log_group: logs.LogGroup, log_retention: logs.RetentionDays) -> None:
+                 run_log_group: logs.LogGroup, log_retention: logs.RetentionDays,
+                 capacity: Capacity = Capacity()) -> None:
         super().__init__(scope, construct_id)
         self.settings = settings
+        #: The one code asset, shared with the automations function (`automation_function`).
+        self.code = code
+        self.capacity = capacity
         environment = {
             **settings.to_environment(),
             # Powertools Logger writes JSON; Lambda's JSON log format makes the platform
@@ -186,7 +190,8 @@ class ControlPlaneFunctions(Construct):
             handler=spec.handler,
             runtime=LAMBDA_RUNTIME,
             architecture=LAMBDA_ARCHITECTURE,
-            memory_size=spec.memory_mb,
+            memory_size=self.capacity.memory_mb(spec.name),
+            reserved_concurrent_executions=self.capacity.reserved_concurrency(spec.name),
             timeout=spec.timeout,
             role=role,
             log_group=log_group,

@@ -42,11 +42,11 @@ ACCESS_LOG_FIELDS = {
 
 @dataclass(frozen=True)
 class Throttle:
-    """Stage-wide request rate (steady, per second) and burst. Each running flow reports about
-    twice a second (batched task runs and logs) and heartbeats every few seconds."""
+    """Stage-wide request rate (steady, per second) and burst. The defaults are sized for 1,000
+    concurrent runs (`capacity.api_requests_per_second`, README "Capacity")."""
 
-    rate_per_second: int = 100
-    burst: int = 200
+    rate_per_second: int = 500
+    burst: int = 1_000
 
 
 @jsii.implements(apigateway.IAccessLogSettings)

@@ -2,8 +2,8 @@
 SMS, chat integrations subscribe to it), any other topics the operator names, and the secrets
 that hold webhook URLs and signing keys.
 
-Every function may act: reactive automations run in the request or tick that recorded the event
-(API, scheduler, monitor), proactive ones in the monitor."""
+Reactive automations act in the automations function (`automation_function.py`), proactive ones
+in the monitor; every function's role gets these grants."""
 
 from __future__ import annotations
 

@@ -16,10 +16,13 @@ from aws_cdk import Duration
 from aws_cdk import aws_apigatewayv2 as apigateway
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
+from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+from .operations import DEAD_LETTER_MESSAGES, OperationsAlarms
 from .storage import PoolQueues
 
 # ---- metric names emitted by sluice_functions (and where) ---------------------------------------
@@ -36,7 +39,8 @@ SCHEDULER_ERRORS = "SchedulerErrors"         # scheduling/tick.py, no dimension
 TICK_RECORD_ERRORS = "TickRecordErrors"      # isolation.py, dimension `tick`
 CUSTOM_METRICS = (FLOW_RUN_TRANSITIONS, FLOW_RUNS_CREATED, FLOW_RUNS_ENQUEUED, FLOW_RUNS_CLAIMED,
                   ENQUEUE_FAILED, LATE_RUNS, CRASHED_RUNS, CRASHED_RUNS_RETRIED,
-                  SCHEDULED_RUNS_CREATED, SCHEDULER_ERRORS, TICK_RECORD_ERRORS)
+                  SCHEDULED_RUNS_CREATED, SCHEDULER_ERRORS, TICK_RECORD_ERRORS,
+                  DEAD_LETTER_MESSAGES)
 
 PERIOD = Duration.minutes(5)
 #: A single 5xx can be deliberate (503 with Retry-After when DynamoDB throttles; clients
@@ -54,19 +58,17 @@ class ControlPlaneObservability(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, namespace: str,
                  dashboard_name: str, topic: sns.ITopic, http_api: apigateway.HttpApi,
-                 functions: Mapping[str, lambda_.Function], pools: Sequence[PoolQueues]) -> None:
+                 functions: Mapping[str, lambda_.Function], pools: Sequence[PoolQueues],
+                 table: dynamodb.ITable, access_log_group: logs.ILogGroup,
+                 ticks: Sequence[str] = ("scheduler", "monitor")) -> None:
         super().__init__(scope, construct_id)
         self.namespace = namespace
-        self.alarms: list[cloudwatch.Alarm] = []
         notify = actions.SnsAction(topic)
-        for pool in pools:
-            self._alarm(f"DeadLetters-{pool.pool}",
-                        pool.dead_letter_queue.metric_approximate_number_of_messages_visible(
-                            period=Duration.minutes(1), statistic="Maximum"),
-                        threshold=1,
-                        description=f"Runs of pool {pool.pool} were delivered "
-                                    "maxReceiveCount times without finishing and are in its "
-                                    "dead-letter queue.")
+        # Dead-man, throttles, oldest message, and the one dead-letter alarm over every pool.
+        self.operations = OperationsAlarms(
+            self, "Operations", namespace=namespace, functions=functions, ticks=ticks,
+            table=table, access_log_group=access_log_group, pools=pools)
+        self.alarms: list[cloudwatch.Alarm] = list(self.operations.alarms)
         self._any_alarm(CRASHED_RUNS, "crashed runs",
                         "The monitor marked runs Crashed: their worker stopped heartbeating "
                         "(killed, lost network, instance gone).")
@@ -168,6 +170,8 @@ class ControlPlaneObservability(Construct):
                     pool.dead_letter_queue.metric_approximate_number_of_messages_visible(
                         period=Duration.minutes(1), statistic="Maximum",
                         label=f"{pool.pool} dead letters"))]),
+            graph("Dead letters of every pool (reported by the monitor)", [
+                self.operations.dead_letters_by_pool()]),
             cloudwatch.AlarmStatusWidget(title="Alarms", alarms=self.alarms, width=8, height=6),
         )
         dashboard.add_widgets(

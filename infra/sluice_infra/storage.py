@@ -6,6 +6,7 @@ functions and the moto fixtures use, so the stack and the code cannot disagree.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aws_cdk import Duration, RemovalPolicy
@@ -16,10 +17,12 @@ from constructs import Construct
 
 from sluice_functions.config import (
     GLOBAL_INDEXES,
+    PREVIOUS_GLOBAL_INDEXES,
     TABLE_PARTITION_KEY,
     TABLE_SORT_KEY,
     TTL_ATTRIBUTE,
     ControlPlaneSettings,
+    GlobalIndex,
     pool_queue_names,
 )
 
@@ -30,11 +33,52 @@ DEAD_LETTER_RETENTION = Duration.days(14)
 BUNDLE_PREFIX = "bundles/"
 #: Uploads are single presigned PUTs; a multipart upload left behind is garbage.
 INCOMPLETE_UPLOAD_EXPIRY = Duration.days(1)
+#: The bucket is versioned, so an overwritten or deleted bundle can be restored this long.
+NONCURRENT_BUNDLE_RETENTION = Duration.days(30)
+
+IndexSet = tuple[GlobalIndex, ...]
 
 
-def create_table(scope: Construct, *, removal_policy: RemovalPolicy) -> dynamodb.Table:
+def index_stages(previous: Sequence[GlobalIndex] = PREVIOUS_GLOBAL_INDEXES,
+                 target: Sequence[GlobalIndex] = GLOBAL_INDEXES) -> list[IndexSet]:
+    """The index sets a stack goes through from `previous` to `target`, each one GSI change
+    from the one before, because CloudFormation refuses an update that creates or deletes more
+    than one GSI (and an index's keys or projection cannot change in place).
+
+    Stage 0 is `previous`; the last stage is `target`. Indexes that go or change are deleted
+    first (one stage each), then the new and changed ones created (one stage each), so the
+    table never holds two indexes of one name. Equal sets: one stage, nothing to stage.
+    """
+    wanted = {index.name: index for index in target}
+    current = list(previous)
+    stages: list[IndexSet] = [tuple(current)]
+    for index in previous:
+        if wanted.get(index.name) != index:
+            current = [kept for kept in current if kept.name != index.name]
+            stages.append(tuple(current))
+    for index in target:
+        if index not in current:
+            current.append(index)
+            stages.append(tuple(current))
+    return stages
+
+
+def staged_indexes(stage: int | None, stages: Sequence[IndexSet] | None = None) -> IndexSet:
+    """The index set of deployment `stage` (None: the last, this release's indexes)."""
+    stages = list(stages if stages is not None else index_stages())
+    if stage is None:
+        return stages[-1]
+    if not 0 <= stage < len(stages):
+        raise ValueError(f"index stage {stage} does not exist: this release has stages 0 to "
+                         f"{len(stages) - 1} (docs/operations.md, \"Staged index changes\")")
+    return stages[stage]
+
+
+def create_table(scope: Construct, *, removal_policy: RemovalPolicy,
+                 indexes: Sequence[GlobalIndex] = GLOBAL_INDEXES) -> dynamodb.Table:
     """The single table: on-demand, point-in-time recovery, TTL, encrypted with the AWS-managed
-    KMS key. A retained table is also protected from deletion (a stack delete cannot take it)."""
+    KMS key. A retained table is also protected from deletion (a stack delete cannot take it).
+    `indexes`: its global secondary indexes (a stage of `index_stages` while they change)."""
     table = dynamodb.Table(
         scope, "Table",
         partition_key=dynamodb.Attribute(name=TABLE_PARTITION_KEY,
@@ -48,7 +92,7 @@ def create_table(scope: Construct, *, removal_policy: RemovalPolicy) -> dynamodb
         deletion_protection=removal_policy == RemovalPolicy.RETAIN,
         removal_policy=removal_policy,
     )
-    for index in GLOBAL_INDEXES:
+    for index in indexes:
         table.add_global_secondary_index(
             index_name=index.name,
             partition_key=dynamodb.Attribute(name=index.partition_key,
@@ -102,9 +146,12 @@ def create_bundle_bucket(scope: Construct, *, removal_policy: RemovalPolicy,
                          bundle_expiration: Duration | None) -> s3.Bucket:
     """Deployment code bundles: private (no ACLs, all public access blocked), encrypted, TLS
     only; bytes move through presigned URLs the API hands out. Bundles are content-addressed
-    and deployments keep pointing at them, so they expire only when asked to."""
+    and deployments keep pointing at them, so they expire only when asked to. Versioned: a
+    bundle deleted or overwritten by mistake stays restorable for NONCURRENT_BUNDLE_RETENTION."""
     rules = [s3.LifecycleRule(id="abort-incomplete-uploads",
-                              abort_incomplete_multipart_upload_after=INCOMPLETE_UPLOAD_EXPIRY)]
+                              abort_incomplete_multipart_upload_after=INCOMPLETE_UPLOAD_EXPIRY),
+             s3.LifecycleRule(id="expire-old-versions",
+                              noncurrent_version_expiration=NONCURRENT_BUNDLE_RETENTION)]
     if bundle_expiration is not None:
         rules.append(s3.LifecycleRule(id="expire-bundles", prefix=BUNDLE_PREFIX,
                                       expiration=bundle_expiration))
@@ -114,6 +161,7 @@ def create_bundle_bucket(scope: Construct, *, removal_policy: RemovalPolicy,
         object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
         encryption=s3.BucketEncryption.S3_MANAGED,
         enforce_ssl=True,
+        versioned=True,
         lifecycle_rules=rules,
         removal_policy=removal_policy,
     )

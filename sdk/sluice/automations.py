@@ -25,10 +25,13 @@ from .models.automations import (
     ReactiveTrigger,
     ResumeDeploymentAction,
     ResumePoolAction,
+    ResumeRunAction,
     RunDeploymentAction,
+    SuspendRunAction,
 )
 
 __all__ = ["Automation", "reactive", "proactive", "notify", "run_deployment", "cancel_run",
+           "suspend_run", "resume_run",
            "pause_deployment", "resume_deployment", "pause_pool", "resume_pool", "match"]
 
 
@@ -86,6 +89,17 @@ def run_deployment(deployment: str, **parameters: Any) -> RunDeploymentAction:
 
 def cancel_run(run: str = "{{ event.resource.id }}") -> CancelRunAction:
     return CancelRunAction(run=run)
+
+
+def suspend_run(run: str = "{{ event.resource.id }}", *,
+                message: str | None = None) -> SuspendRunAction:
+    """Suspend a run (default: the triggering event's run) until it is resumed."""
+    return SuspendRunAction(run=run, message=message)
+
+
+def resume_run(run: str = "{{ event.resource.id }}") -> ResumeRunAction:
+    """Resume a Suspended run (default: the triggering event's run)."""
+    return ResumeRunAction(run=run)
 
 
 def pause_deployment(deployment: str) -> PauseDeploymentAction:

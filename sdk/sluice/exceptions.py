@@ -97,6 +97,13 @@ class ServiceUnavailable(SluiceError):
         self.retry_after = retry_after
 
 
+class SchemaTooNew(ServiceUnavailable):
+    """The stored data is at a layout version newer than this code understands (it was
+    migrated by a newer Sluice): the code refuses to read or write it until it is upgraded."""
+
+    code = "schema_too_new"
+
+
 class MissingContextError(SluiceError, RuntimeError):
     """A run-scoped helper (get_run_logger, ...) was called outside a flow or task run."""
 

@@ -27,10 +27,15 @@ WORKER_POLICY_ARNS = "SluiceWorkerPolicyArns"
 #: A JSON object {pool name: queue URL} of the pools whose queues the stack created.
 QUEUE_URLS = "SluiceQueueUrls"
 
+#: The DynamoDB table and the schema version the stack's functions understand
+#: (`sluice admin status|migrate` read them).
+TABLE_NAME = "SluiceTableName"
+SCHEMA_VERSION = "SluiceSchemaVersion"
+
 #: What `sluice profile create` needs; a stack without them is not a Sluice control plane.
 REQUIRED = (API_URL, REGION, QUEUE_URLS)
 ALL = (API_URL, REGION, BUNDLE_BUCKET, WORKER_POLICY_ARN, WORKER_POLICY_ARNS,
-       QUEUE_URLS, NOTIFICATION_TOPIC_ARN)
+       QUEUE_URLS, NOTIFICATION_TOPIC_ARN, TABLE_NAME, SCHEMA_VERSION)
 
 
 def read_stack_outputs(stack_name: str, region: str | None = None, *,

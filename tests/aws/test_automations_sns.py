@@ -47,7 +47,8 @@ def aws() -> Iterator[dict[str, Any]]:
 def ports(aws) -> ControlPlanePorts:
     return ControlPlanePorts(store=DynamoRunStore(aws["dynamodb"], TABLE), queue=None,  # type: ignore[arg-type]
                              logs=None, metrics=InMemoryMetrics(),  # type: ignore[arg-type]
-                             events=DynamoEventStore(aws["dynamodb"], TABLE, retention_days=14))
+                             events=DynamoEventStore(aws["dynamodb"], TABLE, retention_days=14),
+                             automations=DynamoAutomationStore(aws["dynamodb"], TABLE))
 
 
 def published(aws) -> list[dict[str, Any]]:

@@ -22,6 +22,7 @@ from sluice.models.deployments import OnEvent
 from sluice_functions import service
 from sluice_functions.adapters.aws.clients import AwsClients, build_aws_ports
 from sluice_functions.adapters.aws.event_rules import EventBridgeRules, rule_name
+from sluice_functions.automations.dispatch import NoDispatch
 from sluice_functions.config import ControlPlaneSettings, table_key_schema
 from sluice_functions.handlers.api import make_handler
 from sluice_functions.ports import FlowRunFilter
@@ -78,6 +79,7 @@ def rules(ports) -> EventBridgeRules:
     # The ports the API function builds in AWS carry the rules; the use cases find them
     # through their store.
     ports_with_rules = dataclasses.replace(ports, event_rules=rules)
+    event_log.attach_recorder(ports_with_rules, NoDispatch())
     assert event_log.ports_of(ports.store) is ports_with_rules
     return rules
 

@@ -9,7 +9,8 @@ import textwrap
 
 import pytest
 
-from tests.e2e.harness import SLUICE, Sluice, free_port, wait_for
+from tests.cli.served import served_project
+from tests.e2e.harness import SLUICE, wait_for
 
 FLOWS = textwrap.dedent('''
     import sluice
@@ -25,16 +26,8 @@ FLOWS = textwrap.dedent('''
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cli-events")
-    project = root / "project"
-    project.mkdir()
-    (project / "flows.py").write_text(FLOWS)
-    sluice = Sluice(root / "home", free_port())
-    sluice.start_server()
-    try:
-        yield sluice, project
-    finally:
-        sluice.close()
+    with served_project(tmp_path_factory.mktemp("cli-events"), FLOWS) as both:
+        yield both
 
 
 def test_an_emitted_event_is_listed_with_its_resource_and_payload(served):

@@ -16,7 +16,8 @@ from types import SimpleNamespace
 import pytest
 from rich.cells import cell_len
 
-from tests.e2e.harness import Sluice, free_port, wait_for
+from tests.cli.served import served_project
+from tests.e2e.harness import wait_for
 
 WIDTHS = [80, 120]
 LONG_FLOW = "quarterly-revenue-reconciliation-report"
@@ -64,13 +65,7 @@ def served(tmp_path_factory):
     """A control plane with a worker, four deployments (a daily cron in Berlin time, a 20 s
     interval, one retried once, one with a long flow name) and a finished run of each."""
     root = tmp_path_factory.mktemp("cli-listings")
-    project = root / "project"
-    project.mkdir()
-    (project / "flows.py").write_text(FLOWS)
-    sluice = Sluice(root / "home", free_port())
-    sluice.start_server()
-    sluice.start_worker()
-    try:
+    with served_project(root, FLOWS, worker=True) as (sluice, project):
         deploy = ("deploy", "--project-dir", str(project))
         sluice.cli(*deploy, "flows.py:orders_etl", "--name", "nightly", "--cron", "0 2 * * *",
                    "--timezone", "Europe/Berlin", "--param", "count=3", cwd=project)
@@ -88,8 +83,6 @@ def served(tmp_path_factory):
                 "flow-run", "logs", run["id"]).stdout, 60, f"the last log lines of {ref}")
         sluice.cli("secret", "set", "db-password", "--value", "s3cret")
         yield SimpleNamespace(sluice=sluice, runs=runs)
-    finally:
-        sluice.close()
 
 
 def render(served, width: int, *args: str, code: int = 0) -> str:

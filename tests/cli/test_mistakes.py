@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import Sluice, free_port
+from tests.cli.served import served_project
+from tests.e2e.harness import free_port
 
 FLOWS = textwrap.dedent('''
     from sluice import flow
@@ -35,16 +36,8 @@ def one_line_error(done) -> str:  # noqa: ANN001
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cli-mistakes")
-    project = root / "project"
-    project.mkdir()
-    (project / "flows.py").write_text(FLOWS)
-    sluice = Sluice(root / "home", free_port())
-    sluice.start_server()
-    try:
-        yield sluice, project
-    finally:
-        sluice.close()
+    with served_project(tmp_path_factory.mktemp("cli-mistakes"), FLOWS) as both:
+        yield both
 
 
 def test_deployment_run_with_an_unknown_parameter_is_refused_and_creates_nothing(served):

@@ -11,12 +11,12 @@ import subprocess
 import sys
 import textwrap
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 
 from tests.cli.test_mistakes import one_line_error, run_cli
-from tests.e2e.harness import Sluice, free_port
+from tests.cli.served import served_project
+from tests.e2e.harness import free_port
 
 FLOWS = textwrap.dedent('''
     import os
@@ -47,18 +47,10 @@ FLOWS = textwrap.dedent('''
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cli-operator")
-    project = root / "project"
-    project.mkdir()
-    (project / "flows.py").write_text(FLOWS)
-    sluice = Sluice(root / "home", free_port())
-    sluice.start_server()
-    try:
+    with served_project(tmp_path_factory.mktemp("cli-operator"), FLOWS) as (sluice, project):
         sluice.cli("deploy", "flows.py:greet", "--name", "g", "--project-dir", str(project),
                    cwd=project)
         yield sluice, project
-    finally:
-        sluice.close()
 
 
 # ---- mistakes ------------------------------------------------------------------------------------

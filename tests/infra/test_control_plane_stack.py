@@ -14,12 +14,15 @@ from sluice_functions.adapters.aws.sqs_queue import DEAD_LETTER_RETENTION_SECOND
 from sluice_functions.config import (
     DEFAULT_MAX_RECEIVE_COUNT,
     DEFAULT_QUEUE_VISIBILITY_TIMEOUT_SECONDS,
+    ENV_SCHEMA_VERSION,
     TTL_ATTRIBUTE,
     ControlPlaneSettings,
     pool_queue_names,
     table_key_schema,
 )
 from sluice_infra.asset import LAMBDA_ARCHITECTURE, LAMBDA_RUNTIME
+from sluice_infra.automation_function import HANDLER as AUTOMATIONS_HANDLER
+from sluice_infra.automation_function import dead_letter_queue_name
 from sluice_infra.functions import SPECS
 from sluice_infra.http_api import ACCESS_LOG_FIELDS, Throttle
 from sluice_infra.routes import GATEWAY_ROUTES
@@ -101,11 +104,12 @@ def _function_id(synthesized, stack: str, handler: str) -> str:
 @BOTH
 def test_three_functions_from_one_asset_each_with_its_handler(synthesized, stack):
     functions = synthesized.resources("AWS::Lambda::Function", stack)
-    assert sorted(f["Properties"]["Handler"] for f in functions.values()) == sorted(
-        spec.handler for spec in SPECS)
+    # (and the automations function's, `test_automation_function.py`)
+    handlers = [*(spec.handler for spec in SPECS), AUTOMATIONS_HANDLER]
+    assert sorted(f["Properties"]["Handler"] for f in functions.values()) == sorted(handlers)
     assert len({json.dumps(f["Properties"]["Code"]) for f in functions.values()}) == 1
-    for spec in SPECS:  # each handler is a callable of an importable module
-        module, _, name = spec.handler.rpartition(".")
+    for handler in handlers:  # each handler is a callable of an importable module
+        module, _, name = handler.rpartition(".")
         assert callable(getattr(importlib.import_module(module), name))
 
 
@@ -114,7 +118,7 @@ def test_functions_run_a_current_python_on_arm64_with_structured_logs(synthesize
     template = synthesized.template(stack)
     for function in synthesized.resources("AWS::Lambda::Function", stack).values():
         properties = function["Properties"]
-        assert properties["Runtime"] == LAMBDA_RUNTIME.name == "python3.14"
+        assert properties["Runtime"] == LAMBDA_RUNTIME.name == "python3.13"
         assert properties["Architectures"] == [LAMBDA_ARCHITECTURE.name] == ["arm64"]
         logging = properties["LoggingConfig"]
         assert logging["LogFormat"] == "JSON"
@@ -132,8 +136,9 @@ def test_function_environment_is_the_shared_settings_pointing_at_this_stack(synt
     for function in synthesized.resources("AWS::Lambda::Function", stack).values():
         env = function["Properties"]["Environment"]["Variables"]
         sluice_vars = {k: v for k, v in env.items() if k.startswith("SLUICE_")}
-        # Every setting of ControlPlaneSettings is set (none left to a default), nothing else.
-        assert set(sluice_vars) == aliases
+        # Every setting of ControlPlaneSettings is set (none left to a default), nothing else
+        # but the schema version the code understands (informational: tests/infra/test_upgrades).
+        assert set(sluice_vars) == aliases | {ENV_SCHEMA_VERSION}
 
         def resource_of(name: str) -> dict:
             return resources[env[name]["Ref"]]
@@ -157,6 +162,8 @@ def test_scheduler_and_monitor_tick_every_minute(synthesized):
     rules = synthesized.resources("AWS::Events::Rule")
     ticked = set()
     for rule in rules.values():
+        if "EventPattern" in rule["Properties"]:  # the automations rule: not a tick
+            continue
         assert rule["Properties"]["ScheduleExpression"] == "rate(1 minute)"
         (target,) = rule["Properties"]["Targets"]
         ticked.add(target["Arn"]["Fn::GetAtt"][0])
@@ -198,7 +205,7 @@ def test_each_pool_has_an_encrypted_queue_and_dead_letter_queue(synthesized, sta
     by_name = {q["Properties"]["QueueName"]: (i, q["Properties"]) for i, q in queues.items()}
     expected_names = {name for pool in POOLS[stack]
                       for name in pool_queue_names(PREFIX[stack], pool)}
-    assert set(by_name) == expected_names
+    assert set(by_name) == expected_names | {dead_letter_queue_name(PREFIX[stack])}
     for pool in POOLS[stack]:
         queue_name, dlq_name = pool_queue_names(PREFIX[stack], pool)
         _, queue = by_name[queue_name]

@@ -24,9 +24,11 @@ from sluice.models import (
     DeploymentCreate,
     DeploymentUpdate,
     FlowRunCreate,
+    HeldLease,
     PoolCreate,
     Running,
     WorkerHeartbeat,
+    WorkerLeaseHeartbeat,
     new_id,
 )
 from sluice.profiles import Connection
@@ -81,6 +83,9 @@ class Recorder:
         if path.endswith("/claim"):
             body: Any = {"lease": "l" * 32, "flow_run": run, "lease_expires_at": NOW,
                          "lease_seconds": 30, "heartbeat_interval_seconds": 10}
+        elif re.search(r"/workers/[^/]+/heartbeat$", path):
+            body = {"session": "s1", "runs": {RUN: {"renewed": True}}, "lease_expires_at": NOW,
+                    "lease_seconds": 30, "heartbeat_interval_seconds": 10}
         elif path.endswith("/heartbeat"):
             body = {"cancel_requested": False, "state": run["state"]}
         elif path.endswith("/state") or path.endswith("/cancel") or path.endswith("/retry"):
@@ -115,6 +120,8 @@ def worker_calls(pool: str) -> list[tuple[str, str]]:
     api.worker_heartbeat(pool, WorkerHeartbeat(name="w1"))
     api.claim_flow_run(RUN, "w1")
     api.heartbeat(RUN, "l" * 32)
+    api.worker_lease_heartbeat(pool, "w1", WorkerLeaseHeartbeat(
+        session="s1", leases=[HeldLease(flow_run_id=RUN, lease="l" * 32)]))
     api.get_flow_run(RUN)
     api.get_deployment("d1")
     api.set_flow_run_state(RUN, Running(), new_id(), lease="l" * 32)

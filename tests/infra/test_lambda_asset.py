@@ -13,6 +13,7 @@ import pytest
 
 from sluice_infra import asset
 from sluice_infra.asset import (
+    LAMBDA_PYTHON_VERSION,
     PIP_PLATFORM,
     REQUIREMENTS_FILE,
     SOURCE_PACKAGES,
@@ -47,7 +48,11 @@ def test_the_asset_holds_the_function_packages_and_their_dependencies(asset_dir)
                      "aws_cdk", "moto", "httpx", "typer"):
         assert excluded not in top, excluded
     files = [p for p in asset_dir.rglob("*") if p.is_file()]
-    assert not [p for p in files if p.suffix == ".pyc" or "__pycache__" in p.parts]
+    # Bytecode only of the runtime's Python, compiled on purpose (test_operations checks it):
+    # never this machine's leftovers.
+    runtime_tag = f"cpython-{LAMBDA_PYTHON_VERSION.replace('.', '')}"
+    assert not [p for p in files if (p.suffix == ".pyc" or "__pycache__" in p.parts)
+                and f".{runtime_tag}." not in p.name]
     # The pydantic-core extension is built for the Lambda platform, not this machine.
     (extension,) = asset_dir.glob("pydantic_core/_pydantic_core.*.so")
     assert extension.name.endswith(f"cpython-{asset.LAMBDA_PYTHON_VERSION.replace('.', '')}"

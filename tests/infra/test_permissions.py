@@ -52,6 +52,8 @@ def test_data_permissions_name_this_stacks_resources_only(synthesized, stack):
     template = synthesized.template(stack)
     (table_id,) = synthesized.resources("AWS::DynamoDB::Table", stack)
     (bucket_id,) = synthesized.resources("AWS::S3::Bucket", stack)
+    (automations_dlq,) = [i for i, q in synthesized.resources("AWS::SQS::Queue", stack).items()
+                          if q["Properties"]["QueueName"].endswith("-automation_events-dlq")]
     for role_id in _function_roles(synthesized, stack).values():
         for statement in policy_of_role(template, role_id):
             actions = as_list(statement["Action"])
@@ -63,8 +65,11 @@ def test_data_permissions_name_this_stacks_resources_only(synthesized, stack):
                 assert all(r in (f"<{table_id}.Arn>", f"<{table_id}.Arn>/index/*")
                            for r in resources)
             elif service == "sqs":
-                assert resources == [f"arn:<AWS::Partition>:sqs:<AWS::Region>:<AWS::AccountId>:"
-                                     f"{PREFIX[stack]}-*"], statement
+                assert resources in (
+                    [f"arn:<AWS::Partition>:sqs:<AWS::Region>:<AWS::AccountId>:"
+                     f"{PREFIX[stack]}-*"],
+                    # the automations function sends what failed to its dead-letter queue
+                    [f"<{automations_dlq}.Arn>"]), statement
             elif service == "s3":
                 assert all(r.startswith(f"<{bucket_id}.Arn>") for r in resources)
                 if "s3:ListBucket" in actions:

@@ -188,6 +188,50 @@ side. Not covered: a machine whose every process is frozen at once (a suspended 
 flow process holds the GIL in native code when it resumes; then the worker, the fence thread and
 the kernel's parent-death signal all act late, by as long as the native call runs.
 
+### Per-worker leases
+
+A worker process renews the leases of all its runs with one request per interval,
+`POST /pools/{{pool}}/workers/{{worker}}/heartbeat` (`service/worker_leases.py`), which is also its
+presence beat. Each process start is a new *session* (a fresh id); its claims name the session,
+which the run keeps (`lease_session`). A beat lists the runs the worker still holds with their
+leases; the control plane reads those runs in one batch (DynamoDB BatchGetItem, 100 keys per
+request) to answer, per run, `renewed`, `cancel_requested`, `stop` and the state, and writes one
+item: the session's lease (`renewed_at`, expiry, and `held`: the runs and leases it renewed).
+The runs themselves are not written. The worker keeps each run's deadline as before: the send
+time of the last beat whose answer renewed that run, plus T; `stop` stops the flow process at
+once (as a 409 did), and a beat that fails changes no deadline. Why two attempts still never
+overlap:
+
+* The session write is a compare-and-set on the session's previous renewal and is refused once
+  the session's lease has expired, checked against the clock when it is written. A session that
+  went silent can never renew again (409: its worker stops every run it held and starts a new
+  session).
+* A beat renews a run only if the run's holder is this session and the session's previous
+  renewal held that very lease, or the run's own last sign of life (its claim, or a per-run
+  heartbeat) is younger than T. A run dropped from the list, or never renewed in time, is
+  never revived: its holder fences itself at its deadline, and the beat answers `stop`.
+* The monitor crashes a run only when its own last sign of life is older than T + m and its
+  session did not renew it (that run, that lease) in that time either, with the crash write
+  conditional as before. If the session's last renewal is that old, its lease expired m ago,
+  so no later beat can renew it (first rule); if the session renewed since without the run, no
+  later beat can add it back (second rule). So once the monitor has decided, the old attempt
+  has no renewal left, and the bound above holds unchanged.
+* A restarted worker is a new session: its beats cannot renew the runs of the old one.
+* A run its session keeps renewing gets the session's last renewal as its `heartbeat_at` when
+  the monitor finds its own one older than T + m (one run write per lease length, not per
+  beat), so the run's last sign of life stays visible to people and tools.
+
+Requests per renewal interval (10 s by default) for W workers holding R runs in all, before and
+after: per-run heartbeats were R requests (each one run write and one worker write) plus the
+presence beats, W every 30 s; per-worker heartbeats are W requests (each one session write, one
+worker write, two single-item reads and one batch read of that worker's runs), and an idle
+worker beats every 30 s. For 1,000 runs on 50 workers: about 1,017 requests per 10 s (102/s,
+the whole default API throttle) before, 50 per 10 s (5/s) after. Per-run heartbeats stay for
+runs without a worker (`sluice run`, a flow's own process) and for workers of an older control
+plane (they fall back when the route answers 404). Under throttling (HTTP 429) the client keeps
+renewals first: its other calls wait out the 429's `Retry-After`, renewals retry within a
+quarter second.
+
 Details:
 
 {notes}

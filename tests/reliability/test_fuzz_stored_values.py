@@ -214,6 +214,7 @@ def fuzzed_run(rng: random.Random, deployment_ids: list[str], *,
         "claim_id": pick(rng, [*STRINGS, None], None, 0.8),
         "lease_expires_at": ts(rng, "2024-05-01T12:01:20Z" if leased else None),
         "ended_lease": pick(rng, [*STRINGS, None], None, 0.8),
+        "lease_session": pick(rng, [*STRINGS, None], None, 0.8),
         "enqueued_at": ts(rng, None),
         "slot_scopes": pick(rng, [[], ["deployment"], ["pool", "pool"], ["bogus"]], []),
     }

@@ -57,7 +57,7 @@ def test_each_stack_has_its_own_namespace():
 def test_the_functions_emit_into_their_stacks_namespace(templates, stack):
     expected = metrics_namespace_for(PREFIXES[stack])
     functions = _resources(templates[stack], "AWS::Lambda::Function")
-    assert len(functions) == 3
+    assert len(functions) == 4  # api, scheduler, monitor, automations
     for function in functions:
         environment = function["Properties"]["Environment"]["Variables"]
         assert environment["POWERTOOLS_METRICS_NAMESPACE"] == expected

@@ -28,9 +28,11 @@ from sluice_functions.adapters.sqlite import (
     SqliteRunStore,
 )
 from sluice_functions.automations import ActionRuntime, evaluate_proactive, on_events, signature
+from sluice_functions.automations import InlineDispatcher, InMemoryAutomationStore
 from sluice_functions.automations.manage import create_automation, set_enabled
 from sluice_functions.automations.windows import latest_deadline
 from sluice_functions.ports import ControlPlanePorts, FlowRunFilter
+from sluice_functions.service.event_log import attach_recorder
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=timezone.utc)
 HOOK_URL = "https://hooks.example.test/sluice"
@@ -61,7 +63,10 @@ def ports(tmp_path):
         store=SqliteRunStore(tmp_path / "store.db"),
         queue=SqliteRunQueue(tmp_path / "queue.db", url_base="http://local/queues/"),
         logs=SqliteLogSink(tmp_path / "logs.db"), metrics=InMemoryMetrics(),
-        events=SqliteEventStore(tmp_path / "events.db"))
+        events=SqliteEventStore(tmp_path / "events.db"),
+        automations=InMemoryAutomationStore())
+    # Automations act inline, before a recording call returns (the server uses a thread).
+    attach_recorder(ports, InlineDispatcher(ports))
     service.ensure_pool("default", store=ports.store, queue=ports.queue)
     return ports
 

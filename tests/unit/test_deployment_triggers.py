@@ -22,7 +22,8 @@ from sluice_functions.adapters.sqlite import (
 from sluice_functions.automations import automation_store
 from sluice_functions.automations.deployment_triggers import owned_by
 from sluice_functions.ports import ControlPlanePorts, FlowRunFilter
-from sluice_functions.service.event_log import record
+from sluice_functions.automations import InlineDispatcher, InMemoryAutomationStore
+from sluice_functions.service.event_log import attach_recorder, record
 
 T0 = datetime(2026, 12, 4, 10, tzinfo=timezone.utc)
 PATTERN = {"source": ["aws.s3"], "detail": {"object": {"key": [{"prefix": "incoming/"}]}}}
@@ -34,7 +35,10 @@ def ports(tmp_path):
         store=SqliteRunStore(tmp_path / "store.db"),
         queue=SqliteRunQueue(tmp_path / "queue.db", url_base="http://local/queues/"),
         logs=SqliteLogSink(tmp_path / "logs.db"), metrics=InMemoryMetrics(),
-        events=SqliteEventStore(tmp_path / "events.db"))
+        events=SqliteEventStore(tmp_path / "events.db"),
+        automations=InMemoryAutomationStore())
+    # Automations act inline, before a recording call returns (the server uses a thread).
+    attach_recorder(ports, InlineDispatcher(ports))
     service.ensure_pool("default", store=ports.store, queue=ports.queue)
     return ports
 
@@ -76,6 +80,55 @@ def test_triggers_become_automations_named_after_the_deployment(ports):
     assert all(owned_by(a, deployment.id) for a in owned)
     # and "@this" runs this very deployment
     assert owned[0].actions[0].deployment == deployment.id
+
+
+def test_owned_automations_name_their_owner_and_cannot_be_deleted_alone(ports):
+    # Given a deployment with a trigger described by the user, and an automation of the user's
+    from sluice.exceptions import Conflict
+    from sluice.models import AutomationCreate
+    from sluice_functions.automations.manage import create_automation, delete_automation
+
+    deployment = deploy(ports, triggers=[DeploymentTrigger(
+        trigger=reactive("a"), actions=[run_deployment("@this")], description="when a")])
+    mine = create_automation(AutomationCreate(name="mine", trigger=reactive("c"),
+                                              actions=[run_deployment("etl/nightly")]),
+                             ports=ports)
+
+    # Then the owned one names its owner in `owner` and keeps the user's description as is
+    owned = next(a for a in automations(ports) if a.name == "etl/nightly#1")
+    assert owned.owner == f"deployment:{deployment.id}"
+    assert owned.description == "when a"
+    assert mine.owner is None and not owned_by(mine, deployment.id)
+
+    # When the owned one is deleted on its own, Then it is refused, saying what to do instead
+    with pytest.raises(Conflict, match="remove the trigger and deploy again"):
+        delete_automation(owned.id, ports=ports)
+    # and the user's own is deleted as before
+    delete_automation(mine.id, ports=ports)
+    assert [a.name for a in automations(ports)] == ["etl/nightly#1"]
+
+
+def test_an_automation_marked_by_the_previous_release_is_still_owned_and_loses_its_mark(ports):
+    # Given an automation stored by the previous release: owner only as a description mark
+    from sluice.models import Automation
+
+    deployment = deploy(ports, triggers=[DeploymentTrigger(trigger=reactive("a"),
+                                                           actions=[run_deployment("@this")])])
+    (current,) = automations(ports)
+    legacy = current.model_copy(update={
+        "owner": None, "description": f"[deployment {deployment.id}] when a"})
+    automation_store(ports).put_automation(Automation.model_validate(legacy.model_dump()))
+    assert owned_by(automations(ports)[0], deployment.id)
+
+    # When the deployment is deployed again
+    deploy(ports, triggers=[DeploymentTrigger(trigger=reactive("a"),
+                                              actions=[run_deployment("@this")],
+                                              description="when a")])
+
+    # Then the same automation (same id) now names its owner, and the mark is gone
+    (again,) = automations(ports)
+    assert again.id == current.id
+    assert again.owner == f"deployment:{deployment.id}" and again.description == "when a"
 
 
 def test_a_run_deployment_action_without_a_deployment_runs_the_owner(ports):

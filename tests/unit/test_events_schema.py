@@ -30,8 +30,10 @@ from sluice_functions.adapters.sqlite import (
     SqliteRunQueue,
     SqliteRunStore,
 )
+from sluice_functions.automations import InlineDispatcher, InMemoryAutomationStore
 from sluice_functions.monitoring.monitor import monitor_runs
 from sluice_functions.ports import ControlPlanePorts
+from sluice_functions.service.event_log import attach_recorder
 from sluice_functions.service.pools import delete_pool, update_pool
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
@@ -55,7 +57,9 @@ def ports(tmp_path):
         metrics=InMemoryMetrics(),
         events=SqliteEventStore(tmp_path / "events.db"),
         publisher=Published(),
+        automations=InMemoryAutomationStore(),
     )
+    attach_recorder(built, InlineDispatcher(built))
     service.create_pool(PoolCreate(name="etl"), store=built.store, queue=built.queue, now=NOW)
     yield built
     for adapter in (built.store, built.queue, built.logs, built.events):
@@ -249,7 +253,8 @@ def test_a_publish_failure_is_counted_and_never_fails_the_transition(ports):
     # Given a control plane whose EventBridge puts fail
     broken = ControlPlanePorts(store=ports.store, queue=ports.queue, logs=ports.logs,
                                metrics=ports.metrics, events=ports.events,
-                               publisher=BrokenPublisher())
+                               publisher=BrokenPublisher(), automations=ports.automations)
+    attach_recorder(broken, InlineDispatcher(broken))
     run = queued_run(broken)
     # When the run is claimed and runs
     lease = claim(broken, run.id)

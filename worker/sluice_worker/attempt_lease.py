@@ -38,6 +38,16 @@ class AttemptLease:
             self._take_terms(answer, sent)
             return answer
 
+    def renewed(self, answer: Any, sent: float) -> None:
+        """A renewal made elsewhere (the worker's per-worker heartbeat, `worker_leases`) that
+        included this lease: the deadline moves to `sent` + the answer's lease length. A renewal
+        sent before the one already taken never moves the deadline back."""
+        with self._lock:
+            seconds = getattr(answer, "lease_seconds", None)
+            if seconds and self.deadline is not None and sent + seconds <= self.deadline:
+                return
+            self._take_terms(answer, sent)
+
     def _take_terms(self, answer: Any, sent: float) -> None:
         seconds = getattr(answer, "lease_seconds", None)
         if not seconds:

@@ -21,11 +21,11 @@ from sluice.client.transport import retry_transient
 from sluice.models import Cancelled, Crashed, Failed, RunMessage, new_id
 
 from . import faults
-from .execute import ENV_ENTRYPOINT, ENV_FLOW_RUN_ID, ENV_LEASE, EXIT_REPORTED
+from .execute import EXIT_REPORTED
 from .output import OutputPump
 from .attempt_lease import AttemptLease
-from .credentials import run_credentials, without_worker_credentials
 from .processes import kill_run_processes, spawn
+from .run_command import flow_process_command
 from .sources import CodeUnavailable
 
 log = logging.getLogger("sluice.worker")
@@ -67,13 +67,25 @@ class RunSupervisor:
         self.stop_reason: str | None = None  # "cancel" | "stale" | "expired" | "shutdown"
         #: The attempt's lease: its deadline, renewal period, and the flow process's pipe.
         self.held = AttemptLease(self.settings.heartbeat_interval)
+        #: The worker's per-worker heartbeat renews this run's lease (its claim named the
+        #: worker's session); else this supervisor heartbeats the run itself.
+        self.sessions: Any = None
+        #: The session the latest claim request named (None: none).
+        self.claim_session: str | None = None
+
+    def _session(self) -> str | None:
+        """The worker session a claim names now, if the worker renews leases per worker."""
+        leases = getattr(self.worker, "leases", None)
+        return leases.session if leases is not None and leases.active else None
 
     def _claim(self, body: RunMessage) -> Any:
         worker = self.worker
+        session = self.claim_session = self._session()
         try:
             return worker.client.claim_flow_run(
                 body.flow_run_id, worker.name, attempt=body.attempt,
-                claim_id=self.message.get("MessageId"), requeue=worker.requeue_supported)
+                claim_id=self.message.get("MessageId"), requeue=worker.requeue_supported,
+                **({"session": session} if session else {}))
         except errors.ValidationError as exc:
             if not (worker.requeue_supported and "requeue" in f"{exc} {exc.details}"):
                 raise
@@ -105,9 +117,12 @@ class RunSupervisor:
             leases = getattr(self.worker.reporter, "leases", {})
             if self.flow_run_id is not None and leases.get(self.flow_run_id) == self.lease:
                 del leases[self.flow_run_id]  # only ours: another attempt may hold the run now
+            if self.sessions is not None and self.flow_run_id and self.lease:
+                # Its processes are gone: the session stops renewing it.
+                self.sessions.release(self.flow_run_id, self.lease)
 
     def _run(self) -> None:
-        worker, client = self.worker, self.worker.client
+        worker = self.worker
         try:
             body = RunMessage.model_validate_json(self.message["Body"])
         except (PydanticValidationError, ValueError):
@@ -163,6 +178,10 @@ class RunSupervisor:
             return
         self.lease = claim.lease
         worker.reporter.leases[body.flow_run_id] = claim.lease  # the process's output lines
+        if self.claim_session is not None and getattr(claim, "lease_seconds", None):
+            self.sessions = worker.leases
+            self.sessions.hold(body.flow_run_id, claim.lease, self.held, self,
+                               session=self.claim_session)
         faults.reached("after_claim", body.flow_run_id)
         flow_run = claim.flow_run if isinstance(claim.flow_run, dict) else dict(claim.flow_run)
         worker.echo(f"claimed {flow_run.get('flow_name')}/{flow_run.get('name')} "
@@ -228,36 +247,9 @@ class RunSupervisor:
         return True
 
     def _prepare(self, flow_run: dict[str, Any]) -> tuple[list[str], str, dict[str, str]]:
-        deployment_id = flow_run.get("deployment_id")
-        if not deployment_id:
-            raise CodeUnavailable("the run has no deployment, so there is no code to run")
-        deployment = self.worker.client.get_deployment(deployment_id)
-        # Pinned for this run (released when it ends): the cache's eviction leaves them be.
-        code_dir = self.worker.code.directory(deployment.source, holder=self,
-                                              entrypoint=deployment.entrypoint)
-        python = self.worker.code.python_for(code_dir, deployment.source.requirements,
-                                             holder=self)
-        connection = self.worker.client.connection
-        env = {**os.environ,
-               ENV_FLOW_RUN_ID: self.flow_run_id, ENV_LEASE: self.lease,
-               ENV_ENTRYPOINT: deployment.entrypoint,
-               "SLUICE_API_URL": connection.api_url, "SLUICE_KIND": connection.kind,
-               "PYTHONUNBUFFERED": "1",
-               # Run loggers are reported by the flow process itself; its console copy
-               # would come back through stderr as duplicates.
-               "SLUICE_LOGGING_LEVEL": "CRITICAL"}
-        # The flow process reaches its run through its pool's routes, with a token for that run
-        # only (derived from the worker's pool token) - never the worker's own credentials'
-        # extra rights (claims, other runs). On AWS it has the host's pool-scoped IAM role.
-        env = without_worker_credentials(env)
-        env["SLUICE_WORKER_POOL"] = self.worker.pool
-        for key, value in (("SLUICE_API_TOKEN", run_credentials(connection.api_token,
-                                                                self.flow_run_id)),
-                           ("SLUICE_REGION", connection.region),
-                           ("SLUICE_CA_BUNDLE", connection.ca_bundle)):
-            if value:
-                env[key] = value
-        return [python, "-m", "sluice_worker.execute"], str(code_dir), env
+        assert self.flow_run_id is not None and self.lease is not None
+        return flow_process_command(self.worker, flow_run, flow_run_id=self.flow_run_id,
+                                    lease=self.lease, holder=self)
 
     def _execute(self, command: list[str], cwd: str, env: dict[str, str]) -> None:
         assert self.flow_run_id is not None
@@ -311,6 +303,11 @@ class RunSupervisor:
     def _heartbeat(self) -> None:
         assert self.flow_run_id is not None and self.lease is not None
         flow_run_id, lease = self.flow_run_id, self.lease
+        if self.sessions is not None:
+            # The worker's per-worker heartbeat renews the lease and hands over cancel / stop
+            # (`worker_leases`); only the message's visibility is this run's own.
+            self._extend_visibility()
+            return
         try:
             # The lease first (the message's visibility can wait; the lease's deadline cannot).
             # One short try: the next beat is the retry, and a hung connection must not keep
@@ -325,6 +322,9 @@ class RunSupervisor:
             answer = None
         if answer is not None and answer.cancel_requested:
             self.stop_reason = self.stop_reason or "cancel"
+        self._extend_visibility()
+
+    def _extend_visibility(self) -> None:
         try:
             self.worker.queue.change_visibility(self.receipt, self.settings.visibility_timeout)
         except Exception as exc:  # only delays a redelivery; the lease keeps the run

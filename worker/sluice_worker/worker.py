@@ -20,6 +20,7 @@ from .queue import MAX_WAIT_SECONDS, PoolQueue
 from .sources import CodeCache
 from .standby import Standby
 from .supervisor import RunSettings, RunSupervisor
+from .worker_leases import WorkerLeases
 
 log = logging.getLogger("sluice.worker")
 
@@ -61,6 +62,14 @@ class Worker:
         #: Short run heartbeats (tests, demos) shorten presence too, so pools show changes soon.
         self.presence_interval = min(PRESENCE_INTERVAL_SECONDS,
                                      max(1.0, 3 * self.run_settings.heartbeat_interval))
+        #: One heartbeat per interval renews every run this process holds (and is its presence).
+        self.leases = WorkerLeases(client, pool=pool, worker=self.name,
+                                   max_interval=self.run_settings.heartbeat_interval,
+                                   idle_interval=self.presence_interval,
+                                   presence=self._presence)
+        #: Set once every run is done: the heartbeat loop outlives polling (runs finishing
+        #: during shutdown still need their leases renewed).
+        self._leases_done = threading.Event()
 
     # -- console ---------------------------------------------------------------------------------
     def echo(self, text: str) -> None:
@@ -93,8 +102,12 @@ class Worker:
     def serve(self) -> None:
         """Poll until `stop()`; then finish gracefully (see `shutdown`)."""
         self.echo(f"worker {self.name} polling pool '{self.pool}' with {self.limit} slot(s)")
-        presence = threading.Thread(target=self._presence_loop, daemon=True,
-                                    name="sluice-presence")
+        # The first beat before the first claim: claims name the session only if the control
+        # plane has the per-worker route (else runs heartbeat on their own, as before).
+        self.leases.beat_once()
+        presence = threading.Thread(
+            target=self.leases.serve, args=(self._leases_done, self._presence_beat),
+            daemon=True, name="sluice-heartbeat")
         presence.start()
         self.standby.prepare()
         while not self._stopping.is_set():
@@ -117,19 +130,22 @@ class Worker:
                 self._launch(message)
         self.shutdown()
 
-    def _presence_loop(self) -> None:
-        """Tell the control plane this worker is alive, busy or idle, so pools show it."""
+    def _presence(self) -> dict[str, Any]:
+        return {"host": socket.gethostname(), "version": __version__,
+                "slots": max(0, self.limit - self.active)}
+
+    def _presence_beat(self) -> None:
+        """Tell an older control plane (no per-worker heartbeat) this worker is alive, busy or
+        idle, so pools show it."""
         from sluice.models import WorkerHeartbeat
 
-        while True:
-            try:
-                self.client.worker_heartbeat(self.pool, WorkerHeartbeat(
-                    name=self.name, host=socket.gethostname(), version=__version__,
-                    slots=self.limit - self.active))
-            except Exception as exc:  # presence is informative; runs heartbeat on their own
-                log.debug("worker heartbeat failed: %s", exc)
-            if self._stopping.wait(self.presence_interval):
-                return
+        if self._stopping.is_set():
+            return
+        try:
+            self.client.worker_heartbeat(self.pool, WorkerHeartbeat(name=self.name,
+                                                                    **self._presence()))
+        except Exception as exc:  # presence is informative; runs heartbeat on their own
+            log.debug("worker heartbeat failed: %s", exc)
 
     def _launch(self, message: dict[str, Any]) -> None:
         supervisor = RunSupervisor(self, message)
@@ -173,6 +189,8 @@ class Worker:
             supervisor.request_stop("shutdown")
         for thread in self._threads:
             thread.join(timeout=self.run_settings.cancel_grace + 15)
+        self._leases_done.set()
+        self.leases.wake.set()
         self.standby.close()
         self.reporter.close(timeout=10)
         self.echo(f"worker {self.name} stopped")

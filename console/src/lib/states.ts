@@ -30,3 +30,16 @@ export function canRetry(type: StateType): boolean {
 export function canCancel(type: StateType): boolean {
   return !isTerminal(type) && type !== "CANCELLING";
 }
+
+/** The name of a run an operator suspended (type PAUSED, no attempt holds it). */
+export const SUSPENDED = "Suspended";
+
+/** Runs that can be suspended from the page: waiting or running, not already suspended. */
+export function canSuspend(state: { type: StateType; name: string }): boolean {
+  return canCancel(state.type) && state.name !== SUSPENDED;
+}
+
+/** Runs that can be resumed from the page: only Suspended ones. */
+export function canResume(state: { type: StateType; name: string }): boolean {
+  return state.type === "PAUSED" && state.name === SUSPENDED;
+}

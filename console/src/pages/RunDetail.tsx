@@ -1,4 +1,4 @@
-// Run detail: header with Cancel / Retry, state timeline, task Gantt, parent and subflows, and
+// Run detail: header with Cancel / Retry / Suspend / Resume, state timeline, task Gantt, parent and subflows, and
 // tabs (logs, tasks, history, parameters) kept in `?tab=` for deep links.
 
 import { useState } from "react";
@@ -11,7 +11,7 @@ import { ErrorBox, Page, RunsTable, StateBadge, runDuration, useNow } from "../c
 import { Gantt } from "../components/Gantt";
 import { LogsPanel } from "../components/LogsPanel";
 import { HistoryTable, ParametersTable, StateTimeline, TaskTable } from "../components/RunSections";
-import { isTerminal } from "../lib/states";
+import { canResume, canSuspend, isTerminal } from "../lib/states";
 import { formatDateTime } from "../lib/time";
 
 const POLL_MS = 2000;
@@ -31,6 +31,14 @@ async function fetchTaskRuns(runId: string): Promise<{ items: TaskRun[]; truncat
   }
   return { items, truncated: true };
 }
+
+type RunAction = "cancel" | "retry" | "suspend" | "resume";
+/** The state message an action from the console leaves ("suspended from the console"). */
+const ACTION_DONE: Record<RunAction, string> = { cancel: "cancelled", retry: "retried", suspend: "suspended", resume: "resumed" };
+/** The notice shown once the API accepted an action. */
+const ACTION_NOTICE: Record<RunAction, string> = {
+  cancel: "Cancel requested", retry: "Retry started", suspend: "Suspended", resume: "Resumed",
+};
 
 export function RunDetail() {
   const { id = "" } = useParams();
@@ -69,8 +77,8 @@ export function RunDetail() {
   const deploymentNames = useQuery(deploymentNamesQuery);
 
   const action = useMutation({
-    mutationFn: async (kind: "cancel" | "retry") => {
-      const body = kind === "cancel" ? { message: "cancelled from the console" } : undefined;
+    mutationFn: async (kind: RunAction) => {
+      const body = kind === "retry" ? undefined : { message: `${ACTION_DONE[kind]} from the console` };
       const response = await apiPost<SetStateResponse>(`/flow-runs/${seg(id)}/${kind}`, body);
       // A refusal inside a 200 (status REJECT/ABORT) is shown like an API error.
       if (response.status !== "ACCEPT") {
@@ -80,7 +88,7 @@ export function RunDetail() {
     },
     onMutate: () => setActionMessage(null),
     onSuccess: (response, kind) => {
-      setActionMessage(kind === "cancel" ? `Cancel requested: the run is now ${response.state.name}.` : `Retry started: the run is now ${response.state.name}.`);
+      setActionMessage(`${ACTION_NOTICE[kind]}: the run is now ${response.state.name}.`);
     },
     onSettled: () => queryClient.invalidateQueries({ queryKey: ["flow-run", id] }),
   });
@@ -101,6 +109,18 @@ export function RunDetail() {
           <button type="button" data-testid="retry-run" disabled={action.isPending} onClick={() => action.mutate("retry")}>
             Retry
           </button>
+          {data && canSuspend(data.state) ? (
+            <button type="button" data-testid="suspend-run" disabled={action.isPending} onClick={() => action.mutate("suspend")}
+              title="Hold the run; a running attempt is stopped by its worker">
+              Suspend
+            </button>
+          ) : null}
+          {data && canResume(data.state) ? (
+            <button type="button" data-testid="resume-run" disabled={action.isPending} onClick={() => action.mutate("resume")}
+              title="Queue a new attempt that runs the flow from the start">
+              Resume
+            </button>
+          ) : null}
         </>
       }
     >

@@ -71,7 +71,8 @@ def build_app(
         response_validation_error_http_code=HTTPStatus.INTERNAL_SERVER_ERROR,
     )
     register_error_handlers(app, logger=logger or logging.getLogger(__name__))
-    app.use([mark_request_read])
+    app.use([mark_request_read] if ports.schema is None
+            else [mark_request_read, _schema_check(ports.schema)])
     _register_service_routes(app)
     register_flow_run_routes(app, ports=ports, clock=clock, leases=leases)
     register_deployment_routes(app, ports=ports, clock=clock)
@@ -82,6 +83,18 @@ def build_app(
     register_event_routes(app, ports=ports, clock=clock)
     register_automation_routes(app, ports=ports, clock=clock)
     return app
+
+
+def _schema_check(guard: Any) -> Callable[..., Response]:
+    """Middleware: every route but the health probe refuses to run on data newer than this
+    code understands (`SchemaTooNew`, 503 naming the versions and the fix)."""
+
+    def check_schema(app: APIGatewayHttpResolver, next_middleware: Any) -> Response:
+        if app.current_event.path != "/health":
+            guard.check()
+        return next_middleware(app)
+
+    return check_schema
 
 
 def _register_service_routes(app: APIGatewayHttpResolver) -> None:

@@ -45,7 +45,8 @@ def register_automation_routes(
         return manage.set_enabled(automation_id, update.enabled, ports=ports, now=clock())
 
     @app.delete("/automations/<automation_id>", status_code=204, tags=[TAG],
-                responses=documented(204, 404), summary="Delete an automation")
+                responses=documented(204, 404, 409),
+                summary="Delete an automation (not one a deployment's triggers own: 409)")
     def delete_automation(automation_id: AutomationId):  # noqa: ANN202 - 204 has no body
         manage.delete_automation(automation_id, ports=ports)
         return Response(status_code=204)

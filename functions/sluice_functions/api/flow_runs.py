@@ -34,7 +34,7 @@ from sluice.models import (
 )
 
 from .. import service
-from ..service import run_admin
+from ..service import run_admin, suspension
 from ..service.run_admin import MAX_REF_CHARS
 from ..orchestration import LeasePolicy
 from ..ports import ControlPlanePorts, FlowRunFilter
@@ -55,6 +55,14 @@ TAG = "flow runs"
 
 class CancelRequest(BaseModel):
     """Optional body of `POST /flow-runs/{id}/cancel`: why the run is cancelled."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    message: str | None = Field(default=None, max_length=MAX_STATE_MESSAGE_CHARS)
+
+
+class SuspendRequest(BaseModel):
+    """Optional body of `POST /flow-runs/{id}/suspend` and `/resume`: why, shown in the state."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -191,6 +199,31 @@ def register_flow_run_routes(
     def retry_flow_run(flow_run_id: FlowRunId) -> SetStateResponse:
         return service.retry_flow_run(
             flow_run_id, store=store, queue=queue, metrics=metrics, now=clock()
+        )
+
+    @app.post("/flow-runs/<flow_run_id>/suspend", tags=[TAG],
+              responses=documented(200, 404, 409),
+              summary="Suspend a run (Scheduled, Pending or Running) until it is resumed; a "
+                      "finished run is refused (409)")
+    def suspend_flow_run(
+        flow_run_id: FlowRunId,
+        request: Annotated[SuspendRequest | None, Body()] = None,
+    ) -> SetStateResponse:
+        return suspension.suspend_flow_run(
+            flow_run_id, store=store, queue=queue, metrics=metrics, now=clock(),
+            message=request.message if request else None,
+        )
+
+    @app.post("/flow-runs/<flow_run_id>/resume", tags=[TAG],
+              responses=documented(200, 404, 409),
+              summary="Resume a Suspended run: Scheduled now, a new attempt is queued")
+    def resume_flow_run(
+        flow_run_id: FlowRunId,
+        request: Annotated[SuspendRequest | None, Body()] = None,
+    ) -> SetStateResponse:
+        return suspension.resume_flow_run(
+            flow_run_id, store=store, queue=queue, metrics=metrics, now=clock(),
+            message=request.message if request else None,
         )
 
     @app.post("/flow-runs/<flow_run_id>/events", tags=[TAG],

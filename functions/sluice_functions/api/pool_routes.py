@@ -10,10 +10,12 @@ unscoped routes (`/flow-runs/...`, `/deployments/...`) for everything.
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import Annotated
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+from aws_lambda_powertools.event_handler.openapi.params import Path
 
-from sluice.exceptions import Conflict
+from sluice.exceptions import Conflict, ValidationError
 from sluice.models import (
     BundleLocation,
     ClaimRequest,
@@ -27,12 +29,15 @@ from sluice.models import (
     HeartbeatResponse,
     SetStateRequest,
     SetStateResponse,
+    WorkerLeaseAnswer,
+    WorkerLeaseHeartbeat,
 )
+from sluice.models.names import MAX_NAME_CHARS, check_name
 
 from .. import service
 from ..orchestration import LeasePolicy
 from ..ports import ControlPlanePorts
-from ..service import code
+from ..service import code, worker_leases
 from ..service.pool_scope import (
     PoolScopedStore,
     check_bundle_in_pool,
@@ -46,6 +51,9 @@ from .pools import PoolName
 from .request_checks import caller_identity, check_timestamps
 
 TAG = "workers"
+#: A worker's name in a path; checked like `WorkerHeartbeat.name` (`check_name`) by the route.
+WorkerNameParam = Annotated[str, Path(min_length=1, max_length=MAX_NAME_CHARS,
+                                      description="Worker name.")]
 
 
 def register_pool_routes_of_workers(
@@ -70,6 +78,19 @@ def register_pool_routes_of_workers(
                   request: HeartbeatRequest) -> HeartbeatResponse:
         return service.heartbeat(flow_run_id, request, store=PoolScopedStore(store, name),
                                  now=clock(), leases=leases)
+
+    @app.post("/pools/<name>/workers/<worker>/heartbeat", tags=[TAG],
+              responses=documented(200, 404, 409),
+              summary="A worker renews the leases of all its runs (one request per interval) "
+                      "and says it is alive")
+    def worker_lease_heartbeat(name: PoolName, worker: WorkerNameParam,
+                               beat: WorkerLeaseHeartbeat) -> WorkerLeaseAnswer:
+        try:
+            check_name(worker, "worker")
+        except ValueError as problem:
+            raise ValidationError(str(problem), details={"field": "worker"}) from None
+        return worker_leases.worker_lease_heartbeat(name, worker, beat, store=store,
+                                                    clock=clock, leases=leases)
 
     @app.post("/pools/<name>/flow-runs/<flow_run_id>/state", tags=[TAG],
               responses=documented(200, 404, 409),

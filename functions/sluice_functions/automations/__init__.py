@@ -2,8 +2,10 @@
 triggers), with actions that run deployments, cancel runs, pause or resume deployments and
 pools, and notify (webhook, Slack, SNS).
 
-`on_events` is called by `service.event_log.record` after events are stored; the monitor tick
-calls `evaluate_proactive`. Each (automation, triggering event or window) acts once.
+`on_events` is the engine an `AutomationDispatcher` (`dispatch.py`) runs on events that
+`service.event_log.record` stored: on a background thread embedded, in the automations function
+on AWS (`handlers/automations.py`, invoked by EventBridge), inline in unit tests. The monitor
+tick calls `evaluate_proactive`. Each (automation, triggering event or window) acts once.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from .actions import ActionFailed, ActionRuntime, signature
 from .engine import evaluate_proactive
 from .engine import on_events as _react_to_events
 from .memory import InMemoryAutomationStore
+from .dispatch import AutomationDispatcher, InlineDispatcher, NoDispatch, ThreadDispatcher
 from .ports import AutomationStore, automation_store
 
 
@@ -31,4 +34,5 @@ def on_events(events: Any, *, ports: Any, now: datetime | None = None, **options
 
 
 __all__ = ["on_events", "evaluate_proactive", "ActionRuntime", "ActionFailed", "signature",
-           "AutomationStore", "InMemoryAutomationStore", "automation_store"]
+           "AutomationStore", "InMemoryAutomationStore", "automation_store",
+           "AutomationDispatcher", "InlineDispatcher", "ThreadDispatcher", "NoDispatch"]

@@ -28,12 +28,14 @@ from sluice.models import (
     PoolUpdate,
     ResumeDeploymentAction,
     ResumePoolAction,
+    ResumeRunAction,
     RunDeploymentAction,
+    SuspendRunAction,
 )
 
 from .templates import TemplateFailed, render, render_value
 
-#: Seconds a notification may take: actions run inside the request that recorded the event.
+#: Seconds a notification may take: it holds the automations thread (embedded) or function.
 NOTIFY_TIMEOUT_SECONDS = 5.0
 #: SNS subjects are at most 100 printable ASCII characters
 #: (https://docs.aws.amazon.com/sns/latest/api/API_Publish.html).
@@ -95,7 +97,7 @@ def execute(action: Any, *, automation: Automation, context: dict[str, Any], por
             runtime: ActionRuntime, key: str, now: datetime) -> str:
     """Carry out one action; returns a short description of what was done."""
     from .. import service
-    from ..service import pools
+    from ..service import pools, suspension
 
     by = f"automation {automation.name!r}"
     try:
@@ -114,6 +116,19 @@ def execute(action: Any, *, automation: Automation, context: dict[str, Any], por
             service.cancel_flow_run(run_id, store=ports.store, metrics=ports.metrics, now=now,
                                     message=f"cancelled by {by}")
             return f"cancelled run {run_id}"
+        if isinstance(action, SuspendRunAction):
+            run_id = render(action.run, context, field="run")
+            message = (render(action.message, context, field="message") if action.message
+                       else f"suspended by {by}")
+            answer = suspension.suspend_flow_run(run_id, store=ports.store, queue=ports.queue,
+                                                 metrics=ports.metrics, now=now, message=message)
+            return f"suspended run {run_id}" + (f" ({answer.reason})" if answer.reason else "")
+        if isinstance(action, ResumeRunAction):
+            run_id = render(action.run, context, field="run")
+            suspension.resume_flow_run(run_id, store=ports.store, queue=ports.queue,
+                                       metrics=ports.metrics, now=now,
+                                       message=f"resumed by {by}")
+            return f"resumed run {run_id}"
         if isinstance(action, (PauseDeploymentAction, ResumeDeploymentAction)):
             paused = isinstance(action, PauseDeploymentAction)
             service.update_deployment(action.deployment, DeploymentUpdate(paused=paused),

@@ -26,7 +26,7 @@ from sluice.models import (
 )
 
 from .actions import ActionFailed, ActionRuntime, execute
-from .ports import automation_store
+from .ports import automation_store, has_automations
 from .windows import latest_deadline
 
 LOGGER = logging.getLogger(__name__)
@@ -46,7 +46,8 @@ def on_events(events: Sequence[SluiceEvent], *, ports: Any, now: datetime | None
               runtime: ActionRuntime | None = None) -> int:
     """Fire the reactive automations these freshly recorded events trigger; returns how many
     firings acted. Never raises for one automation's failure (it is logged and recorded)."""
-    if not events or ports is None or _nesting.get() >= MAX_NESTING:
+    if not events or ports is None or not has_automations(ports) \
+            or _nesting.get() >= MAX_NESTING:
         return 0
     now = now or utcnow()
     automations = [a for a in automation_store(ports).list_automations()
@@ -56,6 +57,8 @@ def on_events(events: Sequence[SluiceEvent], *, ports: Any, now: datetime | None
         for event in events:
             if _about_itself(event, automation) or not automation.trigger.match.matches(event):
                 continue
+            if depth_of(event) >= MAX_NESTING:
+                continue  # automations acting on automations' results, delivered by EventBridge
             try:
                 fired += _react(automation, event, ports=ports, now=now, runtime=runtime)
             except Exception:  # noqa: BLE001 - one automation must not stop the others
@@ -66,10 +69,11 @@ def on_events(events: Sequence[SluiceEvent], *, ports: Any, now: datetime | None
 def evaluate_proactive(*, ports: Any = None, store: Any = None, now: datetime | None = None,
                        runtime: ActionRuntime | None = None) -> int:
     """Fire the proactive automations whose expected event is missing (the monitor tick calls
-    this); `store` finds the ports bound to a run store. Returns how many firings acted."""
+    this); `store` finds the ports of the recorder attached to a run store
+    (`service.event_log.attach_recorder`). Returns how many firings acted."""
     if ports is None and store is not None:
         ports = _ports_of(store)
-    if ports is None:
+    if ports is None or not has_automations(ports):
         return 0
     now = now or utcnow()
     fired = 0
@@ -94,6 +98,16 @@ def _ports_of(store: Any) -> Any:
     except ImportError:
         return None
     return ports_of(store)
+
+
+def depth_of(event: SluiceEvent) -> int:
+    """How many automations acted in a row to produce `event`: 0 for any event but an
+    automation's result, whose payload carries it (`depth`). Carried in the event so that the
+    bound holds where events travel through EventBridge, not through one call stack."""
+    if not event.name.startswith("sluice.automation."):
+        return 0
+    depth = event.payload.get("depth")
+    return depth if isinstance(depth, int) and depth > 0 else 0
 
 
 def _about_itself(event: SluiceEvent, automation: Automation) -> bool:
@@ -236,6 +250,9 @@ def _fire(automation: Automation, key: str, event: SluiceEvent, *, ports: Any, n
             ports.metrics.count("AutomationActionsFailed")
     results.insert(0, _result_event("sluice.automation.triggered", automation, event, now,
                                     {"key": key, "actions": outcomes}))
+    depth = max(_nesting.get(), depth_of(event)) + 1
+    for result in results:
+        result.payload["depth"] = depth
     ports.metrics.count("AutomationsTriggered")
     _record(results, ports=ports, now=now)
     return 1

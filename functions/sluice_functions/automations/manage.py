@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sluice.exceptions import Conflict
 from sluice.models import Automation, AutomationCreate, utcnow
 
 from .ports import automation_store
@@ -40,5 +41,14 @@ def set_enabled(automation_id: str, enabled: bool, *, ports: Any,
 
 
 def delete_automation(automation_id: str, *, ports: Any) -> None:
-    """Delete it with its receipts; raises `NotFound`."""
-    automation_store(ports).delete_automation(automation_id)
+    """Delete it with its receipts; raises `NotFound`, and `Conflict` for an automation a
+    deployment owns (the next deploy would bring it back: change the deployment instead)."""
+    store = automation_store(ports)
+    owner = store.get_automation(automation_id).owner
+    if owner is not None:
+        raise Conflict(
+            f"automation {automation_id} belongs to {owner.replace(':', ' ', 1)} (one of its "
+            "triggers): remove the trigger and deploy again, or delete the deployment; to stop "
+            f"it meanwhile, `sluice automation pause {automation_id}`",
+            details={"automation_id": automation_id, "owner": owner})
+    store.delete_automation(automation_id)

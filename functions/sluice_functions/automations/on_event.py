@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextvars
 import logging
-from collections.abc import Iterator, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -33,7 +35,42 @@ CREATED_BY = "on-event"
 #: Runs started by events start runs whose events may match again; deeper than this is a loop.
 MAX_NESTING = 3
 _nesting: contextvars.ContextVar[int] = contextvars.ContextVar("on_event_nesting", default=0)
-#: The EventBridge rules adapter when running in AWS (set by the API handler); None embedded.
+#: How long the on-event deployments read by one process stay trusted: a change made in this
+#: process is seen at once (its `sluice.deployment.*` event invalidates the list), one made by
+#: another process (a second server on the same files) within this.
+ON_EVENT_CACHE_SECONDS = 10.0
+
+
+class OnEventDeployments:
+    """The deployments that run on events, listed once per `ttl_seconds` instead of on every
+    recorded event (an `EventRecorder` holds one per control plane; see `on_recorded`)."""
+
+    def __init__(self, *, ttl_seconds: float = ON_EVENT_CACHE_SECONDS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._ttl = ttl_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._listed: tuple[float, list[Deployment]] | None = None
+
+    def get(self, store: Any) -> list[Deployment]:
+        """The listed deployments, read again from `store` when stale."""
+        with self._lock:
+            listed = self._listed
+        if listed is not None and self._clock() - listed[0] < self._ttl:
+            return listed[1]
+        started = self._clock()
+        deployments = list(_on_event_deployments(store))
+        with self._lock:
+            if self._listed is listed:  # no invalidation while reading: keep it
+                self._listed = (started, deployments)
+        return deployments
+
+    def invalidate(self) -> None:
+        """Forget the list (a deployment was created, changed or deleted)."""
+        with self._lock:
+            self._listed = None
+
+
 def check_on_event(deployment: Deployment) -> None:
     """Raise `ValidationError` unless the deployment's event pattern is usable."""
     if deployment.on_event is None:
@@ -79,7 +116,7 @@ def on_recorded(events: Sequence[SluiceEvent], *, ports: Any, now: datetime | No
     if getattr(ports.publisher, "bus_name", None):  # AWS functions without rules (the ticks)
         return []
     try:
-        candidates = list(_on_event_deployments(ports.store))
+        candidates = _cached_on_event_deployments(ports)
     except Exception:  # noqa: BLE001 - recording an event must not fail on this
         LOGGER.exception("could not list the deployments that run on events")
         return []
@@ -98,6 +135,17 @@ def on_delivered(delivered: dict[str, Any], *, ports: Any, now: datetime | None 
     runs = _start_matching(delivered, list(_on_event_deployments(ports.store)), ports=ports,
                            now=now)
     return {"started": [run.id for run in runs]}
+
+
+def _cached_on_event_deployments(ports: Any) -> list[Deployment]:
+    """Through the cache of the store's event recorder, when it has one."""
+    from ..service.event_log import recorder_of
+
+    recorder = recorder_of(ports.store)
+    cache = getattr(recorder, "on_event_deployments", None)
+    if cache is None:
+        return list(_on_event_deployments(ports.store))
+    return cache.get(ports.store)
 
 
 def _on_event_deployments(store: Any) -> Iterator[Deployment]:

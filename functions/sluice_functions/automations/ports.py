@@ -2,17 +2,17 @@
 (automation, key) act at most once however often a tick fires or an event is redelivered.
 
 Kept apart from `sluice_functions.ports` (which the event engineer owns); `ControlPlanePorts`
-carries one `automations` field of this type. When a composition root leaves it None,
-`automation_store(ports)` derives one from the run store (same SQLite file, or same DynamoDB
-table), so the embedded server and the Lambda handlers need no extra wiring.
+carries one `automations` field of this type, set explicitly by every composition root (the
+embedded server: SQLite beside the run store; the Lambda handlers: the DynamoDB table; tests and
+fakes: `InMemoryAutomationStore`).
 """
 
 from __future__ import annotations
 
-import weakref
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
+from sluice.exceptions import ConfigurationError
 from sluice.models import Automation
 
 
@@ -48,45 +48,17 @@ class AutomationStore(Protocol):
 
 
 def automation_store(ports: Any) -> AutomationStore:
-    """The automation store of `ports`: its `automations` field, else one on the run store's
-    own database (in memory beside any other store, such as a test's fake)."""
+    """The automation store of `ports` (`ControlPlanePorts.automations`, set by the composition
+    root). Raises `ConfigurationError` when the ports have none."""
     explicit = getattr(ports, "automations", None)
-    if explicit is not None:
-        return explicit
-    key = id(ports.store)
-    cached = _derived.get(key)
-    if cached is not None and cached[0]() is ports.store:
-        return cached[1]
-    store = _derive(ports.store)
-    try:
-        # Held weakly and forgotten with the run store, so a later store reusing the address
-        # never gets this one's automations.
-        _derived[key] = (weakref.ref(ports.store), store)
-        weakref.finalize(ports.store, _derived.pop, key, None)
-    except TypeError:  # a store that cannot be weakly referenced: derive on every call
-        pass
-    return store
+    if explicit is None:
+        raise ConfigurationError(
+            "these control-plane ports have no automation store: the composition root must "
+            "set ControlPlanePorts.automations (SqliteAutomationStore embedded, "
+            "DynamoAutomationStore on AWS, InMemoryAutomationStore in tests)")
+    return explicit
 
 
-_derived: dict[int, tuple[weakref.ref[Any], AutomationStore]] = {}
-
-
-def _derive(run_store: Any) -> AutomationStore:
-    from ..adapters.sqlite.run_store import SqliteRunStore
-
-    if isinstance(run_store, SqliteRunStore):
-        from ..adapters.sqlite.automation_store import SqliteAutomationStore
-
-        return SqliteAutomationStore(run_store._db.path)
-    try:
-        from ..adapters.aws.dynamo_automations import DynamoAutomationStore
-        from ..adapters.aws.dynamo_store import DynamoRunStore
-    except ImportError:  # boto3 absent: no DynamoDB store to derive from
-        DynamoRunStore = None  # type: ignore[assignment,misc]
-    if DynamoRunStore is not None and isinstance(run_store, DynamoRunStore):
-        table = run_store._table
-        return DynamoAutomationStore(table._client, table._table_name)
-    # Another store (a test's fake): automations live in memory beside it, for its lifetime.
-    from .memory import InMemoryAutomationStore
-
-    return InMemoryAutomationStore()
+def has_automations(ports: Any) -> bool:
+    """Whether `ports` carry an automation store (ports of a bare test fake may not)."""
+    return getattr(ports, "automations", None) is not None

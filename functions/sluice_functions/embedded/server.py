@@ -39,6 +39,8 @@ MAX_SQS_REQUEST_BYTES = 512 * 1024
 SQS_PATH = "/sqs"
 #: Where the embedded server takes and serves bundle bytes (what S3 presigned URLs do in AWS).
 BUNDLE_DATA_PATH = "/bundle-data/"
+#: How long `stop()` lets queued automations finish (a webhook times out after 5 s).
+AUTOMATIONS_DRAIN_SECONDS = 10.0
 
 
 def is_loopback(host: str) -> bool:
@@ -226,6 +228,8 @@ class EmbeddedServer:
             SqliteRunStore,
         )
         from ..adapters.sqlite.automation_store import SqliteAutomationStore
+        from ..migrations.guard import SchemaGuard
+        from ..migrations.sqlite import SqliteMigrationBackend
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
         return ControlPlanePorts(
@@ -237,6 +241,8 @@ class EmbeddedServer:
             # Embedded events are stored only (no EventBridge): the default publisher discards.
             events=SqliteEventStore(self.data_dir / "events.db"),
             automations=SqliteAutomationStore(self.data_dir / "store.db"),
+            # After the run store (keyword arguments run in order): it stamps a new file.
+            schema=SchemaGuard(SqliteMigrationBackend(self.data_dir / "store.db").read_status),
         )
 
     def start(self) -> EmbeddedServer:
@@ -247,7 +253,14 @@ class EmbeddedServer:
         self._http.plane = self
         self.ports = self._ports_factory(f"{self.sqs_endpoint}/")
         from ..api import build_app
+        from ..automations.dispatch import ThreadDispatcher
         from ..service import ensure_pool
+        from ..service.event_log import attach_recorder
+
+        # Automations act on a background thread, never in the request or claim that recorded
+        # the event (a webhook may take seconds); `stop()` drains it.
+        self.automation_dispatcher = ThreadDispatcher(self.ports)
+        attach_recorder(self.ports, self.automation_dispatcher)
 
         self.app = build_app(self.ports)
         if self.token:
@@ -272,6 +285,9 @@ class EmbeddedServer:
             self._http.server_close()
         for thread in self._threads:
             thread.join(timeout=5)
+        dispatcher = getattr(self, "automation_dispatcher", None)
+        if dispatcher is not None:  # started: act on what was recorded before closing stores
+            dispatcher.close(timeout=AUTOMATIONS_DRAIN_SECONDS)
         for adapter in (self.ports.store, self.ports.queue, self.ports.logs, self.ports.events,
                         self.ports.automations):
             close = getattr(adapter, "close", None)

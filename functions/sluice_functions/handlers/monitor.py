@@ -5,15 +5,19 @@ queue messages. The CDK construct points the function at
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 
 from aws_lambda_powertools import Logger
 
+from .log_keys import route_package_logs_through
 from .ticks import make_tick_handler, monitor_job, ports_from_environment
 
 SERVICE_NAME = "sluice-monitor"
 
 logger = Logger(service=SERVICE_NAME)
+if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):  # in Lambda only: see route_package_logs_through
+    route_package_logs_through(logger)
 handler = make_tick_handler(
     "monitor",
     lambda ports, settings: monitor_job(

@@ -29,6 +29,13 @@ class TickResult(Protocol):
     def as_dict(self) -> dict[str, int]: ...
 
 
+def _refuse_newer_data(ports: ControlPlanePorts) -> None:
+    """A tick on data newer than this code understands fails (`SchemaTooNew`; the function's
+    error alarm fires) instead of rewriting runs in a layout it does not know."""
+    if ports.schema is not None:
+        ports.schema.check()
+
+
 def scheduler_job(
     ports: ControlPlanePorts,
     *,
@@ -38,6 +45,7 @@ def scheduler_job(
     """One scheduler tick per call."""
 
     def run() -> SchedulerTickResult:
+        _refuse_newer_data(ports)
         return schedule_deployments(store=ports.store, queue=ports.queue, metrics=ports.metrics,
                                     now=clock(), tick_interval=tick_interval)
 
@@ -55,6 +63,7 @@ def monitor_job(
     """One monitor tick per call."""
 
     def run() -> MonitorTickResult:
+        _refuse_newer_data(ports)
         return monitor_runs(store=ports.store, queue=ports.queue, metrics=ports.metrics,
                             now=clock(), heartbeat_timeout=heartbeat_timeout,
                             late_grace=late_grace, repair_after=repair_after)
@@ -82,11 +91,16 @@ def embedded_jobs(
 
 def ports_from_environment() -> tuple[ControlPlanePorts, ControlPlaneSettings]:
     """The AWS adapters and the settings of the function's environment (set by the CDK
-    construct); boto3 is imported only here, on the first invocation."""
+    construct); boto3 is imported only here, on the first invocation. The ticks' events go
+    on the bus, where the automations function acts on them (`NoDispatch` here)."""
     from ..adapters.aws import build_aws_ports
+    from ..automations.dispatch import NoDispatch
+    from ..service.event_log import attach_recorder
 
     settings = ControlPlaneSettings()
-    return build_aws_ports(settings), settings
+    ports = build_aws_ports(settings)
+    attach_recorder(ports, NoDispatch())
+    return ports, settings
 
 
 def make_tick_handler(

@@ -6,7 +6,10 @@ Three passes, each safe to run concurrently with itself and with the scheduler:
    terminal - Pending, Running, Paused, Cancelling, or Scheduled while its process waits for an
    in-process retry) whose last sign of life (heartbeat, else start, else claim) is older than
    the heartbeat timeout (the lease) plus its margin (`orchestration.leases`), and whose stored
-   lease expiry passed by that margin too, goes through `service.mark_crashed`: Crashed, or
+   lease expiry passed by that margin too, and whose worker session (per-worker heartbeats,
+   `service.worker_leases`) has not renewed it within that time either (each session is read
+   once per tick; a run its session did renew gets that renewal as its `heartbeat_at`), goes
+   through `service.mark_crashed`: Crashed, or
    AwaitingRetry and
    enqueued again when the flow has retries left. The write re-checks the heartbeat, so a
    heartbeat that lands meanwhile wins; a run that already ended is refused by the rules, so a
@@ -47,14 +50,16 @@ from sluice.models import (
 from .. import automations, orchestration
 from ..isolation import isolated
 from ..orchestration import LeasePolicy, Mover, Transition, holds_live_attempt
-from ..ports import Metrics, RunQueue, RunStore
+from ..ports import Metrics, RunQueue, RunStore, WorkerSession
 from ..scheduling.holds import backfill_id_of
 from ..service.concurrency import waiting_scope
 from ..service.flow_runs import enqueue_due_runs
 from ..service.lifecycle import apply_server_transition, lease_outlives, mark_crashed
 from ..service.pools import WORKER_ONLINE_WITHIN
 from ..service.queueing import is_held
+from ..service.worker_leases import note_session_renewal, session_renewal
 from ..timemath import seconds, shift
+from .dead_letters import report_dead_letters
 from .watch_events import watch_pools_and_workers
 
 logger = logging.getLogger(__name__)
@@ -112,6 +117,11 @@ def monitor_runs(
     except Exception:  # noqa: BLE001 - events about pools never stop the runs' monitoring
         logger.exception("monitor: recording worker/dead-letter events failed")
         metrics.count("TickRecordErrors", dimensions={"tick": TICK})
+    try:
+        report_dead_letters(store=store, queue=queue, metrics=metrics)
+    except Exception:  # noqa: BLE001 - the pools' list is unreadable; the next tick reports
+        logger.exception("monitor: reporting dead-letter depths failed")
+        metrics.count("TickRecordErrors", dimensions={"tick": TICK})
     automations.evaluate_proactive(store=store, now=now)  # proactive triggers; never raises
     return result
 
@@ -122,23 +132,32 @@ def crash_silent_runs(*, store: RunStore, queue: RunQueue, metrics: Metrics, now
     # The lease expired `margin` ago: its holder has fenced itself (orchestration.leases).
     policy = LeasePolicy(heartbeat_timeout)
     expired_before = policy.silent_since(now)
+    sessions: dict[str, WorkerSession | None] = {}  # worker sessions read this tick
     for state_type in LIVE_STATE_TYPES:
         # A Scheduled run's process waits until its retry time, so only due ones can be late.
         due_before = now if state_type is StateType.SCHEDULED else None
         for run in _runs_in(store, state_type, scheduled_before=due_before):
             with isolated(TICK, f"flow run {run.id}", metrics=metrics, result=result):
                 _crash_if_silent(run, store=store, queue=queue, metrics=metrics, now=now,
-                                 policy=policy, expired_before=expired_before, result=result)
+                                 policy=policy, expired_before=expired_before, result=result,
+                                 sessions=sessions)
 
 
 def _crash_if_silent(run: FlowRun, *, store: RunStore, queue: RunQueue, metrics: Metrics,
                      now: datetime, policy: LeasePolicy, expired_before: datetime,
-                     result: MonitorTickResult) -> None:
+                     result: MonitorTickResult,
+                     sessions: dict[str, WorkerSession | None]) -> None:
     """Pass 1 for one run."""
     if not holds_live_attempt(run) or last_sign_of_life(run) >= expired_before:
         return
     if lease_outlives(run, now - policy.margin):
         return  # granted on longer terms (the timeout was shortened since): those still hold
+    renewed_at = session_renewal(run, store=store, since=expired_before, sessions=sessions)
+    if renewed_at is not None:
+        # Its worker's per-worker heartbeat renews it (a session silent since then has expired,
+        # so no later beat of it can renew the run: service.worker_leases); the run shows it.
+        note_session_renewal(run, renewed_at, store=store)
+        return
     message = crash_message(run, policy)
     try:
         # The verdict is about the attempt read here (its lease): one that ended

@@ -8,7 +8,8 @@
   tick. The first tick of a monitor process only takes the baseline (a restarted monitor does
   not report an old dead letter again).
 
-Both need ports bound to the store (`service.event_log`); without them nothing is read.
+Both need the event recorder a composition root attached to the store
+(`service.event_log.attach_recorder`); without one nothing is read.
 """
 
 from __future__ import annotations
@@ -23,15 +24,12 @@ from ..service.pools import WORKER_ONLINE_WITHIN
 #: Offline spells that began longer ago than this are not reported.
 OFFLINE_LOOKBACK = timedelta(hours=24)
 
-#: Dead-letter depth per (ports, pool) at the previous tick of this process.
-_last_dead_letter_depth: dict[tuple[int, str], int] = {}
-
-
 def watch_pools_and_workers(*, store: RunStore, queue: RunQueue, now: datetime) -> int:
     """Record the worker-offline and dead-letter events due at `now`; returns how many."""
-    ports = event_log.ports_of(store)
-    if ports is None:
+    recorder = event_log.recorder_of(store)
+    if recorder is None:
         return 0
+    ports = recorder.ports
     events = []
     for pool in store.list_pools():
         for worker in store.list_workers(pool.name):
@@ -47,9 +45,8 @@ def watch_pools_and_workers(*, store: RunStore, queue: RunQueue, now: datetime) 
             depth = queue.depth(pool.name).dead_letter
         except Exception:  # noqa: BLE001 - a pool whose queue is gone has nothing to report
             continue
-        key = (id(ports), pool.name)
-        previous = _last_dead_letter_depth.get(key)
-        _last_dead_letter_depth[key] = depth
+        previous = recorder.dead_letter_depths.get(pool.name)
+        recorder.dead_letter_depths[pool.name] = depth
         if previous is not None and depth > previous:
             events.append(dead_letter_event(pool.name, depth, previous, now=now))
     event_log.record(events, ports=ports, now=now)

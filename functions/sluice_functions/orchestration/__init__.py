@@ -8,12 +8,16 @@ from .transitions import (
     check_lease,
     holds_live_attempt,
     claim,
+    is_suspended,
     propose_state,
+    resume,
     retry,
+    suspend,
 )
 
 __all__ = [
     "DEFAULT_LEASES", "LeasePolicy", "TRANSITION_RULES", "Gate", "Mover", "Rule", "refusal",
     "holds_live_attempt",
     "Transition", "cancel", "check_lease", "claim", "propose_state", "retry",
+    "is_suspended", "suspend", "resume",
 ]

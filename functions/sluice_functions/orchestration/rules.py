@@ -25,6 +25,9 @@ class Mover(enum.Enum):
     CLAIM = "claim"
     #: A user asking for a new attempt (`POST /flow-runs/{id}/retry`).
     RETRY = "retry"
+    #: An operator (or an automation) suspending a run (`POST /flow-runs/{id}/suspend`): it
+    #: becomes Suspended (type PAUSED) and no attempt holds it until it is resumed.
+    SUSPEND = "suspend"
 
 
 class Gate(enum.Enum):
@@ -38,6 +41,12 @@ class Gate(enum.Enum):
     CLAIM_IF_QUEUED = "claim_if_queued"
     #: Terminal states are sticky: only an explicit retry starts a new attempt.
     RETRY_ONLY = "retry_only"
+    #: Only an operator's suspend makes a run that is not Running PAUSED (a run pauses itself
+    #: only while it runs); otherwise refused with the rule's reason.
+    SUSPEND_ONLY = "suspend_only"
+    #: Only while an attempt holds the run: a Suspended run (PAUSED, in a pool, no lease) has
+    #: no process to start or to confirm a cancellation; otherwise refused with the reason.
+    HELD_ONLY = "held_only"
 
 
 @dataclass(frozen=True)
@@ -61,6 +70,10 @@ class Rule:
             if mover is Mover.RETRY:
                 return None
             return "{from_state} is terminal; start a new attempt with retry".format(**names)
+        if self.gate is Gate.SUSPEND_ONLY and mover is Mover.SUSPEND:
+            return None
+        if self.gate is Gate.HELD_ONLY and not needs_claim:
+            return None
         return self.reason.format(**names)
 
 
@@ -72,6 +85,13 @@ _SAME = Rule(Gate.REJECT, "the run is already {from_state}")
 _NOT_STARTED = Rule(Gate.REJECT, "a run that has not started cannot become {to_state}")
 _NO_GOING_BACK = Rule(Gate.REJECT, "a run cannot go back from {from_state} to PENDING")
 _ONLY_RUNNING_PAUSES = Rule(Gate.REJECT, "only a RUNNING run can pause")
+_SUSPEND = Rule(Gate.SUSPEND_ONLY, "only a RUNNING run can pause (an operator may suspend it)")
+_HELD_RESUMES = Rule(
+    Gate.HELD_ONLY, "a suspended run starts again only when it is resumed (sluice flow-run resume)"
+)
+_HELD_CANCELS = Rule(
+    Gate.HELD_ONLY, "nothing is running to confirm a cancellation; propose CANCELLED instead"
+)
 _CANCEL_DIRECTLY = Rule(
     Gate.REJECT, "nothing is running to confirm a cancellation; propose CANCELLED instead"
 )
@@ -90,19 +110,20 @@ CO, F, CA, CR = StateType.COMPLETED, StateType.FAILED, StateType.CANCELLED, Stat
 TRANSITION_RULES: Mapping[StateType, Mapping[StateType, Rule]] = {
     # Scheduled: rescheduling is fine; starting needs a claim for queued runs; a run that never
     # started can be cancelled or failed (e.g. by the scheduler), or crash (lost before start,
-    # or its process died while it waited for an in-process retry).
-    S: {S: _OK, P: _CLAIM, R: _CLAIM, PA: _ONLY_RUNNING_PAUSES, CG: _CANCEL_DIRECTLY,
+    # or its process died while it waited for an in-process retry); an operator may suspend it.
+    S: {S: _OK, P: _CLAIM, R: _CLAIM, PA: _SUSPEND, CG: _CANCEL_DIRECTLY,
         CO: _NOT_STARTED, F: _OK, CA: _OK, CR: _OK},
     # Pending (claimed, the worker prepares the code): it may start, wait for a retry, finish
-    # from a cache, or end.
-    P: {S: _OK, P: _SAME, R: _OK, PA: _ONLY_RUNNING_PAUSES, CG: _CANCEL_DIRECTLY,
+    # from a cache, or end; an operator may suspend it.
+    P: {S: _OK, P: _SAME, R: _OK, PA: _SUSPEND, CG: _CANCEL_DIRECTLY,
         CO: _OK, F: _OK, CA: _OK, CR: _OK},
     # Running: anything but going back to Pending or repeating itself.
     R: {S: _OK, P: _NO_GOING_BACK, R: _SAME, PA: _OK, CG: _OK,
         CO: _OK, F: _OK, CA: _OK, CR: _OK},
     # Paused: the process waits; it may resume, be rescheduled, be cancelled, or end — but it
-    # must resume before it completes.
-    PA: {S: _OK, P: _NO_GOING_BACK, R: _OK, PA: _SAME, CG: _OK,
+    # must resume before it completes. Suspended (PAUSED, no attempt holds it): only back to
+    # Scheduled (resume: a new attempt is queued) or straight to Cancelled.
+    PA: {S: _OK, P: _NO_GOING_BACK, R: _HELD_RESUMES, PA: _SAME, CG: _HELD_CANCELS,
          CO: _RESUME_FIRST, F: _OK, CA: _OK, CR: _OK},
     # Cancelling: waiting for the worker to confirm; only a final state, and whatever really
     # happened (it may have completed or failed before it noticed) is recorded.

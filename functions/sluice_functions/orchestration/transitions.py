@@ -7,20 +7,23 @@ does the compare-and-set write, the history entry and the enqueueing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from sluice.exceptions import Conflict, StaleLease
 from sluice.models import (
     MAX_RETRY_DELAY_SECONDS,
+    SUSPENDED_STATE_NAME,
     AwaitingRetry,
     Cancelled,
     Cancelling,
     FlowRun,
     Pending,
+    Scheduled,
     State,
     StateType,
+    Suspended,
     TransitionStatus,
 )
 
@@ -112,6 +115,10 @@ def propose_state(
     if mover is Mover.REPORT:
         check_lease(run, lease)
     from_type, to_type = run.state.type, proposed.type
+    if proposed.name == SUSPENDED_STATE_NAME and mover is not Mover.SUSPEND:
+        # Suspended means no attempt holds the run: only `suspend` makes it, voiding the lease.
+        return _refuse(run, "a run is suspended by an operator (POST /flow-runs/{id}/suspend), "
+                            "not by a proposed state; a running flow may propose Paused")
     if expect is not None and from_type is not expect:
         return _refuse(run, f"the run is {from_type.value}, not the expected {expect.value}")
     reason = refusal(from_type, to_type, needs_claim=_needs_claim(run), mover=mover)
@@ -181,7 +188,9 @@ def cancel(run: FlowRun, *, now: datetime, message: str | None = None) -> Transi
     from_type = run.state.type
     if from_type is StateType.CANCELLING:
         return Transition(TransitionStatus.ACCEPT, run, reason="cancellation already requested")
-    if from_type in (StateType.RUNNING, StateType.PAUSED):
+    if is_suspended(run):  # no process to confirm a cancellation
+        target = Cancelled(message or "cancelled while suspended")
+    elif from_type in (StateType.RUNNING, StateType.PAUSED):
         target = Cancelling(message or "cancellation requested")
     else:
         target = Cancelled(message or "cancelled before it started")
@@ -203,6 +212,47 @@ def retry(run: FlowRun, *, now: datetime, message: str | None = None) -> Transit
         return _refuse(run, reason)
     again = AwaitingRetry(scheduled_time=now, message=message or "retried by user")
     return _accept(run, again, now, same_attempt=False)
+
+
+def is_suspended(run: FlowRun) -> bool:
+    """Whether the run is Suspended: PAUSED in a pool with no attempt holding it (an in-process
+    pause keeps its lease), so it waits for an operator's resume or cancel."""
+    return run.state.type is StateType.PAUSED and run.lease is None and run.pool is not None
+
+
+def suspend(run: FlowRun, *, now: datetime, message: str | None = None) -> Transition:
+    """An operator suspends a run: Scheduled (Late, AwaitingRetry), Pending or Running become
+    Suspended (type PAUSED) and no attempt holds the run any more: its lease is voided (the
+    holder's next heartbeat or write gets 409 and its worker stops the flow process), its queue
+    message is void (a claim of a Suspended run is refused) and it holds no concurrency slot.
+    Suspending a Suspended run is a no-op; finished or cancelling runs are refused (ABORT)."""
+    if is_suspended(run):
+        return Transition(TransitionStatus.ACCEPT, run, reason="the run is already suspended")
+    if run.pool is None and not run.state.is_terminal:
+        return _refuse(run, "the run was not started from a deployment: no worker could run it "
+                            "again after a resume; cancel it instead")
+    outcome = propose_state(run, Suspended(message or "suspended by an operator"), now=now,
+                            mover=Mover.SUSPEND)
+    if not outcome.write:
+        return outcome
+    voided = outcome.run.model_copy(update={
+        "lease": None, "heartbeat_at": None, "lease_expires_at": None, "enqueued_at": None,
+        # Its slot frees now: limits count only the slot scopes of admitted runs.
+        "slot_scopes": (),
+        # The suspended attempt's last log lines still land (as a retried attempt's do).
+        "ended_lease": run.lease or run.ended_lease,
+    })
+    return replace(outcome, run=voided, enqueue=False)
+
+
+def resume(run: FlowRun, *, now: datetime, message: str | None = None) -> Transition:
+    """An operator resumes a Suspended run: Scheduled now and enqueued, so a worker claims it
+    as a new attempt that runs the flow from the start. Other runs are refused with the
+    reason (ABORT when finished or cancelling)."""
+    if not is_suspended(run):
+        return _refuse(run, f"only a suspended run can be resumed; it is {run.state.name}")
+    again = Scheduled(scheduled_time=now, message=message or "resumed by an operator")
+    return propose_state(run, again, now=now, mover=Mover.SERVER)
 
 
 def _needs_claim(run: FlowRun) -> bool:

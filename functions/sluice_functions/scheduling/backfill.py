@@ -232,7 +232,8 @@ def _active_runs(store: RunStore, deployment_id: str) -> list[FlowRun]:
             FlowRunFilter(deployment_id=deployment_id, state_types=ACTIVE_STATE_TYPES),
             limit=MAX_PAGE_LIMIT, cursor=cursor,
         )
-        runs.extend(page.items)
+        # A Suspended run (PAUSED) holds no slot and no attempt: it leaves room to others.
+        runs.extend(run for run in page.items if not orchestration.is_suspended(run))
         cursor = page.next_cursor
         if cursor is None:
             return runs

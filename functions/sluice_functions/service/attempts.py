@@ -67,7 +67,9 @@ def close_open_task_runs(run: FlowRun, *, store: RunStore, metrics: Metrics,
 
 
 def _close_open_task_runs(run: FlowRun, *, store: RunStore, now: datetime) -> int:
-    closing_type = (StateType.CANCELLED if run.state.type is StateType.CANCELLED
+    # An operator stopped the attempt (cancel, or suspend: PAUSED without a lease): Cancelled.
+    closing_type = (StateType.CANCELLED
+                    if run.state.type in (StateType.CANCELLED, StateType.PAUSED)
                     else StateType.CRASHED)
     message = f"the flow run's attempt ended ({run.state.name}) while this task run was open"
     closed: list[TaskRun] = []

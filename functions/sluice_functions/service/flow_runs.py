@@ -205,8 +205,9 @@ def _enqueue_if_due(run: FlowRun, *, store: RunStore, queue: RunQueue, metrics: 
 
 def public_view(run: FlowRun) -> FlowRun:
     """The run without its lease: only the claim answer shows the lease, to its claimant."""
-    if run.lease or run.claim_id or run.ended_lease:
-        return run.model_copy(update={"lease": None, "claim_id": None, "ended_lease": None})
+    if run.lease or run.claim_id or run.ended_lease or run.lease_session:
+        return run.model_copy(update={"lease": None, "claim_id": None, "ended_lease": None,
+                                      "lease_session": None})
     return run
 
 

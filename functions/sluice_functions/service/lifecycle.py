@@ -142,8 +142,10 @@ def _claim(flow_run_id: str, request: ClaimRequest, *, store: RunStore, metrics:
                                           claim_id=request.claim_id)
             if not claimed.write:
                 return claimed
+            # The claimant's session (if any) renews this lease from now on (worker_leases).
             return replace(claimed, run=claimed.run.model_copy(
-                update={"lease_expires_at": leases.expires_at(now)}))
+                update={"lease_expires_at": leases.expires_at(now),
+                        "lease_session": request.session}))
 
         try:
             outcome = _apply(flow_run_id, decide, transition_id=None,

@@ -62,6 +62,8 @@ from .events import app as events_app  # noqa: E402 - beside its registration
 app.add_typer(events_app, name="events")
 from .automations import app as automation_app  # noqa: E402 - beside its registration
 app.add_typer(automation_app, name="automation")
+from .admin import app as admin_app  # noqa: E402 - beside its registration
+app.add_typer(admin_app, name="admin")
 app.command("deploy")(deployments.deploy)
 app.command("ui")(ui.ui)
 

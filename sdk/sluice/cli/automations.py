@@ -76,11 +76,12 @@ def list_automations(json: JsonOption = False, profile: ProfileOption = None,
     if not automations:
         console.print("no automations; create one with `sluice automation create --file F`")
         return
-    table = Table("id", "name", "enabled", "trigger", "actions")
+    table = Table("id", "name", "enabled", "trigger", "actions", "owner")
     for automation in automations:
         table.add_row(automation.id, automation.name, "yes" if automation.enabled else "paused",
                       automation.trigger.type,
-                      ", ".join(action.type for action in automation.actions))
+                      ", ".join(action.type for action in automation.actions),
+                      (automation.owner or "").replace(":", " ", 1))
     console.print(table)
 
 

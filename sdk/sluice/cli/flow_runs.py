@@ -1,4 +1,4 @@
-"""`sluice flow-run ls|inspect|logs|cancel|retry|delete`."""
+"""`sluice flow-run ls|inspect|logs|cancel|retry|suspend|resume|delete`."""
 
 from __future__ import annotations
 
@@ -235,6 +235,35 @@ def retry(flow_run: RunRef,
             return
         final = watch_run(api, run.id)
     raise typer.Exit(0 if final.state.is_completed() else 1)
+
+
+@app.command()
+def suspend(flow_run: RunRef,
+            message: Annotated[str | None, typer.Option(
+                "--message", "-m", help="Why; shown in the run's Suspended state.")] = None,
+            profile: ProfileOption = None, api_url: ApiUrlOption = None) -> None:
+    """Suspend a run until `sluice flow-run resume`: a waiting run is held, a running one is
+    stopped by its worker (the resumed attempt runs the flow from the start)."""
+    with client(profile, api_url) as api:
+        run = resolve_run(api, flow_run)
+        answer = api.suspend_flow_run(run.id, message)
+    _print_answer("suspend", run, answer)
+    if answer.reason:  # "already suspended"
+        console.print(f"({answer.reason})", highlight=False, markup=False)
+    console.print(f"resume it with: sluice flow-run resume {short_id(run.id)}", highlight=False,
+                  markup=False)
+
+
+@app.command()
+def resume(flow_run: RunRef,
+           message: Annotated[str | None, typer.Option(
+               "--message", "-m", help="Why; shown in the run's Scheduled state.")] = None,
+           profile: ProfileOption = None, api_url: ApiUrlOption = None) -> None:
+    """Resume a Suspended run: it is queued now and a worker runs it again from the start."""
+    with client(profile, api_url) as api:
+        run = resolve_run(api, flow_run)
+        answer = api.resume_flow_run(run.id, message)
+    _print_answer("resume", run, answer)
 
 
 @app.command()

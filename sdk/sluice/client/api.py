@@ -16,6 +16,8 @@ from ..models import (
     BundleUploadRequest,
     Worker,
     WorkerHeartbeat,
+    WorkerLeaseAnswer,
+    WorkerLeaseHeartbeat,
     ClaimResponse,
     Deployment,
     DeploymentCreate,
@@ -42,7 +44,11 @@ from ..models import (
 )
 from ..profiles import Connection
 from .automation_methods import AutomationMethods
-from .transport import RETRYABLE_STATUSES, build_http_client, send
+from .run_control_methods import RunControlMethods
+from .transport import RETRYABLE_STATUSES, ThrottleGate, build_http_client, send
+
+#: Tries of one per-worker heartbeat (retried fast on 429/5xx within its timeout).
+LEASE_ATTEMPTS = 3
 
 
 def _q(value: str) -> str:
@@ -53,7 +59,7 @@ def _dump(model: Any) -> Any:
     return model.model_dump(mode="json", exclude_none=True)
 
 
-class SluiceClient(AutomationMethods):
+class SluiceClient(AutomationMethods, RunControlMethods):
     """Talks to one control plane (embedded or AWS). Errors are raised as `sluice.exceptions`
     types; connection errors, 429 and 5xx are retried with backoff and jitter first."""
 
@@ -67,6 +73,8 @@ class SluiceClient(AutomationMethods):
         self.attempts = attempts
         self.pool = pool
         self.http = http or build_http_client(connection, timeout)
+        #: Shared by this client's calls: after a 429 the others wait, lease renewals go first.
+        self.gate = ThrottleGate()
         self._scope = f"/pools/{_q(pool)}" if pool else ""
 
     def close(self) -> None:
@@ -81,11 +89,13 @@ class SluiceClient(AutomationMethods):
     def _call(self, method: str, path: str, *, json: Any = None, content: bytes | None = None,
               params: dict[str, Any] | None = None, attempts: int | None = None,
               timeout: float | None = None,
-              retry_statuses: frozenset[int] = RETRYABLE_STATUSES) -> Any:
+              retry_statuses: frozenset[int] = RETRYABLE_STATUSES, urgent: bool = False) -> Any:
+        """`urgent`: a lease renewal, which skips the wait other calls keep after a 429."""
         clean = {k: v for k, v in (params or {}).items() if v is not None}
         response = send(self.http, method, path, json=json, content=content, params=clean,
                         attempts=attempts or self.attempts, timeout=timeout,
-                        retry_statuses=retry_statuses)
+                        retry_statuses=retry_statuses, gate=getattr(self, "gate", None),
+                        urgent=urgent)
         return response.json() if response.content else None
 
     # -- health --------------------------------------------------------------------------------
@@ -151,10 +161,13 @@ class SluiceClient(AutomationMethods):
 
     def claim_flow_run(self, flow_run_id: str, worker: str,
                        attempt: int | None = None, claim_id: str | None = None,
-                       requeue: bool = False) -> ClaimResponse:
+                       requeue: bool = False, session: str | None = None) -> ClaimResponse:
         """Claim a queued run; a run waiting for a concurrency slot raises `Throttled` at once
-        (not retried here: the queue brings the run back; see `ClaimRequest.requeue`)."""
+        (not retried here: the queue brings the run back; see `ClaimRequest.requeue`).
+        `session`: the worker session whose per-worker heartbeats will renew the lease."""
         body: dict[str, Any] = {"worker": worker}
+        if session is not None:
+            body["session"] = session
         if attempt is not None:
             body["attempt"] = attempt
         if claim_id is not None:
@@ -171,7 +184,17 @@ class SluiceClient(AutomationMethods):
         beat is the retry), so a hung connection cannot keep it from hearing a cancel or 409."""
         return HeartbeatResponse.model_validate(
             self._call("POST", f"{self._run_path(flow_run_id)}/heartbeat", json={"lease": lease},
-                       attempts=attempts, timeout=timeout))
+                       attempts=attempts, timeout=timeout, urgent=True))
+
+    def worker_lease_heartbeat(self, pool: str, worker: str, beat: WorkerLeaseHeartbeat, *,
+                               timeout: float | None = None) -> WorkerLeaseAnswer:
+        """Renew the leases of every run a worker session holds (and say the worker is alive).
+        Lease renewals go first under throttling (`transport.ThrottleGate`); a short retry
+        within `timeout`, since the next beat is the real retry."""
+        return WorkerLeaseAnswer.model_validate(
+            self._call("POST", f"/pools/{_q(pool)}/workers/{_q(worker)}/heartbeat",
+                       json=_dump(beat), attempts=LEASE_ATTEMPTS, timeout=timeout,
+                       urgent=True))
 
     def cancel_flow_run(self, flow_run_id: str, message: str | None = None
                         ) -> SetStateResponse:

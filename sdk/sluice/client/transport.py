@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import ssl
+import threading
 import time
 from typing import Any
 
@@ -152,15 +153,52 @@ def retry_transient(call: Any, seconds: float, *, what: str = "a control-plane c
             time.sleep(min(backoff_delay(attempt, base=0.25, cap=5.0), remaining))
 
 
+class ThrottleGate:
+    """What the calls of one client know about the API throttling them (HTTP 429).
+
+    After a 429, ordinary calls (report batches, reads, polling) hold back until the answer's
+    `Retry-After` has passed, so the capacity the API frees goes to lease renewals first: those
+    (`urgent`) never wait at the gate and retry a 429 after at most `URGENT_RETRY_SECONDS`. A
+    renewal that is late past its lease makes the run stop (fencing), a late report batch only
+    arrives later; so renewals must never queue behind batches."""
+
+    def __init__(self) -> None:
+        self._until = 0.0
+        self._lock = threading.Lock()
+
+    def throttled(self, seconds: float) -> None:
+        """A call was answered 429: ordinary calls wait `seconds` from now."""
+        with self._lock:
+            self._until = max(self._until, time.monotonic() + min(seconds, MAX_GATE_SECONDS))
+
+    def wait_turn(self) -> None:
+        """Before an ordinary call: wait out the latest 429's hint (if any)."""
+        with self._lock:
+            delay = self._until - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+
+
+#: Longest hold a 429 puts on ordinary calls (a bogus Retry-After never blocks a client).
+MAX_GATE_SECONDS = 10.0
+#: An urgent call (lease renewal) retries a 429 this soon at the latest, whatever the hint.
+URGENT_RETRY_SECONDS = 0.25
+
+
 def send(http: httpx.Client, method: str, path: str, *, json: Any = None,
          content: bytes | None = None, params: dict[str, Any] | None = None,
          attempts: int = 4, timeout: float | None = None,
-         retry_statuses: frozenset[int] = RETRYABLE_STATUSES) -> httpx.Response:
+         retry_statuses: frozenset[int] = RETRYABLE_STATUSES,
+         gate: ThrottleGate | None = None, urgent: bool = False) -> httpx.Response:
     """One API call with retries on connection errors and `retry_statuses` (429 and 5xx);
-    raises the SDK's errors. `timeout` (seconds) replaces the client's for this call."""
+    raises the SDK's errors. `timeout` (seconds) replaces the client's for this call. With a
+    `gate`, a 429 holds the client's other ordinary calls back; `urgent` calls (lease renewals)
+    skip that wait and retry sooner (`ThrottleGate`)."""
     last: Exception | None = None
     extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
     for attempt in range(1, attempts + 1):
+        if gate is not None and not urgent:
+            gate.wait_turn()
         try:
             headers = {"content-type": "application/json"} if content is not None else None
             response = http.request(method, path, json=json, content=content, params=params,
@@ -171,11 +209,15 @@ def send(http: httpx.Client, method: str, path: str, *, json: Any = None,
             if response.status_code < 400:
                 return response
             error = error_from_response(response)
+            if response.status_code == 429 and gate is not None:
+                gate.throttled(getattr(error, "retry_after", None) or 1.0)
             if response.status_code not in retry_statuses:
                 raise error
             last = error
         if attempt < attempts:
             wait = getattr(last, "retry_after", None) or backoff_delay(attempt)
+            if urgent:
+                wait = min(wait, random.uniform(0.5, 1.0) * URGENT_RETRY_SECONDS)
             time.sleep(min(wait, 10.0))
     if isinstance(last, errors.SluiceError):
         raise last

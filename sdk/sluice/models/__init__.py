@@ -33,7 +33,9 @@ from .automations import (
     ReactiveTrigger,
     ResumeDeploymentAction,
     ResumePoolAction,
+    ResumeRunAction,
     RunDeploymentAction,
+    SuspendRunAction,
     Trigger,
 )
 from .bounds import (
@@ -135,12 +137,22 @@ from .states import (
     Pending,
     Retrying,
     Running,
+    SUSPENDED_STATE_NAME,
     Scheduled,
     State,
     StateType,
+    Suspended,
     TimedOut,
     new_state,
     utcnow,
+)
+
+from .worker_leases import (
+    MAX_LEASES_PER_HEARTBEAT,
+    HeldLease,
+    RunLeaseOutcome,
+    WorkerLeaseAnswer,
+    WorkerLeaseHeartbeat,
 )
 
 __all__ = [
@@ -149,6 +161,7 @@ __all__ = [
     "MAX_STATE_MESSAGE_CHARS", "new_state", "utcnow",
     "Scheduled", "Late", "AwaitingRetry", "Pending", "Running", "Retrying", "Paused",
     "Cancelling", "Cancelled", "Completed", "Cached", "Failed", "TimedOut", "Crashed",
+    "Suspended", "SUSPENDED_STATE_NAME",
     # runs
     "new_id", "FlowRun", "TaskRun", "LogRecord", "LogLevel",
     "MAX_PARAMETERS_BYTES", "MAX_LOG_MESSAGE_CHARS", "MAX_TAGS", "MAX_TAG_CHARS",
@@ -162,6 +175,8 @@ __all__ = [
     "Deployment", "DeploymentCreate", "DeploymentUpdate", "DeploymentRunRequest", "CodeSource",
     "SourceKind", "Schedule", "CollisionStrategy", "Pool", "PoolCreate", "PoolUpdate", "Worker",
     "DEFAULT_POOL", "POOL_NAME_PATTERN", "WorkerHeartbeat", "BundleUploadRequest",
+    "WorkerLeaseHeartbeat", "WorkerLeaseAnswer", "HeldLease", "RunLeaseOutcome",
+    "MAX_LEASES_PER_HEARTBEAT",
     "BackfillRequest", "BackfillSummary",
     "BundleLocation", "SHA256_PATTERN", "MAX_BUNDLE_BYTES",
     # user-chosen names, code sources
@@ -181,6 +196,7 @@ __all__ = [
     # automations (issue 17)
     "Automation", "AutomationCreate", "AutomationUpdate", "EventMatch", "Trigger",
     "ReactiveTrigger", "ProactiveTrigger", "Action", "RunDeploymentAction", "CancelRunAction",
+    "SuspendRunAction", "ResumeRunAction",
     "PauseDeploymentAction", "ResumeDeploymentAction", "PausePoolAction", "ResumePoolAction",
     "NotifyAction",
 ]

@@ -121,6 +121,10 @@ class ClaimRequest(_Request):
     #: count (which would dead-letter it). Workers set this; a caller that cannot delete the
     #: message it claimed from must not.
     requeue: bool = False
+    #: The claiming worker process's session (`WorkerLeaseHeartbeat.session`): the run's lease
+    #: is then renewed by that session's per-worker heartbeats. Absent: per-run heartbeats.
+    session: str | None = Field(default=None, min_length=1, max_length=64,
+                                pattern=r"^[0-9A-Za-z_-]+$")
 
 
 class RunMessage(BaseModel):

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from .ids import new_id
 from .sluice_events import SluiceEvent
+from .states import MAX_STATE_MESSAGE_CHARS
 
 #: Actions of one automation.
 MAX_ACTIONS = 10
@@ -172,6 +173,26 @@ class CancelRunAction(BaseModel):
     run: str = "{{ event.resource.id }}"
 
 
+class SuspendRunAction(BaseModel):
+    """Suspend a flow run until it is resumed (a running attempt is stopped); `run` is a
+    template (default: the triggering event's resource), so is `message` (default: names the
+    automation). "suspend-flow-run" is accepted as the type too."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["suspend-run", "suspend-flow-run"] = "suspend-run"
+    run: str = "{{ event.resource.id }}"
+    message: str | None = Field(default=None, max_length=MAX_STATE_MESSAGE_CHARS)
+
+
+class ResumeRunAction(BaseModel):
+    """Resume a Suspended flow run (a new attempt is queued); `run` is a template (default: the
+    triggering event's resource). "resume-flow-run" is accepted too."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["resume-run", "resume-flow-run"] = "resume-run"
+    run: str = "{{ event.resource.id }}"
+
+
 class PauseDeploymentAction(BaseModel):
     model_config = ConfigDict(extra="forbid")
     type: Literal["pause-deployment"] = "pause-deployment"
@@ -225,8 +246,9 @@ class NotifyAction(BaseModel):
 
 
 Action = Annotated[
-    Union[RunDeploymentAction, CancelRunAction, PauseDeploymentAction, ResumeDeploymentAction,
-          PausePoolAction, ResumePoolAction, NotifyAction],
+    Union[RunDeploymentAction, CancelRunAction, SuspendRunAction, ResumeRunAction,
+          PauseDeploymentAction, ResumeDeploymentAction, PausePoolAction, ResumePoolAction,
+          NotifyAction],
     Field(discriminator="type"),
 ]
 
@@ -249,6 +271,10 @@ class Automation(AutomationCreate):
     id: str = Field(default_factory=new_id)
     created: datetime
     updated: datetime
+    #: Who manages it, set by the control plane: None for automations made with
+    #: `sluice automation create` or the API; `deployment:<id>` for a deployment's `triggers`
+    #: (replaced when it is redeployed, deleted with it).
+    owner: str | None = Field(default=None, max_length=128)
 
 
 class AutomationUpdate(BaseModel):

@@ -83,6 +83,9 @@ class FlowRun(BaseModel):
     #: The lease of the attempt that ended last (never shown by the API): its last log lines,
     #: which arrive after its final state, are still taken.
     ended_lease: str | None = None
+    #: The worker session whose per-worker heartbeats renew the current attempt's lease (set by
+    #: the claim; None: the attempt renews through per-run heartbeats). Never shown by the API.
+    lease_session: str | None = None
 
     def reachable_by_pool(self, pool: str) -> bool:
         """Whether workers of `pool` (and their flow processes) may reach this run."""

@@ -55,6 +55,7 @@ NAMED_STATES: dict[str, StateType] = {
     "Running": StateType.RUNNING,
     "Retrying": StateType.RUNNING,
     "Paused": StateType.PAUSED,
+    "Suspended": StateType.PAUSED,
     "Cancelling": StateType.CANCELLING,
     "Cancelled": StateType.CANCELLED,
     "Completed": StateType.COMPLETED,
@@ -184,6 +185,16 @@ def Retrying(message: str | None = None) -> State:
 
 def Paused(message: str | None = None) -> State:
     return new_state(StateType.PAUSED, "Paused", message)
+
+
+#: The name of a PAUSED run that an operator suspended: no attempt holds it until it is resumed.
+SUSPENDED_STATE_NAME = "Suspended"
+
+
+def Suspended(message: str | None = None) -> State:
+    """A run suspended by an operator (`sluice flow-run suspend`): set by the control plane
+    only; `sluice flow-run resume` queues a new attempt."""
+    return new_state(StateType.PAUSED, SUSPENDED_STATE_NAME, message)
 
 
 def Cancelling(message: str | None = None) -> State:

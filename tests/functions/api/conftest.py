@@ -15,7 +15,9 @@ import pytest
 from sluice_functions.adapters.memory_metrics import InMemoryMetrics
 from sluice_functions.adapters.sqlite import SqliteLogSink, SqliteRunQueue, SqliteRunStore
 from sluice_functions.api import build_app
+from sluice_functions.automations import InlineDispatcher, InMemoryAutomationStore
 from sluice_functions.ports import ControlPlanePorts
+from sluice_functions.service.event_log import attach_recorder
 
 from .events import Answer, LambdaContext, http_event, read_answer
 
@@ -27,6 +29,7 @@ NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 STORE_WRITES = frozenset({
     "create_flow_run", "update_flow_run", "set_flow_run_state", "upsert_task_runs",
     "upsert_deployment", "update_deployment", "delete_deployment", "upsert_pool", "upsert_worker",
+    "put_worker_session",
 })
 QUEUE_WRITES = frozenset({"create_pool_queue", "send", "receive", "change_visibility", "delete"})
 LOG_WRITES = frozenset({"append"})
@@ -134,12 +137,16 @@ def state_body(state_type: str, *, lease: str | None = None, transition_id: str 
 
 
 def sqlite_ports(data_dir: Path, writes: list[str], metrics: InMemoryMetrics) -> ControlPlanePorts:
-    return ControlPlanePorts(
+    ports = ControlPlanePorts(
         store=WriteRecorder(SqliteRunStore(data_dir / "store.db"), STORE_WRITES, writes),
         queue=WriteRecorder(SqliteRunQueue(data_dir / "queue.db"), QUEUE_WRITES, writes),
         logs=WriteRecorder(SqliteLogSink(data_dir / "logs.db"), LOG_WRITES, writes),
         metrics=metrics,
+        automations=InMemoryAutomationStore(),
     )
+    # Events reach automations inline, before the request returns (the server uses a thread).
+    attach_recorder(ports, InlineDispatcher(ports))
+    return ports
 
 
 def close_ports(ports: ControlPlanePorts) -> None:

@@ -33,6 +33,8 @@ ROUTES = [
     ("POST", "/flow-runs/{flow_run_id}/heartbeat"),
     ("POST", "/flow-runs/{flow_run_id}/cancel"),
     ("POST", "/flow-runs/{flow_run_id}/retry"),
+    ("POST", "/flow-runs/{flow_run_id}/suspend"),
+    ("POST", "/flow-runs/{flow_run_id}/resume"),
     ("POST", "/flow-runs/{flow_run_id}/events"),
     ("GET", "/flow-runs/{flow_run_id}/task-runs"),
     ("GET", "/flow-runs/{flow_run_id}/logs"),
@@ -55,6 +57,7 @@ ROUTES = [
     ("PATCH", "/pools/{name}"),
     ("DELETE", "/pools/{name}"),
     ("POST", "/pools/{name}/workers"),
+    ("POST", "/pools/{name}/workers/{worker}/heartbeat"),
     ("POST", "/pools/{name}/flow-runs"),
     ("GET", "/pools/{name}/flow-runs/{flow_run_id}"),
     ("POST", "/pools/{name}/flow-runs/{flow_run_id}/claim"),
@@ -157,10 +160,15 @@ def valid_body(route: tuple[str, str], world: dict[str, str]) -> Any:
         return state_body("COMPLETED", lease=world["lease"], transition_id="fuzz")
     if template.endswith("/claim"):
         return {"worker": "fuzzer", "attempt": 0}
+    if template.endswith("/workers/{worker}/heartbeat"):
+        return {"session": "fuzz-session", "slots": 1,
+                "leases": [{"flow_run_id": world["flow_run_id"], "lease": world["lease"]}]}
     if template.endswith("/heartbeat"):
         return {"lease": world["lease"]}
     if template.endswith("/cancel"):
         return {"message": "stop"}
+    if template.endswith(("/suspend", "/resume")):
+        return {"message": "maintenance"}
     if template in ("/events", "/pools/{name}/events"):
         return {"events": [{"name": "etl.file-loaded", "payload": {"key": "a.csv"},
                             "resource": {"kind": "flow-run", "id": world["flow_run_id"]}}]}
@@ -247,7 +255,8 @@ def world(api: Api) -> dict[str, str]:
     automation_id = api.post("/automations", AUTOMATION).json["id"]
     return {"flow_run_id": run_id, "lease": lease, "deployment_id": deployment["id"],
             "automation_id": automation_id,
-            "flow_name": "etl", "name": "nightly", "pool": "etl", "sha256": "ab" * 32}
+            "flow_name": "etl", "name": "nightly", "pool": "etl", "sha256": "ab" * 32,
+            "worker": "w1"}
 
 
 def _world_key(template: str, name: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 from sluice.exceptions import BadRequest, Conflict, NotFound, ServiceUnavailable
@@ -33,6 +34,7 @@ from sluice_functions.ports import (
     PoolQueue,
     QueueDepth,
     QueueMessage,
+    WorkerSession,
 )
 
 #: The fixed "now" of the service tests.
@@ -59,6 +61,7 @@ class InMemoryRunStore:
         self.deployments: dict[str, Deployment] = {}
         self.pools: dict[str, Pool] = {}
         self.workers: dict[tuple[str, str], Worker] = {}
+        self.sessions: dict[str, WorkerSession] = {}
         self.writes = 0
 
     # flow runs
@@ -272,6 +275,29 @@ class InMemoryRunStore:
 
     def list_workers(self, pool: str) -> list[Worker]:
         return [w.model_copy(deep=True) for (p, _), w in sorted(self.workers.items()) if p == pool]
+
+    # worker sessions (per-worker heartbeats)
+    def get_flow_runs(self, flow_run_ids: Sequence[str]) -> list[FlowRun]:
+        return [self.runs[i].model_copy(deep=True) for i in dict.fromkeys(flow_run_ids)
+                if i in self.runs]
+
+    def get_worker_session(self, session: str) -> WorkerSession | None:
+        return self.sessions.get(session)
+
+    def put_worker_session(self, session: WorkerSession, *,
+                           previous_renewed_at: datetime | None,
+                           alive_at: datetime) -> WorkerSession:
+        stored = self.sessions.get(session.session)
+        if previous_renewed_at is None:
+            fresh = stored is None
+        else:
+            fresh = (stored is not None and stored.renewed_at == previous_renewed_at
+                     and stored.lease_expires_at >= alive_at)
+        if not fresh:
+            raise Conflict(f"worker session {session.session} changed or expired meanwhile")
+        self.sessions[session.session] = replace(session, held=dict(session.held))
+        self.writes += 1
+        return session
 
 
 class _Message:

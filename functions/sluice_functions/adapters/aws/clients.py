@@ -15,6 +15,8 @@ from botocore.config import Config
 from sluice.models import DEFAULT_POOL
 
 from ...config import ControlPlaneSettings
+from ...migrations.dynamo import DynamoMigrationBackend
+from ...migrations.guard import SchemaGuard
 from ...ports import ControlPlanePorts, DiscardEvents, PoolQueue
 from .dynamo_automations import DynamoAutomationStore
 from .dynamo_store import DynamoRunStore
@@ -110,4 +112,6 @@ def build_aws_ports(settings: ControlPlaneSettings,
                                        bus_name=settings.event_bus_name)
         if clients.events is not None else DiscardEvents(),
         automations=DynamoAutomationStore(clients.dynamodb, settings.table_name),
+        schema=SchemaGuard(DynamoMigrationBackend(clients.dynamodb,
+                                                  settings.table_name).guard_status),
     )

@@ -24,6 +24,7 @@ from sluice.models import Automation
 from ...config import TABLE_PARTITION_KEY as PK
 from ...config import TABLE_SORT_KEY as SK
 from ...config import TTL_ATTRIBUTE
+from .dynamo_items import stamped
 from .errors import aws_errors, error_code
 
 AUTOMATIONS_PARTITION = "AUTOMATIONS"
@@ -41,9 +42,9 @@ class DynamoAutomationStore:
 
     def put_automation(self, automation: Automation) -> Automation:
         with aws_errors("PutItem automation"):
-            self._client.put_item(TableName=self._table, Item={
+            self._client.put_item(TableName=self._table, Item=stamped({
                 PK: {"S": AUTOMATIONS_PARTITION}, SK: {"S": automation.id},
-                "data": {"S": automation.model_dump_json()}})
+                "data": {"S": automation.model_dump_json()}}))
         return automation.model_copy(deep=True)
 
     def get_automation(self, automation_id: str) -> Automation:
@@ -90,7 +91,7 @@ class DynamoAutomationStore:
                 TTL_ATTRIBUTE: {"N": str(int(time.time()) + RECEIPT_TTL_DAYS * 86_400)}}
         try:
             with aws_errors("PutItem receipt"):
-                self._client.put_item(TableName=self._table, Item=item,
+                self._client.put_item(TableName=self._table, Item=stamped(item),
                                       ConditionExpression="attribute_not_exists(#pk)",
                                       ExpressionAttributeNames={"#pk": PK})
         except Exception as exc:

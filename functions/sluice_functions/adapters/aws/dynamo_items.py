@@ -13,6 +13,7 @@ Item layout (partition key `pk`, sort key `sk`; names in `sluice_functions.confi
 | deployment (by name)     | `DEPLOYMENT_NAMES`          | `<flow name>\\0<name>`     | no  |
 | pool                     | `POOLS`                     | `<pool name>`              | no  |
 | worker                   | `WORKERS#<pool>`            | `<worker name>`            | yes |
+| worker session (leases)  | `WORKER_SESSION#<session>`  | `SESSION`                  | yes |
 | slot holder (active run) | `ACTIVE#deployment#<id>`, `ACTIVE#pool#<name>` | `<run id>` | no  |
 
 Everything of one run shares its partition, so history and task runs are single Queries. A
@@ -43,6 +44,8 @@ from ...config import (
     RUN_ORDER,
     RUN_POOL,
     RUN_STATE_TYPE,
+    SCHEMA_VERSION,
+    SCHEMA_VERSION_ATTRIBUTE,
     TABLE_PARTITION_KEY,
     TABLE_SORT_KEY,
     TTL_ATTRIBUTE,
@@ -71,8 +74,10 @@ DEPLOYMENT_NAMES_PARTITION = "DEPLOYMENT_NAMES"
 #: Sorts below every printable character, so "<flow>\0<name>" orders like (flow, name).
 NAME_SEPARATOR = "\x00"
 POOLS_PARTITION = "POOLS"
+WORKER_SESSION_SORT_KEY = "SESSION"
 #: Attributes of a worker item that are not worker fields.
-ITEM_BOOKKEEPING = frozenset({TABLE_PARTITION_KEY, TABLE_SORT_KEY, TTL_ATTRIBUTE})
+ITEM_BOOKKEEPING = frozenset({TABLE_PARTITION_KEY, TABLE_SORT_KEY, TTL_ATTRIBUTE,
+                              SCHEMA_VERSION_ATTRIBUTE})
 #: Versions are zero-padded so the history sorts numerically as strings.
 VERSION_DIGITS = 12
 
@@ -83,6 +88,11 @@ def s(value: str) -> dict[str, str]:
 
 def n(value: int) -> dict[str, str]:
     return {"N": str(value)}
+
+
+def stamped(item: Item) -> Item:
+    """`item` marked with the layout version this code writes (`config.SCHEMA_VERSION`)."""
+    return {**item, SCHEMA_VERSION_ATTRIBUTE: n(SCHEMA_VERSION)}
 
 
 def key(pk: str, sk: str) -> Item:
@@ -154,6 +164,11 @@ def workers_partition(pool: str) -> str:
 
 def worker_key(pool: str, name: str) -> Item:
     return key(workers_partition(pool), name)
+
+
+def worker_session_key(session: str) -> Item:
+    """The lease of one worker process over its runs (per-worker heartbeats)."""
+    return key(f"WORKER_SESSION#{session}", WORKER_SESSION_SORT_KEY)
 
 
 # ---- time ordering -------------------------------------------------------------------------------

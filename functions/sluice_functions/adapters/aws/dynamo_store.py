@@ -29,6 +29,7 @@ from .dynamo_run_stats import DynamoRunStats
 from .dynamo_table import EXISTS, NOT_EXISTS, KeyQuery, SingleTable
 from .dynamo_run_queries import flow_run_count_queries, flow_run_list_query, matches
 from .dynamo_slots import count_slot_holders, slot_holder_writes
+from .dynamo_worker_sessions import DynamoWorkerSessions
 
 #: DynamoDB serves this many conditional PutItems of one task-run batch at once; below
 #: botocore's default connection pool (10), so the calls never queue for a connection.
@@ -39,7 +40,7 @@ MAX_UPSERT_ATTEMPTS = 5
 POOL_LIVE_FIELDS = frozenset({"queue_depth", "dlq_depth", "workers", "running"})
 
 
-class DynamoRunStore(DynamoRunMaintenance, DynamoRunStats):
+class DynamoRunStore(DynamoRunMaintenance, DynamoRunStats, DynamoWorkerSessions):
     """Flow runs, task runs, deployments, pools and workers in a DynamoDB single table.
 
     Every compare-and-set is a conditional write; a run, its history entry and its transition

@@ -10,8 +10,9 @@ from typing import Any
 from sluice.exceptions import BadRequest, Throttled
 from sluice.models import MAX_PAGE_LIMIT
 
-from ...config import TABLE_PARTITION_KEY, TABLE_SORT_KEY, GlobalIndex
-from .dynamo_items import Item, decode_cursor, encode_cursor, key_of
+from ...config import (SCHEMA_VERSION, SCHEMA_VERSION_ATTRIBUTE, TABLE_PARTITION_KEY,
+                       TABLE_SORT_KEY, GlobalIndex)
+from .dynamo_items import Item, decode_cursor, encode_cursor, key_of, n, stamped
 from .errors import aws_errors
 
 #: BatchGetItem takes at most 100 keys per request:
@@ -88,8 +89,9 @@ class SingleTable:
     def put_request(self, item: Item, condition: str | None = None,
                     names: dict[str, str] | None = None,
                     values: dict[str, Any] | None = None) -> dict[str, Any]:
-        """A PutItem request (also a TransactWriteItems "Put"); `names` default to `#pk`."""
-        request: dict[str, Any] = {"TableName": self._table_name, "Item": item}
+        """A PutItem request (also a TransactWriteItems "Put"); `names` default to `#pk`.
+        Every item written is stamped with the layout version (`dynamo_items.stamped`)."""
+        request: dict[str, Any] = {"TableName": self._table_name, "Item": stamped(item)}
         if condition:
             request["ConditionExpression"] = condition
             request["ExpressionAttributeNames"] = names or NAMES_PK
@@ -115,7 +117,13 @@ class SingleTable:
 
     def update(self, key: Item, expression: str, names: dict[str, str],
                values: dict[str, Any], operation: str) -> Item:
-        """An unconditional UpdateItem; returns the item as stored."""
+        """An unconditional UpdateItem; returns the item as stored. The item is stamped with
+        the layout version too: a SET of `sv` goes in front of the caller's clauses."""
+        rest = expression[len("SET "):] if expression.startswith("SET ") else None
+        expression = (f"SET #sv = :sv, {rest}" if rest is not None
+                      else f"SET #sv = :sv {expression}")
+        names = {**names, "#sv": SCHEMA_VERSION_ATTRIBUTE}
+        values = {**values, ":sv": n(SCHEMA_VERSION)}
         with aws_errors(operation):
             response = self._client.update_item(
                 TableName=self._table_name, Key=key, UpdateExpression=expression,

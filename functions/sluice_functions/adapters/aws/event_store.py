@@ -24,6 +24,7 @@ from sluice.exceptions import BadRequest
 from sluice.models import Page, SluiceEvent, utcnow
 
 from ...config import TABLE_PARTITION_KEY, TABLE_SORT_KEY, TTL_ATTRIBUTE
+from .dynamo_items import stamped
 from .errors import aws_errors
 
 PARTITION_PREFIX = "EVENTS#"
@@ -61,7 +62,7 @@ class DynamoEventStore:
                 TTL_ATTRIBUTE: {"N": str(int(expires.timestamp()))},
             }
             with aws_errors("put event"):
-                self._client.put_item(TableName=self._table, Item=item)
+                self._client.put_item(TableName=self._table, Item=stamped(item))
 
     def list_events(
         self,

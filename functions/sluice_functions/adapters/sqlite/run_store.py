@@ -20,6 +20,7 @@ from pathlib import Path
 from sluice.exceptions import Conflict, NotFound
 from sluice.models import Deployment, FlowRun, Page, Pool, State, StateType, TaskRun, Worker
 
+from ...config import SCHEMA_VERSION
 from ...ports import FlowRunFilter
 from ..records import read_record, readable, written_record
 from .database import (
@@ -32,6 +33,7 @@ from .database import (
 )
 from .run_maintenance import SqliteRunMaintenance
 from .run_stats import SqliteRunStats
+from .worker_sessions import SqliteWorkerSessions
 from .store_sql import (
     FLOW_RUN_COLUMNS,
     SCHEMA,
@@ -52,7 +54,7 @@ POOL_CONFIGURATION_FIELDS = frozenset(
 )
 
 
-class SqliteRunStore(SqliteRunMaintenance, SqliteRunStats):
+class SqliteRunStore(SqliteRunMaintenance, SqliteRunStats, SqliteWorkerSessions):
     """`RunStore` backed by one SQLite file (WAL, safe for the threads of one process).
 
     Compare-and-set writes run in `BEGIN IMMEDIATE` transactions, so the version check and the
@@ -62,7 +64,11 @@ class SqliteRunStore(SqliteRunMaintenance, SqliteRunStats):
     def __init__(
         self, path: str | Path, *, busy_timeout_seconds: float = DEFAULT_BUSY_TIMEOUT_SECONDS
     ) -> None:
+        fresh = not Path(path).exists()
         self._db = SqliteDatabase(path, SCHEMA, busy_timeout_seconds=busy_timeout_seconds)
+        if fresh:  # a new file starts at the layout this code writes; 0 (older files) means 1
+            with self._db.write() as conn:
+                conn.execute(f"PRAGMA user_version = {int(SCHEMA_VERSION)}")
 
     def close(self) -> None:
         self._db.close()

@@ -12,6 +12,7 @@ from sluice.models import FlowRun, StateType
 
 from ...ports import FlowRunFilter
 from .database import epoch_micros
+from .worker_sessions import WORKER_SESSIONS_TABLE
 
 #: A run's parent id as SQLite reads it from the document; a document SQLite cannot read as
 #: JSON (a legacy one with a NaN token) has none instead of failing every write. Queries must
@@ -76,6 +77,7 @@ SCHEMA = (
         doc TEXT NOT NULL,
         PRIMARY KEY (pool, name)
     ) WITHOUT ROWID""",
+    WORKER_SESSIONS_TABLE,
 )
 
 FLOW_RUN_COLUMNS = (

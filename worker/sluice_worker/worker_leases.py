@@ -1,0 +1,187 @@
+"""The per-worker heartbeat: one loop per worker process renews the leases of every run it holds
+with one request per interval (`POST /pools/{pool}/workers/{worker}/heartbeat`), and is the
+worker's presence beat too (busy or idle).
+
+Each run keeps its own deadline (`AttemptLease`): the send time of the last beat whose answer
+renewed it plus the lease's length, exactly as when each run beat on its own; a run whose beat
+fails keeps its old deadline, and its flow process fences itself there (`fence`). Each answer is
+handed to the run's supervisor: cancel -> cancel, stop -> stop the flow process at once (as on a
+409 before). A 409 for the whole session (its lease expired: this process was frozen or cut off
+longer than a lease) stops every run it held and starts a new session for the next claims.
+
+A control plane older than the route answers 404: the worker then falls back to per-run
+heartbeats and the presence route (`supported` False).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from sluice import exceptions as errors
+from sluice.leases import lease_clock
+from sluice.models import WorkerLeaseHeartbeat, new_id
+
+from .attempt_lease import AttemptLease
+
+log = logging.getLogger("sluice.worker")
+
+#: Shortest wait between beats (a run close to its deadline after failed beats).
+MIN_BEAT_WAIT_SECONDS = 0.05
+#: Idle beats (presence only) come at most this many renewal intervals apart, so the session's
+#: lease (three intervals) never runs out while the worker waits for work.
+IDLE_INTERVALS_PER_BEAT = 2
+
+
+@dataclass
+class HeldRun:
+    """A run the session holds: its lease, its deadline, and who acts on the answers."""
+
+    lease: str
+    deadline: AttemptLease
+    supervisor: Any  # RunSupervisor: request_stop(reason)
+
+
+class WorkerLeases:
+    """The session of one worker process and the runs it holds (see the module docstring)."""
+
+    def __init__(self, client: Any, *, pool: str, worker: str, max_interval: float,
+                 idle_interval: float, presence: Any) -> None:
+        self.client, self.pool, self.worker = client, pool, worker
+        #: A fresh id per process start (and after the session expired): claims name it.
+        self.session = new_id()
+        #: None: not known yet; True: the control plane has the route; False: it answered 404.
+        self.supported: bool | None = None
+        self._max_interval = max_interval
+        self.interval = max_interval
+        self._idle_interval = idle_interval
+        self._presence = presence  # () -> dict of host/version/slots
+        self._held: dict[str, HeldRun] = {}
+        self._lock = threading.Lock()
+        self._last_beat: float | None = None
+        #: Set to beat sooner than planned (a new run to renew, shutdown).
+        self.wake = threading.Event()
+        self.beats = 0
+
+    @property
+    def active(self) -> bool:
+        """Whether claims name the session (the control plane answered the route)."""
+        return self.supported is True
+
+    def hold(self, flow_run_id: str, lease: str, deadline: AttemptLease, supervisor: Any, *,
+             session: str) -> None:
+        """Renew `flow_run_id` from the next beat on (its claim, which named `session`, set its
+        first deadline). A run claimed for a session that has expired since is stopped."""
+        with self._lock:
+            current = session == self.session
+            if current:
+                self._held[flow_run_id] = HeldRun(lease, deadline, supervisor)
+        if not current:
+            supervisor.request_stop("expired")
+            return
+        self.wake.set()
+
+    def release(self, flow_run_id: str, lease: str) -> None:
+        """Stop renewing the run: only once its processes are gone (a dropped run is never
+        renewed again, and the monitor crashes it if it had not ended)."""
+        with self._lock:
+            held = self._held.get(flow_run_id)
+            if held is not None and held.lease == lease:
+                del self._held[flow_run_id]
+
+    def held_count(self) -> int:
+        with self._lock:
+            return len(self._held)
+
+    def beat_once(self) -> None:
+        """One beat: renew every held run, hand each supervisor its outcome."""
+        with self._lock:
+            held = dict(self._held)
+            session = self.session
+        request = WorkerLeaseHeartbeat(
+            session=session, leases=[{"flow_run_id": run_id, "lease": run.lease}
+                                     for run_id, run in held.items()], **self._presence())
+        sent = lease_clock()
+        self._last_beat = sent
+        try:
+            answer = self.client.worker_lease_heartbeat(
+                self.pool, self.worker, request, timeout=self._beat_timeout(held))
+        except errors.NotFound as exc:
+            if self.supported is not True:
+                log.warning("the control plane has no per-worker heartbeat (%s); renewing each "
+                            "run's lease on its own (upgrade the control plane)", exc)
+                self.supported = False
+            else:
+                log.warning("worker heartbeat refused: %s", exc)
+            return
+        except errors.Conflict as exc:
+            self._session_lost(session, held, exc)
+            return
+        except Exception as exc:  # 5xx, 429, the network: each run's deadline decides
+            log.warning("worker heartbeat failed (%d run(s)): %s", len(held), exc)
+            return
+        self.supported = True
+        self.beats += 1
+        if answer.heartbeat_interval_seconds:
+            self.interval = min(self._max_interval, answer.heartbeat_interval_seconds)
+        for run_id, run in held.items():
+            outcome = answer.runs.get(run_id)
+            if outcome is None:
+                continue
+            if outcome.renewed:
+                run.deadline.renewed(answer, sent)
+            if outcome.cancel_requested:
+                run.supervisor.request_stop("cancel")
+            if outcome.stop:
+                run.supervisor.request_stop("stale")
+                self.release(run_id, run.lease)
+
+    def _session_lost(self, session: str, held: dict[str, HeldRun], exc: Exception) -> None:
+        with self._lock:
+            if self.session != session:
+                return
+            self.session = new_id()
+            self._held.clear()
+        if held:
+            log.warning("worker session expired (%s): stopping its %d run(s)", exc, len(held))
+        for run in held.values():
+            run.supervisor.request_stop("expired")
+
+    def _beat_timeout(self, held: dict[str, HeldRun]) -> float:
+        """An answer after the nearest deadline renews nothing that matters any more."""
+        timeout = min(30.0, max(5.0, 2 * self.interval))
+        deadlines = [run.deadline.deadline for run in held.values()
+                     if run.deadline.deadline is not None]
+        if deadlines:
+            timeout = min(timeout, max(0.5, min(deadlines) - lease_clock()))
+        return timeout
+
+    def next_wait(self) -> float:
+        """Seconds until the next beat: an interval when busy (sooner near a deadline, so a
+        failed beat is retried twice before it), else the presence interval."""
+        with self._lock:
+            held = list(self._held.values())
+        period = self.interval if held else min(self._idle_interval,
+                                                IDLE_INTERVALS_PER_BEAT * self.interval)
+        now = lease_clock()
+        due = period if self._last_beat is None else self._last_beat + period - now
+        for run in held:
+            if run.deadline.deadline is not None:
+                due = min(due, (run.deadline.deadline - now) / 2)
+        return max(MIN_BEAT_WAIT_SECONDS, due)
+
+    def serve(self, done: threading.Event, fallback: Any) -> None:
+        """Beat until `done`; `fallback()` is the presence beat of an older control plane."""
+        while not done.is_set():
+            if self.supported is False:
+                fallback()
+            else:
+                self.beat_once()
+            while not done.is_set():
+                self.wake.clear()
+                wait = self._idle_interval if self.supported is False else self.next_wait()
+                if wait <= MIN_BEAT_WAIT_SECONDS or not self.wake.wait(wait):
+                    break  # due: beat
+                # Woken (a new run, shutdown): wait again for the period that now applies.
