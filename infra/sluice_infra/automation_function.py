@@ -14,12 +14,15 @@ matches; see docs/automations.md "How automations run".
 from __future__ import annotations
 
 from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
@@ -104,6 +107,22 @@ class AutomationFunction(Construct):
             targets=[targets.LambdaFunction(
                 self.function, dead_letter_queue=self.dead_letter_queue,
                 retry_attempts=DELIVERY_RETRIES, max_event_age=DELIVERY_MAX_AGE)])
+
+    def alarm_on_dead_letters(self, topic: sns.ITopic) -> cloudwatch.Alarm:
+        """An alarm (to `topic`) when an event could not be delivered to, or handled by, the
+        automations function: some automation may not have acted on it."""
+        alarm = cloudwatch.Alarm(
+            self, "DeadLettersAlarm",
+            metric=self.dead_letter_queue.metric_approximate_number_of_messages_visible(
+                period=Duration.minutes(5), statistic="Maximum"),
+            threshold=1, evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_description="Sluice events reached the automations' dead-letter queue: an "
+                              "automation may not have acted on them (see the automations "
+                              "function's log group; the messages hold the events).")
+        alarm.add_alarm_action(cloudwatch_actions.SnsAction(topic))
+        return alarm
 
     def _grant_engine(self, settings: ControlPlaneSettings, table: dynamodb.Table) -> None:
         """What the engine and its actions call: the table (automations, receipts, events,

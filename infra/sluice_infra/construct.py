@@ -162,6 +162,7 @@ class SluiceControlPlane(Construct):
             functions={**self.functions.functions,
                        "automations": self.automation_function.function},
             table=self.table, access_log_group=access_logs)
+        self.automation_function.alarm_on_dead_letters(self.alarm_topic)
         self.upgrades = ControlPlaneUpgrades(
             self, "Upgrades", table=self.table,
             functions=[*self.functions.functions.values(), self.automation_function.function],

@@ -110,3 +110,17 @@ def test_the_role_allows_what_the_actions_call_and_nothing_of_the_api(synthesize
 def test_cdk_nag_finds_nothing_unacknowledged_in_the_automations_construct(synthesized):
     _, findings = synthesized
     assert [f for f in findings if "/Automations/" in f[1]] == []
+
+
+def test_events_left_in_the_automations_dead_letter_queue_raise_an_alarm(synthesized):
+    template, _ = synthesized
+    (queue_id,) = [i for i in of_type(template, "AWS::SQS::Queue")
+                   if "AutomationsDeadLetters" in i]
+    (alarm,) = [a["Properties"] for a in of_type(template, "AWS::CloudWatch::Alarm").values()
+                if a["Properties"].get("Dimensions") == [
+                    {"Name": "QueueName", "Value": {"Fn::GetAtt": [queue_id, "QueueName"]}}]]
+    # Then one message is enough, and the alarm goes to the alarm topic
+    assert alarm["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    assert alarm["Threshold"] == 1 and alarm["TreatMissingData"] == "notBreaching"
+    (topic_id,) = [i for i in of_type(template, "AWS::SNS::Topic") if "AlarmTopic" in i]
+    assert refers_to(alarm["AlarmActions"], topic_id)

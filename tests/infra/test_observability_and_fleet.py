@@ -58,8 +58,8 @@ def test_every_alarm_notifies_the_alarm_topic(synthesized, stack):
     pools = 1 if stack == DEFAULT_STACK else 3
     # oldest message per pool, dead letters of all pools, crashed, records a tick skipped, API
     # 5xx, function errors and throttles (api, scheduler, monitor, automations), ticks not
-    # invoked, API 429s, table throttles
-    assert len(alarms) == pools + 1 + 1 + 1 + 1 + 4 + 4 + 2 + 1 + 1
+    # invoked, API 429s, table throttles, the automations' dead-letter queue
+    assert len(alarms) == pools + 1 + 1 + 1 + 1 + 4 + 4 + 2 + 1 + 1 + 1
     for alarm in alarms.values():
         assert alarm["Properties"]["AlarmActions"] == [{"Ref": topic_id}]
 
@@ -72,7 +72,8 @@ def test_one_dead_letter_alarm_watches_every_pool_through_the_monitors_total(syn
     # (tests/infra/test_operations.py checks the metric, the monitor's tests the gauge).
     watching_queues = [a for a in _alarms(synthesized, stack).values()
                        if a["Properties"].get("MetricName") == "ApproximateNumberOfMessagesVisible"
-                       and "worker fleet" not in a["Properties"].get("AlarmDescription", "")]
+                       and "worker fleet" not in a["Properties"].get("AlarmDescription", "")
+                       and "automations' dead-letter" not in a["Properties"]["AlarmDescription"]]
     (total,) = [a["Properties"] for a in _alarms(synthesized, stack).values()
                 if a["Properties"].get("MetricName") == "DeadLetterMessages"]
     assert watching_queues == [] and "Dimensions" not in total
