@@ -24,8 +24,11 @@ after another, after one unmeasured warm-up run. Every request is attributed:
   invocation), API access logs (one JSON line per request, the stack's format); distinct EMF
   metrics (name + dimension values).
 
-Heartbeats (one API call + one ChangeMessageVisibility per 10 s of a run) and worker presence
-(one API call per 10 s per worker) are measured per call and kept apart, as are the scheduler
+Heartbeats are measured per call and kept apart: the per-worker beat (one API call per worker
+and interval renewing all its runs, and its presence; sampled holding 0, 1 and 20 runs), each
+run's SQS ChangeMessageVisibility, the monitor's copy of a session renewal onto a long run, and
+the per-run heartbeat and presence beat that older workers send (kept from the previous
+docs/requests.json when the worker no longer sends them). So are the scheduler
 and monitor ticks (each a Lambda invocation, measured at idle with one pool and one deployment,
 and again with one hourly-cron deployment more). moto's latency is not DynamoDB's: the request
 counts and units carry over, the handler times are only indicative.
@@ -360,17 +363,26 @@ ROUTES = [  # (method, path pattern, label)
     ("GET", r"/flow-runs/[^/]+", "get flow run"),
     ("GET", r"/deployments/[^/]+", "get deployment"),
     ("GET", r"/deployments/[^/]+/[^/]+", "get deployment"),
+    ("POST", r"/pools/[^/]+/workers/[^/]+/heartbeat", "worker beat"),
     ("POST", r"/pools/[^/]+/workers", "presence heartbeat"),
     ("GET", r"/pools/[^/]+", "get pool"),
 ]
 
 
+#: Workers call the run routes under their pool (`/pools/{pool}/flow-runs/...`): same label.
+POOL_SCOPED_PREFIX = re.compile(r"^/pools/[^/]+(?=/(?:flow-runs|deployments)(?:/|$))")
+
+
 def route_label(method: str, path: str, body: bytes) -> str:
+    path = POOL_SCOPED_PREFIX.sub("", path)
     for route_method, pattern, label in ROUTES:
         if method == route_method and re.fullmatch(pattern, path):
             if label == "set state":
                 with contextlib.suppress(ValueError, KeyError, TypeError):
                     label += " " + json.loads(body)["state"]["type"]
+            if label == "worker beat":  # its cost grows with the runs it renews
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    label += f" ({len(json.loads(body).get('leases') or [])} held)"
             return label
     return f"{method} {path}"
 
@@ -651,7 +663,61 @@ PERIODIC = {"api: presence heartbeat", "api: run heartbeat", "worker-sqs: Change
 
 
 def is_periodic(rec: Record) -> bool:
-    return f"{rec.kind}: {rec.label}" in PERIODIC
+    label = f"{rec.kind}: {rec.label}"
+    return label in PERIODIC or label.startswith("api: worker beat")
+
+
+#: Runs held by the beats `measure_worker_beats` samples (the result keys `runs_<n>`).
+WORKER_BEAT_HOLDINGS = (0, 1, 20)
+
+
+def measure_worker_beats(stack: dict[str, Any], recorder: Recorder, client: Any, ref: str,
+                         beats: int) -> dict[str, Any]:
+    """Per-worker heartbeats (`POST /pools/{pool}/workers/{worker}/heartbeat`) through the API
+    handler, one worker session per holding of `WORKER_BEAT_HOLDINGS` runs (claimed here with
+    that session, never started): a first beat, then `beats` counted ones (the steady state,
+    where the session's previous renewal held the runs). Also the monitor's note of a session
+    renewal on a long run (`note_session_renewal`: one conditional run write, inside a monitor
+    tick already counted with the ticks: its DynamoDB usage only)."""
+    from sluice.models import WorkerLeaseHeartbeat, new_id
+
+    out: dict[str, Any] = {}
+    running = None
+    for held in WORKER_BEAT_HOLDINGS:
+        worker, session = f"bench-beat-{held}", new_id()
+        leases = []
+        for _ in range(held):
+            run = client.run_deployment(ref, _run_request({}))
+            claim = client.claim_flow_run(run.id, worker, claim_id=new_id(), session=session)
+            leases.append({"flow_run_id": run.id, "lease": claim.lease})
+            running = run.id
+        pool = client.get_flow_run(running).pool if running else "default"
+        beat = WorkerLeaseHeartbeat(session=session, leases=leases, host="bench", slots=held)
+        client.worker_lease_heartbeat(pool, worker, beat)
+        start = time.time()
+        for _ in range(beats):
+            answer = client.worker_lease_heartbeat(pool, worker, beat)
+            if not all(o.renewed for o in answer.runs.values()):
+                raise SystemExit(f"a beat holding {held} runs did not renew them all")
+        time.sleep(0.1)
+        label = f"worker beat ({held} held)"
+        with recorder.lock:
+            recs = [r for r in recorder.records if r.kind == "api" and r.label == label
+                    and r.start >= start]
+        ms = median([r.usage["lambda_ms"] for r in recs])
+        out[f"runs_{held}"] = rounded(with_timing(mean_usage([r.usage for r in recs]), ms))
+    note = Record("tick", "monitor note", time.time())
+    store = stack["ports"].store
+    run = store.get_flow_run(running)
+    with recorder.lock:
+        recorder.current = note
+    try:
+        store.update_flow_run(run.model_copy(
+            update={"heartbeat_at": dt.datetime.now(dt.timezone.utc)}))
+    finally:
+        with recorder.lock:
+            recorder.current = None
+    return {"beats": out, "monitor_note": rounded(note.usage)}
 
 
 @dataclass
@@ -756,6 +822,9 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="leave docs/requests.json alone")
     args = parser.parse_args()
     os.environ.setdefault("SLUICE_LOGGING_LEVEL", "WARNING")
+    # The API handler makes some clients with boto3's defaults (the on-event rules' EventBridge
+    # client): on moto they need a region, as a Lambda function always has one.
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     import moto
 
     from sluice.client import SluiceClient
@@ -820,6 +889,7 @@ def main() -> None:
                     project_dir=project, entrypoint="flows.py:ten_tasks", cron="0 * * * *",
                     parameters={"tasks": args.tasks}, client=client)
         ticks_scheduled = measure_ticks(stack, recorder, args.ticks)
+        worker_beats = measure_worker_beats(stack, recorder, client, ref, args.ticks)
         server.stop()
 
     timing = handler_ms([r for r in everything if timed_from <= r.start <= timed_to])
@@ -841,8 +911,27 @@ def main() -> None:
         return with_timing(usage, timing.get(label, median([r.usage.get("lambda_ms", 0)
                                                             for r in recs])))
 
-    heartbeat = one_call("api: run heartbeat") + one_call("worker-sqs: ChangeMessageVisibility")
-    presence = one_call("api: presence heartbeat")
+    visibility = one_call("worker-sqs: ChangeMessageVisibility")
+    # The worker now renews through its per-worker beat: the per-run heartbeat and presence
+    # beat (older workers, runs without a worker) are sampled when sent, else kept from the
+    # previous docs/requests.json.
+    previous = json.loads(DOCS_REQUESTS.read_text()) if DOCS_REQUESTS.exists() else {}
+
+    if "per_run_heartbeat_api" not in previous and "per_run_heartbeat" in previous:
+        # Written before the two parts were kept apart: the API call is the rest.
+        older = collections.Counter(previous["per_run_heartbeat"])
+        older.subtract(visibility)
+        previous["per_run_heartbeat_api"] = +older
+
+    def sampled_or_previous(label: str, key: str) -> Usage:
+        if any(f"{r.kind}: {r.label}" == label for r in metered) or key not in previous:
+            return one_call(label)
+        return collections.Counter(previous[key])
+
+    heartbeat = sampled_or_previous("api: run heartbeat", "per_run_heartbeat_api") + visibility
+    heartbeat_api = collections.Counter(heartbeat)
+    heartbeat_api.subtract(visibility)
+    presence = sampled_or_previous("api: presence heartbeat", "per_presence_heartbeat")
     events = calls.get("api: events batch", {})
     reads_usage = collections.Counter()
     for rec in counted.reads:
@@ -864,12 +953,20 @@ def main() -> None:
             "(the SDK reporter). Handler times are in-process with moto, not AWS latencies.",
             "DynamoDB request units are estimated from item sizes (see bench/aws_requests.py).",
             "Heartbeats were sampled at 1 s intervals; the cost model scales them to 10 s.",
+            "per_run_heartbeat and per_presence_heartbeat are the per-run heartbeat and the "
+            "presence beat of older workers (kept for runs without a worker); per_worker_beat "
+            "is the per-worker heartbeat holding 0, 1 and 20 runs, monitor_note_write the "
+            "monitor's copy of a session renewal onto a long run (DynamoDB only).",
         ],
         "per_flow_run": rounded(per_run),
         "calls_per_flow_run": calls,
         "task_run_records_per_run": round(task_records, 2),
         "per_run_heartbeat": rounded(heartbeat),
+        "per_run_heartbeat_api": rounded(+heartbeat_api),
         "per_presence_heartbeat": rounded(presence),
+        "per_worker_beat": worker_beats["beats"],
+        "monitor_note_write": worker_beats["monitor_note"],
+        "per_visibility_extension": rounded(visibility),
         "per_empty_receive": rounded(empty_receive),
         "user_reads_per_run": {"calls": sorted(r.label for r in counted.reads),
                                "usage": rounded(reads_usage)},
@@ -882,7 +979,8 @@ def main() -> None:
     print_table(result)
     record("requests", {k: result[k] for k in (
         "tasks_per_run", "measured_runs", "per_flow_run", "per_run_heartbeat",
-        "per_presence_heartbeat", "ticks_idle", "task_run_records_per_run")})
+        "per_presence_heartbeat", "per_worker_beat", "monitor_note_write", "ticks_idle",
+        "task_run_records_per_run")})
     if not args.no_write:
         DOCS_REQUESTS.parent.mkdir(exist_ok=True)
         DOCS_REQUESTS.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
@@ -900,6 +998,8 @@ def print_table(result: dict[str, Any]) -> None:
     columns = [("per flow run", result["per_flow_run"]),
                ("per heartbeat", result["per_run_heartbeat"]),
                ("per presence", result["per_presence_heartbeat"]),
+               ("beat, 1 run", result["per_worker_beat"]["runs_1"]),
+               ("beat, 20 runs", result["per_worker_beat"]["runs_20"]),
                ("scheduler tick", result["ticks_idle"]["scheduler"]),
                ("monitor tick", result["ticks_idle"]["monitor"])]
     print(f"\n{result['tasks_per_run']}-task flow runs: {result['measured_runs']} measured")

@@ -21,7 +21,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from _common import record  # noqa: E402
 from doc_sections import extract, splice  # noqa: E402
+from sluice_functions.orchestration.leases import LeasePolicy  # noqa: E402
+from sluice_worker.supervisor import RunSettings  # noqa: E402
 from sluice_worker.worker import PRESENCE_INTERVAL_SECONDS  # noqa: E402
+from sluice_worker.worker_leases import IDLE_INTERVALS_PER_BEAT  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 REGION = "us-east-1"
@@ -70,16 +73,35 @@ SOURCES = [
     ("EC2 on-demand", "https://aws.amazon.com/ec2/pricing/on-demand/"),
     ("RDS for PostgreSQL", "https://aws.amazon.com/rds/postgresql/pricing/"),
 ]
-#: The stack's fixed CloudWatch items with one pool (infra/sluice_infra/observability.py):
-#: a dead-letter alarm per pool, crashed runs, records a tick skipped, API 5xx, and one error
-#: alarm per function.
-ALARMS_FIXED = 6
+#: The stack's CloudWatch alarms. Fixed (17): in infra/sluice_infra/operations.py, the
+#: scheduler's and monitor's not-invoked (2), API throttled (1), throttles of each of the four
+#: functions (api, scheduler, monitor, automations: 4), table throttles (1) and the one
+#: dead-letter alarm over every pool (1); in observability.py, crashed runs, records a tick
+#: skipped, API 5xx (3) and errors of each function (4); in automation_function.py, the
+#: automation function's own dead letters (1). Per pool the stack creates (the default pool
+#: included): the age of its queue's oldest message (pools created later through the API get
+#: none).
+ALARMS_FIXED = 17
 ALARMS_PER_POOL = 1
 DASHBOARDS = 1
-#: Run lengths (seconds) the per-run figures are shown for; heartbeats every 10 s.
+#: Run lengths (seconds) the per-run figures are shown for.
 RUN_LENGTHS = (0, 60, 600)
-HEARTBEAT_INTERVAL = 10
-PRESENCE_INTERVAL = int(PRESENCE_INTERVAL_SECONDS)
+#: A busy worker beats once per interval: the lease's renewal interval (a third of the 90 s
+#: lease), capped by the worker's --heartbeat-interval (10 s by default), so 10 s. Each run's
+#: queue message is extended as often.
+HEARTBEAT_INTERVAL = int(min(RunSettings().heartbeat_interval,
+                             LeasePolicy().heartbeat_interval_seconds))
+#: An idle worker beats (its presence) every min(30 s, two of the control plane's renewal
+#: intervals) (worker_leases.py), so 30 s.
+IDLE_BEAT_INTERVAL = int(min(PRESENCE_INTERVAL_SECONDS,
+                             IDLE_INTERVALS_PER_BEAT * LeasePolicy().heartbeat_interval_seconds))
+#: Runs one worker holds at once in the model (the worker's default --limit): a run pays a
+#: quarter of each beat of its worker.
+RUNS_PER_WORKER = 4
+#: The monitor copies a session's renewal onto a long run's `heartbeat_at` once the run's own
+#: is older than lease + margin, on its next tick: about once per 90 s + 9 s + a 60 s tick at
+#: most; modelled as one run write per 120 s.
+MONITOR_NOTE_INTERVAL = 120
 LONG_POLL_SECONDS = 20
 #: The reporter's batch limit (records per events call).
 BATCH_RECORDS = 500
@@ -161,16 +183,33 @@ class Model:
                             (1, {"dynamodb_stored_bytes": stored["table_bytes"]
                                  + stored["index_bytes"]}))
 
+    def worker_beat(self, runs: float) -> Usage:
+        """One per-worker beat holding `runs` runs: linear between the beats measured holding
+        1 and 20 runs (the batch read and the session item grow with the runs held)."""
+        beats = self.c["per_worker_beat"]
+        one, twenty = beats["runs_1"], beats["runs_20"]
+        return add((1, one), ((runs - 1) / 19, twenty), (-(runs - 1) / 19, one))
+
+    def run_heartbeats(self, seconds: float) -> Usage:
+        """What keeps a run alive for `seconds`: its share of its worker's beats (one per
+        interval holding RUNS_PER_WORKER runs), its queue message's visibility extensions, and
+        the monitor's note of the renewal on the run."""
+        intervals = seconds // HEARTBEAT_INTERVAL
+        return add((intervals / RUNS_PER_WORKER, self.worker_beat(RUNS_PER_WORKER)),
+                   (intervals, self.c["per_visibility_extension"]),
+                   (seconds // MONITOR_NOTE_INTERVAL, self.c["monitor_note_write"]))
+
     def run(self, seconds: float) -> Usage:
         """One flow run of `tasks` tasks lasting `seconds`: measured for a short run; a long
-        run heartbeats every 10 s and, its tasks being spread out, reports each task's
-        Running and Completed in separate batches (2 records and about 2 calls per task)."""
+        run is kept alive (`run_heartbeats`) and, its tasks being spread out, reports each
+        task's Running and Completed in separate batches (2 records and about 2 calls per
+        task)."""
         short = seconds < self.tasks  # tasks shorter than a second share batches
         calls = self.events["calls_per_run"] if short else 2 * self.tasks
         task_records = self.records_per_run if short else 2 * self.tasks
         return add((1, self.run_rest), (calls, self.events_call),
                    (task_records, self.task_record), (self.logs_per_run, self.log_line),
-                   (seconds // HEARTBEAT_INTERVAL, self.c["per_run_heartbeat"]))
+                   (1, self.run_heartbeats(seconds)))
 
     def task_marginal(self) -> Usage:
         """One more task run in a large flow: a record of its final state and a log line, and
@@ -183,8 +222,10 @@ class Model:
         return add((TICKS_PER_MONTH, ticks["scheduler"]), (TICKS_PER_MONTH, ticks["monitor"]))
 
     def worker_month(self, busy_share: float = 0.0) -> tuple[Usage, Usage]:
-        """(presence heartbeats, empty long polls) of one worker for a month."""
-        presence = add((SECONDS_PER_MONTH / PRESENCE_INTERVAL, self.c["per_presence_heartbeat"]))
+        """(idle beats, empty long polls) of one worker for a month: its presence is its
+        per-worker beat holding no run (busy beats are counted with the runs)."""
+        presence = add(((1 - busy_share) * SECONDS_PER_MONTH / IDLE_BEAT_INTERVAL,
+                        self.c["per_worker_beat"]["runs_0"]))
         polls = add(((1 - busy_share) * SECONDS_PER_MONTH / LONG_POLL_SECONDS,
                      self.c["per_empty_receive"]))
         return presence, polls
@@ -222,8 +263,7 @@ def render(counts: dict[str, Any]) -> tuple[str, dict[str, float]]:
     per_run = {seconds: m.run(seconds) for seconds in RUN_LENGTHS}
     per_1000 = {seconds: cost(add((1000, u))) for seconds, u in per_run.items()}
     reads_1000 = cost(add((1000, counts["user_reads_per_run"]["usage"])))["total"]
-    heartbeat_share_10min = cost(add((1000 * 600 // HEARTBEAT_INTERVAL,
-                                      counts["per_run_heartbeat"])))["total"] \
+    heartbeat_share_10min = cost(add((1000, m.run_heartbeats(600))))["total"] \
         / per_1000[600]["total"]
     # ---- tasks
     per_million_marginal = cost(add((1e6, m.task_marginal())))
@@ -254,7 +294,9 @@ def render(counts: dict[str, Any]) -> tuple[str, dict[str, float]]:
         return idle_total + metrics_month + worker_total + n * per_1000[seconds]["total"] / 1000
 
     pr = counts["per_flow_run"]
-    hb = counts["per_run_heartbeat"]
+    beat = m.worker_beat(RUNS_PER_WORKER)
+    idle_beat = counts["per_worker_beat"]["runs_0"]
+    note = counts["monitor_note_write"]
     machine = counts["machine"]
     out = [
         "# What Sluice costs on AWS",
@@ -320,15 +362,21 @@ def render(counts: dict[str, Any]) -> tuple[str, dict[str, float]]:
                           if "." in k and k.split(".")[0] in ("dynamodb", "sqs", "logs"))]
                for label, c in counts["calls_per_flow_run"].items()], align="lrrrl"),
         "",
-        f"Every 10 s of a run adds one heartbeat: an API call ({hb.get('dynamodb_wru', 0):g} "
-        f"WRU, {hb.get('dynamodb_rru', 0):g} RRU) and one SQS ChangeMessageVisibility. "
-        f"A worker adds a presence heartbeat every {PRESENCE_INTERVAL} s "
-        f"({counts['per_presence_heartbeat'].get('dynamodb_wru', 0):g} WRU) and an empty long "
-        f"poll every {LONG_POLL_SECONDS} s while idle.",
+        f"A worker renews all its runs with one heartbeat every {HEARTBEAT_INTERVAL} s "
+        f"(an API call; holding {RUNS_PER_WORKER} runs, the model's default: "
+        f"{beat.get('dynamodb_wru', 0):.3g} WRU, {beat.get('dynamodb_rru', 0):.3g} RRU), "
+        f"and each run pays its share: 1/{RUNS_PER_WORKER} of each beat, plus its own SQS "
+        f"ChangeMessageVisibility every {HEARTBEAT_INTERVAL} s and, about every "
+        f"{MONITOR_NOTE_INTERVAL} s, the monitor's copy of the renewal onto the run "
+        f"({note.get('dynamodb_wru', 0):g} WRU, inside a monitor tick already counted). An "
+        f"idle worker beats every {IDLE_BEAT_INTERVAL} s "
+        f"({idle_beat.get('dynamodb_wru', 0):g} WRU, {idle_beat.get('dynamodb_rru', 0):g} RRU) "
+        f"and long-polls SQS every {LONG_POLL_SECONDS} s.",
         "",
         f"## Per 1,000 flow runs of {tasks} tasks",
         "",
-        "A short run is what was measured. A longer run adds a heartbeat every 10 s and, its "
+        "A short run is what was measured. A longer run adds its share of its worker's "
+        f"heartbeats (every {HEARTBEAT_INTERVAL} s, {RUNS_PER_WORKER} runs per worker) and, its "
         "tasks being spread out, sends each task's Running and Completed in separate batches "
         f"(about {2 * tasks} events calls instead of {m.events['calls_per_run']:g}).",
         "",
@@ -338,7 +386,8 @@ def render(counts: dict[str, Any]) -> tuple[str, dict[str, float]]:
         "",
         f"Reading a run afterwards (`flow-run inspect` and `logs`: "
         f"{len(counts['user_reads_per_run']['calls'])} API calls) adds {money(reads_1000)} "
-        "per 1,000 runs. Heartbeats dominate long runs: at 10 minutes they are "
+        "per 1,000 runs. At 10 minutes, keeping the run alive (its share of the worker's "
+        f"beats, its message's visibility, the monitor's notes) is "
         f"{100 * heartbeat_share_10min:.0f}% of the run's cost.",
         "",
         "## Per million task runs",
@@ -364,6 +413,7 @@ def render(counts: dict[str, Any]) -> tuple[str, dict[str, float]]:
             ["scheduler + monitor ticks: Lambda", money(ticks_cost["Lambda"])],
             ["scheduler + monitor ticks: DynamoDB reads", money(ticks_cost["DynamoDB"])],
             ["scheduler + monitor ticks: their logs", money(ticks_cost["CloudWatch Logs"])],
+            ["scheduler + monitor ticks: SQS requests", money(ticks_cost["SQS"])],
             ["EventBridge scheduled rules", money(0)],
             *[[name, money(value)] for name, value in fixed.items()],
             ["custom metrics (none are emitted at idle)", money(0)],
@@ -371,23 +421,25 @@ def render(counts: dict[str, Any]) -> tuple[str, dict[str, float]]:
         ]),
         "",
         f"Each deployment on a schedule adds {money(scheduled_delta)} per month to the ticks "
-        "(the scheduler reads its upcoming runs every minute). Each extra pool adds a "
-        f"dead-letter alarm ({money(PRICES['alarm_month'])}).",
+        "(the scheduler reads its upcoming runs every minute). Each extra pool the stack "
+        f"creates adds an oldest-message alarm ({money(PRICES['alarm_month'])}); pools created "
+        "later through the API add none (one dead-letter alarm covers every pool).",
         "",
         "## A worker polling 24/7",
         "",
         table(["item", "calls per month", "per month"], [
-            [f"presence heartbeats (every {PRESENCE_INTERVAL} s, through the API)",
-             count(SECONDS_PER_MONTH / PRESENCE_INTERVAL), money(presence_cost["total"])],
+            [f"idle heartbeats (every {IDLE_BEAT_INTERVAL} s, through the API)",
+             count(SECONDS_PER_MONTH / IDLE_BEAT_INTERVAL), money(presence_cost["total"])],
             [f"empty long polls ({LONG_POLL_SECONDS} s, SQS)",
              count(SECONDS_PER_MONTH / LONG_POLL_SECONDS), money(polls_cost["total"])],
             ["**total**", "", f"**{money(worker_total)}**"],
         ]),
         "",
-        f"Presence heartbeats are {100 * presence_cost['total'] / worker_total:.0f}% of it: "
-        "each is an API request, a Lambda invocation, a DynamoDB read and write and two log "
-        "lines, where an empty long poll is a single SQS request. A worker busy with runs polls "
-        "less; its runs' heartbeats are counted with the runs.",
+        f"Idle heartbeats are {100 * presence_cost['total'] / worker_total:.0f}% of it: "
+        "each is an API request, a Lambda invocation, DynamoDB reads and writes (the session's "
+        "lease and the worker) and log lines, where an empty long poll is a single SQS request. "
+        "A worker busy with runs polls less; its beats while it holds runs are counted with the "
+        "runs.",
         "",
         "## Compared with",
         "",
@@ -449,6 +501,8 @@ def render(counts: dict[str, Any]) -> tuple[str, dict[str, float]]:
         "per_million_task_runs_short_flows": round(per_million_in_runs, 3),
         "worker_24_7_per_month": round(worker_total, 3),
         "presence_share_of_worker": round(presence_cost["total"] / worker_total, 3),
+        "heartbeat_share_10min": round(heartbeat_share_10min, 3),
+        "runs_per_worker_modelled": RUNS_PER_WORKER,
         "custom_metrics_per_month": round(metrics_month, 2),
         "step_functions_per_1000_runs": round(sfn_1000, 3),
         "mwaa_small_per_month": round(mwaa, 2),

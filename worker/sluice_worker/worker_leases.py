@@ -30,8 +30,10 @@ log = logging.getLogger("sluice.worker")
 
 #: Shortest wait between beats (a run close to its deadline after failed beats).
 MIN_BEAT_WAIT_SECONDS = 0.05
-#: Idle beats (presence only) come at most this many renewal intervals apart, so the session's
-#: lease (three intervals) never runs out while the worker waits for work.
+#: Idle beats (presence only) come at most this many of the control plane's renewal intervals
+#: apart, so the session's lease (three of them) never runs out while the worker waits for work.
+#: The worker's own, shorter `--heartbeat-interval` applies to beats that renew runs only: an
+#: idle worker's beats are its whole idle cost.
 IDLE_INTERVALS_PER_BEAT = 2
 
 
@@ -56,6 +58,8 @@ class WorkerLeases:
         self.supported: bool | None = None
         self._max_interval = max_interval
         self.interval = max_interval
+        #: The renewal interval the control plane asked for (its lease is three of them).
+        self.server_interval: float | None = None
         self._idle_interval = idle_interval
         self._presence = presence  # () -> dict of host/version/slots
         self._held: dict[str, HeldRun] = {}
@@ -125,6 +129,7 @@ class WorkerLeases:
         self.supported = True
         self.beats += 1
         if answer.heartbeat_interval_seconds:
+            self.server_interval = answer.heartbeat_interval_seconds
             self.interval = min(self._max_interval, answer.heartbeat_interval_seconds)
         for run_id, run in held.items():
             outcome = answer.runs.get(run_id)
@@ -163,8 +168,9 @@ class WorkerLeases:
         failed beat is retried twice before it), else the presence interval."""
         with self._lock:
             held = list(self._held.values())
-        period = self.interval if held else min(self._idle_interval,
-                                                IDLE_INTERVALS_PER_BEAT * self.interval)
+        period = self.interval if held else min(
+            self._idle_interval,
+            IDLE_INTERVALS_PER_BEAT * (self.server_interval or self.interval))
         now = lease_clock()
         due = period if self._last_beat is None else self._last_beat + period - now
         for run in held:
