@@ -107,6 +107,8 @@ LONG_POLL_SECONDS = 20
 BATCH_RECORDS = 500
 #: The section of docs/cost.md that bench/scale.py writes (doc_sections markers).
 SCALE_SECTION = "bench/scale.py"
+#: The per-run cost of each pool kind, which bench/pool_costs.py writes (doc_sections markers).
+POOL_KINDS_SECTION = "bench/pool_costs.py"
 
 Usage = dict[str, float]
 
@@ -520,10 +522,12 @@ def main() -> None:
     args = parser.parse_args()
     counts = json.loads(args.requests.read_text())
     text, figures = render(counts)
-    # The "At scale" section is bench/scale.py's (it measures, this model does not): kept.
-    kept = extract(args.out.read_text(), SCALE_SECTION) if args.out.exists() else None
-    if kept:
-        text = splice(text, SCALE_SECTION, kept, before="## Free tiers (not counted above)")
+    # The "At scale" section is bench/scale.py's (it measures, this model does not), "Per run,
+    # by pool kind" bench/pool_costs.py's: both kept.
+    for owned in (SCALE_SECTION, POOL_KINDS_SECTION):
+        kept = extract(args.out.read_text(), owned) if args.out.exists() else None
+        if kept:
+            text = splice(text, owned, kept, before="## Free tiers (not counted above)")
     args.out.write_text(text)
     print(f"cost model ({REGION}, {PRICES_AS_OF} list prices, no free tier) -> {args.out}")
     for key, value in figures.items():

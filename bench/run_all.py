@@ -31,6 +31,10 @@ BENCHMARKS = [
     # scaled; the embedded server: 1,000 runs); writes the "At scale" section of docs/cost.md,
     # so it runs after cost_model.py.
     ["scale.py", "--quick"],
+    # Lambda pools: pickup (record -> flow running) warm, and the handler's cold import.
+    ["lambda_pool.py"],
+    # Compute per run by pool kind (list prices); writes its section of cost.md and pools.md.
+    ["pool_costs.py", "--write"],
 ]
 
 

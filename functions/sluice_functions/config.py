@@ -155,6 +155,11 @@ MAX_QUEUE_NAME_CHARS = 80
 DEAD_LETTER_SUFFIX = "-dlq"
 
 
+#: The queue tag that declares a pool's kind when infrastructure made its queue (the
+#: `LambdaPool`/`FargatePool` constructs): the control plane adopts the pool with that type.
+POOL_TYPE_TAG = "sluice:pool-type"
+
+
 def pool_queue_names(queue_prefix: str, pool: str) -> tuple[str, str]:
     """The (queue, dead-letter queue) names of a pool: `<prefix>-<pool>`, `<prefix>-<pool>-dlq`.
 

@@ -451,6 +451,12 @@ class RunQueue(Protocol):
         AWS stack's own pools)."""
         ...
 
+    def declared_pool_type(self, pool: str) -> str | None:
+        """The pool kind its queue was created for outside the control plane (the `LambdaPool`
+        and `FargatePool` constructs tag their queues `POOL_TYPE_TAG`), or None: a pool whose
+        record does not exist yet is adopted with that type."""
+        ...
+
     def send(self, pool: str, body: str, *, delay_seconds: int = 0) -> str:
         """Send one message, invisible for `delay_seconds`; returns its message id.
 

@@ -13,11 +13,13 @@ if TYPE_CHECKING:
     from .capacity import Capacity
     from .construct import SluiceControlPlane
     from .http_api import Throttle
+    from .pools import FargatePool, LambdaPool
     from .workers import WorkerFleet
 
-__all__ = ["Capacity", "SluiceControlPlane", "Throttle", "WorkerFleet"]
+__all__ = ["Capacity", "FargatePool", "LambdaPool", "SluiceControlPlane", "Throttle",
+           "WorkerFleet"]
 _HOMES = {"Capacity": "capacity", "SluiceControlPlane": "construct", "Throttle": "http_api",
-          "WorkerFleet": "workers"}
+          "WorkerFleet": "workers", "LambdaPool": "pools", "FargatePool": "pools"}
 
 
 def __getattr__(name: str) -> Any:

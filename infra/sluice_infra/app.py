@@ -3,6 +3,7 @@
     python -m sluice_infra.app [-c key=value]...   # synth into ./cdk.out (make synth)
     npx aws-cdk@2 deploy -c sluice:alarmEmail=ops@example.com
     npx aws-cdk@2 deploy -c sluice:workerFleet=true -c sluice:extraPools=etl,ml
+    npx aws-cdk@2 deploy -c sluice:lambdaPools=quick -c sluice:fargatePools=heavy
 
 Context keys (`-c key=value`, or the "context" of cdk.json) are listed in `CONTEXT_KEYS`.
 """
@@ -22,6 +23,7 @@ import sluice
 
 from .capacity import Capacity, CapacityError
 from .construct import SluiceControlPlane
+from .pools.context import POOL_CONTEXT_KEYS, add_pools, pool_options_from_context
 from .upgrades import UPGRADE_CONTEXT_KEYS, upgrade_options_from_context
 from .workers import WorkerFleet
 
@@ -60,6 +62,7 @@ CONTEXT_KEYS = {
     "sluice:monitorReservedConcurrency": "executions reserved for the monitor (default 2)",
     "sluice:accountConcurrency": "the account's Lambda concurrency quota (default 1000)",
     **UPGRADE_CONTEXT_KEYS,
+    **POOL_CONTEXT_KEYS,
 }
 #: The context key of each `Capacity` option.
 CAPACITY_CONTEXT_KEYS = {
@@ -162,18 +165,22 @@ def build_stack(app: App) -> Stack:
                               if ref.strip()),
         )
     capacity = capacity_from_context(context)
+    extra_pools = context.names("sluice:extraPools")
+    pool_options = pool_options_from_context(
+        context, extra_pools=extra_pools, fleet_pool=fleet.pool if fleet else None,
+        error=ContextError)
     stack = Stack(app, stack_name, stack_name=stack_name,
                   description=f"Sluice control plane {sluice.__version__}",
                   env=Environment(account=os.environ.get("CDK_DEFAULT_ACCOUNT"),
                                   region=os.environ.get("CDK_DEFAULT_REGION")))
-    SluiceControlPlane(
+    control_plane = SluiceControlPlane(
         stack, "ControlPlane",
         prefix=context.text("sluice:prefix", stack_name.lower()) or stack_name.lower(),
         retention_days=context.integer("sluice:retentionDays", 30),
         event_bus_name=context.text("sluice:eventBusName", "default") or "default",
         notification_topic_arns=_listed(context.text("sluice:notificationTopicArns", "")),
         notification_secrets=_listed(context.text("sluice:notificationSecrets", "")),
-        extra_pools=context.names("sluice:extraPools"),
+        extra_pools=[*extra_pools, *pool_options.queue_pools],
         log_retention=LOG_RETENTION[log_days],
         alarm_email=context.text("sluice:alarmEmail"),
         worker_fleet=fleet,
@@ -181,6 +188,7 @@ def build_stack(app: App) -> Stack:
         capacity=capacity,
         **upgrade_options_from_context(context),
     )
+    add_pools(stack, control_plane, pool_options)
     return stack
 
 

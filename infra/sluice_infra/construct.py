@@ -9,6 +9,7 @@ from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
@@ -114,6 +115,8 @@ class SluiceControlPlane(Construct):
                     "Bundles are only reached through presigned URLs the API issues to "
                     "IAM-authorized callers, and every API call is in the API's access log; "
                     "server access logs would need a second bucket and add nothing.")
+        #: Every log group's retention; pool constructs (`sluice_infra.pools`) use it too.
+        self.log_retention = log_retention
         self.run_log_group = logs.LogGroup(self, "RunLogs", retention=log_retention,
                                            removal_policy=removal_policy)
         settings = ControlPlaneSettings(
@@ -226,6 +229,24 @@ class SluiceControlPlane(Construct):
                 "Each resource is one deployment's trigger route or the runs of that "
                 "deployment (the wildcard is a run id): what `run_deployment` calls.")
         return grant
+
+    def pool_queues(self, pool: str) -> PoolQueues:
+        """The queues of `pool`, which the stack must create (`extra_pools`)."""
+        for queues in self.pools:
+            if queues.pool == pool:
+                return queues
+        raise ValueError(f"pool {pool!r} has no queue in this stack; add it to the control "
+                         f"plane's extra_pools (pools: {', '.join(p.pool for p in self.pools)})")
+
+    def set_pool_visibility_timeout(self, pool: str, timeout: Duration) -> None:
+        """Give `pool`'s queue this visibility timeout instead of the default (60 s, which a
+        worker extends while it runs a run). For pools consumed by a Lambda event source
+        mapping (`LambdaPool`, `FargatePool`), which never extends it: AWS refuses a mapping
+        whose queue's visibility timeout is shorter than the function's timeout. Stack pools
+        are never reconfigured by the API (`sluice pool create` finds them as they are)."""
+        queue = self.pool_queues(pool).queue.node.default_child
+        assert isinstance(queue, sqs.CfnQueue)
+        queue.visibility_timeout = int(timeout.to_seconds())
 
     def grant_invoke_api(self, grantee: iam.IGrantable) -> iam.Grant:
         """Let `grantee` (an operator's role, CI) call every API route."""

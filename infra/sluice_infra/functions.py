@@ -52,7 +52,8 @@ TABLE_ITEM_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateIt
 TABLE_QUERY_ACTIONS = ("dynamodb:Query",)
 #: Every function sends run messages (enqueue, re-enqueue) to any pool's queue.
 QUEUE_SEND_ACTIONS = ("sqs:SendMessage", "sqs:GetQueueUrl")
-QUEUE_ADMIN_ACTIONS = ("sqs:CreateQueue", "sqs:SetQueueAttributes", "sqs:GetQueueAttributes")
+QUEUE_ADMIN_ACTIONS = ("sqs:CreateQueue", "sqs:SetQueueAttributes", "sqs:GetQueueAttributes",
+                       "sqs:ListQueueTags")
 RUN_LOG_ACTIONS = ("logs:CreateLogStream", "logs:PutLogEvents", "logs:GetLogEvents",
                    "logs:DeleteLogStream")
 #: Only the API deletes pools (`sluice pool delete`), with their queues.

@@ -112,13 +112,15 @@ def deployment_request(flow: Flow[Any, Any], *, name: str, entrypoint: str,
                        retry_delay_seconds: float | None = None, catchup: bool = False,
                        max_lateness_seconds: float | None = None,
                        triggers: Iterable[Any] | None = None,
-                       on_event: Any = None) -> DeploymentCreate:
+                       on_event: Any = None,
+                       timeout_seconds: float | None = None) -> DeploymentCreate:
     """The deployment of `flow`: its parameter schema comes from the type hints, and default
     parameters are checked against it here, before anything is sent.
 
     With `on_event` (an EventBridge pattern: dict or JSON text, or an `OnEvent`), parameters
     whose values are templates (`{{ event.detail.object.key }}`) become the event runs'
-    parameters; the others stay defaults of every run."""
+    parameters; the others stay defaults of every run. `timeout_seconds` (default: the flow's
+    own) is recorded so a Lambda pool can refuse a flow that may outlive its 15 minutes."""
     parameters = dict(parameters or {})
     unknown = set(parameters) - set(flow.signature.parameters)
     if unknown and not any(p.kind is inspect.Parameter.VAR_KEYWORD
@@ -143,6 +145,8 @@ def deployment_request(flow: Flow[Any, Any], *, name: str, entrypoint: str,
         else retry_delay_seconds,
         catchup=catchup, max_lateness_seconds=max_lateness_seconds,
         triggers=[_trigger_spec(t) for t in triggers or []], on_event=event_runs,
+        timeout_seconds=flow.options.timeout_seconds if timeout_seconds is None
+        else timeout_seconds,
     )
 
 
@@ -222,6 +226,7 @@ def run_deployment(name: str, parameters: dict[str, Any] | None = None, *,
                    timeout: float | None = None, poll_interval: float = 0.5,
                    max_poll_interval: float = 5.0,
                    tags: Iterable[str] | None = None,
+                   flow_run_name: str | None = None,
                    client: SluiceClient | None = None) -> FlowRun:
     """Start a run of the deployment `name` ("flow/deployment" or an id) and wait for it to end
     (at most `timeout` seconds; `timeout=0` returns at once). Returns the flow run as it is then.
@@ -232,11 +237,13 @@ def run_deployment(name: str, parameters: dict[str, Any] | None = None, *,
 
     The run is polled every `poll_interval` seconds at first, then less and less often (x1.5
     per poll, at most every `max_poll_interval` seconds), as `--watch` does: a run that takes
-    an hour costs about 720 requests, not 7,200."""
+    an hour costs about 720 requests, not 7,200. `flow_run_name` names the run (default: a
+    generated adjective-animal name)."""
     client = client or _client()
     run = client.run_deployment(name, request_model(DeploymentRunRequest,
                                                     parameters=parameters or {},
-                                                    tags=list(tags or [])))
+                                                    tags=list(tags or []),
+                                                    name=flow_run_name))
     if timeout == 0:
         return run
     deadline = None if timeout is None else time.monotonic() + timeout

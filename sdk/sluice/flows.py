@@ -173,7 +173,8 @@ class Flow(Generic[P, R]):
         `CodeSource(kind="git", repository=..., ref=...)`. A schedule is `cron="0 2 * * *"`
         or `interval=300`, in `timezone` (IANA, default UTC). Other options: tags,
         description, version, paused, concurrency_limit, collision_strategy, retries,
-        retry_delay_seconds, catchup, max_lateness_seconds, requirements, entrypoint,
+        retry_delay_seconds, catchup, max_lateness_seconds, timeout_seconds (default: the
+        flow's own; a lambda pool refuses one over 870 s), requirements, entrypoint,
         project_dir, client.
 
         Events: `on_event={"source": ["aws.s3"], ...}` (an EventBridge pattern) starts a run

@@ -75,8 +75,11 @@ def served(tmp_path_factory):
                    cwd=project)
         sluice.cli(*deploy, "flows.py:long_named", "--name", "quarter-end", cwd=project)
         runs = {}
-        for ref in ("orders-etl/nightly", "flaky/retrying", f"{LONG_FLOW}/quarter-end"):
-            run = json.loads(sluice.cli("deployment", "run", ref, "--json").stdout)
+        for number, ref in enumerate(("orders-etl/nightly", "flaky/retrying",
+                                      f"{LONG_FLOW}/quarter-end")):
+            # Named runs: generated names may repeat among the 20 s deployment's many runs.
+            run = json.loads(sluice.cli("deployment", "run", ref, "--json", "--name",
+                                        f"run-{number}").stdout)
             runs[ref.split("/")[0]] = sluice.wait_terminal(run["id"], 120)
             # A run's last task runs and log lines may arrive just after its final state.
             wait_for(lambda: "Finished in state Completed" in sluice.cli(

@@ -18,7 +18,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from sluice import exceptions as errors
 from sluice.client.transport import retry_transient
-from sluice.models import Cancelled, Crashed, Failed, RunMessage, new_id
+from sluice.models import Cancelled, Crashed, Failed, RunMessage, TimedOut, new_id
 
 from . import faults
 from .execute import EXIT_REPORTED
@@ -64,7 +64,8 @@ class RunSupervisor:
         self.flow_run_id: str | None = None
         self._taken = False  # this supervisor holds the message id on its worker
         self.lease: str | None = None
-        self.stop_reason: str | None = None  # "cancel" | "stale" | "expired" | "shutdown"
+        # "cancel" | "stale" | "expired" | "shutdown" | "deadline"
+        self.stop_reason: str | None = None
         #: The attempt's lease: its deadline, renewal period, and the flow process's pipe.
         self.held = AttemptLease(self.settings.heartbeat_interval)
         #: The worker's per-worker heartbeat renews this run's lease (its claim named the
@@ -72,6 +73,9 @@ class RunSupervisor:
         self.sessions: Any = None
         #: The session the latest claim request named (None: none).
         self.claim_session: str | None = None
+        #: The message a run stopped at its deadline ends TimedOut with (`request_stop(
+        #: "deadline")`, see `one_run`).
+        self.deadline_message = "stopped at its deadline"
 
     def _session(self) -> str | None:
         """The worker session a claim names now, if the worker renews leases per worker."""
@@ -115,7 +119,8 @@ class RunSupervisor:
             if release_code is not None:
                 release_code(self)  # what this run pinned in the code cache may be evicted
             leases = getattr(self.worker.reporter, "leases", {})
-            if self.flow_run_id is not None and leases.get(self.flow_run_id) == self.lease:
+            if self.flow_run_id is not None and self.lease is not None \
+                    and leases.get(self.flow_run_id) == self.lease:
                 del leases[self.flow_run_id]  # only ours: another attempt may hold the run now
             if self.sessions is not None and self.flow_run_id and self.lease:
                 # Its processes are gone: the session stops renewing it.
@@ -206,6 +211,8 @@ class RunSupervisor:
             # Cancelled (a Pending run is Cancelled at once), stale, or the worker is stopping.
             if self.stop_reason == "shutdown":
                 self._report(Crashed(f"worker {worker.name} shut down before the run started"))
+            elif self.stop_reason == "deadline":
+                self._report(TimedOut(self.deadline_message))
             self.worker.echo(f"run {self.flow_run_id} stopped before it started "
                              f"({self.stop_reason})")
             worker.queue.delete(self.receipt)
@@ -368,6 +375,8 @@ class RunSupervisor:
             return
         if reason == "cancel":
             self._report(Cancelled("cancelled by request; the worker stopped the run"))
+        elif reason == "deadline" and code != EXIT_REPORTED:
+            self._report(TimedOut(self.deadline_message))
         elif reason == "shutdown" and code != EXIT_REPORTED:
             self._report(Crashed(f"worker {self.worker.name} shut down before the run ended",
                                  details={"exit_code": code}))

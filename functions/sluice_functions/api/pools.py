@@ -27,7 +27,7 @@ def register_pool_routes(
     """Add the `/pools` routes to `app`; each one calls a use case with `ports`."""
     store, queue = ports.store, ports.queue
 
-    @app.post("/pools", tags=[TAG], responses=documented(200),
+    @app.post("/pools", tags=[TAG], responses=documented(200, 409),
               summary="Create a pool (its queue and dead-letter queue) or update its settings")
     def create_pool(request: PoolCreate) -> Pool:
         return service.create_pool(request, store=store, queue=queue, now=clock())

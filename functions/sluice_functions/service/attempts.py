@@ -7,7 +7,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from sluice.exceptions import Conflict
+from sluice.exceptions import Conflict, SluiceError
 from sluice.models import MAX_PAGE_LIMIT, FlowRun, StateType, TaskRun, new_state
 
 from ..orchestration import LeasePolicy, holds_live_attempt
@@ -19,6 +19,24 @@ logger = logging.getLogger(__name__)
 MAX_TASK_RUNS_CLOSED = 10_000
 #: Compare-and-set rounds of a renewal before giving up with 409.
 MAX_RENEW_ATTEMPTS = 5
+#: How long the first lease of a fargate pool's claim lasts: ECS takes a minute or more to
+#: provision a Fargate task (ENI, image pull) before its `sluice worker run-one` heartbeats.
+FARGATE_STARTUP_GRACE_SECONDS = 300.0
+
+
+def claim_leases(run: FlowRun, *, store: RunStore, leases: LeasePolicy) -> LeasePolicy:
+    """The terms of a claim's first lease on `run`: a fargate pool's claim (by its dispatcher)
+    lasts `FARGATE_STARTUP_GRACE_SECONDS`, to cover starting the task; the task's first
+    heartbeat renews it on the normal terms (`leases`). Costs one pool read per claim."""
+    if run.pool is None:
+        return leases
+    try:
+        kind = store.get_pool(run.pool).type
+    except SluiceError:  # no record, or unreadable: a worker pool's terms
+        return leases
+    if kind != "fargate" or leases.seconds >= FARGATE_STARTUP_GRACE_SECONDS:
+        return leases
+    return LeasePolicy.of_seconds(FARGATE_STARTUP_GRACE_SECONDS)
 
 
 def lease_terms(leases: LeasePolicy, renewed_at: datetime) -> dict[str, Any]:

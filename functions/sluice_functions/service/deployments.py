@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sluice.exceptions import ValidationError
+from sluice.exceptions import SluiceError, ValidationError
 from sluice.models import (
     new_id,
+    LAMBDA_MAX_RUN_SECONDS,
     MAX_PAGE_LIMIT,
     Deployment,
     DeploymentCreate,
@@ -16,6 +17,7 @@ from sluice.models import (
     FlowRun,
     FlowRunCreate,
     Page,
+    Pool,
     Schedule,
     utcnow,
 )
@@ -51,13 +53,36 @@ def create_deployment(
     )
     check_deployment(deployment)
     check_on_event(deployment)
-    ensure_pool(deployment.pool, store=store, queue=queue, now=now)
+    check_pool_kind(deployment, ensure_pool(deployment.pool, store=store, queue=queue, now=now))
     stored = store.upsert_deployment(deployment)
     _owned_automations_saved(stored, store=store, now=now)
     # The store keeps the id of a deployment that already had this name: then it was updated.
     action = "created" if stored.id == deployment.id else "updated"
     event_log.record_for_store([deployment_event(action, stored, now=now)], store=store, now=now)
     return stored
+
+
+def check_pool_kind(deployment: Deployment, pool: Pool | None) -> None:
+    """Refuse (422) a deployment its pool's kind cannot run: on a Lambda pool, a flow whose own
+    timeout is longer than an invocation may last (`LAMBDA_MAX_RUN_SECONDS`)."""
+    timeout = deployment.timeout_seconds
+    if pool is None or pool.type != "lambda" or timeout is None \
+            or timeout <= LAMBDA_MAX_RUN_SECONDS:
+        return
+    raise ValidationError(
+        f"deployment {deployment.flow_name}/{deployment.name} may run {timeout:g} s, longer than "
+        f"a run on Lambda pool {pool.name} may last ({LAMBDA_MAX_RUN_SECONDS} s: Lambda's "
+        "15-minute limit less a margin): use a fargate or worker pool (--pool), or lower the "
+        "timeout (the flow's timeout_seconds, or `sluice deploy --timeout SECONDS`)",
+        details={"pool": pool.name, "pool_type": pool.type, "timeout_seconds": timeout,
+                 "max_seconds": LAMBDA_MAX_RUN_SECONDS})
+
+
+def _pool_or_none(name: str, *, store: RunStore) -> Pool | None:
+    try:
+        return store.get_pool(name)
+    except SluiceError:  # missing or unreadable: nothing to check against
+        return None
 
 
 def get_deployment(ref: str, *, store: RunStore) -> Deployment:
@@ -96,6 +121,8 @@ def update_deployment(
     }
     updated = Deployment.model_validate({**current.model_dump(), **changes, "updated": now})
     check_deployment(updated)
+    if "timeout_seconds" in changes:
+        check_pool_kind(updated, _pool_or_none(updated.pool, store=store))
     stored = store.update_deployment(updated)
     if stored.paused != current.paused and stored.on_event is not None:
         sync_rule(stored, ports=event_log.ports_of(store))  # AWS: a paused one's is disabled
@@ -136,6 +163,7 @@ def run_deployment(
     create = FlowRunCreate(
         flow_name=deployment.flow_name,
         deployment_id=deployment.id,
+        name=request.name,
         parameters=request.parameters,
         tags=request.tags,
         scheduled_at=request.scheduled_at,

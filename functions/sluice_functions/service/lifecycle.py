@@ -34,7 +34,7 @@ from ..orchestration.leases import MAX_LEASE
 from ..timemath import shift
 from ..ports import Metrics, RunQueue, RunStore
 from . import concurrency, event_log
-from .attempts import close_open_task_runs, ended_attempt, lease_terms, renew
+from .attempts import claim_leases, close_open_task_runs, ended_attempt, lease_terms, renew
 from .limits import check_state
 from .pool_pause import refuse_claim_if_pool_paused
 from .queueing import due_for_enqueue, is_held, mark_enqueued, send_run_message
@@ -127,12 +127,14 @@ def _claim(flow_run_id: str, request: ClaimRequest, *, store: RunStore, metrics:
     for admission in range(1, MAX_ADMISSIONS + 1):
         before = store.get_flow_run(flow_run_id)
         limits = _admit_claim(before, request.attempt, store=store, metrics=metrics, now=now)
+        first_leases = claim_leases(before, store=store, leases=leases)
         # The attempt holds a slot of each limit it is admitted under (the store lists it
         # there, so the count after the claim sees every claim written before it).
         scopes = tuple(limit.scope for limit in limits)
 
         def decide(run: FlowRun, before: FlowRun = before, scopes: tuple[str, ...] = scopes,
-                   last: bool = admission == MAX_ADMISSIONS) -> Transition:
+                   last: bool = admission == MAX_ADMISSIONS,
+                   first_leases: LeasePolicy = first_leases) -> Transition:
             if run.version != before.version and not last:
                 raise _AdmittedOnStaleRead  # e.g. it became claimable after it was admitted
             if run.slot_scopes != scopes:
@@ -144,7 +146,7 @@ def _claim(flow_run_id: str, request: ClaimRequest, *, store: RunStore, metrics:
                 return claimed
             # The claimant's session (if any) renews this lease from now on (worker_leases).
             return replace(claimed, run=claimed.run.model_copy(
-                update={"lease_expires_at": leases.expires_at(now),
+                update={"lease_expires_at": first_leases.expires_at(now),
                         "lease_session": request.session}))
 
         try:
@@ -160,7 +162,7 @@ def _claim(flow_run_id: str, request: ClaimRequest, *, store: RunStore, metrics:
         # The claim is repeated (its answer was lost): the holder counts its lease from this
         # request, so the control plane must too.
         held = run.lease
-        run = renew(run, store=store, now=now, leases=leases)
+        run = renew(run, store=store, now=now, leases=first_leases)
         if run.lease != held or not holds_live_attempt(run):
             raise Conflict(f"flow run {run.id}: its attempt ended while it was claimed again",
                            details={"flow_run_id": run.id, "state": run.state.type.value})
@@ -168,7 +170,7 @@ def _claim(flow_run_id: str, request: ClaimRequest, *, store: RunStore, metrics:
     if outcome.write:
         metrics.count("FlowRunsClaimed", dimensions={"pool": run.pool or ""})
     assert run.lease is not None
-    return ClaimResponse(lease=run.lease, flow_run=run, **lease_terms(leases, now))
+    return ClaimResponse(lease=run.lease, flow_run=run, **lease_terms(first_leases, now))
 
 
 def heartbeat(

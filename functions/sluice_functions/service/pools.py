@@ -25,9 +25,11 @@ def create_pool(
     so a stored pool always has its queue."""
     now = now or utcnow()
     existed = _exists(request.name, store=store)
+    pool_type = _kept_type(request, store=store)
     urls = queue.create_pool_queue(request.name)
     pool = Pool(
         name=request.name,
+        type=pool_type,
         concurrency_limit=request.concurrency_limit,
         description=request.description,
         queue_url=urls.queue_url,
@@ -41,6 +43,31 @@ def create_pool(
         event_log.record_for_store([pool_event("created", stored.name, now=now)], store=store,
                                    now=now)
     return stored
+
+
+def _kept_type(request: PoolCreate, *, store: RunStore) -> str:
+    """The kind the pool gets: the one asked for, or the stored one when the request names none.
+    A pool in use (a deployment names it, or it has runs) keeps its kind: its runs, its
+    infrastructure and its deployments' limits depend on it, so another one is refused with the
+    fix. An unused pool may still get its kind: one adopted from a queue the AWS stack created
+    (`get_pool`) was recorded as a worker pool before anyone said what it is."""
+    try:
+        stored = store.get_pool(request.name).type
+    except NotFound:
+        return request.type
+    except SluiceError:  # an unreadable record: creating replaces it, as it always did
+        return request.type
+    if "type" not in request.model_fields_set or request.type == stored:
+        return stored
+    if _deployments_of(request.name, store=store) or \
+            store.count_flow_runs(FlowRunFilter(pool=request.name)):
+        raise Conflict(
+            f"pool {request.name} is a {stored} pool in use (deployments or runs) and cannot "
+            f"become a {request.type} pool: "
+            f"delete it and create it again (`sluice pool delete {request.name}`, then "
+            f"`sluice pool create {request.name} --type {request.type}`), or create a new pool",
+            details={"pool": request.name, "type": stored, "requested_type": request.type})
+    return request.type
 
 
 def _exists(name: str, *, store: RunStore) -> bool:
@@ -69,7 +96,7 @@ def ensure_pool(
     try:
         return store.get_pool(name)
     except NotFound:
-        return create_pool(PoolCreate(name=name), store=store, queue=queue, now=now)
+        return create_pool(_declared(name, queue), store=store, queue=queue, now=now)
 
 
 def list_pools(*, store: RunStore) -> list[Pool]:
@@ -121,7 +148,14 @@ def _adopt(name: str, *, store: RunStore, queue: RunQueue, now: datetime) -> Poo
         raise NotFound(
             f"pool {name!r} does not exist; create it with `sluice pool create {name}` or deploy "
             f"a flow to it (`sluice deploy ... --pool {name}`)", details={"pool": name}) from None
-    return create_pool(PoolCreate(name=name), store=store, queue=queue, now=now)
+    return create_pool(_declared(name, queue), store=store, queue=queue, now=now)
+
+
+def _declared(name: str, queue: RunQueue) -> PoolCreate:
+    """A new pool's settings: its kind as its queue declares it (a `LambdaPool` or
+    `FargatePool` of the stack), else a worker pool."""
+    declared = queue.declared_pool_type(name)
+    return PoolCreate(name=name, type=declared) if declared else PoolCreate(name=name)
 
 
 def update_pool(

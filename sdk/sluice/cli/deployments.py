@@ -49,6 +49,9 @@ def deploy(
                                                     "cancel_new.")] = "enqueue",
     retries: Annotated[int | None, typer.Option(min=0, help="Crash/failure retries by the "
                                                 "control plane (default: the flow's).")] = None,
+    timeout: Annotated[float | None, typer.Option(
+        "--timeout", min=0.001, help="Longest a run may take, in seconds (default: the flow's "
+        "timeout_seconds). A lambda pool refuses more than 870 s.")] = None,
     paused: Annotated[bool, typer.Option(help="Create paused (no scheduled runs).")] = False,
     project_dir: Annotated[Path, typer.Option(help="Project root (bundle contents, local "
                                               "path).")] = Path("."),
@@ -109,7 +112,7 @@ def deploy(
             parameters=parse_params(param or []), tags=tag, description=description,
             version=version, schedules=schedules_from(cron, interval, timezone_), paused=paused,
             concurrency_limit=concurrency_limit, collision_strategy=collision_strategy,
-            retries=retries, on_event=on_event)
+            retries=retries, on_event=on_event, timeout_seconds=timeout)
         from .bundle_plan import show_bundle_plan
 
         show_bundle_plan(plan, zip_bytes=len(data), sha256=digest, as_json=json)
@@ -136,7 +139,7 @@ def deploy(
             parameters=parse_params(param or []), tags=tag, description=description,
             version=version, schedules=schedules_from(cron, interval, timezone_), paused=paused,
             concurrency_limit=concurrency_limit, collision_strategy=collision_strategy,
-            retries=retries, on_event=on_event)
+            retries=retries, on_event=on_event, timeout_seconds=timeout)
         deployment = api.create_deployment(request)
     if plan is not None and plan.secret_exclusions:
         from .bundle_plan import shown
@@ -273,6 +276,9 @@ def run(
         "time).")] = None,
     tag: Annotated[list[str] | None, typer.Option("--tag", help="Tag of this run, added to "
                                                   "the deployment's; repeatable.")] = None,
+    name: Annotated[str | None, typer.Option(
+        "--name", help="Name of this run (default: a generated adjective-animal name).")]
+    = None,
     watch: Annotated[bool, typer.Option("--watch", "-w", help="Stream states and logs until "
                                         "the run ends; the exit code says how it ended.")]
     = False,
@@ -291,7 +297,7 @@ def run(
         try:
             flow_run = api.run_deployment(ref, DeploymentRunRequest(
                 parameters=parse_params(param or []), scheduled_at=when_to_start,
-                tags=tag or []))
+                tags=tag or [], name=name))
         except ValidationError as exc:  # a 422 naming the parameter: nothing was created
             raise ValidationError(f"{exc.message}; nothing was run (its parameters and types: "
                                   f"`sluice deployment inspect {ref}`)",

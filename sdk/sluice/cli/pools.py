@@ -19,19 +19,28 @@ def create(
                                         "most 40; not ending -dlq).")],
     concurrency: Annotated[int | None, typer.Option(min=1, help="Most runs at once.")] = None,
     description: Annotated[str | None, typer.Option(help="Free text.")] = None,
+    pool_type: Annotated[str | None, typer.Option(
+        "--type", help="How its runs start: worker (hosts running `sluice worker start`), "
+        "lambda (a Lambda function per run, at most 15 minutes) or fargate (an ECS Fargate "
+        "task per run). Default worker; fixed once the pool exists (docs/pools.md).")] = None,
     json: JsonOption = False, profile: ProfileOption = None, api_url: ApiUrlOption = None,
 ) -> None:
     """Create a pool and its queue (and dead-letter queue), or change an existing one.
 
     On a pool that exists it changes only the settings given (the others are kept) and says
-    so; with none, it changes nothing. Either way it exits 0."""
+    so; with none, it changes nothing. Either way it exits 0. A pool's --type cannot change:
+    asking for another one fails, naming the fix."""
     from rich.markup import escape
 
     from ..exceptions import NotFound
     from ..models import PoolCreate
     from ..models.names import name_problem
 
+    from ..models import POOL_TYPES
+
     problem = name_problem(name, "pool")
+    if problem is None and pool_type is not None and pool_type not in POOL_TYPES:
+        problem = f"--type {pool_type!r} is not a pool type: use one of {', '.join(POOL_TYPES)}"
     if problem:  # before any request, like `pool token`
         from ..exceptions import ConfigurationError
 
@@ -49,15 +58,18 @@ def create(
             for key, label in (("concurrency_limit", "concurrency"),
                                ("description", "description"))
             if getattr(old, key) != wanted[key]]
-        if old is not None and not changes:
+        # The kept kind unless another is asked for: then the control plane refuses (409).
+        kind = pool_type or (old.type if old is not None else "worker")
+        if old is not None and not changes and kind == old.type:
             pool = old
         else:
-            pool = api.create_pool(PoolCreate(name=name, **wanted))
+            pool = api.create_pool(PoolCreate(name=name, type=kind, **wanted))
     if json:
         print_json(pool)
     elif old is None:
-        console.print(f"pool [bold]{escape(pool.name)}[/bold] created (queue {pool.queue_url})",
-                      highlight=False)
+        shown_kind = "" if pool.type == "worker" else f"type {pool.type}, "
+        console.print(f"pool [bold]{escape(pool.name)}[/bold] created ({shown_kind}queue "
+                      f"{pool.queue_url})", highlight=False)
     elif changes:
         console.print(f"pool [bold]{escape(pool.name)}[/bold] exists; updated "
                       f"{escape(', '.join(changes))}", highlight=False)
@@ -88,12 +100,13 @@ def list_pools(json: JsonOption = False, profile: ProfileOption = None,
     rows = []
     for p in pools:
         online = sum(1 for w in p.workers if w.online)
-        rows.append([p.name, str(p.concurrency_limit or "∞"), _n(p.queue_depth),
+        rows.append([p.name, p.type, str(p.concurrency_limit or "∞"), _n(p.queue_depth),
                      _n(p.running), _n(p.dlq_depth), f"{online}/{len(p.workers)}",
                      Text("paused", style="yellow") if getattr(p, "paused", False)
                      else "active"])
     right = "right"
-    console.print(listing(None, [Col("pool", "name", least=12), Col("limit", justify=right),
+    console.print(listing(None, [Col("pool", "name", least=12), Col("type", drop=2),
+                                 Col("limit", justify=right),
                                  Col("queued", justify=right), Col("running", justify=right),
                                  Col("dead letters", justify=right, drop=1),
                                  Col("workers online", justify=right), Col("status")], rows))
@@ -116,7 +129,7 @@ def inspect(name: Annotated[str, typer.Argument(help="Pool name.")], json: JsonO
     console.print(Text(defanged(pool.name), style="bold").append(
         "  paused: workers' claims wait" if getattr(pool, "paused", False) else "",
         style="yellow"))
-    for label, value in (("limit", str(pool.concurrency_limit or "none")),
+    for label, value in (("type", pool.type), ("limit", str(pool.concurrency_limit or "none")),
                          ("queued", _n(pool.queue_depth)), ("running", _n(pool.running)),
                          ("dead letters", _n(pool.dlq_depth)), ("queue", pool.queue_url or "-")):
         console.print(Text(f"{label:>12}: {defanged(value)}"))

@@ -52,6 +52,37 @@ def start(
                may_trigger=[trigger_grant(ref) for ref in may_trigger or ()])
 
 
+@app.command("run-one")
+def run_one(
+    pool: Annotated[str | None, typer.Option(help="The run's work pool (default: "
+                                             "SLUICE_POOL).")] = None,
+    flow_run: Annotated[str | None, typer.Option("--flow-run", help="The flow run id (default: "
+                                                 "SLUICE_FLOW_RUN_ID).")] = None,
+    lease: Annotated[str | None, typer.Option(help="A lease already claimed for the run, e.g. "
+                                              "by a Fargate pool's dispatcher (default: "
+                                              "SLUICE_LEASE; none: claim the run).")] = None,
+    attempt: Annotated[int | None, typer.Option(min=0, help="The attempt the run's message "
+                                                "named (default: SLUICE_ATTEMPT).")] = None,
+    name: Annotated[str | None, typer.Option(help="Worker name (default host-pid).")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="Code and venv cache.")] = None,
+    profile: ProfileOption = None, api_url: ApiUrlOption = None,
+) -> None:
+    """Run one flow run in this process and exit: 0 when it completed (or was cancelled, or was
+    not ours to run), 1 when it failed or crashed. What a Fargate pool's task runs."""
+    from sluice_worker.run_one_command import run_one_command  # the CLI is the composition root
+
+    from ..exceptions import ConfigurationError
+    from ..models.names import name_problem
+
+    problem = None if name is None else name_problem(name, "worker")
+    if problem is not None:
+        raise ConfigurationError(f"--name: {problem}")
+    result = run_one_command(pool=pool, flow_run_id=flow_run, lease=lease, attempt=attempt,
+                             name=name, profile=profile, api_url=api_url, cache_dir=cache_dir)
+    typer.echo(result.message, err=True)
+    raise typer.Exit(result.exit_code)
+
+
 @app.command("ls")
 def list_workers(
     pool: Annotated[str | None, typer.Option(help="Only the workers of this pool.")] = None,

@@ -52,7 +52,9 @@ from .bounds import (
 )
 from .deployments import (
     DEFAULT_POOL,
+    LAMBDA_MAX_RUN_SECONDS,
     MAX_BUNDLE_BYTES,
+    POOL_TYPES,
     SHA256_PATTERN,
     BackfillRequest,
     BackfillSummary,
@@ -175,6 +177,7 @@ __all__ = [
     "Deployment", "DeploymentCreate", "DeploymentUpdate", "DeploymentRunRequest", "CodeSource",
     "SourceKind", "Schedule", "CollisionStrategy", "Pool", "PoolCreate", "PoolUpdate", "Worker",
     "DEFAULT_POOL", "POOL_NAME_PATTERN", "WorkerHeartbeat", "BundleUploadRequest",
+    "POOL_TYPES", "LAMBDA_MAX_RUN_SECONDS",
     "WorkerLeaseHeartbeat", "WorkerLeaseAnswer", "HeldLease", "RunLeaseOutcome",
     "MAX_LEASES_PER_HEARTBEAT",
     "BackfillRequest", "BackfillSummary",

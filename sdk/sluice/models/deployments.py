@@ -14,6 +14,7 @@ from .bounds import (
     MAX_LATENESS_SECONDS,
     MAX_RETRIES,
     MAX_RETRY_DELAY_SECONDS,
+    MAX_TIMEOUT_SECONDS,
     StoredFloat,
 )
 from .names import POOL_NAME_PATTERN  # noqa: F401 - importable from here, as it always was
@@ -24,6 +25,7 @@ from .names import (
     Parameters,
     PoolName,
     PrintableText,
+    RunName,
     Tag,
     WorkerName,
     check_name,
@@ -168,6 +170,10 @@ class DeploymentCreate(BaseModel):
                                               max_length=MAX_DEPLOYMENT_TRIGGERS)
     #: Runs started by matching events (see `OnEvent`).
     on_event: OnEvent | None = None
+    #: The flow's own timeout (its `timeout_seconds`; `sluice deploy --timeout`): a Lambda pool
+    #: refuses a deployment that may run longer than `LAMBDA_MAX_RUN_SECONDS`.
+    timeout_seconds: float | None = Field(default=None, gt=0, le=MAX_TIMEOUT_SECONDS,
+                                          allow_inf_nan=False)
 
 
 class Deployment(DeploymentCreate):
@@ -180,6 +186,7 @@ class Deployment(DeploymentCreate):
     retries: int = 0
     retry_delay_seconds: StoredFloat = 0
     max_lateness_seconds: StoredFloat | None = None
+    timeout_seconds: StoredFloat | None = None
     # Likewise names, paths and sources: a record stored before `sluice.models.names` is still
     # listed, shown and deleted (by id when its name holds characters now refused).
     flow_name: str
@@ -208,6 +215,8 @@ class DeploymentUpdate(BaseModel):
     paused: bool | None = None
     concurrency_limit: int | None = Field(default=None, ge=1, le=MAX_CONCURRENCY_LIMIT)
     collision_strategy: CollisionStrategy | None = None
+    timeout_seconds: float | None = Field(default=None, gt=0, le=MAX_TIMEOUT_SECONDS,
+                                          allow_inf_nan=False)
 
 
 class DeploymentRunRequest(BaseModel):
@@ -217,6 +226,19 @@ class DeploymentRunRequest(BaseModel):
     scheduled_at: datetime | None = None
     idempotency_key: str | None = Field(default=None, max_length=256)
     tags: list[Tag] = Field(default_factory=list)
+    #: The run's name; absent means a generated adjective-animal name (names need not be
+    #: unique: a command given an ambiguous name lists the runs it matches).
+    name: RunName | None = None
+
+
+#: The kinds of pool: `worker` (hosts long-poll its queue: `sluice worker start`), `lambda` (the
+#: queue drives a Lambda function that runs each flow in-process, under Lambda's 15-minute limit)
+#: and `fargate` (a dispatcher starts one ECS Fargate task per run). See docs/pools.md.
+POOL_TYPES: tuple[str, ...] = ("worker", "lambda", "fargate")
+PoolType = Literal["worker", "lambda", "fargate"]
+#: Longest run a Lambda pool takes: Lambda stops an invocation at 15 minutes (900 s, the
+#: function timeout's maximum), and the handler needs a margin to stop the flow and report it.
+LAMBDA_MAX_RUN_SECONDS = 900 - 30
 
 
 class PoolCreate(BaseModel):
@@ -224,6 +246,8 @@ class PoolCreate(BaseModel):
 
     #: Lowercase letters, digits and `-`, at most 40, not ending `-dlq` (`sluice.models.names`).
     name: PoolName
+    #: How the pool's runs are started (`POOL_TYPES`); fixed once the pool exists.
+    type: PoolType = "worker"
     concurrency_limit: int | None = Field(default=None, ge=1, le=MAX_CONCURRENCY_LIMIT)
     description: str | None = Field(default=None, max_length=1024)
 
@@ -231,9 +255,10 @@ class PoolCreate(BaseModel):
 class Pool(PoolCreate):
     model_config = ConfigDict(extra="ignore")
 
-    #: Read as stored (see `Deployment`).
+    #: Read as stored (see `Deployment`); a pool stored before pool kinds is a worker pool.
     concurrency_limit: int | None = None
     name: str
+    type: str = "worker"
 
     queue_url: str | None = None
     dlq_url: str | None = None

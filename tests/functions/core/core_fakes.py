@@ -333,6 +333,9 @@ class InMemoryRunQueue:
         self.max_receive_counts[pool] = max_receive_count
         return PoolQueue(pool=pool, queue_url=f"memory://{pool}", dlq_url=f"memory://{pool}-dlq")
 
+    def declared_pool_type(self, pool: str) -> str | None:
+        return None
+
     def delete_pool_queue(self, pool: str) -> None:
         self.queues.pop(pool, None)
         self.dead_letters.pop(pool, None)

@@ -10,7 +10,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from sluice.exceptions import Conflict, NotFound
 
-from ...config import DEFAULT_QUEUE_VISIBILITY_TIMEOUT_SECONDS, pool_queue_names
+from ...config import DEFAULT_QUEUE_VISIBILITY_TIMEOUT_SECONDS, POOL_TYPE_TAG, pool_queue_names
 from ...ports import (
     DEFAULT_MAX_RECEIVE_COUNT,
     MAX_DELAY_SECONDS,
@@ -107,6 +107,18 @@ class SqsRunQueue:
             "Policy": tls_only_policy(queue_arn),
         })
         return PoolQueue(pool=pool, queue_url=queue_url, dlq_url=dlq_url)
+
+    def declared_pool_type(self, pool: str) -> str | None:
+        """The `POOL_TYPE_TAG` of the pool's queue (needs `sqs:ListQueueTags`); read only when
+        a pool is adopted, so once per pool."""
+        from sluice.models import POOL_TYPES
+
+        try:
+            tags = self._invoke(pool, "read the tags of", "list_queue_tags").get("Tags", {})
+        except NotFound:
+            return None
+        declared = tags.get(POOL_TYPE_TAG)
+        return declared if declared in POOL_TYPES else None
 
     def delete_pool_queue(self, pool: str) -> None:
         """Delete both queues (needs `sqs:DeleteQueue`). SQS refuses to create a queue of the

@@ -124,6 +124,10 @@ class SqliteRunQueue:
             )
         return self.queue_urls(pool)
 
+    def declared_pool_type(self, pool: str) -> str | None:
+        """Embedded pools are made by the control plane itself: none is declared elsewhere."""
+        return None
+
     def delete_pool_queue(self, pool: str) -> None:
         with self._db.write() as conn:
             conn.execute("DELETE FROM messages WHERE pool = ?", (pool,))

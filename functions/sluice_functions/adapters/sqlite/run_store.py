@@ -50,7 +50,8 @@ from .store_sql import (
 _INT64 = 2**63 - 1
 #: The pool fields a store keeps; the others are live values computed per request.
 POOL_CONFIGURATION_FIELDS = frozenset(
-    {"name", "concurrency_limit", "description", "queue_url", "dlq_url", "created", "paused"}
+    {"name", "type", "concurrency_limit", "description", "queue_url", "dlq_url", "created",
+     "paused"}
 )
 
 
