@@ -23,8 +23,7 @@ from _common import record  # noqa: E402
 from doc_sections import extract, splice  # noqa: E402
 from sluice_functions.orchestration.leases import LeasePolicy  # noqa: E402
 from sluice_worker.supervisor import RunSettings  # noqa: E402
-from sluice_worker.worker import PRESENCE_INTERVAL_SECONDS  # noqa: E402
-from sluice_worker.worker_leases import IDLE_INTERVALS_PER_BEAT  # noqa: E402
+from sluice_functions.service.pools import WORKER_IDLE_BEAT  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 REGION = "us-east-1"
@@ -73,17 +72,23 @@ SOURCES = [
     ("EC2 on-demand", "https://aws.amazon.com/ec2/pricing/on-demand/"),
     ("RDS for PostgreSQL", "https://aws.amazon.com/rds/postgresql/pricing/"),
 ]
-#: The stack's CloudWatch alarms. Fixed (17): in infra/sluice_infra/operations.py, the
-#: scheduler's and monitor's not-invoked (2), API throttled (1), throttles of each of the four
-#: functions (api, scheduler, monitor, automations: 4), table throttles (1) and the one
-#: dead-letter alarm over every pool (1); in observability.py, crashed runs, records a tick
-#: skipped, API 5xx (3) and errors of each function (4); in automation_function.py, the
-#: automation function's own dead letters (1). Per pool the stack creates (the default pool
-#: included): the age of its queue's oldest message (pools created later through the API get
-#: none).
-ALARMS_FIXED = 17
-ALARMS_PER_POOL = 1
-DASHBOARDS = 1
+#: The stack's CloudWatch alarms, essential set (`sluice:alarms=essential`, the default: 7): in
+#: infra/sluice_infra/operations.py, the scheduler's and monitor's not-invoked (2), the one
+#: dead-letter alarm over every pool (1) and API 429s (1); in observability.py, crashed runs
+#: and API 5xx (2); in automation_function.py, the automation function's own dead letters (1).
+#: None per pool.
+ALARMS_FIXED = 7
+ALARMS_PER_POOL = 0
+#: The full set (`sluice:alarms=full`: 17 + 1 per pool) adds throttles of
+#: each of the four functions (api, scheduler, monitor, automations: 4), table throttles (1),
+#: records a tick skipped (1), errors of each function (4), and per pool the stack creates (the
+#: default pool included) the age of its queue's oldest message (pools created later through
+#: the API get none).
+ALARMS_FULL_FIXED = 17
+ALARMS_FULL_PER_POOL = 1
+#: The dashboard is off by default (`sluice:dashboard=true` adds it: $3 a month beyond the
+#: account's first three).
+DASHBOARDS = 0
 #: Run lengths (seconds) the per-run figures are shown for.
 RUN_LENGTHS = (0, 60, 600)
 #: A busy worker beats once per interval: the lease's renewal interval (a third of the 90 s
@@ -91,10 +96,9 @@ RUN_LENGTHS = (0, 60, 600)
 #: queue message is extended as often.
 HEARTBEAT_INTERVAL = int(min(RunSettings().heartbeat_interval,
                              LeasePolicy().heartbeat_interval_seconds))
-#: An idle worker beats (its presence) every min(30 s, two of the control plane's renewal
-#: intervals) (worker_leases.py), so 30 s.
-IDLE_BEAT_INTERVAL = int(min(PRESENCE_INTERVAL_SECONDS,
-                             IDLE_INTERVALS_PER_BEAT * LeasePolicy().heartbeat_interval_seconds))
+#: An idle worker beats (its presence only: the worker's last_seen, no session write) as often
+#: as the control plane's answers say (`WORKER_IDLE_BEAT`, service/pools.py), so 180 s.
+IDLE_BEAT_INTERVAL = int(WORKER_IDLE_BEAT.total_seconds())
 #: Runs one worker holds at once in the model (the worker's default --limit): a run pays a
 #: quarter of each beat of its worker.
 RUNS_PER_WORKER = 4
@@ -168,9 +172,15 @@ class Model:
         self.events = calls["api: events batch"]
         records = self.events["records_per_call"]
         per_call = self.events["usage_per_call"]
+        # Priced from the batches that carried task runs (a short run's may all ride with the
+        # final state, whose WRU the meter splits out as dynamodb_wru_task_runs).
+        priced = next((c for c in (self.events, calls.get("api: events batch + final state"))
+                       if c and c["records_per_call"].get("task_runs")), self.events)
+        priced_usage = priced["usage_per_call"]
+        task_wru = priced_usage.get("dynamodb_wru_task_runs", priced_usage.get("dynamodb_wru", 0))
         #: One task-run record (a conditional PutItem) and one log line (bytes ingested).
-        self.task_record = {"dynamodb.PutItem": 1,
-                            "dynamodb_wru": per_call.get("dynamodb_wru", 0) / records["task_runs"]}
+        self.task_record = {"dynamodb.PutItem": 1, "dynamodb_wru":
+                            task_wru / max(1, priced["records_per_call"].get("task_runs", 0))}
         self.log_line = {"logs_bytes_run_logs":
                          per_call.get("logs_bytes_run_logs", 0) / max(1, records["logs"])}
         #: An events call without its records: request, invocation, run read, its own logs.
@@ -184,6 +194,17 @@ class Model:
                             (-self.events["calls_per_run"], per_call),
                             (1, {"dynamodb_stored_bytes": stored["table_bytes"]
                                  + stored["index_bytes"]}))
+        # The last batch carries the run's final state (issue 20): its records count as
+        # records, the rest of it (the state change) stays with the run, once per run.
+        final = calls.get("api: events batch + final state")
+        if final:
+            final_records = {k: v * final["calls_per_run"]
+                             for k, v in final.get("records_per_call", {}).items()}
+            self.records_per_run += final_records.get("task_runs", 0)
+            self.logs_per_run += final_records.get("logs", 0)
+            self.run_rest = add((1, self.run_rest),
+                                (-final_records.get("task_runs", 0), self.task_record),
+                                (-final_records.get("logs", 0), self.log_line))
 
     def worker_beat(self, runs: float) -> Usage:
         """One per-worker beat holding `runs` runs: linear between the beats measured holding
@@ -238,8 +259,16 @@ class Model:
 
 def fixed_monthly(pools: int = 1) -> dict[str, float]:
     alarms = ALARMS_FIXED + ALARMS_PER_POOL * pools
-    return {f"CloudWatch alarms ({alarms})": alarms * PRICES["alarm_month"],
-            "CloudWatch dashboard": DASHBOARDS * PRICES["dashboard_month"]}
+    return {f"CloudWatch alarms, essential set ({alarms})": alarms * PRICES["alarm_month"],
+            "CloudWatch dashboard (off by default)": DASHBOARDS * PRICES["dashboard_month"]}
+
+
+def optional_monthly(pools: int = 1) -> dict[str, float]:
+    """What the optional parts add to the idle stack (beyond the defaults of `fixed_monthly`)."""
+    full = ALARMS_FULL_FIXED + ALARMS_FULL_PER_POOL * pools
+    essential = ALARMS_FIXED + ALARMS_PER_POOL * pools
+    return {f"sluice:alarms=full ({full} alarms)": (full - essential) * PRICES["alarm_month"],
+            "sluice:dashboard=true": (1 - DASHBOARDS) * PRICES["dashboard_month"]}
 
 
 def table(header: list[str], rows: list[list[str]], align: str = "") -> str:
@@ -258,6 +287,8 @@ def render(counts: dict[str, Any]) -> tuple[str, dict[str, float]]:
     ticks = m.ticks()
     ticks_cost = cost(ticks)
     fixed = fixed_monthly()
+    optional = optional_monthly()
+    optional_full, optional_dashboard = optional.values()
     idle_total = ticks_cost["total"] + sum(fixed.values())
     scheduled_delta = cost(add((1, m.ticks("ticks_with_one_hourly_deployment")),
                                (-1, ticks)))["total"]
@@ -315,8 +346,8 @@ def render(counts: dict[str, Any]) -> tuple[str, dict[str, float]]:
         "## Summary",
         "",
         table(["scenario", "cost"], [
-            ["idle control plane, per month (ticks, alarms, dashboard)", money(idle_total)],
-            ["… of which the dashboard", money(fixed["CloudWatch dashboard"])],
+            ["idle control plane, per month (ticks, essential alarms)", money(idle_total)],
+            *[[f"… with {name}", "+" + money(value)] for name, value in optional.items()],
             [f"1,000 flow runs of {tasks} tasks, short (< {tasks} s)", money(per_1000[0]["total"])],
             [f"1,000 flow runs of {tasks} tasks, 1 minute each", money(per_1000[60]["total"])],
             [f"1,000 flow runs of {tasks} tasks, 10 minutes each", money(per_1000[600]["total"])],
@@ -423,9 +454,14 @@ def render(counts: dict[str, Any]) -> tuple[str, dict[str, float]]:
         ]),
         "",
         f"Each deployment on a schedule adds {money(scheduled_delta)} per month to the ticks "
-        "(the scheduler reads its upcoming runs every minute). Each extra pool the stack "
-        f"creates adds an oldest-message alarm ({money(PRICES['alarm_month'])}); pools created "
-        "later through the API add none (one dead-letter alarm covers every pool).",
+        "(the scheduler reads its upcoming runs every minute). The essential alarms (the "
+        "default) are the ticks' dead-man alarms, API 5xx, API 429s, crashed runs, dead letters "
+        "of every pool and of the automations; each is one metric (CloudWatch bills an alarm per metric "
+        "it reads, so combining them in a metric-math expression would save nothing). "
+        f"`sluice:alarms=full` adds {money(optional_full)} (Lambda and DynamoDB throttles, each "
+        "function's errors, records a tick skipped, and an oldest-message alarm per pool the "
+        f"stack creates, at {money(PRICES['alarm_month'])} each); `sluice:dashboard=true` adds "
+        f"{money(optional_dashboard)} (free for an account's first three dashboards).",
         "",
         "## A worker polling 24/7",
         "",
@@ -438,8 +474,11 @@ def render(counts: dict[str, Any]) -> tuple[str, dict[str, float]]:
         ]),
         "",
         f"Idle heartbeats are {100 * presence_cost['total'] / worker_total:.0f}% of it: "
-        "each is an API request, a Lambda invocation, DynamoDB reads and writes (the session's "
-        "lease and the worker) and log lines, where an empty long poll is a single SQS request. "
+        "each is an API request, a Lambda invocation, DynamoDB reads and one write (the worker's "
+        f"last_seen: a beat holding no run writes no session, {idle_beat.get('dynamodb_wru', 0):g}"
+        f" WRU, {idle_beat.get('dynamodb_rru', 0):g} RRU) and log lines, where an empty long "
+        "poll is a single SQS request. Long polls are kept at 20 s, the longest wait SQS "
+        "allows: polling less would delay pickup. "
         "A worker busy with runs polls less; its beats while it holds runs are counted with the "
         "runs.",
         "",

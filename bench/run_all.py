@@ -16,6 +16,8 @@ BENCHMARKS = [
     ["task_overhead.py"],
     ["task_overhead.py", "--mode", "server", "--repeats", "3"],
     ["pickup.py"],
+    # An idle worker: memory of the worker and its standby process (RSS, PSS), stop time.
+    ["idle_memory.py"],
     ["schedule_precision.py"],
     ["api.py"],
     ["throughput.py"],

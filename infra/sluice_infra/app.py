@@ -23,6 +23,7 @@ import sluice
 
 from .capacity import Capacity, CapacityError
 from .construct import SluiceControlPlane
+from .operations import ALARM_SETS, ESSENTIAL_ALARMS
 from .pools.context import POOL_CONTEXT_KEYS, add_pools, pool_options_from_context
 from .upgrades import UPGRADE_CONTEXT_KEYS, upgrade_options_from_context
 from .workers import WorkerFleet
@@ -40,6 +41,10 @@ CONTEXT_KEYS = {
     "sluice:extraPools": "comma-separated pools whose queues the stack creates",
     "sluice:logRetentionDays": "log retention in days (default 30)",
     "sluice:alarmEmail": "an address for alarm notifications",
+    "sluice:alarms": "essential (default: 6 alarms, under $1 a month idle) or full (18 with one "
+                     "pool: adds throttles, 429s, per-function errors, queue age)",
+    "sluice:dashboard": "true to create the CloudWatch dashboard (default false: $3 a month "
+                        "beyond an account's first three)",
     "sluice:removalPolicy": "retain (default) or destroy: the data on stack delete",
     "sluice:workerFleet": "true for an EC2 Auto Scaling worker fleet",
     "sluice:workerPool": "the fleet's pool (default: default)",
@@ -149,6 +154,10 @@ def build_stack(app: App) -> Stack:
     if removal not in ("retain", "destroy"):
         raise ContextError(f"context sluice:removalPolicy must be retain or destroy, "
                            f"not {removal!r}")
+    alarms = (context.text("sluice:alarms", ESSENTIAL_ALARMS) or "").lower()
+    if alarms not in ALARM_SETS:
+        raise ContextError(f"context sluice:alarms must be one of {', '.join(ALARM_SETS)}, "
+                           f"not {alarms!r}")
     fleet = None
     if context.flag("sluice:workerFleet"):
         wheel = context.text("sluice:workerSluiceWheel")
@@ -183,6 +192,8 @@ def build_stack(app: App) -> Stack:
         extra_pools=[*extra_pools, *pool_options.queue_pools],
         log_retention=LOG_RETENTION[log_days],
         alarm_email=context.text("sluice:alarmEmail"),
+        alarms=alarms,
+        dashboard=context.flag("sluice:dashboard"),
         worker_fleet=fleet,
         removal_policy=RemovalPolicy.RETAIN if removal == "retain" else RemovalPolicy.DESTROY,
         capacity=capacity,

@@ -31,6 +31,7 @@ from .http_api import ControlPlaneApi, Throttle
 from .log_queries import SavedQueries
 from .notifications import NotificationAccess
 from .observability import ControlPlaneObservability
+from .operations import ALARM_SETS, ESSENTIAL_ALARMS
 from .storage import (PoolQueues, create_bundle_bucket, create_pool_queues, create_table,
                       staged_indexes)
 from .upgrades import BackupPlanOptions, ControlPlaneUpgrades
@@ -43,7 +44,8 @@ PREFIX_PATTERN = r"^[a-z][a-z0-9-]{0,29}$"
 
 class SluiceControlPlane(Construct):
     """The Sluice control plane: HTTP API, api/scheduler/monitor functions, DynamoDB table, pool
-    queues, bundle bucket, log groups, dashboard, alarms, worker policy, optional worker fleet.
+    queues, bundle bucket, log groups, alarms, optional dashboard, worker policy, optional
+    worker fleet.
 
     Use it as its own stack (`sluice_infra.app`) or inside your CDK app; one per stack (its
     outputs have fixed logical ids that `sluice profile create` reads).
@@ -55,6 +57,12 @@ class SluiceControlPlane(Construct):
         fleet need them at deploy time); others can be created later with `sluice pool create`.
     :param log_retention: retention of every log group (run logs, functions, API access logs).
     :param alarm_email: an address subscribed to the alarm topic (it must confirm by email).
+    :param alarms: "essential" (default: 6 alarms, ticks not invoked, API 5xx, crashed runs,
+        dead letters of every pool and of automations; keeps an idle stack under $1 a month) or
+        "full" (adds throttles, API 429s, each function's errors, skipped records and the age
+        of each pool queue's oldest message: 18 with one pool; README "Alarms").
+    :param dashboard: also create the CloudWatch dashboard (default False: $3 a month beyond
+        an account's first three dashboards; the alarms and saved queries cover operations).
     :param worker_fleet: an EC2 Auto Scaling group of workers (`WorkerFleet`), or None.
     :param removal_policy: what a stack delete does to the data (table, bucket, run logs);
         RETAIN also turns on the table's deletion protection.
@@ -82,6 +90,8 @@ class SluiceControlPlane(Construct):
                  extra_pools: Sequence[str] = (),
                  log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
                  alarm_email: str | None = None,
+                 alarms: str = ESSENTIAL_ALARMS,
+                 dashboard: bool = False,
                  worker_fleet: WorkerFleet | None = None,
                  removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
                  capacity: Capacity = Capacity(),
@@ -97,6 +107,8 @@ class SluiceControlPlane(Construct):
         if not re.match(PREFIX_PATTERN, prefix):
             raise ValueError(f"prefix {prefix!r} must match {PREFIX_PATTERN} (lowercase "
                              "letters, digits and '-', at most 30 characters)")
+        if alarms not in ALARM_SETS:
+            raise ValueError(f"alarms {alarms!r} must be one of {', '.join(ALARM_SETS)}")
         if worker_fleet is not None and worker_fleet.pool not in pools:
             raise ValueError(f"worker fleet pool {worker_fleet.pool!r} has no queue in this "
                              f"stack; add it to extra_pools (pools: {', '.join(pools)})")
@@ -164,7 +176,8 @@ class SluiceControlPlane(Construct):
             http_api=self.api.http_api, pools=self.pools,
             functions={**self.functions.functions,
                        "automations": self.automation_function.function},
-            table=self.table, access_log_group=access_logs)
+            table=self.table, access_log_group=access_logs, alarm_set=alarms,
+            dashboard=dashboard)
         self.automation_function.alarm_on_dead_letters(self.alarm_topic)
         self.upgrades = ControlPlaneUpgrades(
             self, "Upgrades", table=self.table,

@@ -1,4 +1,10 @@
-"""The CloudWatch dashboard and alarms of the control plane.
+"""The CloudWatch dashboard (optional) and alarms of the control plane.
+
+Which alarms: `alarm_set` (`operations.ALARM_SETS`). Every set has crashed runs and API 5xx
+(besides the operations module's dead-man and dead-letter alarms); the full set adds errors of
+each function and records a tick skipped. The dashboard is built only when asked for
+(`dashboard=True`): $3 a month beyond an account's first three, and the alarms, saved queries
+and `sluice pool ls` cover day-to-day operations.
 
 Custom metrics are the EMF metrics `sluice_functions` emits (names below; tests/infra checks each
 still appears in the functions' code). They carry a `pool` or `state` dimension, or none, so the
@@ -22,7 +28,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from .operations import DEAD_LETTER_MESSAGES, OperationsAlarms
+from .operations import DEAD_LETTER_MESSAGES, ESSENTIAL_ALARMS, FULL_ALARMS, OperationsAlarms
 from .storage import PoolQueues
 
 # ---- metric names emitted by sluice_functions (and where) ---------------------------------------
@@ -54,39 +60,42 @@ def metrics_insights_total(namespace: str, metric: str) -> str:
 
 
 class ControlPlaneObservability(Construct):
-    """Alarms (each notifying `topic`) and the dashboard."""
+    """Alarms (each notifying `topic`) and, when `dashboard`, the dashboard."""
 
     def __init__(self, scope: Construct, construct_id: str, *, namespace: str,
                  dashboard_name: str, topic: sns.ITopic, http_api: apigateway.HttpApi,
                  functions: Mapping[str, lambda_.Function], pools: Sequence[PoolQueues],
                  table: dynamodb.ITable, access_log_group: logs.ILogGroup,
-                 ticks: Sequence[str] = ("scheduler", "monitor")) -> None:
+                 ticks: Sequence[str] = ("scheduler", "monitor"),
+                 alarm_set: str = ESSENTIAL_ALARMS, dashboard: bool = False) -> None:
         super().__init__(scope, construct_id)
         self.namespace = namespace
         notify = actions.SnsAction(topic)
         # Dead-man, throttles, oldest message, and the one dead-letter alarm over every pool.
         self.operations = OperationsAlarms(
             self, "Operations", namespace=namespace, functions=functions, ticks=ticks,
-            table=table, access_log_group=access_log_group, pools=pools)
+            table=table, access_log_group=access_log_group, pools=pools, alarm_set=alarm_set)
         self.alarms: list[cloudwatch.Alarm] = list(self.operations.alarms)
         self._any_alarm(CRASHED_RUNS, "crashed runs",
                         "The monitor marked runs Crashed: their worker stopped heartbeating "
                         "(killed, lost network, instance gone).")
-        self._any_alarm(TICK_RECORD_ERRORS, "records a tick skipped",
-                        "The scheduler or monitor skipped a run or deployment it could not "
-                        "handle (bad stored data or a bug); its id is in the function's log. "
-                        "The other records were handled.")
         self._alarm("ApiServerErrors",
                     http_api.metric_server_error(period=PERIOD, statistic="Sum"),
                     threshold=API_SERVER_ERRORS_THRESHOLD,
                     description="The Sluice API answered 5xx repeatedly.")
-        for name, function in functions.items():
-            self._alarm(f"{name.capitalize()}FunctionErrors",
-                        function.metric_errors(period=PERIOD, statistic="Sum"), threshold=1,
-                        description=f"The {name} function failed (see its log group).")
+        if alarm_set == FULL_ALARMS:
+            self._any_alarm(TICK_RECORD_ERRORS, "records a tick skipped",
+                            "The scheduler or monitor skipped a run or deployment it could not "
+                            "handle (bad stored data or a bug); its id is in the function's "
+                            "log. The other records were handled.")
+            for name, function in functions.items():
+                self._alarm(f"{name.capitalize()}FunctionErrors",
+                            function.metric_errors(period=PERIOD, statistic="Sum"), threshold=1,
+                            description=f"The {name} function failed (see its log group).")
         for alarm in self.alarms:
             alarm.add_alarm_action(notify)
-        self.dashboard = self._dashboard(dashboard_name, http_api, functions, pools)
+        self.dashboard: cloudwatch.Dashboard | None = (
+            self._dashboard(dashboard_name, http_api, functions, pools) if dashboard else None)
 
     def _any_alarm(self, metric: str, label: str, description: str) -> None:
         """An alarm (named after `metric`) on any occurrence of `metric`, over all dimensions."""

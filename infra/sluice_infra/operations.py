@@ -1,15 +1,17 @@
 """The operator's alarms beyond errors and crashes, and the saved Logs Insights queries.
 
-Alarms (each notifies the alarm topic, through `ControlPlaneObservability`):
+Alarms (each notifies the alarm topic, through `ControlPlaneObservability`). In every alarm set
+(`ESSENTIAL_ALARMS`, the default):
 * dead-man: the scheduler or the monitor was not invoked for `DEAD_MAN_MINUTES` (missing data
   is breaching: a function that is never invoked reports nothing at all);
-* API 429s: an HTTP API has no throttle metric, so a metric filter counts status 429 in its
-  access log;
+* one dead-letter alarm over every pool, those created later included: the monitor reports
+  the total (`sluice_functions.monitoring.dead_letters`);
+* API 429s, the first sign that the capacity is too low for the load (README "Capacity"): an
+  HTTP API has no throttle metric, so a metric filter counts status 429 in its access log.
+In the full set only (`FULL_ALARMS`):
 * Lambda throttles of each function; DynamoDB read/write throttle events of the table;
 * the age of the oldest message of each pool queue the stack created (runs waiting for a
-  worker);
-* one dead-letter alarm over every pool, those created later included: the monitor reports
-  the total (`sluice_functions.monitoring.dead_letters`).
+  worker).
 """
 
 from __future__ import annotations
@@ -39,6 +41,14 @@ API_THROTTLED_THRESHOLD = 10
 OLDEST_MESSAGE_SECONDS = 15 * 60
 #: Any throttle of a function or the table is worth a look (a tick throttled did not run).
 THROTTLES_THRESHOLD = 1
+#: The alarm sets (`sluice:alarms`). CloudWatch bills $0.10 a month per metric an alarm reads
+#: (each metric of a metric-math expression counts), so the set is what sets the idle bill:
+#: essential (7 alarms, $0.70) keeps an idle stack under $1 a month; full (17 + one per pool the
+#: stack creates) adds Lambda and DynamoDB throttles, queue age, per-function errors and skipped
+#: records.
+ESSENTIAL_ALARMS = "essential"
+FULL_ALARMS = "full"
+ALARM_SETS = (ESSENTIAL_ALARMS, FULL_ALARMS)
 
 
 def metric_filter_pattern_429() -> logs.IFilterPattern:
@@ -52,7 +62,7 @@ class OperationsAlarms(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, namespace: str,
                  functions: Mapping[str, lambda_.Function], ticks: Sequence[str],
                  table: dynamodb.ITable, access_log_group: logs.ILogGroup,
-                 pools: Sequence[PoolQueues]) -> None:
+                 pools: Sequence[PoolQueues], alarm_set: str = ESSENTIAL_ALARMS) -> None:
         super().__init__(scope, construct_id)
         self.namespace = namespace
         self.alarms: list[cloudwatch.Alarm] = []
@@ -68,6 +78,13 @@ class OperationsAlarms(Construct):
                 alarm_description=f"The {name} was not invoked for {DEAD_MAN_MINUTES} minutes: "
                                   "its EventBridge rule is disabled or deleted, or the function "
                                   "cannot start. Nothing is scheduled or monitored meanwhile."))
+        self._at_least("DeadLetters",
+                       cloudwatch.Metric(namespace=namespace, metric_name=DEAD_LETTER_MESSAGES,
+                                         statistic="Maximum", period=PERIOD),
+                       1,
+                       "Runs were delivered maxReceiveCount times without finishing and are in "
+                       "a pool's dead-letter queue (any pool, those created later too; "
+                       "`sluice pool ls` shows which).")
         logs.MetricFilter(self, "ApiThrottledFilter", log_group=access_log_group,
                           filter_pattern=metric_filter_pattern_429(),
                           metric_namespace=namespace, metric_name=API_THROTTLED,
@@ -78,6 +95,14 @@ class OperationsAlarms(Construct):
                        API_THROTTLED_THRESHOLD,
                        "The API answered 429 (throttled) repeatedly: raise the stage throttle "
                        "(sluice:apiThrottleRate / apiThrottleBurst, README \"Capacity\").")
+        if alarm_set == FULL_ALARMS:
+            self._full(namespace=namespace, functions=functions, table=table,
+                       access_log_group=access_log_group, pools=pools)
+
+    def _full(self, *, namespace: str, functions: Mapping[str, lambda_.Function],
+              table: dynamodb.ITable, access_log_group: logs.ILogGroup,
+              pools: Sequence[PoolQueues]) -> None:
+        """The alarms only the full set has (module docstring)."""
         for name, function in functions.items():
             self._at_least(f"{name.capitalize()}Throttles",
                            function.metric_throttles(period=PERIOD, statistic="Sum"),
@@ -100,13 +125,6 @@ class OperationsAlarms(Construct):
                            f"A run of pool {pool.pool} has waited over "
                            f"{OLDEST_MESSAGE_SECONDS // 60} minutes for a worker: start workers "
                            "or add slots.")
-        self._at_least("DeadLetters",
-                       cloudwatch.Metric(namespace=namespace, metric_name=DEAD_LETTER_MESSAGES,
-                                         statistic="Maximum", period=PERIOD),
-                       1,
-                       "Runs were delivered maxReceiveCount times without finishing and are in "
-                       "a pool's dead-letter queue (any pool, those created later too; the "
-                       "dashboard shows which).")
 
     def _at_least(self, construct_id: str, metric: cloudwatch.IMetric, threshold: float,
                   description: str) -> None:

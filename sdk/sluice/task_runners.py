@@ -82,6 +82,13 @@ class TaskRunner:
         assert self._pool is not None
         self._pool.submit(job.run)
 
+    def submit_many(self, jobs: list[TaskJob]) -> None:
+        """Queue several task runs at once (`Task.map`): one pass over the pool's queue."""
+        if self._pool is None:
+            self.start()
+        assert self._pool is not None
+        self._pool.submit_many([job.run for job in jobs])
+
     def body_for(self, call: TaskCall) -> Callable[..., Any] | None:
         """What runs the task's body instead of `task.fn` (None: `task.fn` in the pool thread)."""
         return None

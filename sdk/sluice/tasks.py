@@ -18,7 +18,6 @@ from .exceptions import ConfigurationError
 if TYPE_CHECKING:
     from .cache_policies import CachePolicy as PolicyObject
     from .engine.futures import TaskFuture
-    from .models import State
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -241,7 +240,7 @@ class Task(Generic[P, R]):
                **kwargs: Any) -> TaskFuture[R]:
         """Run the task concurrently in the flow run's thread pool; returns a future (with
         `return_state=True`: waits, and returns the run's final state instead)."""
-        from .engine.task_engine import submit_task
+        from .engine.dispatch import submit_task
 
         return submit_task(self, args, kwargs, wait_for=wait_for)
 
@@ -251,7 +250,7 @@ class Task(Generic[P, R]):
         Wrap constants in `unmapped(...)`; strings, bytes, dicts and futures are passed whole.
         Returns a `TaskFutureList` (a list with `.result()` and `.wait()`), or with
         `return_state=True` waits and returns the runs' final states."""
-        from .engine.task_engine import map_task
+        from .engine.dispatch import map_task
 
         return map_task(self, args, kwargs, wait_for=wait_for)
 

@@ -19,6 +19,7 @@ FULL_CONTEXT = {
     "sluice:stackName": FULL_STACK, "sluice:prefix": "full", "sluice:retentionDays": "14",
     "sluice:extraPools": "etl,ml", "sluice:logRetentionDays": "7",
     "sluice:alarmEmail": "ops@example.com", "sluice:removalPolicy": "destroy",
+    "sluice:alarms": "full", "sluice:dashboard": "true",
     "sluice:workerFleet": "true", "sluice:workerPool": "etl",
     "sluice:workerInstanceType": "m7g.large", "sluice:workerMinCapacity": "1",
     "sluice:workerMaxCapacity": "6", "sluice:workerRunsPerInstance": "8",

@@ -55,11 +55,16 @@ def test_every_alarm_notifies_the_alarm_topic(synthesized, stack):
     fleet_scaling = {i for i, a in _alarms(synthesized, stack).items()
                      if "worker fleet" in a["Properties"].get("AlarmDescription", "")}
     alarms = {i: a for i, a in _alarms(synthesized, stack).items() if i not in fleet_scaling}
-    pools = 1 if stack == DEFAULT_STACK else 3
-    # oldest message per pool, dead letters of all pools, crashed, records a tick skipped, API
-    # 5xx, function errors and throttles (api, scheduler, monitor, automations), ticks not
-    # invoked, API 429s, table throttles, the automations' dead-letter queue
-    assert len(alarms) == pools + 1 + 1 + 1 + 1 + 4 + 4 + 2 + 1 + 1 + 1
+    if stack == DEFAULT_STACK:
+        # The essential set (the default): ticks not invoked, API 5xx, API 429s, crashed runs,
+        # dead letters of all pools, the automations' dead-letter queue.
+        assert len(alarms) == 2 + 1 + 1 + 1 + 1 + 1
+    else:
+        # The full set: oldest message per pool, dead letters of all pools, crashed, records a
+        # tick skipped, API 5xx, function errors and throttles (api, scheduler, monitor,
+        # automations), ticks not invoked, API 429s, table throttles, the automations' DLQ.
+        pools = 3
+        assert len(alarms) == pools + 1 + 1 + 1 + 1 + 4 + 4 + 2 + 1 + 1 + 1
     for alarm in alarms.values():
         assert alarm["Properties"]["AlarmActions"] == [{"Ref": topic_id}]
 
@@ -94,15 +99,19 @@ def test_api_and_lambda_error_alarms(synthesized):
     assert server_errors["Namespace"] == "AWS/ApiGateway"
     assert server_errors["Threshold"] == API_SERVER_ERRORS_THRESHOLD
     assert refers_to(server_errors["Dimensions"], api_id)
+    # Each function's errors: in the full set only (the essential set pages on API 5xx).
+    assert [a for a in alarms if a.get("MetricName") == "Errors"] == []
+    alarms = [a["Properties"] for a in _alarms(synthesized, FULL_STACK).values()]
     lambda_errors = [a for a in alarms if a.get("MetricName") == "Errors"]
-    functions = synthesized.resources("AWS::Lambda::Function")
+    functions = {i: f for i, f in synthesized.resources("AWS::Lambda::Function", FULL_STACK).items()
+                 if "Automations" in i or "Functions" in i}
     assert len(lambda_errors) == len(functions) == 4  # api, scheduler, monitor, automations
     for function_id in functions:
         assert any(refers_to(a["Dimensions"], function_id) for a in lambda_errors)
 
 
 def test_the_dashboard_shows_runs_api_functions_and_queues(synthesized):
-    (_, dashboard) = synthesized.only("AWS::CloudWatch::Dashboard")
+    (_, dashboard) = synthesized.only("AWS::CloudWatch::Dashboard", FULL_STACK)
     body = json.dumps(dashboard["Properties"]["DashboardBody"])
     for metric in CUSTOM_METRICS:
         assert f'MetricName=\\\\\\"{metric}\\\\\\"' in body, metric

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from aws_cdk import App, Stack
 
-from sluice_functions.config import DEFAULT_METRICS_NAMESPACE
+from sluice_functions.config import metrics_namespace_for
 from sluice_infra import SluiceControlPlane
 from sluice_infra import asset as lambda_asset
 from sluice_infra.app import CAPACITY_CONTEXT_KEYS, ContextError, build_stack
@@ -28,6 +28,8 @@ from .conftest import DEFAULT_STACK, FULL_STACK
 from .template_reading import refers_to
 
 CONTEXT_STACK = "SluiceSized"
+#: The full stack's prefix is "full" (conftest.FULL_CONTEXT).
+FULL_NAMESPACE = metrics_namespace_for("full")
 KWARGS_STACK = "SluiceKwargs"
 SIZED_CONTEXT = {
     "sluice:stackName": CONTEXT_STACK, "sluice:prefix": "sized",
@@ -92,8 +94,10 @@ def test_only_the_dead_man_alarms_treat_missing_data_as_breaching(synthesized):
 
 
 def test_api_429s_are_counted_from_the_access_log_and_alarmed(synthesized):
-    (stage,) = synthesized.resources("AWS::ApiGatewayV2::Stage").values()
-    (log_filter,) = synthesized.resources("AWS::Logs::MetricFilter").values()
+    # In both alarm sets: the first sign that the capacity is too low for the load.
+    assert len(synthesized.resources("AWS::Logs::MetricFilter")) == 1
+    (stage,) = synthesized.resources("AWS::ApiGatewayV2::Stage", FULL_STACK).values()
+    (log_filter,) = synthesized.resources("AWS::Logs::MetricFilter", FULL_STACK).values()
     properties = log_filter["Properties"]
     # The filter reads the log group the stage writes its access log to.
     assert refers_to(stage["Properties"]["AccessLogSettings"]["DestinationArn"],
@@ -101,17 +105,19 @@ def test_api_429s_are_counted_from_the_access_log_and_alarmed(synthesized):
     assert properties["FilterPattern"] == '{ $.status = "429" }'
     (transformation,) = properties["MetricTransformations"]
     assert (transformation["MetricNamespace"], transformation["MetricName"]) == (
-        DEFAULT_METRICS_NAMESPACE, API_THROTTLED)
-    (alarm,) = [a for a in _alarms(synthesized).values() if a.get("MetricName") == API_THROTTLED]
-    assert alarm["Namespace"] == DEFAULT_METRICS_NAMESPACE
+        FULL_NAMESPACE, API_THROTTLED)
+    (alarm,) = [a for a in _alarms(synthesized, FULL_STACK).values()
+                if a.get("MetricName") == API_THROTTLED]
+    assert alarm["Namespace"] == FULL_NAMESPACE
     assert alarm["Threshold"] == API_THROTTLED_THRESHOLD
     assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
 
 
-def test_every_function_has_a_throttle_and_an_error_alarm(synthesized):
-    alarms = _alarms(synthesized).values()
-    for module in _functions(synthesized.template()):
-        function_id = _function_id(synthesized.template(), module)
+def test_every_function_has_a_throttle_and_an_error_alarm_in_the_full_set(synthesized):
+    alarms = _alarms(synthesized, FULL_STACK).values()
+    template = synthesized.template(FULL_STACK)
+    for module in _functions(template):
+        function_id = _function_id(template, module)
         for metric in ("Throttles", "Errors"):
             matching = [a for a in alarms if a.get("MetricName") == metric
                         and refers_to(a["Dimensions"], function_id)]
@@ -121,8 +127,8 @@ def test_every_function_has_a_throttle_and_an_error_alarm(synthesized):
 
 
 def test_the_table_throttle_alarm_adds_read_and_write_throttle_events(synthesized):
-    (table_id,) = synthesized.resources("AWS::DynamoDB::Table")
-    table_alarms = [a for a in _alarms(synthesized).values()
+    (table_id,) = synthesized.resources("AWS::DynamoDB::Table", FULL_STACK)
+    table_alarms = [a for a in _alarms(synthesized, FULL_STACK).values()
                     if "Metrics" in a and refers_to(a["Metrics"], table_id)]
     (alarm,) = table_alarms
     names = {m["MetricStat"]["Metric"]["MetricName"] for m in alarm["Metrics"] if "MetricStat" in m}
@@ -131,11 +137,13 @@ def test_the_table_throttle_alarm_adds_read_and_write_throttle_events(synthesize
     assert expression == "reads + writes" and alarm["Threshold"] == 1
 
 
-@pytest.mark.parametrize(("stack", "pools"), [(DEFAULT_STACK, 1), (FULL_STACK, 3)])
-def test_each_pool_queue_has_an_oldest_message_alarm(synthesized, stack, pools):
-    ages = [a for a in _alarms(synthesized, stack).values()
+def test_each_pool_queue_has_an_oldest_message_alarm_in_the_full_set(synthesized):
+    # The essential set has none (the dead-letter alarm covers every pool).
+    assert not [a for a in _alarms(synthesized).values()
+                if a.get("MetricName") == "ApproximateAgeOfOldestMessage"]
+    ages = [a for a in _alarms(synthesized, FULL_STACK).values()
             if a.get("MetricName") == "ApproximateAgeOfOldestMessage"]
-    assert len(ages) == pools
+    assert len(ages) == 3
     assert {a["Threshold"] for a in ages} == {OLDEST_MESSAGE_SECONDS}
     assert {a["Statistic"] for a in ages} == {"Maximum"}
 
@@ -149,7 +157,7 @@ def test_one_dead_letter_alarm_watches_the_monitors_total_over_every_pool(synthe
 
 
 def test_the_dashboard_shows_dead_letters_per_pool_by_search(synthesized):
-    (dashboard,) = synthesized.resources("AWS::CloudWatch::Dashboard").values()
+    (dashboard,) = synthesized.resources("AWS::CloudWatch::Dashboard", FULL_STACK).values()
     body = str(dashboard["Properties"]["DashboardBody"])
     # Only the per-pool SEARCH names the monitor's gauge: pools created later get a line.
     assert DEAD_LETTER_MESSAGES in body and "pool}" in body

@@ -199,13 +199,20 @@ request) to answer, per run, `renewed`, `cancel_requested`, `stop` and the state
 item: the session's lease (`renewed_at`, expiry, and `held`: the runs and leases it renewed).
 The runs themselves are not written. The worker keeps each run's deadline as before: the send
 time of the last beat whose answer renewed that run, plus T; `stop` stops the flow process at
-once (as a 409 did), and a beat that fails changes no deadline. Why two attempts still never
+once (as a 409 did), and a beat that fails changes no deadline. A beat that names no run,
+from a session whose last renewal held none, is presence only: it writes the worker's
+`last_seen` and no session, so an idle worker beats every 3 minutes (longer than T) at one
+write each. The beat after a worker's last run ended still comes at the busy interval, so its
+session is stored holding nothing while its lease is valid. Why two attempts still never
 overlap:
 
 * The session write is a compare-and-set on the session's previous renewal and is refused once
-  the session's lease has expired, checked against the clock when it is written. A session that
-  went silent can never renew again (409: its worker stops every run it held and starts a new
-  session).
+  the session's lease has expired while it held runs, checked against the clock when it is
+  written. A session that went silent holding runs can never renew again (409: its worker stops
+  every run it held and starts a new session). A session whose last renewal held no run gave
+  the monitor nothing to judge (the monitor only trusts a session for the runs in `held`), so
+  it may renew again after an idle spell; the runs it then names are renewed by the next rule
+  alone, through their own claim's recency.
 * A beat renews a run only if the run's holder is this session and the session's previous
   renewal held that very lease, or the run's own last sign of life (its claim, or a per-run
   heartbeat) is younger than T. A run dropped from the list, or never renewed in time, is
@@ -225,7 +232,7 @@ Requests per renewal interval (10 s by default) for W workers holding R runs in 
 after: per-run heartbeats were R requests (each one run write and one worker write) plus the
 presence beats, W every 30 s; per-worker heartbeats are W requests (each one session write, one
 worker write, two single-item reads and one batch read of that worker's runs), and an idle
-worker beats every 30 s. For 1,000 runs on 50 workers: about 1,017 requests per 10 s (102/s,
+worker beats every 3 minutes (one worker write, two reads: issue 20). For 1,000 runs on 50 workers: about 1,017 requests per 10 s (102/s,
 the whole default API throttle) before, 50 per 10 s (5/s) after. Per-run heartbeats stay for
 runs without a worker (`sluice run`, a flow's own process) and for workers of an older control
 plane (they fall back when the route answers 404). Under throttling (HTTP 429) the client keeps

@@ -31,7 +31,9 @@ def templates(tmp_path_factory) -> dict[str, dict]:
     """Both stacks in one app, synthesized once (seconds: the Lambda asset is cached)."""
     app = App(outdir=str(tmp_path_factory.mktemp("cdk.out")))
     for name, prefix in PREFIXES.items():
-        SluiceControlPlane(Stack(app, name), "ControlPlane", prefix=prefix)
+        # Every alarm and the dashboard (both optional) read a namespace: all of them on.
+        SluiceControlPlane(Stack(app, name), "ControlPlane", prefix=prefix, alarms="full",
+                           dashboard=True)
     assembly = app.synth()
     return {name: assembly.get_stack_by_name(name).template for name in PREFIXES}
 

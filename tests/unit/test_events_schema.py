@@ -220,10 +220,12 @@ def test_a_worker_gone_silent_is_reported_offline_once_per_spell(ports):
     # Given a worker that claimed a run and then went silent
     run = queued_run(ports)
     claim(ports, run.id)
-    # When the monitor ticks twice during its silence
-    for minutes in (5, 6):
+    # When the monitor ticks twice during its silence (past the online window)
+    from sluice_functions.service.pools import WORKER_ONLINE_WITHIN
+    for minutes in (1, 2):
         monitor_runs(store=ports.store, queue=ports.queue, metrics=ports.metrics,
-                     heartbeat_timeout=3600, now=NOW + timedelta(minutes=minutes))
+                     heartbeat_timeout=3600,
+                     now=NOW + WORKER_ONLINE_WITHIN + timedelta(minutes=minutes))
     # Then it went offline once, in its pool
     offline = events_of(ports, "w1")
     assert [e.name for e in offline] == ["sluice.worker.offline"]

@@ -225,7 +225,9 @@ def test_an_idle_beat_is_the_workers_presence(plane):
 
 
 def test_a_session_belongs_to_one_worker_and_the_pool_must_exist(plane):
-    plane.beat("s1", {}, NOW)
+    # (A session is stored once it renews a run: idle beats are presence only, issue 20.)
+    run_id = plane.run()
+    plane.beat("s1", {run_id: plane.claim(run_id, "s1")}, NOW)
     # When another worker name uses the same session id, Then 409
     with pytest.raises(StaleLease):
         plane.beat("s1", {}, NOW, worker="w2")

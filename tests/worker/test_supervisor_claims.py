@@ -29,7 +29,8 @@ class OldControlPlane:
         self.claims: list[bool] = []
 
     def claim_flow_run(self, flow_run_id: str, worker: str, *, attempt: int | None,
-                       claim_id: str | None, requeue: bool) -> str:
+                       claim_id: str | None, requeue: bool, start: bool = False,
+                       with_deployment: bool = False) -> str:
         self.claims.append(requeue)
         if requeue:
             raise errors.ValidationError("body.requeue: Extra inputs are not permitted",

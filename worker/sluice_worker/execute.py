@@ -13,6 +13,7 @@ import sys
 ENV_FLOW_RUN_ID = "SLUICE_FLOW_RUN_ID"
 ENV_LEASE = "SLUICE_LEASE"
 ENV_ENTRYPOINT = "SLUICE_ENTRYPOINT"
+ENV_FLOW_RUN = "SLUICE_FLOW_RUN"  # the claimed run (see claim_started)
 EXIT_REPORTED = 0
 EXIT_NOT_REPORTED = 70  # EX_SOFTWARE: the final state could not be reported
 #: How long start-up calls ride out an unreachable control plane (the reporter's transitions
@@ -21,8 +22,10 @@ PATIENCE_SECONDS = 120.0
 
 
 def main() -> int:
+    from .lean_imports import import_httpx_without_its_cli
+
+    import_httpx_without_its_cli()  # before the client imports it (a no-op after `standby`)
     from sluice.client import get_client
-    from sluice.client.reporter import HttpReporter
     from sluice.client.transport import retry_transient
     from sluice.engine import run_flow
     from sluice.entrypoints import load_flow
@@ -36,15 +39,20 @@ def main() -> int:
     fence = Fence.from_environment(flow_run_id, lease)
     if fence is not None:
         fence.start()
+    from .claim_started import claimed_flow_run, reporter_for
+
     client = get_client()
-    reporter = HttpReporter(client)
+    # The run as the worker's claim answered it (no request), else read from the control
+    # plane: a control plane that is briefly unreachable delays the start instead of crashing.
+    claimed = claimed_flow_run(flow_run_id)
+    os.environ.pop(ENV_FLOW_RUN, None)  # not for the processes the flow starts
+    flow_run = claimed or retry_transient(lambda: client.get_flow_run(flow_run_id),
+                                          PATIENCE_SECONDS, what=f"reading flow run {flow_run_id}")
+    reporter = reporter_for(client, flow_run, from_claim=claimed is not None)
     reporter.adopted.add(flow_run_id)
     reporter.leases[flow_run_id] = lease
     if fence is not None:
         reporter.local_leases[flow_run_id] = fence.lease
-    # A control plane that is briefly unreachable delays the start instead of crashing the run.
-    flow_run = retry_transient(lambda: client.get_flow_run(flow_run_id), PATIENCE_SECONDS,
-                               what=f"reading flow run {flow_run_id}")
     from sluice.models import LogLevel
 
     from .streams import RunOutput
@@ -94,6 +102,9 @@ def standby() -> int:
     The first stdin line is the run's JSON `{"env": {...}, "cwd": "..."}`."""
     import json
 
+    from .lean_imports import import_httpx_without_its_cli
+
+    import_httpx_without_its_cli()  # ~5 MiB less for each idle worker (lean_imports)
     import sluice.client.reporter  # noqa: F401 - the imports are the point of waiting here
     import sluice.engine  # noqa: F401
     import sluice.entrypoints  # noqa: F401

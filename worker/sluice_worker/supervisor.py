@@ -73,6 +73,10 @@ class RunSupervisor:
         self.sessions: Any = None
         #: The session the latest claim request named (None: none).
         self.claim_session: str | None = None
+        #: The claim asked to start the run (Running in the claim's write, see `ClaimRequest`).
+        self.claim_started = False
+        #: The run's deployment as the claim's answer carried it (None: read it separately).
+        self.claimed_deployment: Any = None
         #: The message a run stopped at its deadline ends TimedOut with (`request_stop(
         #: "deadline")`, see `one_run`).
         self.deadline_message = "stopped at its deadline"
@@ -85,12 +89,19 @@ class RunSupervisor:
     def _claim(self, body: RunMessage) -> Any:
         worker = self.worker
         session = self.claim_session = self._session()
+        starts = self.claim_started = getattr(worker, "claim_starts_supported", False)
         try:
             return worker.client.claim_flow_run(
                 body.flow_run_id, worker.name, attempt=body.attempt,
                 claim_id=self.message.get("MessageId"), requeue=worker.requeue_supported,
-                **({"session": session} if session else {}))
+                **({"session": session} if session else {}),
+                **({"start": True, "with_deployment": True} if starts else {}))
         except errors.ValidationError as exc:
+            if starts and _refuses_field(exc, ("start", "with_deployment")):
+                # A control plane older than this worker: claim Pending, read the deployment.
+                log.warning("the control plane cannot start runs in their claim; upgrade it")
+                worker.claim_starts_supported = False
+                return self._claim(body)
             if not (worker.requeue_supported and "requeue" in f"{exc} {exc.details}"):
                 raise
             # A control plane older than this worker refuses the field: claim as it expects.
@@ -189,6 +200,7 @@ class RunSupervisor:
                                session=self.claim_session)
         faults.reached("after_claim", body.flow_run_id)
         flow_run = claim.flow_run if isinstance(claim.flow_run, dict) else dict(claim.flow_run)
+        self.claimed_deployment = getattr(claim, "deployment", None)
         worker.echo(f"claimed {flow_run.get('flow_name')}/{flow_run.get('name')} "
                     f"({body.flow_run_id}, attempt {flow_run.get('run_count')})")
         try:
@@ -213,6 +225,9 @@ class RunSupervisor:
                 self._report(Crashed(f"worker {worker.name} shut down before the run started"))
             elif self.stop_reason == "deadline":
                 self._report(TimedOut(self.deadline_message))
+            elif self.stop_reason == "cancel" and self.claim_started:
+                # A started run is Cancelling, not Cancelled: nobody else would end it.
+                self._report(Cancelled("cancelled before the run's process started"))
             self.worker.echo(f"run {self.flow_run_id} stopped before it started "
                              f"({self.stop_reason})")
             worker.queue.delete(self.receipt)
@@ -256,7 +271,8 @@ class RunSupervisor:
     def _prepare(self, flow_run: dict[str, Any]) -> tuple[list[str], str, dict[str, str]]:
         assert self.flow_run_id is not None and self.lease is not None
         return flow_process_command(self.worker, flow_run, flow_run_id=self.flow_run_id,
-                                    lease=self.lease, holder=self)
+                                    lease=self.lease, holder=self,
+                                    deployment=self.claimed_deployment)
 
     def _execute(self, command: list[str], cwd: str, env: dict[str, str]) -> None:
         assert self.flow_run_id is not None
@@ -400,6 +416,17 @@ class RunSupervisor:
                          answer.reason)
         except errors.SluiceError as exc:
             log.warning("could not report %s for %s: %s", state.name, self.flow_run_id, exc)
+
+
+def _refuses_field(exc: errors.ValidationError, names: tuple[str, ...]) -> bool:
+    """Whether the refusal names one of the request body's fields `names` (an older control
+    plane refusing a field it does not know)."""
+    for detail in exc.details if isinstance(exc.details, list) else []:
+        loc = [part for part in (detail.get("loc") or []) if part != "body"] \
+            if isinstance(detail, dict) else []
+        if loc[:1] and loc[0] in names:
+            return True
+    return False
 
 
 def _stderr_tail(pump: OutputPump) -> str:

@@ -53,6 +53,9 @@ class Worker:
         #: Whether claims ask the control plane to requeue runs waiting for a concurrency slot
         #: (turned off, once, by a control plane too old to know the field).
         self.requeue_supported = True
+        #: Whether claims start the run and bring its deployment (issue 20: two requests fewer
+        #: per run); turned off, once, by a control plane too old to know the fields.
+        self.claim_starts_supported = True
         self._active_lock = threading.Lock()
         self._slot_freed = threading.Event()
         self._stopping = threading.Event()
@@ -117,8 +120,10 @@ class Worker:
                 self._slot_freed.clear()
                 continue
             try:
-                messages = self.queue.receive(free, self.poll_wait,
-                                              self.run_settings.visibility_timeout)
+                # Interrupted by `stop()`: an idle worker stops within a fraction of a second
+                # of SIGTERM instead of waiting out its long poll.
+                messages = self.queue.receive_unless_stopped(
+                    self._stopping, free, self.poll_wait, self.run_settings.visibility_timeout)
             except Exception as exc:  # the queue or network is down: keep trying, gently
                 log.warning("receiving from pool %s failed: %s", self.pool, exc)
                 self._stopping.wait(2.0)

@@ -9,6 +9,17 @@ handed to the run's supervisor: cancel -> cancel, stop -> stop the flow process 
 409 before). A 409 for the whole session (its lease expired: this process was frozen or cut off
 longer than a lease) stops every run it held and starts a new session for the next claims.
 
+While the worker holds no run its beats are presence only (the control plane writes the
+worker's `last_seen` and no session: issue 20), so they come as rarely as the control plane's
+answers say (`idle_beat_seconds`, 3 minutes), rarer than a lease: an idle session's stored
+lease may run out, and a session that held nothing may start again (service/worker_leases.py).
+A control plane that does not say so still needs the session renewed within its lease: idle
+beats then come every `LEGACY_IDLE_INTERVALS_PER_BEAT` renewal intervals at most. Two rules
+keep that safe: after its last run is released the session beats once more at the busy
+interval, so its stored lease is dropped (held = {}) while it is still valid; and a claim
+counts as the run's first sign of life (it starts the run's lease and marks the worker seen),
+so the first beat after it comes one interval later.
+
 A control plane older than the route answers 404: the worker then falls back to per-run
 heartbeats and the presence route (`supported` False).
 """
@@ -30,11 +41,12 @@ log = logging.getLogger("sluice.worker")
 
 #: Shortest wait between beats (a run close to its deadline after failed beats).
 MIN_BEAT_WAIT_SECONDS = 0.05
-#: Idle beats (presence only) come at most this many of the control plane's renewal intervals
-#: apart, so the session's lease (three of them) never runs out while the worker waits for work.
-#: The worker's own, shorter `--heartbeat-interval` applies to beats that renew runs only: an
-#: idle worker's beats are its whole idle cost.
-IDLE_INTERVALS_PER_BEAT = 2
+#: A worker given a short presence interval (tests, demos: short run heartbeats shorten it)
+#: beats idle every this many of them, if that is sooner than the control plane's idle period.
+IDLE_BEAT_PRESENCE_INTERVALS = 6
+#: With a control plane that names no idle period, idle beats come at most this many of its
+#: renewal intervals apart, so the session's lease (three of them) never runs out meanwhile.
+LEGACY_IDLE_INTERVALS_PER_BEAT = 2
 
 
 @dataclass
@@ -60,11 +72,16 @@ class WorkerLeases:
         self.interval = max_interval
         #: The renewal interval the control plane asked for (its lease is three of them).
         self.server_interval: float | None = None
+        #: How often the control plane lets an idle worker beat (None: not said, see above).
+        self.server_idle_period: float | None = None
         self._idle_interval = idle_interval
         self._presence = presence  # () -> dict of host/version/slots
         self._held: dict[str, HeldRun] = {}
         self._lock = threading.Lock()
         self._last_beat: float | None = None
+        #: Whether the control plane's copy of the session may still hold runs (the last
+        #: successful beat named some): its next beat, even idle, comes at the busy interval.
+        self._session_held_runs = False
         #: Set to beat sooner than planned (a new run to renew, shutdown).
         self.wake = threading.Event()
         self.beats = 0
@@ -81,6 +98,10 @@ class WorkerLeases:
         with self._lock:
             current = session == self.session
             if current:
+                if not self._held and not self._session_held_runs:
+                    # The claim started the run's lease and marked the worker seen: the
+                    # first beat is due one interval from now, not at once.
+                    self._last_beat = lease_clock()
                 self._held[flow_run_id] = HeldRun(lease, deadline, supervisor)
         if not current:
             supervisor.request_stop("expired")
@@ -128,9 +149,11 @@ class WorkerLeases:
             return
         self.supported = True
         self.beats += 1
+        self._session_held_runs = bool(held)
         if answer.heartbeat_interval_seconds:
             self.server_interval = answer.heartbeat_interval_seconds
             self.interval = min(self._max_interval, answer.heartbeat_interval_seconds)
+        self.server_idle_period = answer.idle_beat_seconds or None
         for run_id, run in held.items():
             outcome = answer.runs.get(run_id)
             if outcome is None:
@@ -149,6 +172,7 @@ class WorkerLeases:
                 return
             self.session = new_id()
             self._held.clear()
+            self._session_held_runs = False  # the new session is not stored yet
         if held:
             log.warning("worker session expired (%s): stopping its %d run(s)", exc, len(held))
         for run in held.values():
@@ -165,18 +189,26 @@ class WorkerLeases:
 
     def next_wait(self) -> float:
         """Seconds until the next beat: an interval when busy (sooner near a deadline, so a
-        failed beat is retried twice before it), else the presence interval."""
+        failed beat is retried twice before it) and once more after the last run went, else the
+        idle (presence) period."""
         with self._lock:
             held = list(self._held.values())
-        period = self.interval if held else min(
-            self._idle_interval,
-            IDLE_INTERVALS_PER_BEAT * (self.server_interval or self.interval))
+        period = self.interval if held or self._session_held_runs else self.idle_period
         now = lease_clock()
         due = period if self._last_beat is None else self._last_beat + period - now
         for run in held:
             if run.deadline.deadline is not None:
                 due = min(due, (run.deadline.deadline - now) / 2)
         return max(MIN_BEAT_WAIT_SECONDS, due)
+
+    @property
+    def idle_period(self) -> float:
+        """Seconds between presence-only beats (module docstring)."""
+        if self.server_idle_period:
+            return min(self.server_idle_period,
+                       IDLE_BEAT_PRESENCE_INTERVALS * self._idle_interval)
+        return min(self._idle_interval,
+                   LEGACY_IDLE_INTERVALS_PER_BEAT * (self.server_interval or self.interval))
 
     def serve(self, done: threading.Event, fallback: Any) -> None:
         """Beat until `done`; `fallback()` is the presence beat of an older control plane."""

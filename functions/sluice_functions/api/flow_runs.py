@@ -231,7 +231,8 @@ def register_flow_run_routes(
               summary="Record a batch of task-run records and log lines (idempotent by id)")
     def record_flow_run_events(flow_run_id: FlowRunId, batch: EventsBatch) -> EventsAccepted:
         check_timestamps(batch)
-        return service.record_events(flow_run_id, batch, store=store, logs=logs, metrics=metrics)
+        return service.record_events(flow_run_id, batch, store=store, logs=logs, metrics=metrics,
+                                     queue=queue, now=clock())
 
     @app.get("/flow-runs/<flow_run_id>/task-runs", tags=[TAG], responses=documented(200, 404),
              summary="Task runs of a flow run, in creation order")

@@ -108,7 +108,7 @@ def register_pool_routes_of_workers(
                       batch: EventsBatch) -> EventsAccepted:
         check_timestamps(batch)
         return service.record_events(flow_run_id, batch, store=PoolScopedStore(store, name),
-                                     logs=logs, metrics=metrics)
+                                     logs=logs, metrics=metrics, queue=queue, now=clock())
 
     @app.get("/pools/<name>/flow-runs/<flow_run_id>", tags=[TAG],
              responses=documented(200, 404), summary="Read a run of the pool")

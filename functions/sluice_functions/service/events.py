@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sluice.exceptions import PayloadTooLarge, ValidationError
 from sluice.models import (
     MAX_EVENTS_BATCH_BYTES,
@@ -12,11 +14,12 @@ from sluice.models import (
     FlowRun,
     LogRecord,
     Page,
+    SetStateRequest,
     TaskRun,
 )
 
 from ..orchestration import check_lease
-from ..ports import LogSink, Metrics, RunStore
+from ..ports import LogSink, Metrics, RunQueue, RunStore
 from .limits import check_log_messages, check_page_limit, check_state, check_tags
 
 
@@ -27,8 +30,12 @@ def record_events(
     store: RunStore,
     logs: LogSink,
     metrics: Metrics,
+    queue: RunQueue | None = None,
+    now: datetime | None = None,
 ) -> EventsAccepted:
-    """Store a batch of task-run records and log lines of one flow run.
+    """Store a batch of task-run records and log lines of one flow run, then apply the state
+    it carries, if any (`lifecycle.set_state`'s rules, lease and transition id: the records
+    always land before the run's final state). A batch with a state needs `queue`.
 
     Idempotent by record id: a replayed batch changes nothing, and a task-run record only
     replaces a stored one with a lower `version`. The whole batch is checked before anything is
@@ -56,7 +63,18 @@ def record_events(
         logs.append(flow_run_id, batch.logs)
     metrics.count("TaskRunRecords", len(task_runs))
     metrics.count("LogRecords", len(batch.logs))
-    return EventsAccepted(task_runs=len(task_runs), logs=len(batch.logs))
+    transition = None
+    if batch.state is not None:
+        assert batch.transition_id is not None  # the model requires it with a state
+        if queue is None:
+            raise ValidationError("this route does not take a state with a batch: send it to "
+                                  "the run's state route")
+        from .lifecycle import set_state  # lifecycle imports much; only batches with a state
+
+        transition = set_state(flow_run_id, SetStateRequest(
+            state=batch.state, transition_id=batch.transition_id, lease=batch.lease),
+            store=store, queue=queue, metrics=metrics, now=now)
+    return EventsAccepted(task_runs=len(task_runs), logs=len(batch.logs), transition=transition)
 
 
 def _from_last_attempt(run: FlowRun, lease: str | None) -> bool:
@@ -117,6 +135,8 @@ def _check_batch(flow_run_id: str, batch: EventsBatch) -> None:
     for index, record in enumerate(batch.logs):
         _check_belongs(flow_run_id, record.flow_run_id, f"logs[{index}]")
     check_log_messages(record.message for record in batch.logs)
+    if batch.state is not None:  # checked before any record is written: no partial write
+        check_state(batch.state, field="state")
 
 
 def _check_belongs(flow_run_id: str, record_run_id: str, field: str) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 
-from sluice.exceptions import Conflict, StaleLease, Throttled
+from sluice.exceptions import Conflict, NotFound, StaleLease, Throttled
 from sluice.models import (
     ClaimRequest,
     ClaimResponse,
@@ -20,6 +20,8 @@ from sluice.models import (
     FlowRun,
     HeartbeatRequest,
     HeartbeatResponse,
+    Retrying,
+    Running,
     SetStateRequest,
     SetStateResponse,
     StateType,
@@ -137,6 +139,8 @@ def _claim(flow_run_id: str, request: ClaimRequest, *, store: RunStore, metrics:
                    first_leases: LeasePolicy = first_leases) -> Transition:
             if run.version != before.version and not last:
                 raise _AdmittedOnStaleRead  # e.g. it became claimable after it was admitted
+            if _repeats_started_claim(run, request):
+                return Transition(TransitionStatus.ACCEPT, run)
             if run.slot_scopes != scopes:
                 run = run.model_copy(update={"slot_scopes": scopes})
             claimed = orchestration.claim(run, worker=request.worker, new_lease=new_lease,
@@ -158,6 +162,8 @@ def _claim(flow_run_id: str, request: ClaimRequest, *, store: RunStore, metrics:
     if outcome.write and limits:
         _confirm_claim(before, new_lease, limits, store=store, metrics=metrics, now=now)
     run = outcome.run
+    if outcome.write and request.start:
+        run = _start_claimed(run, new_lease, store=store, metrics=metrics, now=now)
     if not outcome.write:
         # The claim is repeated (its answer was lost): the holder counts its lease from this
         # request, so the control plane must too.
@@ -170,7 +176,48 @@ def _claim(flow_run_id: str, request: ClaimRequest, *, store: RunStore, metrics:
     if outcome.write:
         metrics.count("FlowRunsClaimed", dimensions={"pool": run.pool or ""})
     assert run.lease is not None
-    return ClaimResponse(lease=run.lease, flow_run=run, **lease_terms(first_leases, now))
+    return ClaimResponse(lease=run.lease, flow_run=run, **lease_terms(first_leases, now),
+                         deployment=_deployment_of(run, store) if request.with_deployment
+                         else None)
+
+
+def _start_claimed(run: FlowRun, lease: str, *, store: RunStore, metrics: Metrics,
+                   now: datetime) -> FlowRun:
+    """Running for a claim that asked to `start` (issue 20: the worker's flow process then
+    sends no request for it): the same rules, lease check and history entry as the process's
+    own Running, written right after the claim (its limits confirmed, so it is not taken back)
+    in the same request. A run that moved meanwhile (cancelled) stays as it is: the answer says
+    so and the flow process proposes Running itself, as before."""
+    running = Retrying() if run.run_count > 1 else Running()
+    try:
+        outcome = _apply(run.id,
+                         lambda current: orchestration.propose_state(current, running, now=now,
+                                                                     lease=lease),
+                         transition_id=None, store=store, queue=None, metrics=metrics, now=now)
+    except (StaleLease, Conflict):
+        return store.get_flow_run(run.id)
+    return outcome.run
+
+
+def _repeats_started_claim(run: FlowRun, request: ClaimRequest) -> bool:
+    """A repeat (same claim id, worker and attempt) of a claim that started its run: its answer
+    was lost, so it gets the same lease. Without a claim id a started run is never re-claimed."""
+    return (
+        request.start and request.claim_id is not None
+        and run.state.type is StateType.RUNNING and run.lease is not None
+        and run.claim_id == request.claim_id and run.worker == request.worker
+        and (request.attempt is None or run.run_count == request.attempt + 1)
+    )
+
+
+def _deployment_of(run: FlowRun, store: RunStore) -> object | None:
+    """The claimed run's deployment for the claim's answer (None: the worker reads it)."""
+    if run.deployment_id is None:
+        return None
+    try:
+        return store.get_deployment(run.deployment_id)
+    except NotFound:
+        return None
 
 
 def heartbeat(

@@ -12,10 +12,15 @@ from . import event_log
 from .event_builders import pool_event
 from .lifecycle import cancel_flow_run
 
-#: A worker seen (claim or heartbeat) within this window counts as online. Workers heartbeat
-#: their runs every few tens of seconds, so three missed beats mark an idle-looking worker
-#: offline only when it really stopped talking.
-WORKER_ONLINE_WITHIN = timedelta(seconds=90)
+#: How often a worker holding no run beats its presence (the per-worker heartbeat's answer tells
+#: it: `WorkerLeaseAnswer.idle_beat_seconds`). With its empty long polls, these beats are an idle
+#: worker's whole cost (one API request, one Lambda invocation, one DynamoDB write each): every
+#: 3 minutes keeps both under $0.10 a month (docs/cost.md).
+WORKER_IDLE_BEAT = timedelta(minutes=3)
+#: A worker seen (claim or heartbeat) within this window counts as online: two idle beats and a
+#: margin, so one missed beat does not show it offline (nor send `sluice.worker.offline`); a
+#: busy worker beats every few seconds.
+WORKER_ONLINE_WITHIN = 2 * WORKER_IDLE_BEAT + timedelta(minutes=1)
 
 
 def create_pool(

@@ -8,11 +8,18 @@ cancel / stop; they are not written per beat. The monitor then crashes a silent 
 session did not renew it either (`session_renewal`), and otherwise copies the session's renewal
 to the run's `heartbeat_at` (`note_session_renewal`: one write per run per lease, not per beat).
 
+An idle beat (a session that holds no run, naming none) is presence only: it writes the worker's
+`last_seen` and nothing else (no session write), so an idle worker costs one write per beat and
+may beat less often than a lease: every answer says how often (`WORKER_IDLE_BEAT`).
+
 Why two attempts still never overlap (docs/reliability.md, "Leases and fencing"):
 
 * The session write is a compare-and-set on the session's previous renewal, refused once the
-  session's lease has expired (checked against the clock at the write): a session the monitor
-  may already have judged silent can never renew again; its worker fences all its runs.
+  session's lease has expired while it held runs (checked against the clock at the write): a
+  session the monitor may already have judged silent can never renew again; its worker fences
+  all its runs. A session whose last renewal held no run gave the monitor nothing to judge
+  (`session_renewal` finds no run in it), so it may start again after a quiet spell: the runs
+  a later beat names are then renewed only by their own claim's recency (next rule).
 * A beat renews a run only if the session renewed that very lease in its previous renewal (whose
   lease had not expired, or the write would be refused), or the run's own last sign of life (its
   claim or a per-run heartbeat) is younger than one lease. So a run the session dropped, or
@@ -43,6 +50,7 @@ from ..orchestration import LeasePolicy, holds_live_attempt
 from ..ports import WORKER_SESSION_KEPT, RunStore, WorkerSession
 from .attempts import lease_terms
 from .lifecycle import CANCEL_STATE_TYPES
+from .pools import WORKER_IDLE_BEAT
 
 #: Compare-and-set rounds of one beat (only concurrent beats of one session race).
 MAX_SESSION_WRITE_ATTEMPTS = 5
@@ -63,15 +71,20 @@ def worker_lease_heartbeat(
     """Renew the session's lease over the runs of `beat.leases` and mark the worker seen.
 
     Raises `NotFound` for an unknown pool, `StaleLease` (409) when the session's lease already
-    expired (its worker must stop every run it holds and start a new session) or the session
+    expired while it held runs (its worker must stop every run it holds and start a new
+    session) or the session
     belongs to another worker, and `Conflict` when concurrent beats of the session kept racing.
     """
     now = clock()
     store.get_pool(pool)
-    runs = {run.id: run for run in store.get_flow_runs([h.flow_run_id for h in beat.leases])}
+    named = [held.flow_run_id for held in beat.leases]
+    runs = {run.id: run for run in store.get_flow_runs(named)} if named else {}
+    outcomes: dict[str, RunLeaseOutcome] = {}
     for _ in range(MAX_SESSION_WRITE_ATTEMPTS):
         previous = store.get_worker_session(beat.session)
         _check_session(previous, pool=pool, worker=worker, beat=beat, now=now)
+        if not beat.leases and (previous is None or not previous.held):
+            break  # presence only: nothing held before or now, nothing to renew or fence
         outcomes = {held.flow_run_id: _outcome(held, runs.get(held.flow_run_id), pool=pool,
                                                session=beat.session, previous=previous,
                                                now=now, leases=leases)
@@ -81,10 +94,13 @@ def worker_lease_heartbeat(
             lease_expires_at=leases.expires_at(now),
             held={held.flow_run_id: held.lease for held in beat.leases
                   if outcomes[held.flow_run_id].renewed})
+        # A session that held nothing has no lease to outlive (module docstring): its write is
+        # checked against its own expiry, still compare-and-set on its renewal.
+        alive_at = clock() if previous is None or previous.held else previous.lease_expires_at
         try:
             store.put_worker_session(
                 renewal, previous_renewed_at=previous.renewed_at if previous else None,
-                alive_at=clock())
+                alive_at=alive_at)
             break
         except Conflict:
             continue  # another beat of the session, or its lease ran out meanwhile: re-read
@@ -93,7 +109,9 @@ def worker_lease_heartbeat(
                        "beat again")
     store.upsert_worker(Worker(name=worker, pool=pool, host=beat.host, version=beat.version,
                                slots=beat.slots, last_seen=now, online=True))
-    return WorkerLeaseAnswer(session=beat.session, runs=outcomes, **lease_terms(leases, now))
+    return WorkerLeaseAnswer(session=beat.session, runs=outcomes,
+                             idle_beat_seconds=WORKER_IDLE_BEAT.total_seconds(),
+                             **lease_terms(leases, now))
 
 
 def _check_session(previous: WorkerSession | None, *, pool: str, worker: str,
@@ -105,7 +123,7 @@ def _check_session(previous: WorkerSession | None, *, pool: str, worker: str,
             f"worker session {beat.session} belongs to worker {previous.worker} of pool "
             f"{previous.pool}; each worker process makes its own session id",
             details={"session": beat.session, "reason": "session_of_another_worker"})
-    if previous.lease_expires_at < now:
+    if previous.lease_expires_at < now and previous.held:
         raise StaleLease(
             f"worker session {beat.session} expired at {previous.lease_expires_at.isoformat()} "
             "(no heartbeat renewed it in time): its runs may already belong to new attempts. "

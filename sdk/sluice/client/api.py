@@ -161,11 +161,17 @@ class SluiceClient(AutomationMethods, RunControlMethods):
 
     def claim_flow_run(self, flow_run_id: str, worker: str,
                        attempt: int | None = None, claim_id: str | None = None,
-                       requeue: bool = False, session: str | None = None) -> ClaimResponse:
+                       requeue: bool = False, session: str | None = None,
+                       start: bool = False, with_deployment: bool = False) -> ClaimResponse:
         """Claim a queued run; a run waiting for a concurrency slot raises `Throttled` at once
         (not retried here: the queue brings the run back; see `ClaimRequest.requeue`).
-        `session`: the worker session whose per-worker heartbeats will renew the lease."""
+        `session`: the worker session whose per-worker heartbeats will renew the lease.
+        `start`/`with_deployment`: see `ClaimRequest` (older control planes refuse them)."""
         body: dict[str, Any] = {"worker": worker}
+        if start:
+            body["start"] = True
+        if with_deployment:
+            body["with_deployment"] = True
         if session is not None:
             body["session"] = session
         if attempt is not None:

@@ -16,6 +16,7 @@ import json
 import logging
 import threading
 import time
+from datetime import timedelta
 from typing import Any
 
 from .. import exceptions as errors
@@ -30,6 +31,7 @@ from ..models import (
     StateType,
     TaskRun,
     TransitionStatus,
+    utcnow,
 )
 from ..leases import LeaseKeeper, LocalLease, new_lease
 from .api import SluiceClient
@@ -39,6 +41,8 @@ log = logging.getLogger("sluice.reporter")
 
 #: Errors that mean "try again later" rather than "this request is wrong".
 _TRANSIENT = (errors.ServiceUnavailable, errors.Throttled)
+#: How soon the sender looks again at task runs it held back (see `HttpReporter._take`).
+_HELD_RECHECK_SECONDS = 0.05
 #: A batch stays this far under the API's limit: the envelope and escaping take some room.
 _BATCH_BYTES = int(MAX_EVENTS_BATCH_BYTES * 0.9)
 
@@ -73,6 +77,10 @@ class HttpReporter:
         self._closed = False
         self._dropped = 0
         self._outage_since: float | None = None
+        #: Whether the last take left young Pending task runs buffered (see `_take`).
+        self._held = False
+        #: Final states ride with the run's last batch (off once a control plane refuses it).
+        self.final_state_in_batch = True
 
     # -- the Reporter port -----------------------------------------------------------------------
     def create_flow_run(self, flow_run: FlowRun) -> FlowRun:
@@ -120,11 +128,16 @@ class HttpReporter:
         if flow_run.id in self._local_only:
             return state
         deadline = time.monotonic() + self.transition_timeout
+        shown = redaction.redact_state(state)  # secrets stay in this process
+        if state.is_terminal and self.final_state_in_batch:
+            # The last batch carries the final state: one request, records first (issue 20).
+            answer = self._end_with_last_batch(flow_run, state, shown, transition_id, deadline)
+            if answer is not None:
+                return answer
         if state.is_terminal:
             # Task runs and logs land before the run ends, so watchers see them complete.
             self.flush(timeout=max(0.0, deadline - time.monotonic()), flow_run_id=flow_run.id)
         attempt = 0
-        shown = redaction.redact_state(state)  # secrets stay in this process
         while True:
             attempt += 1
             try:
@@ -140,17 +153,44 @@ class HttpReporter:
                     return state
                 time.sleep(min(backoff_delay(attempt, base=0.25, cap=5.0),
                                max(0.0, deadline - time.monotonic())))
+        return self._accepted(state, answer)
+
+    def _accepted(self, state: State, answer: Any) -> State:
         if answer.status is TransitionStatus.ACCEPT:
             return answer.state
         raise errors.RunAborted(
             f"the control plane refused {state.name} ({answer.status.value}): "
             f"{answer.reason or answer.state.name}")
 
+    def _end_with_last_batch(self, flow_run: FlowRun, state: State, shown: State,
+                             transition_id: str, deadline: float) -> State | None:
+        """The final state sent with the run's last records; None: send it the old way."""
+        from .final_batch import GaveUp, StateFieldRefused, send_with_final_state
+
+        try:
+            accepted = send_with_final_state(self, flow_run.id, shown, transition_id, deadline)
+        except GaveUp:
+            return state  # unreachable until the deadline: as a failed report (logged)
+        except StateFieldRefused:
+            log.info("the control plane at %s takes no state with a batch (upgrade it)",
+                     self.client.connection.api_url)
+            self.final_state_in_batch = False
+            return None
+        except errors.StaleLease as exc:  # another attempt owns the run
+            raise errors.RunAborted(f"the control plane refused {state.name}: {exc}") from exc
+        if getattr(accepted, "transition", None) is None:  # a control plane ignoring the field
+            self.final_state_in_batch = False
+            return None
+        return self._accepted(state, accepted.transition)
+
     def report_task_run(self, task_run: TaskRun) -> None:
-        self._dirty[task_run.id] = task_run
+        dirty = self._dirty
+        dirty[task_run.id] = task_run
         if self._thread is None:
             self._start()
-        if len(self._dirty) >= self.max_batch:
+        # is_set() is one attribute read; set() takes the Event's lock (~2 us) on every report
+        # made while the sender has not yet picked up a full batch.
+        if len(dirty) >= self.max_batch and not self._wake.is_set():
             self._wake.set()
 
     def report_log(self, record: LogRecord) -> None:
@@ -166,7 +206,7 @@ class HttpReporter:
             if self._dropped == 1 or self._dropped % 10_000 == 0:
                 log.warning("the control plane is unreachable and %d log lines are buffered; "
                             "dropped %d of the oldest", self.max_buffered, self._dropped)
-        elif len(logs) >= self.max_batch:
+        elif len(logs) >= self.max_batch and not self._wake.is_set():
             self._wake.set()
 
     def flush(self, timeout: float | None = None, flow_run_id: str | None = None) -> None:
@@ -214,8 +254,25 @@ class HttpReporter:
 
     def _take(self) -> dict[str, tuple[list[TaskRun], list[LogRecord]]]:
         batches: dict[str, tuple[list[TaskRun], list[LogRecord]]] = {}
-        for key in list(self._dirty):
-            task_run = self._dirty.pop(key, None)
+        # A task run still at its first record (Pending, version 0) for less than half a flush
+        # interval stays buffered: records go by reference, so one that starts meanwhile is
+        # sent once, in its later state (a map's runs otherwise went twice, Pending then final,
+        # doubling the serialization here and the control plane's work). It is never dropped:
+        # it goes once it is older, and a run's final batch takes everything. Half an interval
+        # plus a recheck keeps it buffered no longer than any record could be before.
+        held_since = utcnow() - timedelta(seconds=self.flush_interval / 2)
+        pending = StateType.PENDING
+        self._held = False
+        dirty = self._dirty
+        for key in list(dirty):
+            task_run = dirty.get(key)
+            if task_run is None:
+                continue
+            if task_run.version == 0 and task_run.state.type is pending and \
+                    task_run.state.timestamp > held_since:
+                self._held = True
+                continue
+            task_run = dirty.pop(key, None)
             if task_run is not None and task_run.flow_run_id not in self._local_only:
                 batches.setdefault(task_run.flow_run_id, ([], []))[0].append(task_run)
         logs = self._logs
@@ -255,7 +312,8 @@ class HttpReporter:
                         log.error("the control plane refused %d task runs and %d log lines of "
                                   "flow run %s: %s", len(sent_runs), len(sent_logs),
                                   flow_run_id, exc)
-            return self._note_outcome(failed_at)
+            # Records held back: look again soon (the size trigger stays set while they wait).
+            return self._note_outcome(failed_at) or (_HELD_RECHECK_SECONDS if self._held else 0.0)
         finally:
             with self._idle:
                 self._sending = False

@@ -16,7 +16,8 @@ import concurrent.futures as cf
 import os
 import queue
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import TaskWaitsOnItself
@@ -26,18 +27,35 @@ if TYPE_CHECKING:
 
 
 _PENDING, _RUNNING, _FINISHED = "PENDING", "RUNNING", "FINISHED"  # concurrent.futures' states
+_DONE_STATES = frozenset({_FINISHED, "CANCELLED", "CANCELLED_AND_NOTIFIED"})
 
 #: Jobs one thread runs inline inside each other before it hands the next to a new thread.
 MAX_INLINE_DEPTH = 24
 _inline = threading.local()
+#: The one condition of every job in the process. One, not one per pool: `cf.wait` takes the
+#: conditions of the futures it waits on in the order of their ids, and two shared locks taken
+#: in that order by two waiting threads could each hold one and wait for the other.
+_JOBS_CONDITION = threading.Condition()
 
 
 class TaskJob(cf.Future):  # type: ignore[type-arg]
     """One submitted task run and its future: started by a pool thread or by its first waiter,
-    never both. Its untimed `result()` runs it inline when it has not started yet."""
+    never both. Its untimed `result()` runs it inline when it has not started yet.
+
+    All jobs share one condition (`_JOBS_CONDITION`) instead of a Condition and RLock each:
+    those cost more than a trivial task's own bookkeeping (a map of 10,000 trivial tasks ran
+    about a third faster). The shared condition wakes every waiting job's waiters when one job
+    ends, so waits here loop until their own job ended; `concurrent.futures.wait` and
+    `as_completed` use waiters of their own and are unaffected."""
 
     def __init__(self, call: Callable[[], State], name: str) -> None:
-        super().__init__()
+        # cf.Future.__init__'s fields, with the shared condition.
+        self._condition = _JOBS_CONDITION
+        self._state = _PENDING
+        self._result: Any = None
+        self._exception: BaseException | None = None
+        self._waiters: list[Any] = []
+        self._done_callbacks: list[Any] = []
         self.name = name
         self._call: Callable[[], State] | None = call
         #: The thread running the job (set while it runs): a wait from there is a self-wait.
@@ -60,10 +78,33 @@ class TaskJob(cf.Future):  # type: ignore[type-arg]
         finally:
             self._thread = None
 
+    def done(self) -> bool:
+        # One read, no lock: a job's state only moves forward, so a stale answer is "not yet".
+        return self._state in _DONE_STATES
+
     def result(self, timeout: float | None = None) -> Any:
+        if self._state == _FINISHED and self._exception is None:
+            return self._result  # set before the state under the lock: no lock needed to read
         if self._state != _FINISHED:
             self.help(run_inline=timeout is None)
-        return super().result(timeout)
+            self._wait_done(timeout)
+        return super().result(0)  # done, or the wait above timed out
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        self._wait_done(timeout)
+        return super().exception(0)
+
+    def _wait_done(self, timeout: float | None) -> None:
+        """Wait until this job ended (or `timeout`): a shared condition also wakes on others."""
+        if self._state in _DONE_STATES:
+            return
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._condition:
+            while self._state not in _DONE_STATES:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return
+                self._condition.wait(remaining)
 
     def help(self, run_inline: bool = True) -> None:
         """Called before waiting on the job: refuse a self-wait, run a queued job inline."""
@@ -108,30 +149,49 @@ class Pool:
         self.max_workers = max_workers or min(32, (os.cpu_count() or 1) + 4)
         self._label = label
         self._queue: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
-        self._idle = threading.Semaphore(0)
+        #: One token per job a thread finished (so it is, or soon is, waiting for more): a
+        #: submit takes a token instead of starting a thread. A SimpleQueue rather than a
+        #: Semaphore: its put/get are C calls (~0.1 us) where a Semaphore's cost ~2-4 us.
+        self._idle: queue.SimpleQueue[None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
 
     def submit(self, work: Callable[[], None]) -> None:
-        self._queue.put(work)
-        if self._idle.acquire(timeout=0) or len(self._threads) >= self.max_workers:
+        self.submit_many((work,))
+
+    def submit_many(self, works: Sequence[Callable[[], None]]) -> None:
+        """Queue several jobs in one pass (`Task.map`), then start only the threads that the
+        idle ones do not cover."""
+        put = self._queue.put
+        for work in works:
+            put(work)
+        needed = len(works)
+        idle = self._idle
+        while needed and idle.qsize():
+            try:
+                idle.get_nowait()
+            except queue.Empty:  # another submitter took the last token
+                break
+            needed -= 1
+        if not needed or len(self._threads) >= self.max_workers:
             return
         with self._lock:
-            if len(self._threads) < self.max_workers:
+            while needed and len(self._threads) < self.max_workers:
                 thread = threading.Thread(target=self._work, daemon=True,
                                           name=f"{self._label}_{len(self._threads)}")
                 thread.start()
                 self._threads.append(thread)
+                needed -= 1
 
     def _work(self) -> None:
-        get, idle = self._queue.get, self._idle
+        get, done = self._queue.get, self._idle.put
         while True:
             work = get()
             if work is None:
                 return
             work()
             del work
-            idle.release()
+            done(None)
 
     def shutdown(self) -> None:
         """Run what is queued, then stop the threads."""

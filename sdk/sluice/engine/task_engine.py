@@ -6,23 +6,20 @@ Kept lean on purpose: no I/O and no validation per call unless an option asks fo
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import random
 import time
-from collections.abc import Iterable, Mapping
-from functools import partial
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from ..exceptions import InvalidMapArguments, SluiceError, TaskTimeout, UpstreamFailed
+from ..exceptions import TaskTimeout, UpstreamFailed
 from ..models import State, StateType, TaskRun, new_id, new_state, utcnow
 from ..models._fast import construct
 from .caching import cache_key_for, persist, read_cached, read_earlier_attempt
 from .context import FlowRunContext, TaskRunContext, flow_run_ctx, task_run_ctx
-from .futures import TaskFuture, TaskFutureList, state_result
-from .jobs import TaskJob
+from .futures import state_result
 from .inputs import resolve
 from .outcomes import is_outcome, outcome_of
-from ..annotations import allow_failure, quote, with_context_tags
+from ..annotations import with_context_tags
 from .hooks import call_maybe_async, run_hooks
 from .timeouts import await_with_timeout, call_with_timeout
 
@@ -60,92 +57,6 @@ def call_task(task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any
 async def _await_task(runner: TaskRunner, return_state: bool) -> Any:
     state = await runner.run_async()
     return state if return_state else state_result(state)
-
-
-def _require_flow(task: Task[Any, Any], method: str) -> FlowRunContext:
-    flow_ctx = flow_run_ctx.get()
-    if flow_ctx is None:
-        raise SluiceError(
-            f"{task.name}.{method}() needs a running flow: call it inside a function decorated "
-            f"with @flow, or call {task.name}(...) directly for a plain call"
-        )
-    return flow_ctx
-
-
-def submit_task(task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any],
-                wait_for: Iterable[Any] | None) -> Any:
-    return_state = kwargs.pop("return_state", False)
-    flow_ctx = _require_flow(task, "submit")
-    runner = TaskRunner(task, flow_ctx, args, kwargs, wait_for)
-    task_runner = flow_ctx.executor
-    runner.body = task_runner.body_for(runner)  # None: task.fn, here (thread pool)
-    job = TaskJob(partial(contextvars.copy_context().run, runner.run_in_thread),
-                  runner.task_run.name)
-    task_runner.submit(job)
-    future: TaskFuture[Any] = TaskFuture(job, runner.task_run)
-    flow_ctx.futures.append(future)
-    if return_state:  # Prefect: wait, and give the final state instead of the future
-        future._observed = True
-        return future.final_state()
-    return future
-
-
-def _is_mapped(value: Any) -> bool:
-    from ..tasks import unmapped
-
-    if isinstance(value, (unmapped, str, bytes, bytearray, Mapping)):
-        return False
-    return isinstance(value, Iterable)
-
-
-def map_task(task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any],
-             wait_for: Iterable[Any] | None) -> Any:
-    """One submitted run per element (see `Task.map`). A future passed as an argument is not
-    iterable: it goes whole to every run, which waits for it and records it as upstream (as in
-    Prefect 3). `allow_failure(...)`/`quote(...)` around an iterable wrap each element."""
-    from ..tasks import unmapped
-
-    return_state = kwargs.pop("return_state", False)
-    _require_flow(task, "map")
-    arg_lists = [_mapped_elements(a) for a in args]
-    kwarg_lists = {k: lst for k, v in kwargs.items() if (lst := _mapped_elements(v)) is not None}
-    lengths = {f"argument {i + 1}": len(v) for i, v in enumerate(arg_lists) if v is not None}
-    lengths.update({f"{k}=": len(v) for k, v in kwarg_lists.items()})
-    if not lengths:
-        raise InvalidMapArguments(
-            f"{task.name}.map() got no iterable to map over; pass a list, e.g. "
-            f"{task.name}.map([1, 2, 3]), or call {task.name}.submit() for one run (a future is "
-            f"passed whole: to map over its value, pass future.result())"
-        )
-    if len(set(lengths.values())) > 1:
-        shown = ", ".join(f"{name} has {n}" for name, n in lengths.items())
-        raise InvalidMapArguments(
-            f"{task.name}.map() needs iterables of equal length, but {shown}; make them equal, "
-            f"or wrap an argument passed whole to every run in unmapped(...)"
-        )
-    wait_for = list(wait_for) if wait_for is not None else None
-    static = [a.value if isinstance(a, unmapped) else a for a in args]
-    static_kw = {k: v.value if isinstance(v, unmapped) else v for k, v in kwargs.items()}
-    futures: TaskFutureList = TaskFutureList()
-    for i in range(next(iter(lengths.values()))):
-        call_args = tuple(lst[i] if lst is not None else static[j]
-                          for j, lst in enumerate(arg_lists))
-        call_kwargs = {k: kwarg_lists[k][i] if k in kwarg_lists else v
-                       for k, v in static_kw.items()}
-        futures.append(submit_task(task, call_args, call_kwargs, wait_for))
-    if return_state:
-        for future in futures:
-            future._observed = True
-        return [future.final_state() for future in futures]
-    return futures
-
-
-def _mapped_elements(value: Any) -> list[Any] | None:
-    """The elements one argument of `map` gives each run, or None when it is passed whole."""
-    if isinstance(value, (allow_failure, quote)):
-        inner = _mapped_elements(value.value)
-        return None if inner is None else [type(value)(v) for v in inner]
-    return list(value) if _is_mapped(value) else None
 
 
 def _resolve(value: Any, upstream: list[TaskRun], flow_ctx: FlowRunContext | None = None
@@ -204,8 +115,11 @@ class TaskRunner:
     def _set(self, state: State) -> State:
         run = self.task_run
         state.__pydantic_private__["_of_run"] = True  # (not a state the user made)
-        run.state = state
-        run.version += 1
+        # The run's fields are written straight into its __dict__: pydantic's __setattr__
+        # costs ~1 us per write and these values are the engine's own (built by `construct`).
+        fields = run.__dict__
+        fields["state"] = state
+        fields["version"] += 1
         self.flow_ctx.reporter.report_task_run(run)
         return state
 
@@ -262,14 +176,14 @@ class TaskRunner:
         lease = self.flow_ctx.lease
         if lease is not None:
             lease.check()  # an attempt past its lease starts nothing more (issue 12)
-        run = self.task_run
-        run.run_count += 1
-        if run.start_time is None:
-            run.start_time = utcnow()
+        fields = self.task_run.__dict__  # see _set
+        fields["run_count"] += 1
+        if fields["start_time"] is None:
+            fields["start_time"] = utcnow()
         running = self._set(new_state(StateType.RUNNING,
-                                      "Retrying" if run.run_count > 1 else "Running"))
+                                      "Retrying" if fields["run_count"] > 1 else "Running"))
         if self.options.on_running:
-            run_hooks(self.options.on_running, self.task, run, running, self._logger)
+            run_hooks(self.options.on_running, self.task, self.task_run, running, self._logger)
 
     def _on_success(self, value: Any) -> State:
         if is_outcome(value):  # a returned state (or futures/states) decides how the run ends
@@ -334,7 +248,7 @@ class TaskRunner:
         self._finish(state)
 
     def _finish(self, state: State) -> State:
-        self.task_run.end_time = utcnow()
+        self.task_run.__dict__["end_time"] = utcnow()  # see _set
         self._set(state)
         hooks = self.options.on_completion if state.is_completed() else self.options.on_failure
         if hooks:

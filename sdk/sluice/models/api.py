@@ -6,7 +6,7 @@ import enum
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 from pydantic_core import PydanticCustomError
 
 from .bounds import MAX_RETRIES, MAX_RETRY_DELAY_SECONDS
@@ -125,6 +125,13 @@ class ClaimRequest(_Request):
     #: is then renewed by that session's per-worker heartbeats. Absent: per-run heartbeats.
     session: str | None = Field(default=None, min_length=1, max_length=64,
                                 pattern=r"^[0-9A-Za-z_-]+$")
+    #: Start the attempt in the claim's write (Scheduled -> Running, one write and one request
+    #: fewer per run); the answer's `flow_run` is then Running. A run under a concurrency limit
+    #: is still claimed Pending (its claim may be taken back). Absent: Pending, as before.
+    start: bool = False
+    #: Put the run's deployment in the answer (`ClaimResponse.deployment`): the worker needs
+    #: no separate request to read it.
+    with_deployment: bool = False
 
 
 class RunMessage(BaseModel):
@@ -156,6 +163,8 @@ class LeaseTerms(BaseModel):
 class ClaimResponse(LeaseTerms):
     lease: str
     flow_run: Any  # FlowRun; Any keeps the OpenAPI schema simple for the generic client
+    #: The run's deployment (a `Deployment`), when the claim asked `with_deployment`.
+    deployment: Any = None
 
 
 class HeartbeatRequest(_Request):
@@ -177,6 +186,19 @@ class EventsBatch(_Request):
     #: changes; so are task runs for a run that already ended (log lines of its last attempt
     #: are still taken: a process's last output arrives after its final state).
     lease: str | None = Field(default=None, max_length=256)
+    #: A state for the run, applied after the batch's records are stored (issue 20: the final
+    #: state rides with the last batch, one request fewer per run). The same rules as
+    #: `SetStateRequest` with `lease` and `transition_id`; the answer is `EventsAccepted.transition`.
+    state: State | None = None
+    transition_id: str | None = Field(default=None, min_length=1, max_length=128)
+
+    @model_validator(mode="after")
+    def _state_has_transition_id(self) -> EventsBatch:
+        if self.state is not None and self.transition_id is None:
+            raise PydanticCustomError(
+                "transition_id_missing",
+                "transition_id: a batch carrying a state must name its transition_id", {})
+        return self
 
     def __repr_args__(self) -> Any:
         # Counts, not contents: frameworks format request models into debug messages eagerly,
@@ -188,3 +210,13 @@ class EventsBatch(_Request):
 class EventsAccepted(BaseModel):
     task_runs: int
     logs: int
+    #: The answer to the batch's `state` (None, and left out: the batch carried none).
+    transition: SetStateResponse | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_absent_transition(self, handler: Any) -> Any:
+        # Answers to batches without a state stay as they were for older clients and tests.
+        data = handler(self)
+        if isinstance(data, dict) and data.get("transition", 0) is None:
+            del data["transition"]
+        return data

@@ -44,6 +44,8 @@ MAX_FLOW_WORKERS = 1_000
 #: A task's `cache_expiration`: ten years (leave it unset for a cache that never expires). A
 #: longer one overflows the date it is added to.
 MAX_CACHE_EXPIRATION_SECONDS = 3_660 * _DAY
+#: Longest tag (here, not in `runs`, so the name rules load without the run models).
+MAX_TAG_CHARS = 128
 
 
 def finite(value: float) -> float:

@@ -38,7 +38,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field
 from pydantic_core import PydanticCustomError
 
-from .runs import MAX_TAG_CHARS
+from .bounds import MAX_TAG_CHARS
 
 #: Longest flow, deployment, task, run or worker name (and schedule id).
 MAX_NAME_CHARS = 256

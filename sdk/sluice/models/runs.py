@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .bounds import MAX_TAG_CHARS as MAX_TAG_CHARS  # re-exported: it was defined here
 from .bounds import StoredFloat
 from .states import State
 
@@ -18,9 +19,8 @@ MAX_PARAMETERS_BYTES = 64 * 1024
 #: Longest log message stored; CloudWatch Logs allows 256 KB per event
 #: (https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/cloudwatch_limits_cwl.html).
 MAX_LOG_MESSAGE_CHARS = 32 * 1024
-#: Most tags on one run or deployment, and the longest tag.
+#: Most tags on one run or deployment (the longest tag: `bounds.MAX_TAG_CHARS`).
 MAX_TAGS = 32
-MAX_TAG_CHARS = 128
 
 
 class LogLevel(str, enum.Enum):

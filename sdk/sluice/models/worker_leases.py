@@ -74,3 +74,7 @@ class WorkerLeaseAnswer(LeaseTerms):
 
     session: str
     runs: dict[str, RunLeaseOutcome] = Field(default_factory=dict)
+    #: How often a worker holding no run beats (presence only: the control plane writes no
+    #: session for it, so the beat may come later than a lease). None: a control plane that
+    #: still needs every session renewed within its lease (older than issue 20).
+    idle_beat_seconds: float | None = None

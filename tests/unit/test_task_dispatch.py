@@ -1,0 +1,144 @@
+"""Submitting task runs in bulk (issue 20): the pool's batch submission, the jobs' lock-light
+waits, and ids drawn without a system call."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import os
+import threading
+
+import pytest
+
+from sluice import flow, task
+from sluice.engine.jobs import Pool, TaskJob
+from sluice.models import new_id
+
+
+def test_a_batch_runs_every_job_once_on_no_more_threads_than_allowed():
+    # Given a pool of 3 threads and 200 jobs that count their runs
+    pool = Pool(3, "test")
+    runs: list[int] = []
+    lock = threading.Lock()
+
+    def job(i: int) -> None:
+        with lock:
+            runs.append(i)
+
+    # When they are submitted in one batch and the pool shuts down
+    pool.submit_many([lambda i=i: job(i) for i in range(200)])
+    started = len(pool._threads)
+    pool.shutdown()
+
+    # Then each ran exactly once, on at most 3 threads
+    assert sorted(runs) == list(range(200))
+    assert 1 <= started <= 3
+
+
+def test_an_idle_thread_takes_the_next_job_instead_of_a_new_thread():
+    # Given a pool whose one thread finished a job
+    pool = Pool(4, "test")
+    first = threading.Event()
+    pool.submit(first.set)
+    assert first.wait(5)
+
+    # When more jobs come one at a time, each after the last finished
+    for _ in range(5):
+        done = threading.Event()
+        pool.submit(done.set)
+        assert done.wait(5)
+    threads = len(pool._threads)
+    pool.shutdown()
+
+    # Then the idle thread took them: no thread was started for them
+    assert threads == 1
+
+
+def test_a_timed_wait_on_a_job_running_elsewhere_times_out_and_then_gets_its_value():
+    # Given a job that a thread runs until released
+    release = threading.Event()
+    job = TaskJob(lambda: release.wait(5) and "value", "slow")  # type: ignore[arg-type,return-value]
+    runner = threading.Thread(target=job.run)
+    runner.start()
+    while job._state == "PENDING":
+        threading.Event().wait(0.001)
+
+    # When a waiter waits briefly, then the job is released
+    with pytest.raises(cf.TimeoutError):
+        job.result(timeout=0.01)
+    assert not job.done()
+    release.set()
+    runner.join()
+
+    # Then the value and the (absent) exception are there
+    assert job.done()
+    assert job.result() == "value"
+    assert job.exception() is None
+
+
+def test_a_failed_job_raises_its_exception_to_every_waiter():
+    # Given a job whose call raises
+    job = TaskJob(lambda: 1 / 0, "fails")  # type: ignore[arg-type,return-value]
+
+    # When it runs (its first waiter runs it inline)
+    with pytest.raises(ZeroDivisionError):
+        job.result()
+
+    # Then later waits see the same exception
+    assert isinstance(job.exception(), ZeroDivisionError)
+    with pytest.raises(ZeroDivisionError):
+        job.result(timeout=1)
+
+
+def test_mapped_runs_that_wait_on_each_other_finish_on_a_one_thread_pool():
+    # Given a flow with one pool thread whose mapped runs wait on runs mapped before them
+    @task
+    def double(x: int) -> int:
+        return 2 * x
+
+    @task
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    @flow(max_workers=1)
+    def chain() -> list[int]:
+        doubled = double.map(range(20))
+        return add.map(doubled, range(20)).result()
+
+    # When it runs, Then every run finishes with its value
+    assert chain() == [3 * i for i in range(20)]
+
+
+def test_an_empty_map_submits_nothing_and_returns_no_futures():
+    @task
+    def inc(x: int) -> int:
+        return x + 1
+
+    @flow
+    def empty() -> list[int]:
+        return inc.map([]).result()
+
+    assert empty() == []
+
+
+def test_ids_are_unique_and_a_forked_child_draws_other_ids_than_its_parent():
+    # Given many ids from this process
+    ids = [new_id() for _ in range(10_000)]
+    assert len(set(ids)) == len(ids)
+    assert all(len(i) == 32 for i in ids)
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork on this platform")
+
+    # When a forked child and its parent each draw ids
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its ids and leave without running pytest's exit code
+        os.write(write, "".join(new_id()[14:] for _ in range(50)).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = os.read(read, 1 << 16).decode()
+    os.close(read)
+    parent = "".join(new_id()[14:] for _ in range(50))
+
+    # Then their random parts differ (the child was reseeded)
+    assert child and child != parent
