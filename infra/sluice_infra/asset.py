@@ -23,7 +23,7 @@ import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +85,25 @@ def source_files(package: str) -> Iterator[tuple[str, Path]]:
         yield f"{package}/{relative.as_posix()}", path
 
 
+def hash_sources(digest: Any, packages: Iterable[str]) -> None:
+    """Feed every source file of `packages` (path inside the asset, then bytes) to `digest`:
+    the part of an asset's identity its own code makes."""
+    for package in packages:
+        for name, path in source_files(package):
+            digest.update(name.encode() + b"\0")
+            digest.update(path.read_bytes())
+            digest.update(b"\0")
+
+
+def copy_sources(output_dir: Path, packages: Iterable[str]) -> None:
+    """Copy every source file of `packages` into an asset being built at `output_dir`."""
+    for package in packages:
+        for name, path in source_files(package):
+            destination = output_dir / name
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, destination)
+
+
 def dependencies_key(requirements: str | None = None) -> str:
     """What the installed dependencies depend on: requirements, platform, Python, layout."""
     text = requirements if requirements is not None else REQUIREMENTS_FILE.read_text()
@@ -99,11 +118,7 @@ def asset_hash() -> str:
     """The asset's identity: the dependency key and every source file (path and bytes)."""
     digest = hashlib.sha256(dependencies_key().encode())
     digest.update(bytecode_tag().encode() + b"\0")
-    for package in SOURCE_PACKAGES:
-        for name, path in source_files(package):
-            digest.update(name.encode() + b"\0")
-            digest.update(path.read_bytes())
-            digest.update(b"\0")
+    hash_sources(digest, SOURCE_PACKAGES)
     return digest.hexdigest()
 
 
@@ -224,11 +239,7 @@ def build_asset(output_dir: Path, root: Path | None = None) -> None:
     dependencies = ensure_dependencies(root)
     shutil.copytree(dependencies, output_dir, dirs_exist_ok=True,
                     ignore=shutil.ignore_patterns(_COMPLETE_MARKER))
-    for package in SOURCE_PACKAGES:
-        for name, path in source_files(package):
-            destination = output_dir / name
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, destination)
+    copy_sources(output_dir, SOURCE_PACKAGES)
     interpreter = bytecode_interpreter()
     if interpreter is None:
         print(f"sluice: no Python {LAMBDA_PYTHON_VERSION} here, so the Lambda asset ships no "

@@ -28,10 +28,11 @@ from ..asset import (
     bytecode_tag,
     cache_root,
     compile_bytecode,
+    copy_sources,
     dependencies_key,
     ensure_dependencies,
+    hash_sources,
     package_dir,
-    source_files,
 )
 
 #: The import packages whose sources go into a pool function's asset.
@@ -66,11 +67,7 @@ def pool_asset_hash(requirements: Sequence[str] = ()) -> str:
     digest = hashlib.sha256(b"pool\0")
     digest.update(dependencies_key(pool_requirements_text(requirements)).encode() + b"\0")
     digest.update(bytecode_tag().encode() + b"\0")
-    for package in POOL_SOURCE_PACKAGES:
-        for name, path in source_files(package):
-            digest.update(name.encode() + b"\0")
-            digest.update(path.read_bytes())
-            digest.update(b"\0")
+    hash_sources(digest, POOL_SOURCE_PACKAGES)
     return digest.hexdigest()
 
 
@@ -83,11 +80,7 @@ def build_pool_asset(output_dir: Path, requirements: Sequence[str] = (),
         dependencies = ensure_dependencies(root or cache_root(), requirements_file)
     shutil.copytree(dependencies, output_dir, dirs_exist_ok=True,
                     ignore=shutil.ignore_patterns(".complete"))
-    for package in POOL_SOURCE_PACKAGES:
-        for name, path in source_files(package):
-            destination = output_dir / name
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, destination)
+    copy_sources(output_dir, POOL_SOURCE_PACKAGES)
     interpreter = bytecode_interpreter()
     if interpreter is not None:
         compile_bytecode(output_dir, interpreter)
