@@ -74,24 +74,28 @@ DOCS_REQUESTS = ROOT / "docs" / "requests.json"
 LAMBDA_MEMORY_MB = 512
 #: Overhead CloudWatch Logs counts per event (PutLogEvents' batch size rule).
 LOG_EVENT_OVERHEAD = 26
-#: The two platform lines Lambda writes per invocation with the JSON log format (system log
-#: level INFO), as the functions are configured; samples of their usual size.
-PLATFORM_LINES = (
+#: The functions' Lambda system log level (infra/sluice_infra/lambda_logging.py
+#: DEFAULT_SYSTEM_LOGS, context key `sluice:lambdaSystemLogs`): at "warn" Lambda writes no line
+#: of its own for an invocation that goes well.
+LAMBDA_SYSTEM_LOGS = "warn"
+#: The two platform lines Lambda writes per invocation with the JSON log format at system log
+#: level INFO (`sluice:lambdaSystemLogs=info`); samples of their usual size.
+PLATFORM_LINES_AT_INFO = (
     '{"time":"2025-05-12T10:00:00.000Z","type":"platform.start","record":{"requestId":'
     '"8f5c1a2e-1234-4abc-9def-0123456789ab","version":"$LATEST"}}',
     '{"time":"2025-05-12T10:00:00.050Z","type":"platform.report","record":{"requestId":'
     '"8f5c1a2e-1234-4abc-9def-0123456789ab","metrics":{"durationMs":12.34,"billedDurationMs":13,'
     '"memorySizeMB":512,"maxMemoryUsedMB":98},"status":"success"}}',
 )
-#: One API access log line (the fields of infra/sluice_infra/http_api.py ACCESS_LOG_FIELDS),
-#: with typical values; path, status and response length are filled in per request.
+#: The platform lines per invocation as the stack is deployed by default.
+PLATFORM_LINES = PLATFORM_LINES_AT_INFO if LAMBDA_SYSTEM_LOGS == "info" else ()
+#: One API access log line (the short keys of infra/sluice_infra/http_api.py
+#: ACCESS_LOG_FIELDS), with typical values; method `m`, path `p` and status `s` are filled in
+#: per request.
 ACCESS_LOG_SAMPLE = {
-    "requestId": "Yx3LbhPjIAMEbkw=", "time": "12/May/2025:10:00:00 +0000",
-    "ip": "203.0.113.10",
-    "caller": "arn:aws:sts::123456789012:assumed-role/sluice-worker/i-0123456789abcdef0",
-    "method": "POST", "path": "", "routeKey": "$default", "status": "200",
-    "protocol": "HTTP/1.1", "responseLength": "0", "latencyMs": "25",
-    "integrationLatencyMs": "23", "integrationError": "-", "authorizerError": "-",
+    "id": "Yx3LbhPjIAMEbkw=", "t": "1747044000000", "m": "POST", "p": "", "s": "200",
+    "ms": "25", "err": "-",
+    "who": "arn:aws:sts::123456789012:assumed-role/sluice-worker/i-0123456789abcdef0",
 }
 
 FLOW = textwrap.dedent('''
@@ -279,10 +283,14 @@ class DynamoMeter:
             if not failed:
                 written += self._index_wru(before, after)
             wru += written
+            if os.environ.get("WRU_DETAIL"):
+                print("WRU", op, key.get(self.table_keys[1], {}).get("S", "")[:30], size, multiplier, written, file=sys.stderr)
             if key.get(self.table_keys[1], {}).get("S", "").startswith(TASK_RUN_SORT_PREFIX):
                 task_wru += written  # the cost model's price of one task-run record
         consistent = bool(params.get("ConsistentRead"))
         if op == "GetItem":
+            if os.environ.get("WRU_DETAIL"):
+                print("RRU GetItem", params.get("Key"), file=sys.stderr)
             rru = units(item_size(parsed.get("Item")), 4096) * (1 if consistent else 0.5)
         elif op == "BatchGetItem":
             for table, request in params.get("RequestItems", {}).items():
@@ -298,15 +306,14 @@ class DynamoMeter:
             # What the key condition read: the same request without filter, projection, COUNT.
             plain = {k: v for k, v in params.items()
                      if k not in ("FilterExpression", "Select", "ProjectionExpression")}
-            values = plain.get("ExpressionAttributeValues")
-            if values and "FilterExpression" in params:
-                used = plain.get("KeyConditionExpression", "")
-                plain["ExpressionAttributeValues"] = {k: v for k, v in values.items()
-                                                      if k in used}
-                names = plain.get("ExpressionAttributeNames") or {}
-                plain["ExpressionAttributeNames"] = {k: v for k, v in names.items() if k in used}
-                if not plain["ExpressionAttributeNames"]:
-                    del plain["ExpressionAttributeNames"]
+            # Names and values only the dropped expressions used would be refused as unused.
+            used = plain.get("KeyConditionExpression", "")
+            for part in ("ExpressionAttributeValues", "ExpressionAttributeNames"):
+                kept = {k: v for k, v in (plain.get(part) or {}).items() if k in used}
+                if kept:
+                    plain[part] = kept
+                else:
+                    plain.pop(part, None)
             read = getattr(self.shadow, "query" if op == "Query" else "scan")(**plain)
             size = sum(item_size(i) for i in read.get("Items", []))
             rru = units(size, 4096) * (1 if consistent and "IndexName" not in params else 0.5)
@@ -569,14 +576,14 @@ def start_stack(recorder: Recorder, data_dir: Path) -> dict[str, Any]:
             with self._resolve_lock, recorder.invocation("api", label, logger_stream) as rec:
                 response = handler(event, LambdaContext(aws_request_id=uuid.uuid4().hex))
             status, response_headers, data = from_response(response)
-            line = {**ACCESS_LOG_SAMPLE, "method": method, "path": event["rawPath"],
-                    "status": str(status), "responseLength": str(len(data))}
+            line = {**ACCESS_LOG_SAMPLE, "m": method, "p": event["rawPath"], "s": str(status)}
             rec.usage.update({"api_requests": 1, "logs_bytes_access":
                               log_event_bytes(json.dumps(line, separators=(",", ":")))})
             if label.startswith("events batch"):
                 with contextlib.suppress(ValueError, TypeError):
                     batch = json.loads(body)
-                    rec.records = {"task_runs": len(batch.get("task_runs") or []),
+                    rec.records = {"task_runs": len(batch.get("task_runs") or [])
+                                   + len(batch.get("finished_task_runs") or []),
                                    "logs": len(batch.get("logs") or [])}
             return status, response_headers, data
 

@@ -184,7 +184,10 @@ TTL_ATTRIBUTE = "expires_at"
 #: The item layout this code writes, and the newest it understands (docs/operations.md has the
 #: table of versions). Version 1 is the layout before versions existed (items without `sv`);
 #: `sluice_functions.migrations` moves stored data from one version to the next.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+#: From this schema on a flow run's state history lives in its own item (issue 20): code writes
+#: it so only once the data is there, so the previous release can run until the migration.
+HISTORY_INLINE_SCHEMA = 3
 #: Number attribute on every item: the layout version it was written in (absent: version 1).
 SCHEMA_VERSION_ATTRIBUTE = "sv"
 #: The variable the stack sets on every function to the SCHEMA_VERSION of its code (read by

@@ -222,14 +222,18 @@ class RunStore(Protocol):
         """
         ...
 
-    def set_flow_run_state(self, run: FlowRun, transition_id: str | None) -> FlowRun:
+    def set_flow_run_state(self, run: FlowRun, transition_id: str | None,
+                           passed: Sequence[State] = ()) -> FlowRun:
         """Write `run` (carrying its new `state`) and append `run.state` to its history, atomically.
 
         Compare-and-set as in `update_flow_run` (`version` must still equal `run.version`; the
-        result has `version + 1`). When `transition_id` is given it is recorded with the history
-        entry, and a second write with the same (run id, transition_id) raises `Conflict` and
-        writes nothing, so a retried request can never apply twice. One DynamoDB transaction,
-        one SQLite transaction: either the run, its history entry and the transition id are all
+        result has `version + 1 + len(passed)`). `passed` are states the run went through on
+        the way within this one write (a claim that starts the run passes Pending): each gets
+        its own history entry, before `run.state`'s. When `transition_id` is given it is
+        recorded with the history entry, and a second write with the same (run id,
+        transition_id) raises `Conflict` and writes nothing, so a retried request can never
+        apply twice. One DynamoDB write (the history inside the run item, schema 3), one SQLite
+        transaction: either the run, its history entries and the transition id are all
         written, or none is. Raises `NotFound` if the run does not exist.
         """
         ...
@@ -321,6 +325,14 @@ class RunStore(Protocol):
         runs may be mixed. Returns how many records were written. Not atomic across records,
         but each record is all-or-nothing.
         """
+        ...
+
+    def add_finished_task_runs(self, task_runs: Sequence[TaskRun]) -> int:
+        """Store task runs reported once, already final (`EventsBatch.finished_task_runs`):
+        no later record of them follows, so an adapter may pack several into one item (the
+        DynamoDB store does). A record that is not final is upserted as by
+        `upsert_task_runs`. Listings show them with the others; a task run stored twice (a
+        resent batch) is listed with its highest version. Returns how many were stored."""
         ...
 
     def list_task_runs(

@@ -23,6 +23,7 @@ import sluice
 
 from .capacity import Capacity, CapacityError
 from .construct import SluiceControlPlane
+from .lambda_logging import DEFAULT_SYSTEM_LOGS, SYSTEM_LOG_LEVELS
 from .operations import ALARM_SETS, ESSENTIAL_ALARMS
 from .pools.context import POOL_CONTEXT_KEYS, add_pools, pool_options_from_context
 from .upgrades import UPGRADE_CONTEXT_KEYS, upgrade_options_from_context
@@ -46,6 +47,8 @@ CONTEXT_KEYS = {
     "sluice:dashboard": "true to create the CloudWatch dashboard (default false: $3 a month "
                         "beyond an account's first three)",
     "sluice:removalPolicy": "retain (default) or destroy: the data on stack delete",
+    "sluice:lambdaSystemLogs": "warn (default: no Lambda start/report line per invocation) or "
+                               "info (each invocation's duration and memory in the logs)",
     "sluice:workerFleet": "true for an EC2 Auto Scaling worker fleet",
     "sluice:workerPool": "the fleet's pool (default: default)",
     "sluice:workerInstanceType": "the fleet's instance type (default t4g.small)",
@@ -158,6 +161,10 @@ def build_stack(app: App) -> Stack:
     if alarms not in ALARM_SETS:
         raise ContextError(f"context sluice:alarms must be one of {', '.join(ALARM_SETS)}, "
                            f"not {alarms!r}")
+    system_logs = (context.text("sluice:lambdaSystemLogs", DEFAULT_SYSTEM_LOGS) or "").lower()
+    if system_logs not in SYSTEM_LOG_LEVELS:
+        raise ContextError(f"context sluice:lambdaSystemLogs must be one of "
+                           f"{', '.join(SYSTEM_LOG_LEVELS)}, not {system_logs!r}")
     fleet = None
     if context.flag("sluice:workerFleet"):
         wheel = context.text("sluice:workerSluiceWheel")
@@ -194,6 +201,7 @@ def build_stack(app: App) -> Stack:
         alarm_email=context.text("sluice:alarmEmail"),
         alarms=alarms,
         dashboard=context.flag("sluice:dashboard"),
+        lambda_system_logs=system_logs,
         worker_fleet=fleet,
         removal_policy=RemovalPolicy.RETAIN if removal == "retain" else RemovalPolicy.DESTROY,
         capacity=capacity,

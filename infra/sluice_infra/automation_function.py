@@ -39,6 +39,7 @@ from .functions import (
     event_bus_arn,
     queue_arn_pattern,
 )
+from .lambda_logging import DEFAULT_SYSTEM_LOGS, system_log_level
 
 HANDLER = "sluice_functions.handlers.automations.handler"
 #: Several automations may act on one event, each webhook waiting up to 5 s.
@@ -70,7 +71,8 @@ class AutomationFunction(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, code: lambda_.Code,
                  settings: ControlPlaneSettings, table: dynamodb.Table,
-                 log_retention: logs.RetentionDays) -> None:
+                 log_retention: logs.RetentionDays,
+                 system_logs: str = DEFAULT_SYSTEM_LOGS) -> None:
         super().__init__(scope, construct_id)
         self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
                              description="Sluice automations function")
@@ -92,7 +94,7 @@ class AutomationFunction(Construct):
             role=self.role, log_group=self.log_group,
             logging_format=lambda_.LoggingFormat.JSON,
             application_log_level_v2=lambda_.ApplicationLogLevel.INFO,
-            system_log_level_v2=lambda_.SystemLogLevel.INFO,
+            system_log_level_v2=system_log_level(system_logs),  # `lambda_logging`
             environment={**settings.to_environment(), "POWERTOOLS_LOG_LEVEL": "INFO",
                          "POWERTOOLS_METRICS_NAMESPACE": settings.effective_metrics_namespace},
             # Receipts make a retried invocation act once; what still fails is kept.

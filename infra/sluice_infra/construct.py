@@ -28,6 +28,7 @@ from .automation_function import AutomationFunction
 from .capacity import Capacity
 from .functions import ControlPlaneFunctions
 from .http_api import ControlPlaneApi, Throttle
+from .lambda_logging import DEFAULT_SYSTEM_LOGS, system_log_level
 from .log_queries import SavedQueries
 from .notifications import NotificationAccess
 from .observability import ControlPlaneObservability
@@ -63,6 +64,9 @@ class SluiceControlPlane(Construct):
         of each pool queue's oldest message: 18 with one pool; README "Alarms").
     :param dashboard: also create the CloudWatch dashboard (default False: $3 a month beyond
         an account's first three dashboards; the alarms and saved queries cover operations).
+    :param lambda_system_logs: Lambda's own log lines of the functions: "warn" (default: no
+        start/report line per invocation, CloudWatch Logs bytes saved) or "info" (each
+        invocation's duration, memory used and cold start in the logs; `lambda_logging`).
     :param worker_fleet: an EC2 Auto Scaling group of workers (`WorkerFleet`), or None.
     :param removal_policy: what a stack delete does to the data (table, bucket, run logs);
         RETAIN also turns on the table's deletion protection.
@@ -101,8 +105,10 @@ class SluiceControlPlane(Construct):
                  notification_topic_arns: Sequence[str] = (),
                  notification_secrets: Sequence[str] = (),
                  index_stage: int | None = None,
-                 backup_plan: BackupPlanOptions | None = None) -> None:
+                 backup_plan: BackupPlanOptions | None = None,
+                 lambda_system_logs: str = DEFAULT_SYSTEM_LOGS) -> None:
         super().__init__(scope, construct_id)
+        system_log_level(lambda_system_logs)  # refuses a bad choice before any resource
         pools = _pool_names(extra_pools)
         if not re.match(PREFIX_PATTERN, prefix):
             raise ValueError(f"prefix {prefix!r} must match {PREFIX_PATTERN} (lowercase "
@@ -146,11 +152,11 @@ class SluiceControlPlane(Construct):
         self.functions = ControlPlaneFunctions(
             self, "Functions", code=function_code(), settings=self.settings, table=self.table,
             bundle_bucket=self.bundle_bucket, run_log_group=self.run_log_group,
-            log_retention=log_retention, capacity=capacity)
+            log_retention=log_retention, capacity=capacity, system_logs=lambda_system_logs)
         #: Reactive automations: their own function, fed by an EventBridge rule on the bus.
         self.automation_function = AutomationFunction(
             self, "Automations", code=self.functions.code, settings=self.settings,
-            table=self.table, log_retention=log_retention)
+            table=self.table, log_retention=log_retention, system_logs=lambda_system_logs)
         self.notifications = NotificationAccess(
             self, "Notifications", prefix=prefix,
             roles=[*self.functions.roles.values(), self.automation_function.role],

@@ -21,6 +21,7 @@ from sluice_functions.config import ControlPlaneSettings
 from .acknowledgments import acknowledge_wildcard_resources
 from .asset import LAMBDA_ARCHITECTURE, LAMBDA_RUNTIME
 from .capacity import Capacity
+from .lambda_logging import DEFAULT_SYSTEM_LOGS, system_log_level
 from .storage import BUNDLE_PREFIX
 
 #: Every minute, as the design says: a run due within a minute is enqueued with DelaySeconds,
@@ -98,9 +99,12 @@ class ControlPlaneFunctions(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, code: lambda_.Code,
                  settings: ControlPlaneSettings, table: dynamodb.Table, bundle_bucket: s3.Bucket,
                  run_log_group: logs.LogGroup, log_retention: logs.RetentionDays,
-                 capacity: Capacity = Capacity()) -> None:
+                 capacity: Capacity = Capacity(),
+                 system_logs: str = DEFAULT_SYSTEM_LOGS) -> None:
         super().__init__(scope, construct_id)
         self.settings = settings
+        #: Lambda's own lines (`lambda_logging`): "info" or "warn".
+        self.system_log_level = system_log_level(system_logs)
         #: The one code asset, shared with the automations function (`automation_function`).
         self.code = code
         self.capacity = capacity
@@ -198,7 +202,7 @@ class ControlPlaneFunctions(Construct):
             log_group=log_group,
             logging_format=lambda_.LoggingFormat.JSON,
             application_log_level_v2=lambda_.ApplicationLogLevel.INFO,
-            system_log_level_v2=lambda_.SystemLogLevel.INFO,
+            system_log_level_v2=self.system_log_level,
             environment=environment,
             # A failed tick is not retried: the next one, a minute later, does the same work
             # (ticks are idempotent), and a retry would only run beside it.

@@ -1,8 +1,9 @@
 """Saved CloudWatch Logs Insights queries (Logs Insights, "Saved queries", folder `<prefix>/`).
 
 The functions' lines carry `flow_run_id`, `deployment_id` and `pool` keys (Powertools Logger,
-`sluice_functions.handlers.log_keys`); the API access log names the run in its `path`; a run's
-own log lines are the log stream named after its id in the run log group.
+`sluice_functions.handlers.log_keys`); the API access log (`http_api.ACCESS_LOG_FIELDS`: `p`
+path, `m` method, `s` status, `who` caller) names the run in its path; a run's own log lines are
+the log stream named after its id in the run log group.
 """
 
 from __future__ import annotations
@@ -16,30 +17,34 @@ from constructs import Construct
 RUN_ID_PLACEHOLDER = "RUN_ID"
 
 WHY_DID_RUN_FAIL = "\n".join((
-    "fields @timestamp, @log, level, message, status, path, flow_run_id, pool",
+    "fields @timestamp, @log, level, message, m, p, s, err, flow_run_id, pool",
     f'| filter flow_run_id = "{RUN_ID_PLACEHOLDER}" or @logStream = "{RUN_ID_PLACEHOLDER}"'
-    f' or path like "{RUN_ID_PLACEHOLDER}"',
+    f' or p like "{RUN_ID_PLACEHOLDER}"',
     "| sort @timestamp asc",
     "| limit 1000",
 ))
 #: From the first to the last API request naming the run (create or claim to its final state);
 #: a saved query keeps no time range: choose "today" (or any range) when running it.
 SLOWEST_RUNS_TODAY = "\n".join((
-    r"parse path /\/flow-runs\/(?<run>[^\/]+)/",
+    r"parse p /\/flow-runs\/(?<run>[^\/]+)/",
     "| filter ispresent(run)",
     "| stats (max(@timestamp) - min(@timestamp)) / 1000 as seconds, count(*) as requests"
     " by run",
     "| sort seconds desc",
     "| limit 50",
 ))
+#: The route: the path's family and action (`/flow-runs/<id>/claim` -> flow-runs claim), ids
+#: left out so that one route is one row.
 ERRORS_BY_ROUTE = "\n".join((
-    "filter status like /^[45]/",
-    "| stats count(*) as requests by method, routeKey, status",
+    "filter s like /^[45]/",
+    r"| parse p /^\/(?<family>[^\/]+)(\/[^\/]+)?(\/(?<action>[^\/]+))?/",
+    "| stats count(*) as requests by m, family, action, s",
     "| sort requests desc",
 ))
 THROTTLED_REQUESTS = "\n".join((
-    'filter status = "429"',
-    "| stats count(*) as throttled by bin(1m) as minute, routeKey, caller",
+    'filter s = "429"',
+    r"| parse p /^\/(?<family>[^\/]+)/",
+    "| stats count(*) as throttled by bin(1m) as minute, family, who",
     "| sort minute desc",
 ))
 

@@ -52,8 +52,9 @@ ALARM_SETS = (ESSENTIAL_ALARMS, FULL_ALARMS)
 
 
 def metric_filter_pattern_429() -> logs.IFilterPattern:
-    """Access log lines (`http_api.ACCESS_LOG_FIELDS`: status is a JSON string) of 429s."""
-    return logs.FilterPattern.string_value("$.status", "=", "429")
+    """Access log lines (`http_api.ACCESS_LOG_FIELDS`: `s`, the status, is a JSON string) of
+    429s."""
+    return logs.FilterPattern.string_value("$.s", "=", "429")
 
 
 class OperationsAlarms(Construct):

@@ -87,7 +87,10 @@ def raw_items(client) -> list[dict]:
 # ---- DynamoDB: TTL, indexes, cursors ------------------------------------------------------------
 
 
-def test_every_run_item_expires_after_the_retention_and_configuration_never_does(store, dynamodb):
+@pytest.mark.parametrize("inline", [True, False], ids=["history-inline", "history-items"])
+def test_every_run_item_expires_after_the_retention_and_configuration_never_does(dynamodb, inline):
+    store = DynamoRunStore(dynamodb, TABLE, retention_days=7, clock=lambda: NOW,
+                           history_inline=lambda: inline)
     run = store.create_flow_run(a_run(idempotency_key="k1"))
     store.set_flow_run_state(run.model_copy(update={"state": State(type=StateType.PENDING)}), "t1")
     store.upsert_task_runs([TaskRun(id="task-1", flow_run_id=run.id, task_name="t", name="t-0",
@@ -95,10 +98,15 @@ def test_every_run_item_expires_after_the_retention_and_configuration_never_does
     store.upsert_deployment(Deployment(id="d1", flow_name="etl", name="nightly", entrypoint="f:x"))
     store.upsert_pool(Pool(name="default"))
     store.upsert_worker(Worker(name="w1", pool="default", host="h"))
+    store.add_finished_task_runs([TaskRun(id="task-2", flow_run_id=run.id, task_name="t",
+                                          name="t-1", state=State(type=StateType.COMPLETED),
+                                          version=3)])
 
-    expiry = {item["sk"]["S"].split("#")[0]: item.get(TTL_ATTRIBUTE)
-              for item in raw_items(dynamodb)}
-    for run_sk in ("RUN", "STATE", "TRANSITION", "TASK", "IDEMPOTENCY", "w1"):
+    expiry = {item["sk"]["S"].split("#")[0] + ("~" if "~" in item["sk"]["S"] else ""):
+              item.get(TTL_ATTRIBUTE) for item in raw_items(dynamodb)}
+    history_items = () if inline else ("STATE", "TRANSITION")  # inline: inside the run item
+    assert not inline or not {"STATE", "TRANSITION"} & set(expiry)
+    for run_sk in ("RUN", *history_items, "TASK", "TASK~", "IDEMPOTENCY", "w1"):
         assert expiry[run_sk] == {"N": str(NOW + 7 * 24 * 3600)}, run_sk
     for config_sk in ("DEPLOYMENT", "etl\x00nightly", "default"):
         assert expiry[config_sk] is None, config_sk
@@ -160,7 +168,7 @@ def test_slot_counts_are_exact_while_the_run_indexes_lag(store, dynamodb):
     free = store.create_flow_run(a_run(id="run-free", deployment_id="d1"))
     items_before = len(raw_items(dynamodb))
     move(free, StateType.PENDING, "i")
-    assert len(raw_items(dynamodb)) == items_before + 2  # its history entry and transition guard
+    assert len(raw_items(dynamodb)) == items_before  # its history and transition id: inline
 
 
 def test_a_slot_holder_left_behind_is_removed_by_the_next_count(store, dynamodb):
@@ -227,9 +235,9 @@ def test_a_page_size_out_of_range_is_a_bad_request(store, limit):
 # ---- DynamoDB: error mapping --------------------------------------------------------------------
 
 
-def stubbed_store() -> tuple[DynamoRunStore, Stubber]:
+def stubbed_store(*, history_inline: bool = True) -> tuple[DynamoRunStore, Stubber]:
     client = offline_client("dynamodb")
-    return DynamoRunStore(client, TABLE), Stubber(client)
+    return DynamoRunStore(client, TABLE, history_inline=lambda: history_inline), Stubber(client)
 
 
 @pytest.mark.parametrize("code", ["ThrottlingException", "ProvisionedThroughputExceededException",
@@ -272,7 +280,8 @@ def cancelled(reasons: list[str]) -> dict:
     (["ProvisionedThroughputExceeded", "None", "None"], Throttled),
 ])
 def test_a_cancelled_transaction_maps_by_its_reasons(reasons, expected):
-    store, stubber = stubbed_store()
+    # The layout before schema 3: a state change is one transaction of run, entry and guard
+    store, stubber = stubbed_store(history_inline=False)
     stubber.add_client_error("transact_write_items", "TransactionCanceledException",
                              modeled_fields=cancelled(reasons))
     with stubber, pytest.raises(expected):
@@ -280,9 +289,18 @@ def test_a_cancelled_transaction_maps_by_its_reasons(reasons, expected):
 
 
 def test_a_lost_compare_and_set_reads_back_to_tell_conflict_from_not_found():
-    store, stubber = stubbed_store()
+    store, stubber = stubbed_store(history_inline=False)
     stubber.add_client_error("transact_write_items", "TransactionCanceledException",
                              modeled_fields=cancelled(["ConditionalCheckFailed", "None", "None"]))
+    stubber.add_response("get_item", {}, {"TableName": TABLE, "Key": ANY, "ConsistentRead": True})
+    with stubber, pytest.raises(NotFound):
+        store.set_flow_run_state(a_run(version=3), "transition-1")
+
+
+def test_a_lost_inline_state_change_reads_back_to_tell_conflict_from_not_found():
+    # Schema 3: one conditional UpdateItem; its failed condition is told apart by a read
+    store, stubber = stubbed_store()
+    stubber.add_client_error("update_item", "ConditionalCheckFailedException")
     stubber.add_response("get_item", {}, {"TableName": TABLE, "Key": ANY, "ConsistentRead": True})
     with stubber, pytest.raises(NotFound):
         store.set_flow_run_state(a_run(version=3), "transition-1")
@@ -470,17 +488,19 @@ def emitted(capsys) -> list[dict]:
     return [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
 
 
-def test_metrics_flush_one_emf_document_per_dimension_set(capsys):
+def test_metrics_flush_as_few_emf_documents_as_dimension_values_allow(capsys):
+    # (Issue 20: one document per flush unless a dimension takes two values; the packing
+    # itself is tested in test_emf_documents.py.)
     metrics = EmfMetrics("SluiceTest")
     metrics.count("FlowRunsCreated", dimensions={"pool": "a"})
     metrics.count("FlowRunsCreated", 2, dimensions={"pool": "b"})
     metrics.timing("ClaimLatency", 12.5)
     metrics.flush()
     documents = emitted(capsys)
-    assert len(documents) == 3
+    assert len(documents) == 2  # pool "a" and pool "b" cannot share a document
     by_pool = {d.get("pool"): d for d in documents}
-    assert by_pool["b"]["FlowRunsCreated"] == [2.0]
-    assert by_pool[None]["ClaimLatency"] == [12.5]
+    assert by_pool["b"]["FlowRunsCreated"] == 2
+    assert by_pool["a"]["ClaimLatency"] == 12.5
     assert all(d["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "SluiceTest" for d in documents)
     # Dimensions survive a flush: the next batch is labelled again
     metrics.gauge("QueueDepth", 4, dimensions={"pool": "a"})
@@ -488,13 +508,10 @@ def test_metrics_flush_one_emf_document_per_dimension_set(capsys):
     assert emitted(capsys)[0]["pool"] == "a"
 
 
-def test_metrics_never_raise(capsys, monkeypatch):
-    metrics = EmfMetrics("SluiceTest")
-    metrics.count("Bad", float("nan"))  # Powertools refuses it; the adapter only logs
+def test_metrics_never_raise(capsys):
+    metrics = EmfMetrics("SluiceTest", write_line=lambda line: 1 / 0)  # stdout fails
+    metrics.count("Bad", float("nan"))  # refused (invalid JSON in EMF); the adapter only logs
     metrics.count("Good")
-    from aws_lambda_powertools.metrics import EphemeralMetrics
-
-    monkeypatch.setattr(EphemeralMetrics, "flush_metrics", lambda self, **_: 1 / 0)
     metrics.flush()
     metrics.flush()  # nothing buffered: prints nothing
     assert capsys.readouterr().out == ""

@@ -102,7 +102,7 @@ def test_api_429s_are_counted_from_the_access_log_and_alarmed(synthesized):
     # The filter reads the log group the stage writes its access log to.
     assert refers_to(stage["Properties"]["AccessLogSettings"]["DestinationArn"],
                      properties["LogGroupName"]["Ref"])
-    assert properties["FilterPattern"] == '{ $.status = "429" }'
+    assert properties["FilterPattern"] == '{ $.s = "429" }'
     (transformation,) = properties["MetricTransformations"]
     assert (transformation["MetricNamespace"], transformation["MetricName"]) == (
         FULL_NAMESPACE, API_THROTTLED)
@@ -180,7 +180,7 @@ def test_the_saved_queries_read_the_right_log_groups(synthesized):
     assert any("RunLogs" in i for i in read) and any("ApiAccessLogs" in i for i in read)
     assert "by run" in queries["sluice/slowest runs today"]["QueryString"]
     assert '"429"' in queries["sluice/throttled requests"]["QueryString"]
-    assert "routeKey" in queries["sluice/errors by route"]["QueryString"]
+    assert "by m, family, action, s" in queries["sluice/errors by route"]["QueryString"]
 
 
 # ---- capacity -------------------------------------------------------------------------------

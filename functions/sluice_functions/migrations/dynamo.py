@@ -26,7 +26,7 @@ from ..config import (
 )
 from .runner import PageResult
 from .status import UNVERSIONED, SchemaStatus
-from .steps import Item, ItemChange, Migration
+from .steps import MIGRATIONS, Item, ItemChange, Migration
 
 META_KEY: Item = {TABLE_PARTITION_KEY: {"S": META_PARTITION}, TABLE_SORT_KEY: {"S": META_SORT_KEY}}
 #: A conditional item write that lost to a concurrent writer is re-read and re-applied at most
@@ -60,7 +60,23 @@ class DynamoMigrationBackend:
 
     def guard_status(self) -> SchemaStatus:
         """The status as far as `SchemaGuard` needs it: one GetItem. Without a META item the
-        data is version 1 or the table is new, and this code understands both."""
+        data is version 1, or the table is new: then it is stamped at this code's version
+        (one conditional write, once), so a new stack writes today's layout from its first
+        run on without a migration."""
+        item = self._meta()
+        if item is not None:
+            return self._status_of(item)
+        if not self._is_empty():
+            return SchemaStatus(version=UNVERSIONED)
+        oldest = max((s.to_version for s in MIGRATIONS if s.breaks_older_code),
+                     default=UNVERSIONED)
+        try:
+            self._update_meta("SET schema_version = :v, oldest_code = :oldest, updated_at = :now",
+                              {":v": {"N": str(SCHEMA_VERSION)}, ":oldest": {"N": str(oldest)},
+                               ":now": {"S": _now()}},
+                              "attribute_not_exists(schema_version)", "stamp a new table")
+        except Conflict:
+            pass  # another function stamped it first
         item = self._meta()
         return SchemaStatus(version=UNVERSIONED) if item is None else self._status_of(item)
 

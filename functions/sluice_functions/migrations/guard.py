@@ -30,8 +30,16 @@ class SchemaGuard:
 
     def check(self) -> None:
         """Raise `SchemaTooNew` if the data (as last read) is too new for this code."""
+        check_understood(self._current(), self._understood)
+
+    def data_version(self) -> int:
+        """The schema version the data is at (as last read): stores write a newer layout only
+        once the data is there (`config.HISTORY_INLINE_SCHEMA`)."""
+        return self._current().version
+
+    def _current(self) -> SchemaStatus:
         now = self._clock()
         if self._status is None or now - self._read_at >= self._interval:
             self._status = self._read_status()
             self._read_at = now
-        check_understood(self._status, self._understood)
+        return self._status

@@ -133,6 +133,26 @@ def reindex_sqlite_runs(conn: sqlite3.Connection, rowids: list[int]) -> int:
     return changed
 
 
+# ---- 2 -> 3: state history inside the run item ---------------------------------------------------
+
+
+def stamp_item(item: Item, to_version: int = 3) -> ItemChange | None:
+    """Version 2 -> 3 of one item: only its stamp. The layout change is in what code writes
+    once the data is at 3 (a run's newest history entries and transition ids inside its item,
+    `adapters.aws.dynamo_run_item`); `STATE#` and `TRANSITION#` items stay valid (older
+    entries), so nothing is moved."""
+    if item[TABLE_PARTITION_KEY]["S"] == META_PARTITION:
+        return None
+    if int(item.get(SCHEMA_VERSION_ATTRIBUTE, {}).get("N", "1")) >= to_version:
+        return None
+    return ItemChange(set={SCHEMA_VERSION_ATTRIBUTE: {"N": str(to_version)}})
+
+
+def no_sqlite_change(conn: sqlite3.Connection, rowids: list[int]) -> int:
+    """SQLite keeps its history table: nothing to change."""
+    return 0
+
+
 #: The steps, oldest first. Constant data, not a registry: the runner takes the steps it applies
 #: as an argument (tests pass their own).
 MIGRATIONS: tuple[Migration, ...] = (
@@ -143,6 +163,15 @@ MIGRATIONS: tuple[Migration, ...] = (
         dynamo_item=stamp_and_reindex_item,
         sqlite_rows=reindex_sqlite_runs,
         breaks_older_code=False,  # version-1 code ignores `sv`
+    ),
+    Migration(
+        from_version=2, to_version=3,
+        description="a flow run's state history and transition ids are written inside its "
+                    "item (one write per state change instead of a three-item transaction)",
+        dynamo_item=stamp_item,
+        sqlite_rows=no_sqlite_change,
+        # Code of 2 would not see the history inside run items, and its writes would drop it.
+        breaks_older_code=True,
     ),
 )
 

@@ -53,6 +53,9 @@ class Transition:
     write: bool = False
     #: The run entered Scheduled in a pool without a queue message: one must be sent.
     enqueue: bool = False
+    #: States the run passed through on the way to `run.state` in this one write (a claim
+    #: that starts the run: Pending), each with its own history entry and event.
+    passed: tuple[State, ...] = ()
 
     @property
     def accepted(self) -> bool:

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sluice.models import FlowRun, SluiceEvent
+from sluice.models import FlowRun, SluiceEvent, State
 
 if TYPE_CHECKING:
     from ..automations.dispatch import AutomationDispatcher
@@ -138,20 +138,26 @@ def record_for_store(events: Sequence[SluiceEvent], *, store: Any,
 
 
 def flow_run_transitioned(before: FlowRun | None, run: FlowRun, *, store: Any,
-                          now: datetime) -> None:
+                          now: datetime, passed: Sequence[State] = ()) -> None:
     """Record `sluice.flow-run.<StateName>` for a written transition (every transition of the
     control plane is applied by `lifecycle._apply`, which calls this once per write; a run's
-    first state by `flow_runs.create_flow_run`, with `before` None). Costs
-    nothing when the store has no recorder; never raises."""
+    first state by `flow_runs.create_flow_run`, with `before` None). A write that `passed`
+    through states on the way (a claim that starts the run) records one event per state, in
+    order. Costs nothing when the store has no recorder; never raises."""
     recorder = recorder_of(store)
     if recorder is None:
         return
     try:
         from .event_builders import deployment_name, flow_run_event
 
-        event = flow_run_event(before, run, now=now,
-                               deployment_name=deployment_name(store, run.deployment_id))
+        name = deployment_name(store, run.deployment_id)
+        steps = [run.model_copy(update={"state": state, "version": run.version - len(passed) + i})
+                 for i, state in enumerate(passed)] + [run]
+        events = []
+        for step in steps:
+            events.append(flow_run_event(before, step, now=now, deployment_name=name))
+            before = step
     except Exception:  # noqa: BLE001 - a malformed event is a bug here, not the run's problem
         LOGGER.exception("could not build the event of flow run %s", run.id)
         return
-    recorder.record([event], now=now)
+    recorder.record(events, now=now)

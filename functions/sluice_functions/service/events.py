@@ -47,20 +47,25 @@ def record_events(
     """
     _check_batch(flow_run_id, batch)
     run = store.get_flow_run(flow_run_id)
-    task_runs = batch.task_runs
+    task_runs, finished = batch.task_runs, batch.finished_task_runs
     if _from_last_attempt(run, batch.lease):
         # The attempt is over (its output lands after its final state): its lines are kept,
         # and of its task runs only those that ended; an open one would show a step still
         # running inside an attempt that is over (its open task runs were closed with it).
+        sent = len(task_runs) + len(finished)
         task_runs = [t for t in task_runs if t.state.is_terminal]
-        if len(task_runs) < len(batch.task_runs):
-            metrics.count("LateTaskRunsDropped", len(batch.task_runs) - len(task_runs))
+        finished = [t for t in finished if t.state.is_terminal]
+        if len(task_runs) + len(finished) < sent:
+            metrics.count("LateTaskRunsDropped", sent - len(task_runs) - len(finished))
     else:
         check_lease(run, batch.lease)
     if task_runs:
         store.upsert_task_runs(task_runs)
+    if finished:  # first reported and final: the store may pack them (issue 20)
+        store.add_finished_task_runs(finished)
     if batch.logs:
         logs.append(flow_run_id, batch.logs)
+    task_runs = [*task_runs, *finished]
     metrics.count("TaskRunRecords", len(task_runs))
     metrics.count("LogRecords", len(batch.logs))
     transition = None
@@ -116,7 +121,7 @@ def read_logs(
 
 
 def _check_batch(flow_run_id: str, batch: EventsBatch) -> None:
-    count = len(batch.task_runs) + len(batch.logs)
+    count = len(batch.task_runs) + len(batch.finished_task_runs) + len(batch.logs)
     if count > MAX_EVENTS_PER_BATCH:
         raise PayloadTooLarge(
             f"an events batch holds at most {MAX_EVENTS_PER_BATCH} records, got {count}",
@@ -128,10 +133,12 @@ def _check_batch(flow_run_id: str, batch: EventsBatch) -> None:
             f"an events batch is at most {MAX_EVENTS_BATCH_BYTES} bytes, got {size}",
             details={"field": "batch", "limit": MAX_EVENTS_BATCH_BYTES},
         )
-    for index, task_run in enumerate(batch.task_runs):
-        _check_belongs(flow_run_id, task_run.flow_run_id, f"task_runs[{index}]")
-        check_state(task_run.state, field=f"task_runs[{index}].state")
-        check_tags(task_run.tags, field=f"task_runs[{index}].tags")
+    for name, records in (("task_runs", batch.task_runs),
+                          ("finished_task_runs", batch.finished_task_runs)):
+        for index, task_run in enumerate(records):
+            _check_belongs(flow_run_id, task_run.flow_run_id, f"{name}[{index}]")
+            check_state(task_run.state, field=f"{name}[{index}].state")
+            check_tags(task_run.tags, field=f"{name}[{index}].tags")
     for index, record in enumerate(batch.logs):
         _check_belongs(flow_run_id, record.flow_run_id, f"logs[{index}]")
     check_log_messages(record.message for record in batch.logs)

@@ -149,9 +149,12 @@ def _claim(flow_run_id: str, request: ClaimRequest, *, store: RunStore, metrics:
             if not claimed.write:
                 return claimed
             # The claimant's session (if any) renews this lease from now on (worker_leases).
-            return replace(claimed, run=claimed.run.model_copy(
+            claimed = replace(claimed, run=claimed.run.model_copy(
                 update={"lease_expires_at": first_leases.expires_at(now),
                         "lease_session": request.session}))
+            if request.start and not scopes:
+                return _started_in_the_same_write(claimed, new_lease, now=now)
+            return claimed
 
         try:
             outcome = _apply(flow_run_id, decide, transition_id=None,
@@ -162,7 +165,7 @@ def _claim(flow_run_id: str, request: ClaimRequest, *, store: RunStore, metrics:
     if outcome.write and limits:
         _confirm_claim(before, new_lease, limits, store=store, metrics=metrics, now=now)
     run = outcome.run
-    if outcome.write and request.start:
+    if outcome.write and request.start and run.state.type is StateType.PENDING:
         run = _start_claimed(run, new_lease, store=store, metrics=metrics, now=now)
     if not outcome.write:
         # The claim is repeated (its answer was lost): the holder counts its lease from this
@@ -179,6 +182,17 @@ def _claim(flow_run_id: str, request: ClaimRequest, *, store: RunStore, metrics:
     return ClaimResponse(lease=run.lease, flow_run=run, **lease_terms(first_leases, now),
                          deployment=_deployment_of(run, store) if request.with_deployment
                          else None)
+
+
+def _started_in_the_same_write(claimed: Transition, lease: str, *, now: datetime) -> Transition:
+    """A claim that asks to `start`, under no concurrency limit (nothing can take it back):
+    Pending and Running in one write, Pending kept as a history entry of its own (issue 20).
+    The same rules and lease check as the process's own Running."""
+    running = Retrying() if claimed.run.run_count > 1 else Running()
+    started = orchestration.propose_state(claimed.run, running, now=now, lease=lease)
+    if not started.write:
+        return claimed
+    return replace(started, passed=(claimed.run.state,))
 
 
 def _start_claimed(run: FlowRun, lease: str, *, store: RunStore, metrics: Metrics,
@@ -454,7 +468,8 @@ def _apply(
         if send:
             to_write = mark_enqueued(to_write, now)
         try:
-            stored = store.set_flow_run_state(to_write, transition_id)
+            stored = (store.set_flow_run_state(to_write, transition_id, outcome.passed)
+                      if outcome.passed else store.set_flow_run_state(to_write, transition_id))
         except StaleLease:
             raise
         except Conflict:
@@ -466,8 +481,9 @@ def _apply(
         if send:
             assert queue is not None, "a transition that enqueues needs the queue port"
             send_run_message(stored, store=store, queue=queue, metrics=metrics, now=now)
-        metrics.count("FlowRunTransitions", dimensions={"state": stored.state.type.value})
-        event_log.flow_run_transitioned(run, stored, store=store, now=now)
+        for state in (*outcome.passed, stored.state):
+            metrics.count("FlowRunTransitions", dimensions={"state": state.type.value})
+        event_log.flow_run_transitioned(run, stored, store=store, now=now, passed=outcome.passed)
         return replace(outcome, run=stored)
     raise Conflict(f"flow run {flow_run_id} kept changing while it was being updated; try again")
 
@@ -485,5 +501,7 @@ def _response(outcome: Transition) -> SetStateResponse:
 
 
 def _record_worker_seen(run: FlowRun, *, store: RunStore, now: datetime) -> None:
+    if run.lease_session is not None:
+        return  # a worker with a session beats for itself (worker_leases): no write per claim
     if run.worker and run.pool:
         store.upsert_worker(Worker(name=run.worker, pool=run.pool, last_seen=now, online=True))

@@ -180,6 +180,13 @@ class EventsBatch(_Request):
     """Task-run records and log lines of one flow run; idempotent by record id."""
 
     task_runs: list[TaskRun] = Field(default_factory=list)
+    #: Task runs reported here for the first time and already final (the sender never sent an
+    #: earlier record of them, and sends none later): the store may keep them packed, several
+    #: to one item (issue 20). A record here that is not final is stored as a `task_runs` one.
+    #: Counted with `task_runs` against the batch limits and in `EventsAccepted.task_runs`. A
+    #: control plane from before it refuses the field (422 naming it): the sender then moves
+    #: these records to `task_runs` and stops using it.
+    finished_task_runs: list[TaskRun] = Field(default_factory=list)
     logs: list[LogRecord] = Field(default_factory=list)
     #: The lease of the attempt that sends the batch. A batch without the run's current lease
     #: (none, or that of an attempt that lost the run) is refused with 409, like its state
@@ -204,6 +211,7 @@ class EventsBatch(_Request):
         # Counts, not contents: frameworks format request models into debug messages eagerly,
         # and the full repr of a 500-record batch costs more than storing it.
         yield "task_runs", len(self.task_runs)
+        yield "finished_task_runs", len(self.finished_task_runs)
         yield "logs", len(self.logs)
 
 

@@ -87,11 +87,11 @@ class InMemoryRunStore:
         run_id = self.idempotency_keys.get(idempotency_key)
         return self.get_flow_run(run_id) if run_id else None
 
-    def _compare_and_set(self, run: FlowRun) -> FlowRun:
+    def _compare_and_set(self, run: FlowRun, steps: int = 1) -> FlowRun:
         current = self.get_flow_run(run.id)
         if current.version != run.version:
             raise Conflict(f"flow run {run.id} is at version {current.version}, not {run.version}")
-        stored = run.model_copy(update={"version": run.version + 1}, deep=True)
+        stored = run.model_copy(update={"version": run.version + steps}, deep=True)
         self.runs[run.id] = stored
         self.writes += 1
         return stored
@@ -99,11 +99,13 @@ class InMemoryRunStore:
     def update_flow_run(self, run: FlowRun) -> FlowRun:
         return self._compare_and_set(run).model_copy(deep=True)
 
-    def set_flow_run_state(self, run: FlowRun, transition_id: str | None) -> FlowRun:
+    def set_flow_run_state(self, run: FlowRun, transition_id: str | None,
+                           passed: Sequence[State] = ()) -> FlowRun:
         if transition_id and (run.id, transition_id) in self.transition_ids:
             self.get_flow_run(run.id)  # NotFound first, like the real stores
             raise Conflict(f"transition {transition_id} was already applied")
-        stored = self._compare_and_set(run)
+        stored = self._compare_and_set(run, steps=1 + len(passed))
+        self.history[run.id].extend(passed)
         self.history[run.id].append(stored.state)
         if transition_id:
             self.transition_ids.add((run.id, transition_id))
@@ -165,6 +167,9 @@ class InMemoryRunStore:
                 written += 1
         self.writes += written
         return written
+
+    def add_finished_task_runs(self, task_runs: Sequence[TaskRun]) -> int:
+        return self.upsert_task_runs(task_runs)
 
     def list_task_runs(self, flow_run_id: str, *, limit: int, cursor: str | None = None):
         runs = sorted(

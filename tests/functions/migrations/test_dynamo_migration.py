@@ -92,11 +92,11 @@ def test_version_1_data_is_migrated_to_version_2_and_a_rerun_changes_nothing(cli
     assert len(store.list_flow_runs(FlowRunFilter(pool="default"), limit=100).items) == RUNS - 1
 
     # When it is migrated, three items a page
-    report = migrate(backend, page_size=3)
+    report = migrate(backend, page_size=3, to_version=2)
 
     # Then every item carries sv = 2, the repaired run is listed again, and META says 2
     items = data_items(client)
-    assert {i[SCHEMA_VERSION_ATTRIBUTE]["N"] for i in items} == {str(SCHEMA_VERSION)}
+    assert {i[SCHEMA_VERSION_ATTRIBUTE]["N"] for i in items} == {"2"}
     assert len(store.list_flow_runs(FlowRunFilter(pool="default"), limit=100).items) == RUNS
     assert report.start_version == 1 and report.end_version == 2
     assert report.steps[0].changed == len(items) and report.steps[0].scanned == len(items)
@@ -105,7 +105,7 @@ def test_version_1_data_is_migrated_to_version_2_and_a_rerun_changes_nothing(cli
 
     # When it runs again, Then it has nothing to do and no item changes
     before = sorted(map(repr, all_items(client)))
-    again = migrate(backend, page_size=3)
+    again = migrate(backend, page_size=3, to_version=2)
     assert again.steps == [] and sorted(map(repr, all_items(client))) == before
 
 
@@ -130,7 +130,7 @@ def test_a_run_interrupted_after_k_pages_resumes_from_its_checkpoint(client):
             raise InjectedCrash
 
     with pytest.raises(InjectedCrash):
-        migrate(backend, page_size=4, on_page=crash_after_two_pages)
+        migrate(backend, page_size=4, on_page=crash_after_two_pages, to_version=2)
 
     # Then META says where it stopped, and the data is still served as version 1
     stopped = backend.read_status()
@@ -142,7 +142,8 @@ def test_a_run_interrupted_after_k_pages_resumes_from_its_checkpoint(client):
 
     # When it runs again, Then it continues after the checkpoint and finishes
     pages_seen: list[int] = []
-    report = migrate(backend, page_size=4, on_page=lambda step, page: pages_seen.append(page.scanned))
+    report = migrate(backend, page_size=4, to_version=2,
+                     on_page=lambda step, page: pages_seen.append(page.scanned))
     assert report.steps[0].resumed
     assert sum(pages_seen) == total - len(done)  # the items done were not read again
     assert report.steps[0].scanned == total and report.steps[0].changed == total
@@ -164,7 +165,7 @@ def test_an_item_rewritten_by_the_new_code_meanwhile_is_not_migrated_twice(clien
             store.update_flow_run(run.model_copy(update={"tags": ["fresh"]}))
 
     # When the migration runs, Then the fresh write is kept (its document was not replaced)
-    report = migrate(backend, page_size=5, on_page=writer_between_pages)
+    report = migrate(backend, page_size=5, on_page=writer_between_pages, to_version=2)
     assert store.get_flow_run("fr-011").tags == ["fresh"]
     assert report.steps[0].changed == len(data_items(client)) - 1
 

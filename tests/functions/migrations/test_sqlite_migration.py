@@ -62,11 +62,11 @@ def test_legacy_store_is_migrated_once(legacy_store):
     backend = SqliteMigrationBackend(legacy_store)
     assert backend.read_status().version == 1 and pooled_runs(legacy_store) == RUNS - 1
 
-    report = migrate(backend, page_size=2)
+    report = migrate(backend, page_size=2, to_version=2)
 
     assert user_version(legacy_store) == 2 and pooled_runs(legacy_store) == RUNS
     assert (report.steps[0].scanned, report.steps[0].changed) == (RUNS, 1)
-    assert migrate(backend, page_size=2).steps == []
+    assert migrate(backend, page_size=2, to_version=2).steps == []
 
 
 def test_dry_run_changes_nothing(legacy_store):
@@ -83,11 +83,11 @@ def test_a_crashed_run_resumes_after_its_last_page(legacy_store):
             raise InjectedCrash
 
     with pytest.raises(InjectedCrash):
-        migrate(backend, page_size=2, on_page=crash)
+        migrate(backend, page_size=2, on_page=crash, to_version=2)
     stopped = backend.read_status()
     assert (stopped.version, stopped.migrating_to, stopped.scanned) == (1, 2, 6)
 
-    report = migrate(backend, page_size=2)
+    report = migrate(backend, page_size=2, to_version=2)
     assert report.steps[0].resumed and report.steps[0].scanned == RUNS
     assert user_version(legacy_store) == 2 and pooled_runs(legacy_store) == RUNS
 

@@ -14,7 +14,7 @@ from botocore.config import Config
 
 from sluice.models import DEFAULT_POOL
 
-from ...config import ControlPlaneSettings
+from ...config import HISTORY_INLINE_SCHEMA, ControlPlaneSettings
 from ...migrations.dynamo import DynamoMigrationBackend
 from ...migrations.guard import SchemaGuard
 from ...ports import ControlPlanePorts, DiscardEvents, PoolQueue
@@ -96,9 +96,12 @@ def build_aws_ports(settings: ControlPlaneSettings,
         known_queues[DEFAULT_POOL] = PoolQueue(pool=DEFAULT_POOL,
                                                queue_url=settings.default_pool_queue_url,
                                                dlq_url=settings.default_pool_dlq_url)
+    schema = SchemaGuard(DynamoMigrationBackend(clients.dynamodb,
+                                                settings.table_name).guard_status)
     return ControlPlanePorts(
         store=DynamoRunStore(clients.dynamodb, settings.table_name,
-                             retention_days=settings.retention_days),
+                             retention_days=settings.retention_days,
+                             history_inline=lambda: schema.data_version() >= HISTORY_INLINE_SCHEMA),
         queue=SqsRunQueue(clients.sqs, settings.effective_queue_prefix,
                           visibility_timeout_seconds=settings.queue_visibility_timeout_seconds,
                           known_queues=known_queues),
@@ -112,6 +115,5 @@ def build_aws_ports(settings: ControlPlaneSettings,
                                        bus_name=settings.event_bus_name)
         if clients.events is not None else DiscardEvents(),
         automations=DynamoAutomationStore(clients.dynamodb, settings.table_name),
-        schema=SchemaGuard(DynamoMigrationBackend(clients.dynamodb,
-                                                  settings.table_name).guard_status),
+        schema=schema,
     )

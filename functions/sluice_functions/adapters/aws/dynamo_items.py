@@ -4,10 +4,11 @@ Item layout (partition key `pk`, sort key `sk`; names in `sluice_functions.confi
 
 | item                     | pk                          | sk                         | TTL |
 |--------------------------|-----------------------------|----------------------------|-----|
-| flow run                 | `RUN#<run id>`              | `RUN`                      | yes |
-| state history entry      | `RUN#<run id>`              | `STATE#<version, 0-padded>`| yes |
-| transition-id guard      | `RUN#<run id>`              | `TRANSITION#<id>`          | yes |
+| flow run (+ its newest history, `dynamo_run_item`) | `RUN#<run id>` | `RUN`        | yes |
+| state history entry (older, or before schema 3) | `RUN#<run id>` | `STATE#<version, 0-padded>` | yes |
+| transition-id guard (idem) | `RUN#<run id>`            | `TRANSITION#<id>`          | yes |
 | task run                 | `RUN#<flow run id>`         | `TASK#<task run id>`       | yes |
+| finished task runs, packed (`dynamo_task_sheets`) | `RUN#<flow run id>` | `TASK#<first id>~<digest>` | yes |
 | idempotency-key guard    | `IDEMPOTENCY#<key>`         | `IDEMPOTENCY`              | yes |
 | deployment (by id)       | `DEPLOYMENT#<id>`           | `DEPLOYMENT`               | no  |
 | deployment (by name)     | `DEPLOYMENT_NAMES`          | `<flow name>\\0<name>`     | no  |
@@ -78,6 +79,8 @@ WORKER_SESSION_SORT_KEY = "SESSION"
 #: Attributes of a worker item that are not worker fields.
 ITEM_BOOKKEEPING = frozenset({TABLE_PARTITION_KEY, TABLE_SORT_KEY, TTL_ATTRIBUTE,
                               SCHEMA_VERSION_ATTRIBUTE})
+#: Index attributes a flow-run item has only when the run has the value.
+OPTIONAL_RUN_ATTRIBUTES = (RUN_FLOW_NAME, RUN_DEPLOYMENT_ID, RUN_POOL)
 #: Versions are zero-padded so the history sorts numerically as strings.
 VERSION_DIGITS = 12
 
@@ -210,8 +213,7 @@ def flow_run_item(run: FlowRun, expires_at: int) -> Item:
         TTL_ATTRIBUTE: n(expires_at),
     }
     # Index keys cannot be empty strings; a run without a deployment is simply not in that index.
-    optional = {RUN_FLOW_NAME: run.flow_name, RUN_DEPLOYMENT_ID: run.deployment_id,
-                RUN_POOL: run.pool}
+    optional = dict(zip(OPTIONAL_RUN_ATTRIBUTES, (run.flow_name, run.deployment_id, run.pool)))
     item.update({name: s(value) for name, value in optional.items() if value})
     return item
 

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from sluice.exceptions import Conflict, NotFound
-from sluice.models import Deployment, FlowRun, Page, Pool, State, StateType, TaskRun, Worker
+from sluice.models import FlowRun, Page, Pool, State, StateType, TaskRun, Worker
 
 from ...config import (
     DEFAULT_RETENTION_DAYS,
@@ -22,11 +22,14 @@ from ...config import (
     TTL_ATTRIBUTE,
 )
 from ...ports import FlowRunFilter
-from ..records import read_record, readable, written_record
+from ..records import read_record, readable, with_aware_times, written_record
 from . import dynamo_items as items
+from . import dynamo_run_item as run_item
+from . import dynamo_task_sheets as task_sheets
+from .dynamo_deployments import DynamoDeployments
 from .dynamo_run_maintenance import DynamoRunMaintenance
 from .dynamo_run_stats import DynamoRunStats
-from .dynamo_table import EXISTS, NOT_EXISTS, KeyQuery, SingleTable
+from .dynamo_table import NOT_EXISTS, KeyQuery, SingleTable
 from .dynamo_run_queries import flow_run_count_queries, flow_run_list_query, matches
 from .dynamo_slots import count_slot_holders, slot_holder_writes
 from .dynamo_worker_sessions import DynamoWorkerSessions
@@ -34,13 +37,12 @@ from .dynamo_worker_sessions import DynamoWorkerSessions
 #: DynamoDB serves this many conditional PutItems of one task-run batch at once; below
 #: botocore's default connection pool (10), so the calls never queue for a connection.
 TASK_RUN_WRITE_CONCURRENCY = 8
-#: Deployment upserts retry after losing a race on the (flow name, name) guard at most this often.
-MAX_UPSERT_ATTEMPTS = 5
 #: Live fields of `Pool` that `GET /pools/{name}` fills in and the store never keeps.
 POOL_LIVE_FIELDS = frozenset({"queue_depth", "dlq_depth", "workers", "running"})
 
 
-class DynamoRunStore(DynamoRunMaintenance, DynamoRunStats, DynamoWorkerSessions):
+class DynamoRunStore(DynamoDeployments, DynamoRunMaintenance, DynamoRunStats,
+                     DynamoWorkerSessions):
     """Flow runs, task runs, deployments, pools and workers in a DynamoDB single table.
 
     Every compare-and-set is a conditional write; a run, its history entry and its transition
@@ -51,10 +53,15 @@ class DynamoRunStore(DynamoRunMaintenance, DynamoRunStats, DynamoWorkerSessions)
 
     def __init__(self, client: Any, table_name: str, *,
                  retention_days: int = DEFAULT_RETENTION_DAYS,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 history_inline: Callable[[], bool] = lambda: True) -> None:
         self._retention_seconds = retention_days * 24 * 60 * 60
         self._clock = clock
         self._table = SingleTable(client, table_name)
+        #: Whether state history goes inside the run item (schema 3, `dynamo_run_item`); the
+        #: composition root answers False while the table's data is older, so code of the
+        #: previous release can still run on it until `sluice admin migrate`.
+        self._history_inline = history_inline
 
     def _expires_at(self) -> int:
         return int(self._clock()) + self._retention_seconds
@@ -64,11 +71,16 @@ class DynamoRunStore(DynamoRunMaintenance, DynamoRunStats, DynamoWorkerSessions)
     def create_flow_run(self, run: FlowRun) -> FlowRun:
         stored = run.model_copy(update={"version": 1})
         expires_at = self._expires_at()
-        writes = [
-            ("Put", self._table.put_request(items.flow_run_item(stored, expires_at), NOT_EXISTS)),
-            ("Put", self._table.put_request(
-                items.history_item(run.id, 1, stored.state, None, expires_at), NOT_EXISTS)),
-        ]
+        if self._history_inline():
+            writes = [("Put", self._table.put_request(
+                run_item.run_item(stored, expires_at, [(1, stored.state, None)]), NOT_EXISTS))]
+        else:
+            writes = [
+                ("Put", self._table.put_request(items.flow_run_item(stored, expires_at),
+                                                NOT_EXISTS)),
+                ("Put", self._table.put_request(
+                    items.history_item(run.id, 1, stored.state, None, expires_at), NOT_EXISTS)),
+            ]
         if run.idempotency_key is not None:
             guard = {**items.idempotency_key(run.idempotency_key),
                      items.FLOW_RUN_ID: items.s(run.id), TTL_ATTRIBUTE: items.n(expires_at)}
@@ -76,7 +88,10 @@ class DynamoRunStore(DynamoRunMaintenance, DynamoRunStats, DynamoWorkerSessions)
         writes += slot_holder_writes(self._table, stored)
         written = written_record(FlowRun, stored.model_dump_json(), kind="flow run", ref=run.id)
         try:
-            self._table.transact("create flow run", *writes)
+            if len(writes) == 1:  # one item: a conditional PutItem at half a transaction's price
+                self._table.put(writes[0][1], "create flow run")
+            else:
+                self._table.transact("create flow run", *writes)
         except Conflict as error:
             raise Conflict(f"flow run {run.id} or its idempotency key already exists",
                            details={"flow_run_id": run.id}) from error
@@ -118,46 +133,100 @@ class DynamoRunStore(DynamoRunMaintenance, DynamoRunStats, DynamoWorkerSessions)
 
     def update_flow_run(self, run: FlowRun) -> FlowRun:
         stored = run.model_copy(update={"version": run.version + 1})
-        item = items.flow_run_item(stored, self._expires_at())
+        expires_at = self._expires_at()
+        item = items.flow_run_item(stored, expires_at)
         written = written_record(FlowRun, items.data_of(item), kind="flow run", ref=run.id)
-        cas = self._version_condition(run)
+        # An UpdateItem, not a PutItem: the history inside the item stays as it is.
+        request = run_item.document_update(self._table, run, stored, expires_at)
         try:
-            self._table.put(self._table.put_request(item, **cas), "update flow run")
+            self._table.update_if(request, "update flow run")
         except Conflict as error:
             return self._lost_write(run, item, error)
         return written
 
-    def set_flow_run_state(self, run: FlowRun, transition_id: str | None) -> FlowRun:
-        stored = run.model_copy(update={"version": run.version + 1})
+    def set_flow_run_state(self, run: FlowRun, transition_id: str | None,
+                           passed: Sequence[State] = ()) -> FlowRun:
+        stored = run.model_copy(update={"version": run.version + 1 + len(passed)})
         expires_at = self._expires_at()
         item = items.flow_run_item(stored, expires_at)
         written = written_record(FlowRun, items.data_of(item), kind="flow run", ref=run.id)
+        entries = run_item.new_entries(stored, passed, transition_id)
+        slots = slot_holder_writes(self._table, stored)
+        if self._history_inline():
+            self._write_state_inline(run, stored, item, entries, transition_id, slots,
+                                     expires_at)
+            return written
         cas = self._version_condition(run)
-        writes = [
-            ("Put", self._table.put_request(item, cas["condition"], cas["names"], cas["values"])),
-            ("Put", self._table.put_request(items.history_item(run.id, stored.version, stored.state,
-                                                 transition_id, expires_at), NOT_EXISTS)),
-        ]
+        writes = [("Put", self._table.put_request(item, cas["condition"], cas["names"],
+                                                  cas["values"]))]
+        writes += [("Put", self._table.put_request(
+            items.history_item(run.id, version, state, tid, expires_at), NOT_EXISTS))
+            for version, state, tid in entries]
+        guard_at = len(writes)
         if transition_id is not None:
             guard = {**items.transition_key(run.id, transition_id),
                      TTL_ATTRIBUTE: items.n(expires_at)}
             writes.append(("Put", self._table.put_request(guard, NOT_EXISTS)))
-        writes += slot_holder_writes(self._table, stored)  # after the guard: see reasons
+        writes += slots  # after the guard: see reasons
         try:
             self._table.transact("set flow run state", *writes)
         except Conflict as error:
             reasons = (error.details or {}).get("reasons") or []
-            if reasons[2:3] == ["ConditionalCheckFailed"]:
-                raise Conflict(f"transition {transition_id} was already applied to flow run "
-                               f"{run.id}", details={"flow_run_id": run.id,
-                                                     "transition_id": transition_id}) from error
+            if (transition_id is not None
+                    and reasons[guard_at:guard_at + 1] == ["ConditionalCheckFailed"]):
+                raise self._applied_before(run, transition_id) from error
             if reasons[:1] == ["ConditionalCheckFailed"]:
                 return self._lost_write(run, item, error)
             raise  # a concurrent transaction on one of the items
         return written
 
+    def _write_state_inline(self, run: FlowRun, stored: FlowRun, item: items.Item,
+                            entries: list, transition_id: str | None, slots: list,
+                            expires_at: int) -> None:
+        """One conditional UpdateItem (with the slot holders: one transaction); a failed
+        condition is told apart by reading the item: gone, applied before, lost race, or an
+        inline history that is full (then it moves out with this change)."""
+        update = run_item.state_update(self._table, run, stored, expires_at, entries,
+                                       transition_id)
+        try:
+            if slots:
+                self._table.transact("set flow run state", ("Update", update), *slots)
+            else:
+                self._table.update_if(update, "set flow run state")
+            return
+        except Conflict as error:
+            reasons = (error.details or {}).get("reasons") or ["ConditionalCheckFailed"]
+            if reasons[:1] != ["ConditionalCheckFailed"]:
+                raise  # a concurrent transaction on a slot holder
+            current = self._table.get(items.run_key(run.id), "get flow run")
+            if current is None:
+                raise NotFound(f"flow run {run.id} not found",
+                               details={"flow_run_id": run.id}) from error
+            if transition_id is not None and run_item.applied_transition(current, transition_id):
+                raise self._applied_before(run, transition_id) from error
+            if items.version_of(current) != run.version:
+                self._lost_write(run, item, error)
+                return
+        writes = run_item.spill_writes(self._table, current, run, stored, expires_at, entries)
+        try:
+            self._table.transact("set flow run state", *writes, *slots)
+        except Conflict as error:
+            reasons = (error.details or {}).get("reasons") or []
+            if reasons[:1] == ["ConditionalCheckFailed"]:
+                self._lost_write(run, item, error)
+                return
+            raise
+
+    @staticmethod
+    def _applied_before(run: FlowRun, transition_id: str) -> Conflict:
+        return Conflict(f"transition {transition_id} was already applied to flow run {run.id}",
+                        details={"flow_run_id": run.id, "transition_id": transition_id})
+
     def has_transition(self, flow_run_id: str, transition_id: str) -> bool:
-        key = items.transition_key(flow_run_id, transition_id)
+        current = self._table.get(items.run_key(flow_run_id), "get flow run")
+        if run_item.applied_transition(current, transition_id):
+            return True
+        key = items.transition_key(flow_run_id, transition_id)  # spilled, or before schema 3
         return self._table.get(key, "get transition") is not None
 
     def list_state_history(self, flow_run_id: str) -> list[State]:
@@ -168,9 +237,12 @@ class DynamoRunStore(DynamoRunMaintenance, DynamoRunStats, DynamoWorkerSessions)
             names={"#sk": TABLE_SORT_KEY},
             values={":prefix": items.s(items.HISTORY_PREFIX)},
         )
-        return readable(self._table.all(query),
-                        lambda i: State.model_validate_json(items.data_of(i)),
-                        kind="state history entry", ref=lambda i: flow_run_id)
+        outside = readable(self._table.all(query),
+                           lambda i: (run_item.history_version(i), with_aware_times(
+                                      State.model_validate_json(items.data_of(i)))),
+                           kind="state history entry", ref=lambda i: flow_run_id)
+        current = self._table.get(items.run_key(flow_run_id), "get flow run")
+        return run_item.merged_history(current, outside)
 
     def _fresh_runs(self, index_items: list[items.Item], flt: FlowRunFilter) -> list[FlowRun]:
         """The runs behind index entries, read consistently, that still match the filter."""
@@ -234,125 +306,14 @@ class DynamoRunStore(DynamoRunMaintenance, DynamoRunStats, DynamoWorkerSessions)
             futures = [pool.submit(self._upsert_task_run, t, expires_at) for t in task_runs]
             return sum(future.result() for future in futures)
 
+    def add_finished_task_runs(self, task_runs: Sequence[TaskRun]) -> int:
+        finished = [t for t in task_runs if t.state.is_terminal]
+        written = self.upsert_task_runs([t for t in task_runs if not t.state.is_terminal])
+        return written + task_sheets.put_sheets(self._table, finished, self._expires_at())
+
     def list_task_runs(self, flow_run_id: str, *, limit: int,
                        cursor: str | None = None) -> Page[TaskRun]:
-        query = KeyQuery(
-            name="task-runs",
-            partition=(TABLE_PARTITION_KEY, items.run_partition(flow_run_id)),
-            sort_condition="begins_with(#sk, :prefix)",
-            names={"#sk": TABLE_SORT_KEY},
-            values={":prefix": items.s(items.TASK_PREFIX)},
-        )
-        found, next_cursor = self._table.page(query, limit=limit, cursor=cursor)
-        task_runs = readable(found, lambda i: TaskRun.model_validate_json(items.data_of(i)),
-                             kind="task run", ref=lambda i: i[TABLE_SORT_KEY]["S"])
-        return Page[TaskRun](items=task_runs, next_cursor=next_cursor)
-
-    # ---- deployments -------------------------------------------------------------------------
-
-    def _deployment_writes(self, deployment: Deployment, *, insert: bool) -> list:
-        data = items.s(deployment.model_dump_json())
-        by_id = {**items.deployment_key(deployment.id), items.DATA: data}
-        by_name = {**items.deployment_name_key(deployment.flow_name, deployment.name),
-                   items.DATA: data, items.DEPLOYMENT_ID: items.s(deployment.id)}
-        if insert:  # the name item first: its reason tells a taken name from a taken id
-            return [("Put", self._table.put_request(by_name, NOT_EXISTS)),
-                    ("Put", self._table.put_request(by_id, NOT_EXISTS))]
-        # Replace only while the name still belongs to this deployment (not deleted meanwhile).
-        owner = {"#owner": items.DEPLOYMENT_ID}
-        return [
-            ("Put", self._table.put_request(by_name, "#owner = :id", owner,
-                                            {":id": items.s(deployment.id)})),
-            ("Put", self._table.put_request(by_id, EXISTS)),
-        ]
-
-    def upsert_deployment(self, deployment: Deployment) -> Deployment:
-        name_key = items.deployment_name_key(deployment.flow_name, deployment.name)
-        for _ in range(MAX_UPSERT_ATTEMPTS):
-            current = self._table.get(name_key, "get deployment by name")
-            if current is None:
-                stored = deployment
-            else:
-                try:
-                    existing = Deployment.model_validate_json(items.data_of(current))
-                    kept = {"id": existing.id, "created": existing.created,
-                            "created_by": existing.created_by}
-                except ValueError:  # unreadable (adapters.records): replaced, keeping its id
-                    kept = {"id": current[items.DEPLOYMENT_ID]["S"]}
-                stored = deployment.model_copy(update=kept)
-            written_record(Deployment, stored.model_dump_json(), kind="deployment",
-                           ref=stored.id)
-            try:
-                self._table.transact("upsert deployment",
-                                     *self._deployment_writes(stored, insert=current is None))
-            except Conflict as error:
-                reasons = (error.details or {}).get("reasons") or []
-                if current is None and reasons[:2] == ["None", "ConditionalCheckFailed"]:
-                    raise Conflict(f"deployment id {deployment.id} already exists under another "
-                                   "name", details={"deployment_id": deployment.id}) from error
-                continue  # lost a race on the name (insert or delete meanwhile): read again
-            return Deployment.model_validate_json(stored.model_dump_json())
-        raise Conflict(f"deployment {deployment.flow_name}/{deployment.name} is being changed "
-                       "concurrently; retry")
-
-    def get_deployment(self, deployment_id: str) -> Deployment:
-        item = self._table.get(items.deployment_key(deployment_id), "get deployment")
-        if item is None:
-            raise NotFound(f"deployment {deployment_id} not found",
-                           details={"deployment_id": deployment_id})
-        return read_record(Deployment, items.data_of(item), kind="deployment", ref=deployment_id)
-
-    def get_deployment_by_name(self, flow_name: str, name: str) -> Deployment:
-        item = self._table.get(items.deployment_name_key(flow_name, name), "get deployment")
-        if item is None:
-            raise NotFound(f"deployment {flow_name}/{name} not found",
-                           details={"flow_name": flow_name, "name": name})
-        return read_record(Deployment, items.data_of(item), kind="deployment",
-                           ref=f"{flow_name}/{name}")
-
-    def list_deployments(self, *, flow_name: str | None = None, limit: int,
-                         cursor: str | None = None) -> Page[Deployment]:
-        query = KeyQuery(name="deployments",
-                         partition=(TABLE_PARTITION_KEY, items.DEPLOYMENT_NAMES_PARTITION))
-        if flow_name is not None:
-            query.name = "deployments-of-flow"
-            query.sort_condition = "begins_with(#sk, :flow)"
-            query.names["#sk"] = TABLE_SORT_KEY
-            query.values[":flow"] = items.s(items.deployment_name_sort_key(flow_name))
-        found, next_cursor = self._table.page(query, limit=limit, cursor=cursor)
-        deployments = readable(found, lambda i: Deployment.model_validate_json(items.data_of(i)),
-                               kind="deployment", ref=lambda i: i[TABLE_SORT_KEY]["S"])
-        return Page[Deployment](items=deployments, next_cursor=next_cursor)
-
-    def update_deployment(self, deployment: Deployment) -> Deployment:
-        written_record(Deployment, deployment.model_dump_json(), kind="deployment",
-                       ref=deployment.id)
-        current = self.get_deployment(deployment.id)
-        if (current.flow_name, current.name) != (deployment.flow_name, deployment.name):
-            raise Conflict("a deployment's flow name and name cannot change; upsert a new "
-                           "deployment", details={"deployment_id": deployment.id})
-        try:
-            self._table.transact("update deployment",
-                                 *self._deployment_writes(deployment, insert=False))
-        except Conflict:
-            self.get_deployment(deployment.id)  # NotFound if it was deleted meanwhile
-            raise
-        return Deployment.model_validate_json(deployment.model_dump_json())
-
-    def delete_deployment(self, deployment_id: str) -> None:
-        current = self.get_deployment(deployment_id)
-        owner = {"#owner": items.DEPLOYMENT_ID}
-        try:
-            self._table.transact(
-                "delete deployment",
-                ("Delete", self._table.delete_request(items.deployment_key(deployment_id), EXISTS)),
-                ("Delete", self._table.delete_request(
-                    items.deployment_name_key(current.flow_name, current.name), "#owner = :id",
-                    owner, {":id": items.s(deployment_id)})),
-            )
-        except Conflict as error:
-            raise NotFound(f"deployment {deployment_id} not found",
-                           details={"deployment_id": deployment_id}) from error
+        return task_sheets.list_page(self._table, flow_run_id, limit=limit, cursor=cursor)
 
     # ---- pools and workers -------------------------------------------------------------------
 

@@ -131,8 +131,25 @@ class SingleTable:
                 ReturnValues="ALL_NEW")
         return response["Attributes"]
 
+    def update_request(self, key: Item, expression: str, names: dict[str, str],
+                       values: dict[str, Any], condition: str) -> dict[str, Any]:
+        """A conditional UpdateItem request (also a TransactWriteItems "Update"), stamped with
+        the layout version like every write. `expression` starts with its SET clause."""
+        if not expression.startswith("SET "):
+            raise ValueError("an update request's expression starts with SET")
+        return {"TableName": self._table_name, "Key": key,
+                "UpdateExpression": f"SET #sv = :sv, {expression[len('SET '):]}",
+                "ConditionExpression": condition,
+                "ExpressionAttributeNames": {**names, "#sv": SCHEMA_VERSION_ATTRIBUTE},
+                "ExpressionAttributeValues": {**values, ":sv": n(SCHEMA_VERSION)}}
+
+    def update_if(self, request: dict[str, Any], operation: str) -> None:
+        """Send an `update_request`; a failed condition raises `Conflict`."""
+        with aws_errors(operation):
+            self._client.update_item(**request)
+
     def transact(self, operation: str, *writes: tuple[str, dict[str, Any]]) -> None:
-        """One TransactWriteItems of ("Put" | "Delete", request) pairs. botocore fills in the
+        """One TransactWriteItems of ("Put" | "Update" | "Delete", request) pairs. botocore fills in the
         ClientRequestToken, so its own retry of a request that did land is not a conflict.
         A cancellation raises `Conflict` with the per-item reasons in `details["reasons"]`."""
         with aws_errors(operation):

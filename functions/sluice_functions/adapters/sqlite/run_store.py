@@ -129,8 +129,9 @@ class SqliteRunStore(SqliteRunMaintenance, SqliteRunStats, SqliteWorkerSessions)
             replace_flow_run(conn, stored, doc)
         return written
 
-    def set_flow_run_state(self, run: FlowRun, transition_id: str | None) -> FlowRun:
-        stored = run.model_copy(update={"version": run.version + 1})
+    def set_flow_run_state(self, run: FlowRun, transition_id: str | None,
+                           passed: Sequence[State] = ()) -> FlowRun:
+        stored = run.model_copy(update={"version": run.version + 1 + len(passed)})
         doc = stored.model_dump_json()
         written = _readable_run(doc, run.id)
         with self._db.write() as conn:
@@ -141,6 +142,9 @@ class SqliteRunStore(SqliteRunMaintenance, SqliteRunStats, SqliteWorkerSessions)
                     details={"flow_run_id": run.id, "transition_id": transition_id},
                 )
             replace_flow_run(conn, stored, doc)
+            for offset, state in enumerate(passed, start=run.version + 1):
+                append_history(conn, stored.model_copy(update={"version": offset,
+                                                               "state": state}), None)
             append_history(conn, stored, transition_id)
         return written
 
@@ -235,6 +239,9 @@ class SqliteRunStore(SqliteRunMaintenance, SqliteRunStats, SqliteWorkerSessions)
                 rows,
             )
             return conn.total_changes - changes_before
+
+    def add_finished_task_runs(self, task_runs: Sequence[TaskRun]) -> int:
+        return self.upsert_task_runs(task_runs)  # one row each costs SQLite nothing more
 
     def list_task_runs(
         self, flow_run_id: str, *, limit: int, cursor: str | None = None

@@ -1,0 +1,193 @@
+"""A flow run's state history inside its own item (schema 3, issue 20).
+
+Before schema 3 every state change was one TransactWriteItems of the run item, a `STATE#<v>`
+history item and a `TRANSITION#<id>` guard: three items at twice the write units each. Now the
+run item carries its newest history entries (`states`, a list), their size (`states_bytes`) and
+the transition ids they applied (`transition_ids`, a string set), so a state change is one
+conditional UpdateItem:
+
+* `#version = :expected` is the compare-and-set;
+* `NOT contains(transition_ids, :id)` refuses a transition applied before;
+* `size(states)` and `states_bytes` keep the item small: a change that would pass
+  `INLINE_HISTORY_MAX_ENTRIES` or `INLINE_HISTORY_MAX_BYTES` fails its condition, and the store
+  then moves the inline entries out to `STATE#<v>` items (their ids to `TRANSITION#` guards) in
+  one transaction with the new run item (`spill_writes`). Long runs with many retries pay that
+  every few dozen changes; a short run never does.
+
+History reads merge the inline entries with `STATE#` items (spilled ones, and those written
+before schema 3); transition checks look at the set, then at a `TRANSITION#` guard.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from sluice.models import FlowRun, State
+
+from ...config import TABLE_PARTITION_KEY, TABLE_SORT_KEY, TTL_ATTRIBUTE
+from . import dynamo_items as items
+from .dynamo_table import SingleTable
+
+HISTORY = "states"
+HISTORY_BYTES = "states_bytes"
+TRANSITION_IDS = "transition_ids"
+#: Inline history entries at most; the next change moves them to `STATE#` items.
+INLINE_HISTORY_MAX_ENTRIES = 24
+#: Bytes of inline history entries at most (write units are billed per started KB of the
+#: item: https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/read-write-operations.html).
+INLINE_HISTORY_MAX_BYTES = 3072
+#: The run item's attributes this module owns (the rest is `dynamo_items.flow_run_item`).
+HISTORY_ATTRIBUTES = (HISTORY, HISTORY_BYTES, TRANSITION_IDS)
+
+Entry = tuple[int, str | None, State]
+
+
+def entry_text(version: int, state: State, transition_id: str | None) -> str:
+    """One inline entry: compact JSON of the version, the state (None fields left out: they
+    read back as their defaults) and the transition id."""
+    entry: dict[str, Any] = {"v": version, "s": state.model_dump(mode="json", exclude_none=True)}
+    if transition_id is not None:
+        entry["t"] = transition_id
+    return json.dumps(entry, separators=(",", ":"))
+
+
+def new_entries(stored: FlowRun, passed: Sequence[State],
+                transition_id: str | None) -> list[tuple[int, State, str | None]]:
+    """(version, state, transition id) of the entries one write appends: the states passed on
+    the way (versions before the run's), then the run's own state with the transition id."""
+    first = stored.version - len(passed)
+    return [*((first + i, state, None) for i, state in enumerate(passed)),
+            (stored.version, stored.state, transition_id)]
+
+
+def inline_entries(item: items.Item | None) -> list[Entry]:
+    """The entries an item carries inline (none on items written before schema 3)."""
+    found: list[Entry] = []
+    for value in (item or {}).get(HISTORY, {}).get("L", []):
+        entry = json.loads(value["S"])
+        found.append((int(entry["v"]), entry.get("t"), State.model_validate(entry["s"])))
+    return found
+
+
+def applied_transition(item: items.Item | None, transition_id: str) -> bool:
+    return transition_id in (item or {}).get(TRANSITION_IDS, {}).get("SS", [])
+
+
+def run_item(stored: FlowRun, expires_at: int,
+             entries: Sequence[tuple[int, State, str | None]]) -> items.Item:
+    """The whole run item with `entries` as its inline history (a create, or after a spill)."""
+    texts = [entry_text(version, state, tid) for version, state, tid in entries]
+    item = items.flow_run_item(stored, expires_at)
+    item[HISTORY] = {"L": [items.s(text) for text in texts]}
+    item[HISTORY_BYTES] = items.n(sum(len(text) for text in texts))
+    ids = [tid for _, _, tid in entries if tid is not None]
+    if ids:
+        item[TRANSITION_IDS] = {"SS": ids}
+    return item
+
+
+def state_update(table: SingleTable, before: FlowRun, stored: FlowRun, expires_at: int,
+                 entries: Sequence[tuple[int, State, str | None]],
+                 transition_id: str | None) -> dict[str, Any]:
+    """The conditional UpdateItem of a state change (also a transaction's "Update"): the run's
+    JSON and index attributes replaced, `entries` appended to the inline history."""
+    texts = [entry_text(version, state, tid) for version, state, tid in entries]
+    added = sum(len(text) for text in texts)
+    expression, names, values = _document_update(stored, expires_at)
+    expression += (", #hist = list_append(if_not_exists(#hist, :empty), :entries)"
+                   ", #hbytes = if_not_exists(#hbytes, :zero) + :added")
+    names.update({"#hist": HISTORY, "#hbytes": HISTORY_BYTES})
+    values.update({":empty": {"L": []}, ":entries": {"L": [items.s(t) for t in texts]},
+                   ":zero": items.n(0), ":added": items.n(added),
+                   ":room": items.n(INLINE_HISTORY_MAX_ENTRIES - len(texts)),
+                   ":room_bytes": items.n(INLINE_HISTORY_MAX_BYTES - added)})
+    condition = (f"{_version_condition(before, values)}"
+                 " AND (attribute_not_exists(#hist) OR size(#hist) <= :room)"
+                 " AND (attribute_not_exists(#hbytes) OR #hbytes <= :room_bytes)")
+    if transition_id is not None:
+        expression += " ADD #tids :tid"
+        names["#tids"] = TRANSITION_IDS
+        values[":tid"] = {"SS": [transition_id]}
+        values[":tid_text"] = items.s(transition_id)
+        condition += " AND NOT contains(#tids, :tid_text)"
+    expression = _with_removals(expression, stored, names)
+    return table.update_request(items.run_key(stored.id), expression, names, values, condition)
+
+
+def document_update(table: SingleTable, before: FlowRun, stored: FlowRun,
+                    expires_at: int) -> dict[str, Any]:
+    """The conditional UpdateItem of a change without a new state (a renewal, an enqueue
+    mark): the JSON and index attributes only, so the inline history stays as it is."""
+    expression, names, values = _document_update(stored, expires_at)
+    condition = _version_condition(before, values)
+    expression = _with_removals(expression, stored, names)
+    return table.update_request(items.run_key(stored.id), expression, names, values, condition)
+
+
+def spill_writes(table: SingleTable, current: items.Item, before: FlowRun, stored: FlowRun,
+                 expires_at: int, entries: Sequence[tuple[int, State, str | None]]
+                 ) -> list[tuple[str, dict[str, Any]]]:
+    """A full history's way out: the run item written again with only `entries` inline (still
+    compare-and-set on the version), its inline entries as `STATE#` items and their
+    transition ids as guards, for one transaction (at most 2 x 24 + 1 items)."""
+    values: dict[str, Any] = {}
+    condition = _version_condition(before, values)
+    writes: list[tuple[str, dict[str, Any]]] = [("Put", table.put_request(
+        run_item(stored, expires_at, entries), condition,
+        {"#pk": TABLE_PARTITION_KEY, "#version": items.VERSION}, values))]
+    for version, tid, state in inline_entries(current):
+        writes.append(("Put", table.put_request(
+            items.history_item(stored.id, version, state, tid, expires_at))))
+        if tid is not None:
+            writes.append(("Put", table.put_request(
+                {**items.transition_key(stored.id, tid), TTL_ATTRIBUTE: items.n(expires_at)})))
+    return writes
+
+
+def history_version(history_item: items.Item) -> int:
+    """The version a `STATE#<v>` item is the entry of."""
+    return int(history_item[TABLE_SORT_KEY]["S"][len(items.HISTORY_PREFIX):])
+
+
+def merged_history(run_item_found: items.Item | None,
+                   outside: Sequence[tuple[int, State]]) -> list[State]:
+    """Every state of a run, oldest first: the `(version, state)` of its `STATE#` items and
+    its inline entries, by version."""
+    by_version = dict(outside)
+    for version, _, state in inline_entries(run_item_found):
+        by_version[version] = state
+    return [by_version[version] for version in sorted(by_version)]
+
+
+def _version_condition(before: FlowRun, values: dict[str, Any]) -> str:
+    values[":expected"] = items.n(before.version)
+    return "attribute_exists(#pk) AND #version = :expected"
+
+
+def _document_update(stored: FlowRun, expires_at: int
+                     ) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """SET of every non-key attribute `flow_run_item` gives the run."""
+    item = items.flow_run_item(stored, expires_at)
+    names = {"#pk": TABLE_PARTITION_KEY, "#version": items.VERSION}
+    values: dict[str, Any] = {}
+    clauses = []
+    for i, (name, value) in enumerate(item.items()):
+        if name in (TABLE_PARTITION_KEY, TABLE_SORT_KEY):
+            continue
+        names[f"#d{i}"] = name
+        values[f":d{i}"] = value
+        clauses.append(f"#d{i} = :d{i}")
+    return "SET " + ", ".join(clauses), names, values
+
+
+def _with_removals(expression: str, stored: FlowRun, names: dict[str, str]) -> str:
+    """Index attributes the run no longer has are removed (an index key cannot be empty)."""
+    present = set(names.values())
+    gone = [name for name in items.OPTIONAL_RUN_ATTRIBUTES if name not in present]
+    if not gone:
+        return expression
+    for i, name in enumerate(gone):
+        names[f"#r{i}"] = name
+    return expression + " REMOVE " + ", ".join(f"#r{i}" for i in range(len(gone)))
