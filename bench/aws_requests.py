@@ -283,14 +283,10 @@ class DynamoMeter:
             if not failed:
                 written += self._index_wru(before, after)
             wru += written
-            if os.environ.get("WRU_DETAIL"):
-                print("WRU", op, key.get(self.table_keys[1], {}).get("S", "")[:30], size, multiplier, written, file=sys.stderr)
             if key.get(self.table_keys[1], {}).get("S", "").startswith(TASK_RUN_SORT_PREFIX):
                 task_wru += written  # the cost model's price of one task-run record
         consistent = bool(params.get("ConsistentRead"))
         if op == "GetItem":
-            if os.environ.get("WRU_DETAIL"):
-                print("RRU GetItem", params.get("Key"), file=sys.stderr)
             rru = units(item_size(parsed.get("Item")), 4096) * (1 if consistent else 0.5)
         elif op == "BatchGetItem":
             for table, request in params.get("RequestItems", {}).items():
