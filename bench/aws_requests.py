@@ -20,9 +20,9 @@ after another, after one unmeasured warm-up run. Every request is attributed:
 * SQS requests (billed per started 64 KB of payload) of the worker: receives (with a message,
   or empty long polls), visibility extensions, deletes; and of the API (the run's message);
 * CloudWatch Logs bytes ingested (message + 26 bytes per event): run logs (PutLogEvents), the
-  functions' own logs (Powertools lines, EMF documents, two JSON platform lines per
-  invocation), API access logs (one JSON line per request, the stack's format); distinct EMF
-  metrics (name + dimension values).
+  functions' own logs (Powertools lines, EMF documents, Lambda's platform lines when the stack
+  keeps them: none at its default `sluice:lambdaSystemLogs=warn`), API access logs (one JSON
+  line per request, the stack's format); distinct EMF metrics (name + dimension values).
 
 Heartbeats are measured per call and kept apart: the per-worker beat (one API call per worker
 and interval renewing all its runs, and its presence; sampled holding 0, 1 and 20 runs), each

@@ -368,8 +368,8 @@ def render(counts: dict[str, Any]) -> tuple[str, dict[str, float]]:
         "each global secondary index entry written; 1 RRU per started 4 KB read strongly, "
         "half for index queries), SQS requests per started 64 KB, CloudWatch Logs bytes as "
         "message + 26 bytes per event: run logs, the functions' own log lines and EMF "
-        "documents, two platform lines per invocation, and one API access-log line per "
-        "request.",
+        "documents (Lambda's own start and report lines are off by default: "
+        "`sluice:lambdaSystemLogs`), and one API access-log line per request.",
         "",
         table(["per flow run (short)", "count"], [
             ["API Gateway requests = Lambda invocations", count(pr.get("api_requests", 0))],
@@ -430,11 +430,11 @@ def render(counts: dict[str, Any]) -> tuple[str, dict[str, float]]:
                 money(per_1000[0][name] * 1000 / tasks)]
                for name in [n for n, _ in LINES] + ["total"]]),
         "",
-        "*Marginal*: one task-run record (a conditional PutItem of "
-        f"{m.task_record['dynamodb_wru']:g} WRU) and one log line per task, in full "
-        f"{BATCH_RECORDS}-record batches. A task reported twice (a long task: Running, then "
-        "Completed) doubles the DynamoDB part. *In short flows*: whole runs divided by their "
-        "tasks.",
+        "*Marginal*: one task-run record and one log line per task, in full "
+        f"{BATCH_RECORDS}-record batches. A task reported once, finished, is packed with "
+        f"others (about {m.task_record['dynamodb_wru']:.2g} WRU a record, as measured); a task "
+        "reported twice (a long task: Running, then Completed) is a conditional PutItem of 1 "
+        "WRU per record instead. *In short flows*: whole runs divided by their tasks.",
         "",
         "## Idle, per month",
         "",
