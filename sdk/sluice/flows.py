@@ -7,89 +7,24 @@ from collections.abc import Callable, Iterable
 from functools import update_wrapper
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
-from pydantic import Field, StrictInt, field_validator, model_validator
-
-from ._options import Hook, RunOptions
 from .exceptions import ConfigurationError
-from .models.names import FlowName, name_problem
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
+
+    from .flow_options import FlowOptions
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
-class FlowOptions(RunOptions):
-    """Every option of `@flow`, once. Frozen: `Flow.with_options` builds a new one."""
+def __getattr__(name: str) -> Any:
+    # `sluice.flows.FlowOptions` as before, imported on first use (see `flow_options`).
+    if name == "FlowOptions":
+        from .flow_options import FlowOptions
 
-    examples = {
-        "name": "name='nightly-etl'",
-        "description": "description='Loads yesterday's orders'",
-        "version": "version='2024.06.1'",
-        "retries": "retries=2",
-        "retry_delay_seconds": "retry_delay_seconds=30",
-        "timeout_seconds": "timeout_seconds=3600",
-        "validate_parameters": "validate_parameters=False",
-        "log_prints": "log_prints=True",
-        "tags": "tags=['etl', 'nightly']",
-        "max_workers": "max_workers=8",
-        "persist_result": "persist_result=True",
-        "result_storage": "result_storage='s3://my-bucket/results'",
-        "on_completion": "on_completion=[notify]",
-        "on_failure": "on_failure=[page_oncall]",
-        "on_crashed": "on_crashed=[page_oncall]",
-        "on_cancellation": "on_cancellation=[cleanup]",
-        "on_running": "on_running=[note_start]",
-        "flow_run_name": "flow_run_name='etl-{day}'",
-        "task_runner": "task_runner=ThreadPoolTaskRunner(max_workers=8)",
-    }
-
-    name: FlowName | None = None
-    description: str | None = None
-    version: str | None = None
-    retries: StrictInt = Field(default=0, ge=0)
-    retry_delay_seconds: float = Field(default=0, ge=0)
-    timeout_seconds: float | None = Field(default=None, gt=0)
-    validate_parameters: bool = True
-    #: Route print() in the run to its logger; None: as the parent flow/task run (else off).
-    log_prints: bool | None = None
-    tags: tuple[str, ...] = ()
-    max_workers: StrictInt | None = Field(default=None, ge=1)
-    persist_result: bool | None = None
-    result_storage: Any = None
-    on_completion: tuple[Hook, ...] = ()
-    on_failure: tuple[Hook, ...] = ()
-    on_crashed: tuple[Hook, ...] = ()
-    on_cancellation: tuple[Hook, ...] = ()
-    on_running: tuple[Hook, ...] = ()
-    #: The flow run's name: a template over the parameters ("etl-{day}") or a callable
-    #: (taking the parameters dict, or nothing). Default: a random "adjective-animal".
-    flow_run_name: str | Callable[..., str] | None = None
-    #: Where submitted tasks run (sluice.task_runners); None: ThreadPoolTaskRunner(max_workers).
-    task_runner: Any = None
-
-    @field_validator("retry_delay_seconds", mode="before")
-    @classmethod
-    def _delay(cls, value: Any) -> Any:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError("must be a number of seconds >= 0")
-        return value
-
-    @field_validator("task_runner", mode="before")
-    @classmethod
-    def _task_runner(cls, value: Any) -> Any:
-        from .task_runners import as_task_runner
-
-        return as_task_runner(value)
-
-    @model_validator(mode="after")
-    def _one_pool_size(self) -> FlowOptions:
-        if self.task_runner is not None and self.max_workers is not None:
-            raise ValueError("give `max_workers` to the task runner instead of the flow, e.g. "
-                             "task_runner=ThreadPoolTaskRunner(max_workers=8); not both")
-        return self
-
+        return FlowOptions
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class Flow(Generic[P, R]):
@@ -104,6 +39,8 @@ class Flow(Generic[P, R]):
         self.fn = fn
         self.options = options
         self.name: str = options.name or getattr(fn, "__name__", "flow").replace("_", "-")
+        from .models.names import name_problem
+
         problem = None if options.name else name_problem(self.name, "flow")
         if problem is not None:  # a name taken from the function (`<lambda>`, non-ASCII)
             raise ConfigurationError(f"@flow: {problem}; the name comes from the function: "
@@ -226,6 +163,8 @@ def flow(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
             f"@flow got {fn!r} as a positional argument; pass options by name, "
             f"e.g. @flow(name={fn!r})" if isinstance(fn, str) else f"@flow decorates functions, got {fn!r}"
         )
+    from .flow_options import FlowOptions  # pydantic, on the first decoration (issue 20)
+
     validated = FlowOptions.build("@flow", **options)
     if fn is not None:
         return Flow(fn, validated)

@@ -9,14 +9,24 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
 from .exceptions import ConfigurationError
 from .private_files import write_private
-from .settings import SluiceSettings, get_settings
+
+if TYPE_CHECKING:
+    from .settings import SluiceSettings
+
+
+def get_settings() -> SluiceSettings:
+    """The process's settings, loaded on first use: pydantic-settings is not imported by a
+    flow process waiting for its run (the worker's standby; issue 20)."""
+    from .settings import get_settings as settings_of_process
+
+    return settings_of_process()
 
 PROFILES_FILE = "profiles.toml"
 LOCAL_PROFILE = "local"

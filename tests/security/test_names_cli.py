@@ -91,7 +91,7 @@ def test_the_cli_refuses_bad_names_before_sending(fake_api, capsys, argv, shown)
 def test_a_worker_with_a_bad_name_does_not_start(monkeypatch, capsys):
     # Given a worker name no claim would accept
     started: list[object] = []
-    monkeypatch.setattr("sluice_worker.run_worker", lambda **kw: started.append(kw))
+    monkeypatch.setattr("sluice_worker.serve.exec_worker", lambda *a, **kw: started.append(kw))
     # When the worker is started with it
     code = main(["worker", "start", "--name", "gpu\x1b[31m"])
     # Then it refuses at once (not at every claim), naming the character, and nothing started

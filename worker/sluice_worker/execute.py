@@ -108,7 +108,6 @@ def standby() -> int:
     import sluice.client.reporter  # noqa: F401 - the imports are the point of waiting here
     import sluice.engine  # noqa: F401
     import sluice.entrypoints  # noqa: F401
-    from sluice.settings import get_settings
 
     from .fence import die_with_parent
     from .processes import ENV_LEASE_FD, ENV_WORKER_PID
@@ -124,7 +123,9 @@ def standby() -> int:
     os.environ.update(order["env"])
     os.environ.update(kept)
     os.chdir(order["cwd"])
-    get_settings.cache_clear()
+    settings = sys.modules.get("sluice.settings")  # loaded on first use: the run's environment
+    if settings is not None:
+        settings.get_settings.cache_clear()
     return main()
 
 

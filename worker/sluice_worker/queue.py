@@ -1,4 +1,4 @@
-"""The pool's queue as the worker sees it: boto3 SQS in both modes (real SQS in AWS, the
+"""The pool's queue as the worker sees it: botocore SQS in both modes (real SQS in AWS, the
 embedded server's SQS-compatible endpoint locally: one code path, as docs/architecture.md
 says)."""
 
@@ -29,13 +29,14 @@ class PoolQueue:
     @classmethod
     def connect(cls, connection: Connection, pool: str, queue_url: str | None = None
                 ) -> PoolQueue:
-        import boto3
         from botocore.config import Config
+
+        from .sqs_client import sqs_client
 
         config = Config(retries={"max_attempts": 3, "mode": "standard"},
                         read_timeout=MAX_WAIT_SECONDS + 10, connect_timeout=5)
         if connection.kind == "aws":
-            sqs: Any = boto3.client("sqs", region_name=connection.region, config=config)
+            sqs: Any = sqs_client(region_name=connection.region, config=config)
         else:
             if not connection.sqs_endpoint:
                 from sluice.exceptions import ConfigurationError
@@ -47,10 +48,10 @@ class PoolQueue:
             # The embedded server checks the SigV4 signature against the token (a pool token
             # reaches only its pool's queue).
             access_key, secret = sqs_credentials(connection.api_token or "sluice")
-            sqs = boto3.client("sqs", endpoint_url=connection.sqs_endpoint,
-                               region_name="us-east-1", aws_access_key_id=access_key,
-                               aws_secret_access_key=secret, config=config,
-                               verify=connection.ca_bundle or None)
+            sqs = sqs_client(endpoint_url=connection.sqs_endpoint,
+                             region_name="us-east-1", aws_access_key_id=access_key,
+                             aws_secret_access_key=secret, config=config,
+                             verify=connection.ca_bundle or None)
         url = queue_url or sqs.get_queue_url(QueueName=pool)["QueueUrl"]
         return cls(sqs, url)
 

@@ -132,39 +132,46 @@ def main(argv: list[str] | None = None) -> int:
         result = app(args=argv, standalone_mode=False, prog_name="sluice")
         if isinstance(result, int):
             return result
-    except SluiceError as exc:
+    except (Exception, KeyboardInterrupt) as exc:
+        return report_failure(exc, argv)
+    return 0
+
+
+def report_failure(exc: Exception | KeyboardInterrupt, argv: list[str] | None) -> int:
+    """One line on stderr for an error a command raised (the cause and the fix) and its exit
+    code; call it inside the `except` that caught `exc` (--debug re-raises it). Also what
+    `sluice worker start` uses once it has left the CLI (`sluice_worker.serve`)."""
+    if isinstance(exc, SluiceError):
         return _fail(*_sluice_error(exc), argv)
-    except typer.Exit as exc:
+    if isinstance(exc, typer.Exit):
         return exc.exit_code
-    except typer.Abort:
+    if isinstance(exc, typer.Abort):
         errors.print("aborted")
         return 130
-    except PydanticValidationError as exc:
+    if isinstance(exc, PydanticValidationError):
         # A request model refused what was typed (a name, a tag, a URL): say which and why.
         from ..deployments import explain_invalid
 
         return _fail(explain_invalid(exc).message, EXIT_USAGE, argv)
-    except KeyboardInterrupt:
+    if isinstance(exc, KeyboardInterrupt):
         errors.print("interrupted")
         return 130
-    except Exception as exc:
-        # Usage errors of the click that typer bundles: they know how to show themselves.
-        if hasattr(exc, "show") and hasattr(exc, "exit_code"):
-            exc.show()
-            return exc.exit_code
-        if type(exc).__name__ == "Exit" and hasattr(exc, "exit_code"):
-            return exc.exit_code
-        import httpx
+    # Usage errors of the click that typer bundles: they know how to show themselves.
+    if hasattr(exc, "show") and hasattr(exc, "exit_code"):
+        exc.show()
+        return exc.exit_code
+    if type(exc).__name__ == "Exit" and hasattr(exc, "exit_code"):
+        return exc.exit_code
+    import httpx
 
-        if isinstance(exc, httpx.TransportError):
-            return _fail(*_sluice_error(_unreachable(exc)), argv)
-        if isinstance(exc, OSError):
-            return _fail(*_os_error(exc), argv)
-        if _debugging(argv):
-            raise
-        return _fail(f"unexpected {type(exc).__name__}: {exc} (a bug: rerun with --debug "
-                     "and report the traceback)", EXIT_FAILURE, argv)
-    return 0
+    if isinstance(exc, httpx.TransportError):
+        return _fail(*_sluice_error(_unreachable(exc)), argv)
+    if isinstance(exc, OSError):
+        return _fail(*_os_error(exc), argv)
+    if _debugging(argv):
+        raise exc
+    return _fail(f"unexpected {type(exc).__name__}: {exc} (a bug: rerun with --debug "
+                 "and report the traceback)", EXIT_FAILURE, argv)
 
 
 def _unreachable(exc: Exception) -> SluiceError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -36,7 +37,7 @@ def start(
     profile: ProfileOption = None, api_url: ApiUrlOption = None,
 ) -> None:
     """Long-poll the pool's queue and run flows in subprocesses until Ctrl-C/SIGTERM."""
-    from sluice_worker import run_worker  # the CLI is the composition root
+    from sluice_worker.serve import exec_worker  # the CLI is the composition root
 
     from ..exceptions import ConfigurationError
     from ..models.names import name_problem
@@ -45,11 +46,13 @@ def start(
     problem = None if name is None else name_problem(name, "worker")
     if problem is not None:  # refused here, not at every claim (`sluice.models.names`)
         raise ConfigurationError(f"--name: {problem}")
-    run_worker(pool=pool, limit=limit, name=name, profile=profile, api_url=api_url,
-               cache_dir=cache_dir, heartbeat_interval=heartbeat_interval,
-               shutdown_grace=shutdown_grace, poll_wait=poll_wait,
-               visibility_timeout=visibility_timeout,
-               may_trigger=[trigger_grant(ref) for ref in may_trigger or ()])
+    # The options are checked here; the worker then runs in this process without the CLI.
+    exec_worker(dict(pool=pool, limit=limit, name=name, profile=profile, api_url=api_url,
+                     cache_dir=str(cache_dir) if cache_dir else None,
+                     heartbeat_interval=heartbeat_interval, shutdown_grace=shutdown_grace,
+                     poll_wait=poll_wait, visibility_timeout=visibility_timeout,
+                     may_trigger=[trigger_grant(ref) for ref in may_trigger or ()]),
+                argv=sys.argv[1:])
 
 
 @app.command("run-one")
