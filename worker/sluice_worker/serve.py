@@ -27,6 +27,9 @@ def main(args: list[str]) -> int:
     options = dict(request["options"])
     if options.get("cache_dir"):
         options["cache_dir"] = Path(options["cache_dir"])
+    from .lean_imports import import_httpx_without_its_cli
+
+    import_httpx_without_its_cli()  # before anything imports httpx (lean_imports)
     try:
         from . import run_worker
 
