@@ -22,6 +22,7 @@ import contextlib
 import io
 import json
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -29,6 +30,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -175,7 +177,9 @@ def aws_handler() -> Iterator[tuple[Handler, RequestCounter]]:
     from sluice_functions.config import TTL_ATTRIBUTE, ControlPlaneSettings, table_key_schema
 
     settings = ControlPlaneSettings(table_name="sluice-bench", stack_prefix="sluice-bench")
-    with moto.mock_aws():
+    # Lambda sets the region; the handler's own clients (on-event rules) read it from here.
+    region = {"AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1")}
+    with moto.mock_aws(), mock.patch.dict(os.environ, region):
         clients = build_aws_clients(region_name="us-east-1")
         clients.dynamodb.create_table(TableName=settings.table_name, **table_key_schema())
         clients.dynamodb.update_time_to_live(
