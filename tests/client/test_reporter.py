@@ -61,7 +61,7 @@ def _records(api: FakeApi) -> tuple[list[str], list[str]]:
     tasks, logs = [], []
     for batch in api.batches:
         body = json.loads(batch)
-        tasks += [t["id"] for t in body["task_runs"]]
+        tasks += [t["id"] for t in body["task_runs"] + body.get("finished_task_runs", [])]
         logs += [r["id"] for r in body["logs"]]
     return tasks, logs
 
@@ -105,7 +105,7 @@ def test_past_its_bound_it_drops_the_oldest_lines_with_a_warning(caplog):
     with caplog.at_level(logging.WARNING, logger="sluice.reporter"):
         for n in range(8):
             reporter.report_log(_log("r", n))
-    assert [r.id for r in reporter._logs] == [f"log-{n}" for n in range(3, 8)]
+    assert [r.id for r in reporter.buffer.logs] == [f"log-{n}" for n in range(3, 8)]
     assert any("dropped" in r.message for r in caplog.records)
 
 

@@ -19,7 +19,8 @@ class RecordingApi:
 
     def send_events(self, flow_run_id, batch, attempts=None):
         with self.lock:
-            for record in json.loads(batch)["task_runs"]:
+            body = json.loads(batch)
+            for record in body["task_runs"] + body.get("finished_task_runs", []):
                 self.sent.append((record["id"], record["state"]["type"], record["version"]))
         return EventsAccepted(task_runs=0, logs=0)
 
@@ -62,4 +63,4 @@ def test_a_run_that_stays_pending_is_still_delivered_by_a_flush():
 
     # Then it was sent (once it was old enough), nothing is left buffered
     assert api.sent == [(run.id, "PENDING", 0)]
-    assert not reporter._dirty
+    assert reporter.buffer.is_empty()

@@ -48,7 +48,7 @@ from .parameters import (
     documented,
     utc_query_time,
 )
-from .request_checks import caller_identity, check_timestamps
+from .request_checks import body_size, caller_identity, check_timestamps
 
 TAG = "flow runs"
 
@@ -232,7 +232,8 @@ def register_flow_run_routes(
     def record_flow_run_events(flow_run_id: FlowRunId, batch: EventsBatch) -> EventsAccepted:
         check_timestamps(batch)
         return service.record_events(flow_run_id, batch, store=store, logs=logs, metrics=metrics,
-                                     queue=queue, now=clock())
+                                     queue=queue, now=clock(),
+                                     body_bytes=body_size(app.current_event))
 
     @app.get("/flow-runs/<flow_run_id>/task-runs", tags=[TAG], responses=documented(200, 404),
              summary="Task runs of a flow run, in creation order")

@@ -48,7 +48,7 @@ from ..service.pool_scope import (
 from .code import Sha256
 from .parameters import DeploymentId, FlowRunId, documented
 from .pools import PoolName
-from .request_checks import caller_identity, check_timestamps
+from .request_checks import body_size, caller_identity, check_timestamps
 
 TAG = "workers"
 #: A worker's name in a path; checked like `WorkerHeartbeat.name` (`check_name`) by the route.
@@ -108,7 +108,8 @@ def register_pool_routes_of_workers(
                       batch: EventsBatch) -> EventsAccepted:
         check_timestamps(batch)
         return service.record_events(flow_run_id, batch, store=PoolScopedStore(store, name),
-                                     logs=logs, metrics=metrics, queue=queue, now=clock())
+                                     logs=logs, metrics=metrics, queue=queue, now=clock(),
+                                     body_bytes=body_size(app.current_event))
 
     @app.get("/pools/<name>/flow-runs/<flow_run_id>", tags=[TAG],
              responses=documented(200, 404), summary="Read a run of the pool")

@@ -71,6 +71,11 @@ def _check_encodable(value: Any, text: str) -> None:
         raise json.JSONDecodeError("a string holds a lone UTF-16 surrogate", text, 0) from None
 
 
+def body_size(event: Any) -> int:
+    """Bytes of the request's body as the client sent it (decoded from base64 if need be)."""
+    return _utf8_size(event.decoded_body or "")
+
+
 def _utf8_size(text: str) -> int:
     if text.isascii():  # O(1) in CPython: the common case costs no copy
         return len(text)

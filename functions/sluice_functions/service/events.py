@@ -32,6 +32,7 @@ def record_events(
     metrics: Metrics,
     queue: RunQueue | None = None,
     now: datetime | None = None,
+    body_bytes: int | None = None,
 ) -> EventsAccepted:
     """Store a batch of task-run records and log lines of one flow run, then apply the state
     it carries, if any (`lifecycle.set_state`'s rules, lease and transition id: the records
@@ -43,9 +44,11 @@ def record_events(
     `PayloadTooLarge` (too many records, too many bytes, an oversized message), `StaleLease`
     (409: the batch carries no lease, or that of an attempt older than the last one). From the
     attempt that ended last, log lines are still taken (a process's last output lands after its
-    final state) and task runs only once they ended.
+    final state) and task runs only once they ended. `body_bytes`: the size of the request
+    that carried the batch (the route knows it), checked against the batch limit instead of
+    serializing the batch again.
     """
-    _check_batch(flow_run_id, batch)
+    _check_batch(flow_run_id, batch, body_bytes)
     run = store.get_flow_run(flow_run_id)
     task_runs, finished = batch.task_runs, batch.finished_task_runs
     if _from_last_attempt(run, batch.lease):
@@ -120,14 +123,14 @@ def read_logs(
     return logs.read(flow_run_id, cursor=cursor, limit=limit)
 
 
-def _check_batch(flow_run_id: str, batch: EventsBatch) -> None:
+def _check_batch(flow_run_id: str, batch: EventsBatch, body_bytes: int | None) -> None:
     count = len(batch.task_runs) + len(batch.finished_task_runs) + len(batch.logs)
     if count > MAX_EVENTS_PER_BATCH:
         raise PayloadTooLarge(
             f"an events batch holds at most {MAX_EVENTS_PER_BATCH} records, got {count}",
             details={"field": "batch", "limit": MAX_EVENTS_PER_BATCH},
         )
-    size = len(batch.model_dump_json().encode())
+    size = body_bytes if body_bytes is not None else len(batch.model_dump_json().encode())
     if size > MAX_EVENTS_BATCH_BYTES:
         raise PayloadTooLarge(
             f"an events batch is at most {MAX_EVENTS_BATCH_BYTES} bytes, got {size}",

@@ -4,6 +4,8 @@ The events route applies a batch's `state` after storing its records, with the s
 lease check and transition id as the state route: one request instead of a last batch and a
 state change, and the records still land before the run ends. A control plane that does not
 know the field refuses the batch (422, nothing stored); the reporter then sends as before.
+One that refuses `finished_task_runs` gets the batch again with those records as ordinary task
+runs (`HttpReporter.deliver`).
 """
 
 from __future__ import annotations
@@ -11,10 +13,12 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from .. import exceptions as errors
-from ..models import EventsAccepted, LogRecord, State, TaskRun
+from ..models import EventsAccepted, State
+from .batch_bodies import Chunk, Undelivered, chunks, empty_body, send_in_order
 from .transport import backoff_delay
 
 if TYPE_CHECKING:
@@ -44,49 +48,47 @@ def send_with_final_state(reporter: HttpReporter, flow_run_id: str, state: State
     deadline passed during an outage (the records are buffered again), `StaleLease` (another
     attempt owns the run) and `StateFieldRefused` (an older control plane; the records are
     buffered again)."""
-    from .reporter import _chunks
-
     with reporter._idle:  # one sender at a time: the background one finishes its batch first
-        while reporter._sending:
-            reporter._idle.wait(timeout=0.5)
+        reporter.ending += 1
+        try:
+            while reporter._sending:
+                reporter._idle.wait(timeout=0.5)
+        finally:
+            reporter.ending -= 1
         reporter._sending = True
-    task_runs: list[TaskRun] = []
-    logs: list[LogRecord] = []
     try:
-        task_runs, logs = _take_run(reporter, flow_run_id)
+        taken = reporter.buffer.take_run(flow_run_id,
+                                         finished_in_batch=reporter.finished_in_batch)
         lease = reporter.leases.get(flow_run_id)
-        chunks = list(_chunks(task_runs, logs, reporter.max_batch, lease)) or \
-            [(_empty_body(lease), [], [])]
-        extra = ',"state":' + state.model_dump_json() + \
-            ',"transition_id":' + json.dumps(transition_id) + "}"
-        for index, (body, sent_runs, sent_logs) in enumerate(chunks):
-            last = index == len(chunks) - 1
-            if last:
-                body = body[:-1] + extra.encode()
-            try:
-                answer = _send(reporter, flow_run_id, body, deadline)
-            except GaveUp:
-                _requeue_from(reporter, chunks[index:])
-                raise
-            if last:
-                return answer
-        raise AssertionError("unreachable: there is always a last chunk")
-    except StateFieldRefused:
-        reporter._requeue(task_runs, logs)
-        raise
+        tail = (',"state":' + state.model_dump_json() +
+                ',"transition_id":' + json.dumps(transition_id) + "}").encode()
+
+        def send(chunk: Chunk, last: bool) -> EventsAccepted:
+            return _send(reporter, flow_run_id, chunk, lease, tail if last else b"", deadline)
+
+        return send_in_order(_at_least_one(chunks(taken, reporter.max_batch, lease), lease),
+                             send)
+    except Undelivered as stopped:
+        cause = stopped.__cause__
+        if isinstance(cause, (GaveUp, StateFieldRefused)):
+            _requeue(reporter, stopped.items)
+        elif isinstance(cause, errors.StaleLease):
+            for chunk in stopped.items:
+                reporter.buffer.forget(chunk.snapshots)
+        raise cause from None
     finally:
         with reporter._idle:
             reporter._sending = False
             reporter._idle.notify_all()
 
 
-def _send(reporter: HttpReporter, flow_run_id: str, body: bytes,
-          deadline: float) -> EventsAccepted:
+def _send(reporter: HttpReporter, flow_run_id: str, chunk: Chunk, lease: str | None,
+          tail: bytes, deadline: float) -> EventsAccepted:
     attempt = 0
     while True:
         attempt += 1
         try:
-            return reporter.client.send_events(flow_run_id, body, attempts=1)
+            return reporter.deliver(flow_run_id, chunk, lease, tail)
         except _TRANSIENT as exc:
             if time.monotonic() >= deadline:
                 log.error("could not report the end of flow run %s: %s", flow_run_id, exc)
@@ -109,29 +111,16 @@ def _about_the_state_field(exc: errors.ValidationError) -> bool:
     return False
 
 
-def _take_run(reporter: HttpReporter,
-              flow_run_id: str) -> tuple[list[TaskRun], list[LogRecord]]:
-    """Take the buffered records of one run (other runs' stay buffered, in order)."""
-    task_runs = []
-    for key in list(reporter._dirty):
-        task_run = reporter._dirty.get(key)
-        if task_run is not None and task_run.flow_run_id == flow_run_id:
-            reporter._dirty.pop(key, None)
-            task_runs.append(task_run)
-    buffered = reporter._logs
-    mine, others = [], []
-    for _ in range(len(buffered)):
-        record = buffered.popleft()
-        (mine if record.flow_run_id == flow_run_id else others).append(record)
-    buffered.extendleft(reversed(others))  # older than anything appended meanwhile
-    return task_runs, mine
+def _at_least_one(pieces: Iterator[Chunk], lease: str | None) -> Iterator[Chunk]:
+    """The chunks, or one without records: the state goes even when nothing else does."""
+    sent = False
+    for chunk in pieces:
+        sent = True
+        yield chunk
+    if not sent:
+        yield Chunk(empty_body(lease), [], [], [])
 
 
-def _requeue_from(reporter: HttpReporter, chunks: list[Any]) -> None:
-    for _, sent_runs, sent_logs in reversed(chunks):
-        reporter._requeue(sent_runs, sent_logs)
-
-
-def _empty_body(lease: str | None) -> bytes:
-    return json.dumps({"task_runs": [], "logs": [], **({"lease": lease} if lease else {})},
-                      separators=(",", ":")).encode()
+def _requeue(reporter: HttpReporter, pending: list[Chunk]) -> None:
+    for chunk in reversed(pending):  # the logs keep their order
+        reporter.buffer.requeue(chunk.snapshots, chunk.logs)

@@ -1,28 +1,27 @@
 """The HTTP reporter: flow-run transitions synchronously, task runs and logs in background
 batches that survive short control-plane outages.
 
-Task runs are reported by reference: the engine marks a task run dirty (one dict store, no
-serialization on the hot path) and the sender thread serializes the latest version when it
-sends. The server keeps the highest `version` of each task run, so a resend is harmless and an
-older record never overwrites a newer one. Logs are sent once each, resent with the same id
-after a failure, and deduplicated by the server.
+Task runs are handed over as snapshots of their fields (a dict copy, no serialization on the
+flow's thread; see `report_buffer`) and the sender thread serializes the latest one of each
+when it sends (`batch_bodies`). The server keeps the highest `version` of each task run, so a
+resend is harmless and an older record never overwrites a newer one. A task run whose first
+record sent is already final goes in `finished_task_runs` (the server may pack those). Logs are
+sent once each, resent with the same id after a failure, and deduplicated by the server.
 """
 
 from __future__ import annotations
 
 import atexit
-import collections
-import json
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 from .. import exceptions as errors
 from .. import redaction
 from ..models import (
-    MAX_EVENTS_BATCH_BYTES,
     MAX_EVENTS_PER_BATCH,
     FlowRun,
     FlowRunCreate,
@@ -35,6 +34,15 @@ from ..models import (
 )
 from ..leases import LeaseKeeper, LocalLease, new_lease
 from .api import SluiceClient
+from .batch_bodies import (
+    FINISHED_FIELD,
+    Chunk,
+    Undelivered,
+    chunks,
+    refuses_field,
+    send_in_order,
+)
+from .report_buffer import ReportBuffer, Taken
 from .transport import backoff_delay
 
 log = logging.getLogger("sluice.reporter")
@@ -43,8 +51,6 @@ log = logging.getLogger("sluice.reporter")
 _TRANSIENT = (errors.ServiceUnavailable, errors.Throttled)
 #: How soon the sender looks again at task runs it held back (see `HttpReporter._take`).
 _HELD_RECHECK_SECONDS = 0.05
-#: A batch stays this far under the API's limit: the envelope and escaping take some room.
-_BATCH_BYTES = int(MAX_EVENTS_BATCH_BYTES * 0.9)
 
 
 class HttpReporter:
@@ -66,8 +72,8 @@ class HttpReporter:
         self.local_leases: dict[str, LocalLease] = {}
         #: Renews the leases of runs this process created (a script run, subflows).
         self.keeper: LeaseKeeper | None = None
-        self._dirty: dict[str, TaskRun] = {}
-        self._logs: collections.deque[LogRecord] = collections.deque()
+        #: Records waiting for the sender thread.
+        self.buffer = ReportBuffer()
         self._local_only: set[str] = set()
         self._wake = threading.Event()
         self._idle = threading.Condition()
@@ -81,6 +87,11 @@ class HttpReporter:
         self._held = False
         #: Final states ride with the run's last batch (off once a control plane refuses it).
         self.final_state_in_batch = True
+        #: First-time final task runs go as `finished_task_runs` (off once a control plane
+        #: refuses the field).
+        self.finished_in_batch = True
+        #: Runs waiting to send their final batch: the sender stops taking more meanwhile.
+        self.ending = 0
 
     # -- the Reporter port -----------------------------------------------------------------------
     def create_flow_run(self, flow_run: FlowRun) -> FlowRun:
@@ -184,19 +195,18 @@ class HttpReporter:
         return self._accepted(state, accepted.transition)
 
     def report_task_run(self, task_run: TaskRun) -> None:
-        dirty = self._dirty
-        dirty[task_run.id] = task_run
+        waiting = self.buffer.add_task_run(task_run)
         if self._thread is None:
             self._start()
         # is_set() is one attribute read; set() takes the Event's lock (~2 us) on every report
         # made while the sender has not yet picked up a full batch.
-        if len(dirty) >= self.max_batch and not self._wake.is_set():
+        if waiting >= self.max_batch and not self._wake.is_set():
             self._wake.set()
 
     def report_log(self, record: LogRecord) -> None:
         if redaction.active():
             record.message = redaction.redact(record.message)
-        logs = self._logs
+        logs = self.buffer.logs
         logs.append(record)
         if self._thread is None:
             self._start()
@@ -232,9 +242,8 @@ class HttpReporter:
         if self._sending:
             return True
         if flow_run_id is None:
-            return bool(self._dirty or self._logs)
-        return any(t.flow_run_id == flow_run_id for t in list(self._dirty.values())) or any(
-            r.flow_run_id == flow_run_id for r in list(self._logs))
+            return not self.buffer.is_empty()
+        return self.buffer.holds_run(flow_run_id)
 
     def _start(self) -> None:
         with self._start_lock:
@@ -252,34 +261,17 @@ class HttpReporter:
             if delay:
                 time.sleep(delay)
 
-    def _take(self) -> dict[str, tuple[list[TaskRun], list[LogRecord]]]:
-        batches: dict[str, tuple[list[TaskRun], list[LogRecord]]] = {}
+    def _take(self) -> dict[str, Taken]:
         # A task run still at its first record (Pending, version 0) for less than half a flush
-        # interval stays buffered: records go by reference, so one that starts meanwhile is
-        # sent once, in its later state (a map's runs otherwise went twice, Pending then final,
-        # doubling the serialization here and the control plane's work). It is never dropped:
-        # it goes once it is older, and a run's final batch takes everything. Half an interval
-        # plus a recheck keeps it buffered no longer than any record could be before.
+        # interval stays buffered: one that starts meanwhile is sent once, in its later state
+        # (a map's runs otherwise went twice, Pending then final, doubling the serialization
+        # here and the control plane's work). It is never dropped: it goes once it is older,
+        # and a run's final batch takes everything. Half an interval plus a recheck keeps it
+        # buffered no longer than any record could be before.
         held_since = utcnow() - timedelta(seconds=self.flush_interval / 2)
-        pending = StateType.PENDING
-        self._held = False
-        dirty = self._dirty
-        for key in list(dirty):
-            task_run = dirty.get(key)
-            if task_run is None:
-                continue
-            if task_run.version == 0 and task_run.state.type is pending and \
-                    task_run.state.timestamp > held_since:
-                self._held = True
-                continue
-            task_run = dirty.pop(key, None)
-            if task_run is not None and task_run.flow_run_id not in self._local_only:
-                batches.setdefault(task_run.flow_run_id, ([], []))[0].append(task_run)
-        logs = self._logs
-        for _ in range(len(logs)):
-            record = logs.popleft()
-            if record.flow_run_id not in self._local_only:
-                batches.setdefault(record.flow_run_id, ([], []))[1].append(record)
+        batches, self._held = self.buffer.take(
+            held_since=held_since, finished_in_batch=self.finished_in_batch,
+            skip_runs=self._local_only)
         return batches
 
     def _send_pending(self) -> float:
@@ -287,31 +279,7 @@ class HttpReporter:
         with self._idle:
             self._sending = True
         try:
-            batches = self._take()
-            failed_at = None
-            for flow_run_id, (task_runs, logs) in batches.items():
-                if failed_at is not None:
-                    self._requeue(task_runs, logs)
-                    continue
-                lease = self.leases.get(flow_run_id)
-                for body, sent_runs, sent_logs in _chunks(task_runs, logs, self.max_batch,
-                                                          lease):
-                    if failed_at is not None:
-                        self._requeue(sent_runs, sent_logs)
-                        continue
-                    try:
-                        self.client.send_events(flow_run_id, body, attempts=1)
-                    except _TRANSIENT as exc:
-                        failed_at = exc
-                        self._requeue(sent_runs, sent_logs)
-                    except errors.StaleLease as exc:
-                        log.warning("flow run %s: this attempt lost the run (%s); %d task runs "
-                                    "and %d log lines of it are dropped", flow_run_id, exc,
-                                    len(sent_runs), len(sent_logs))
-                    except errors.SluiceError as exc:
-                        log.error("the control plane refused %d task runs and %d log lines of "
-                                  "flow run %s: %s", len(sent_runs), len(sent_logs),
-                                  flow_run_id, exc)
+            failed_at = self._send_taken()
             # Records held back: look again soon (the size trigger stays set while they wait).
             return self._note_outcome(failed_at) or (_HELD_RECHECK_SECONDS if self._held else 0.0)
         finally:
@@ -319,7 +287,74 @@ class HttpReporter:
                 self._sending = False
                 self._idle.notify_all()
 
-    def _note_outcome(self, failure: Exception | None) -> float:
+    def _send_taken(self) -> BaseException | None:
+        """Send what `_take` gives, and take again while a full batch waits (up to two
+        requests in flight meanwhile); the first transient failure (its records and all not
+        sent yet are buffered again), or None."""
+
+        def send(piece: tuple[str, str | None, Chunk], last: bool) -> None:
+            flow_run_id, lease, chunk = piece
+            self._deliver_or_drop(flow_run_id, chunk, lease)
+
+        try:
+            send_in_order(self._pieces(), send)
+        except Undelivered as stopped:
+            for _, _, chunk in reversed(stopped.items):  # the logs keep their order
+                self.buffer.requeue(chunk.snapshots, chunk.logs)
+            if not isinstance(stopped.__cause__, _TRANSIENT):
+                raise stopped.__cause__ from None  # a bug, not an outage: as loud as before
+            return stopped.__cause__
+        return None
+
+    def _pieces(self) -> Iterator[tuple[str, str | None, Chunk]]:
+        """(flow run, lease, batch) for all that waits, taken again while a batch is full."""
+        while True:
+            for flow_run_id, taken in self._take().items():
+                lease = self.leases.get(flow_run_id)
+                for chunk in chunks(taken, self.max_batch, lease):
+                    yield flow_run_id, lease, chunk
+            if self._closed or self.ending or self.buffer.waiting() < self.max_batch:
+                return
+
+    def _deliver_or_drop(self, flow_run_id: str, chunk: Chunk, lease: str | None) -> None:
+        """Deliver one batch; a refused one is dropped (and said so). Raises only the
+        transient errors (the caller buffers the batch again)."""
+        try:
+            self.deliver(flow_run_id, chunk, lease)
+        except _TRANSIENT:
+            raise
+        except errors.StaleLease as exc:
+            self.buffer.forget(chunk.snapshots)
+            log.warning("flow run %s: this attempt lost the run (%s); %d task runs and %d log "
+                        "lines of it are dropped", flow_run_id, exc, len(chunk.snapshots),
+                        len(chunk.logs))
+        except errors.SluiceError as exc:
+            log.error("the control plane refused %d task runs and %d log lines of flow run "
+                      "%s: %s", len(chunk.snapshots), len(chunk.logs), flow_run_id, exc)
+
+    def deliver(self, flow_run_id: str, chunk: Chunk, lease: str | None,
+                tail: bytes = b"") -> Any:
+        """Send one batch, with `tail` (more top-level fields, then the closing brace) in place
+        of the body's closing brace if given; the control plane's answer. A control plane that
+        does not know `finished_task_runs` gets the batch again with those records as ordinary
+        task runs, and none in that field from then on."""
+        try:
+            answer = self.client.send_events(flow_run_id, _with_tail(chunk.body, tail),
+                                             attempts=1)
+        except errors.ValidationError as exc:
+            if not (chunk.finished and refuses_field(exc, FINISHED_FIELD)):
+                raise
+            if self.finished_in_batch:
+                log.info("the control plane at %s takes no %s (upgrade it)",
+                         self.client.connection.api_url, FINISHED_FIELD)
+            self.finished_in_batch = False
+            plain = chunk.without_finished_field(lease)
+            answer = self.client.send_events(flow_run_id, _with_tail(plain.body, tail),
+                                             attempts=1)
+        self.buffer.delivered(chunk.snapshots)
+        return answer
+
+    def _note_outcome(self, failure: BaseException | None) -> float:
         if failure is None:
             if self._outage_since is not None:
                 log.warning("control plane reachable again after %.1f s; buffered reports sent",
@@ -332,34 +367,8 @@ class HttpReporter:
         elapsed = time.monotonic() - self._outage_since
         return min(5.0, 0.25 + elapsed / 4)
 
-    def _requeue(self, task_runs: list[TaskRun], logs: list[LogRecord]) -> None:
-        for task_run in task_runs:
-            self._dirty.setdefault(task_run.id, task_run)
-        self._logs.extendleft(reversed(logs))
-
-
-def _chunks(task_runs: list[TaskRun], logs: list[LogRecord], max_count: int,
-            lease: str | None = None) -> Any:
-    """Request bodies within the API's count and size limits (raw JSON, built once), each
-    naming the attempt's lease when there is one (a stale attempt's batch gets 409)."""
-    tail = "]" + (f',"lease":{json.dumps(lease)}' if lease else "") + "}"
-    items = [("task_runs", t, redaction.redact_task_run(t).model_dump_json())
-             for t in task_runs] + \
-            [("logs", r, r.model_dump_json()) for r in logs]
-    start = 0
-    while start < len(items):
-        size, end = 30, start
-        while end < len(items) and end - start < max_count and \
-                (end == start or size + len(items[end][2]) + 1 <= _BATCH_BYTES):
-            size += len(items[end][2]) + 1
-            end += 1
-        chunk = items[start:end]
-        runs = [obj for kind, obj, _ in chunk if kind == "task_runs"]
-        lines = [obj for kind, obj, _ in chunk if kind == "logs"]
-        body = ('{"task_runs":[' + ",".join(j for k, _, j in chunk if k == "task_runs") +
-                '],"logs":[' + ",".join(j for k, _, j in chunk if k == "logs") + tail)
-        yield body.encode(), runs, lines
-        start = end
+def _with_tail(body: bytes, tail: bytes) -> bytes:
+    return body[:-1] + tail if tail else body
 
 
 _shared: dict[tuple[str, str | None], HttpReporter] = {}

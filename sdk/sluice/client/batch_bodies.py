@@ -1,0 +1,160 @@
+"""Request bodies of events batches, built on the sender's thread (issue 20).
+
+Each list of a batch is serialized by one call into pydantic-core (no Python-level loop per
+record, and no interpreter switch in the middle of it), and the body is joined from those
+pieces as raw JSON. A batch over the byte limit is cut in halves until each half fits, so the
+common case serializes every record exactly once. `send_in_order` keeps up to two requests in
+flight while it builds the next body, so a backlog (a run's end) is bound by the control plane,
+not by this process's round trips.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import json
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple, TypeVar
+
+from .. import exceptions as errors
+from .. import redaction
+from ..models import MAX_EVENTS_BATCH_BYTES, LogRecord, TaskRun
+from ..models._fast import construct
+from .report_buffer import Snapshot, Taken
+
+#: A batch stays this far under the API's limit: the envelope and escaping take some room.
+BATCH_BYTES = int(MAX_EVENTS_BATCH_BYTES * 0.9)
+#: The batch field of first-time final task runs (see `EventsBatch.finished_task_runs`).
+FINISHED_FIELD = "finished_task_runs"
+
+T = TypeVar("T")
+
+
+class Chunk(NamedTuple):
+    """One request: its body (a JSON object, closing brace last) and the records it carries."""
+
+    body: bytes
+    task_runs: list[Snapshot]
+    finished: list[Snapshot]
+    logs: list[LogRecord]
+
+    @property
+    def snapshots(self) -> list[Snapshot]:
+        return self.task_runs + self.finished
+
+    def without_finished_field(self, lease: str | None) -> Chunk:
+        """The same records with the first-time final ones as ordinary task runs (for a
+        control plane that does not know `finished_task_runs`)."""
+        return _chunk(self.task_runs + self.finished, [], self.logs, lease)
+
+
+def chunks(taken: Taken, max_count: int, lease: str | None = None) -> Iterator[Chunk]:
+    """Request bodies within the API's count and byte limits, each naming the attempt's
+    lease when there is one (a stale attempt's batch gets 409)."""
+    items: list[tuple[int, Any]] = [(0, s) for s in taken.task_runs] + \
+        [(1, s) for s in taken.finished] + [(2, r) for r in taken.logs]
+    for start in range(0, len(items), max_count):
+        yield from _fitting(items[start:start + max_count], lease)
+
+
+def empty_body(lease: str | None) -> bytes:
+    return json.dumps({"task_runs": [], "logs": [], **({"lease": lease} if lease else {})},
+                      separators=(",", ":")).encode()
+
+
+def refuses_field(exc: errors.ValidationError, field: str) -> bool:
+    """Whether a 422 refuses the batch's top-level `field` itself (an older control plane,
+    whose batches forbid unknown fields), not something inside it."""
+    for detail in exc.details or []:
+        if not isinstance(detail, dict):
+            continue
+        loc = [part for part in (detail.get("loc") or []) if part != "body"]
+        if loc == [field]:
+            return True
+    return False
+
+
+def _fitting(items: list[tuple[int, Any]], lease: str | None) -> Iterator[Chunk]:
+    chunk = _chunk([s for kind, s in items if kind == 0], [s for kind, s in items if kind == 1],
+                   [r for kind, r in items if kind == 2], lease)
+    if len(chunk.body) <= BATCH_BYTES or len(items) <= 1:
+        yield chunk  # a single record over the limit goes anyway: the API names the problem
+        return
+    half = len(items) // 2
+    yield from _fitting(items[:half], lease)
+    yield from _fitting(items[half:], lease)
+
+
+def _chunk(task_runs: list[Snapshot], finished: list[Snapshot], logs: list[LogRecord],
+           lease: str | None) -> Chunk:
+    task_run_list, log_list = _adapters()
+    parts = [b'{"task_runs":', task_run_list.dump_json(_models(task_runs))]
+    if finished:
+        parts += [b',"', FINISHED_FIELD.encode(), b'":',
+                  task_run_list.dump_json(_models(finished))]
+    parts += [b',"logs":', log_list.dump_json(logs)]
+    if lease:
+        parts += [b',"lease":', json.dumps(lease).encode()]
+    parts.append(b"}")
+    return Chunk(b"".join(parts), task_runs, finished, logs)
+
+
+def _models(snapshots: list[Snapshot]) -> list[TaskRun]:
+    # A model around each snapshot (no validation: the engine's own values); secrets in state
+    # messages are masked here, before anything leaves the process.
+    runs = [construct(TaskRun, snapshot) for snapshot in snapshots]
+    if redaction.active():
+        runs = [redaction.redact_task_run(run) for run in runs]
+    return runs
+
+
+@functools.cache
+def _adapters() -> tuple[Any, Any]:
+    # Built on first use: a process that never reports to a control plane never pays for it.
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(list[TaskRun]), TypeAdapter(list[LogRecord])
+
+
+class Undelivered(Exception):
+    """Sending stopped: `items` were not delivered (in their order); the cause is chained."""
+
+    def __init__(self, items: list[Any]) -> None:
+        super().__init__(f"{len(items)} batches not delivered")
+        self.items = items
+
+
+def send_in_order(pieces: Iterator[T], send: Callable[[T, bool], Any], *,
+                  in_flight: int = 2) -> Any:
+    """Send `pieces` with `send(piece, is_last)`, up to `in_flight` requests out at once while
+    the next piece is built (serialized) here: the control plane works while this process
+    builds the next body, and a request waiting for this process's attention (its GIL) does
+    not leave the control plane idle. The last piece goes alone, once all others were
+    delivered (the run's final state rides with it). Returns its answer (None for no pieces).
+    An exception from `send` stops it: `Undelivered` names the pieces not delivered (the
+    remaining ones are built for that), the first exception is its cause."""
+    upcoming = next(pieces, None)
+    if upcoming is None:
+        return None
+    following = next(pieces, None)
+    if following is None:  # the common case: one request, no helper thread
+        try:
+            return send(upcoming, True)
+        except Exception as exc:
+            raise Undelivered([upcoming]) from exc
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    out: collections.deque[tuple[Future[Any], T]] = collections.deque()
+    with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="sluice-batch") as courier:
+        try:
+            while following is not None:
+                out.append((courier.submit(send, upcoming, False), upcoming))
+                upcoming, following = following, next(pieces, None)  # built meanwhile
+                while out and (len(out) >= in_flight or following is None):
+                    out[0][0].result()
+                    out.popleft()
+            return send(upcoming, True)
+        except Exception as exc:
+            failed = [piece for future, piece in out if future.exception() is not None]
+            rest = [upcoming] + ([following] if following is not None else [])
+            raise Undelivered(failed + rest + list(pieces)) from exc
