@@ -63,6 +63,13 @@ RUN_INDEX_ATTRIBUTES = (RUN_ENTITY, RUN_ORDER, RUN_STATE_TYPE, RUN_FLOW_NAME, RU
                         RUN_POOL)
 
 
+def _below(item: Item, to_version: int) -> bool:
+    """Whether a data item (not the META item) is stamped below `to_version` (no stamp: 1)."""
+    if item[TABLE_PARTITION_KEY]["S"] == META_PARTITION:
+        return False
+    return int(item.get(SCHEMA_VERSION_ATTRIBUTE, {}).get("N", "1")) < to_version
+
+
 def _is_flow_run_item(item: Item) -> bool:
     return (item[TABLE_PARTITION_KEY]["S"].startswith("RUN#")
             and item[TABLE_SORT_KEY]["S"] == "RUN")
@@ -87,10 +94,7 @@ def stamp_and_reindex_item(item: Item, to_version: int = 2) -> ItemChange | None
     """Version 1 -> 2 of one item: stamp `sv`; on a flow run, set its index attributes to
     what its JSON says (items written by hand or by older releases may lack or disagree on
     them, and would then be missing from a run listing)."""
-    if item[TABLE_PARTITION_KEY]["S"] == META_PARTITION:
-        return None
-    current = int(item.get(SCHEMA_VERSION_ATTRIBUTE, {}).get("N", "1"))
-    if current >= to_version:
+    if not _below(item, to_version):
         return None
     updates: Item = {SCHEMA_VERSION_ATTRIBUTE: {"N": str(to_version)}}
     removals: list[str] = []
@@ -141,9 +145,7 @@ def stamp_item(item: Item, to_version: int = 3) -> ItemChange | None:
     once the data is at 3 (a run's newest history entries and transition ids inside its item,
     `adapters.aws.dynamo_run_item`); `STATE#` and `TRANSITION#` items stay valid (older
     entries), so nothing is moved."""
-    if item[TABLE_PARTITION_KEY]["S"] == META_PARTITION:
-        return None
-    if int(item.get(SCHEMA_VERSION_ATTRIBUTE, {}).get("N", "1")) >= to_version:
+    if not _below(item, to_version):
         return None
     return ItemChange(set={SCHEMA_VERSION_ATTRIBUTE: {"N": str(to_version)}})
 

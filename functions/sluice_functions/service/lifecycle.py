@@ -188,8 +188,7 @@ def _started_in_the_same_write(claimed: Transition, lease: str, *, now: datetime
     """A claim that asks to `start`, under no concurrency limit (nothing can take it back):
     Pending and Running in one write, Pending kept as a history entry of its own (issue 20).
     The same rules and lease check as the process's own Running."""
-    running = Retrying() if claimed.run.run_count > 1 else Running()
-    started = orchestration.propose_state(claimed.run, running, now=now, lease=lease)
+    started = _start(claimed.run, lease, now=now)
     if not started.write:
         return claimed
     return replace(started, passed=(claimed.run.state,))
@@ -202,15 +201,19 @@ def _start_claimed(run: FlowRun, lease: str, *, store: RunStore, metrics: Metric
     own Running, written right after the claim (its limits confirmed, so it is not taken back)
     in the same request. A run that moved meanwhile (cancelled) stays as it is: the answer says
     so and the flow process proposes Running itself, as before."""
-    running = Retrying() if run.run_count > 1 else Running()
     try:
-        outcome = _apply(run.id,
-                         lambda current: orchestration.propose_state(current, running, now=now,
-                                                                     lease=lease),
+        outcome = _apply(run.id, lambda current: _start(current, lease, now=now),
                          transition_id=None, store=store, queue=None, metrics=metrics, now=now)
     except (StaleLease, Conflict):
         return store.get_flow_run(run.id)
     return outcome.run
+
+
+def _start(run: FlowRun, lease: str, *, now: datetime) -> Transition:
+    """The claimed attempt's Running (Retrying from its second attempt on), proposed under its
+    lease by the same rules as the flow process's own."""
+    running = Retrying() if run.run_count > 1 else Running()
+    return orchestration.propose_state(run, running, now=now, lease=lease)
 
 
 def _repeats_started_claim(run: FlowRun, request: ClaimRequest) -> bool:

@@ -38,9 +38,6 @@ INLINE_HISTORY_MAX_ENTRIES = 24
 #: Bytes of inline history entries at most (write units are billed per started KB of the
 #: item: https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/read-write-operations.html).
 INLINE_HISTORY_MAX_BYTES = 3072
-#: The run item's attributes this module owns (the rest is `dynamo_items.flow_run_item`).
-HISTORY_ATTRIBUTES = (HISTORY, HISTORY_BYTES, TRANSITION_IDS)
-
 Entry = tuple[int, str | None, State]
 
 
@@ -75,11 +72,12 @@ def applied_transition(item: items.Item | None, transition_id: str) -> bool:
     return transition_id in (item or {}).get(TRANSITION_IDS, {}).get("SS", [])
 
 
-def run_item(stored: FlowRun, expires_at: int,
-             entries: Sequence[tuple[int, State, str | None]]) -> items.Item:
-    """The whole run item with `entries` as its inline history (a create, or after a spill)."""
+def with_history(item: items.Item,
+                 entries: Sequence[tuple[int, State, str | None]]) -> items.Item:
+    """The whole run item (`dynamo_items.flow_run_item`) with `entries` as its inline history
+    (a create, or after a spill)."""
     texts = [entry_text(version, state, tid) for version, state, tid in entries]
-    item = items.flow_run_item(stored, expires_at)
+    item = dict(item)
     item[HISTORY] = {"L": [items.s(text) for text in texts]}
     item[HISTORY_BYTES] = items.n(sum(len(text) for text in texts))
     ids = [tid for _, _, tid in entries if tid is not None]
@@ -88,14 +86,15 @@ def run_item(stored: FlowRun, expires_at: int,
     return item
 
 
-def state_update(table: SingleTable, before: FlowRun, stored: FlowRun, expires_at: int,
+def state_update(table: SingleTable, before: FlowRun, item: items.Item,
                  entries: Sequence[tuple[int, State, str | None]],
                  transition_id: str | None) -> dict[str, Any]:
     """The conditional UpdateItem of a state change (also a transaction's "Update"): the run's
-    JSON and index attributes replaced, `entries` appended to the inline history."""
+    JSON and index attributes replaced by those of `item` (its new `flow_run_item`), `entries`
+    appended to the inline history."""
     texts = [entry_text(version, state, tid) for version, state, tid in entries]
     added = sum(len(text) for text in texts)
-    expression, names, values = _document_update(stored, expires_at)
+    expression, names, values = _document_update(before, item)
     expression += (", #hist = list_append(if_not_exists(#hist, :empty), :entries)"
                    ", #hbytes = if_not_exists(#hbytes, :zero) + :added")
     names.update({"#hist": HISTORY, "#hbytes": HISTORY_BYTES})
@@ -103,7 +102,7 @@ def state_update(table: SingleTable, before: FlowRun, stored: FlowRun, expires_a
                    ":zero": items.n(0), ":added": items.n(added),
                    ":room": items.n(INLINE_HISTORY_MAX_ENTRIES - len(texts)),
                    ":room_bytes": items.n(INLINE_HISTORY_MAX_BYTES - added)})
-    condition = (f"{_version_condition(before, values)}"
+    condition = (f"{VERSION_CONDITION}"
                  " AND (attribute_not_exists(#hist) OR size(#hist) <= :room)"
                  " AND (attribute_not_exists(#hbytes) OR #hbytes <= :room_bytes)")
     if transition_id is not None:
@@ -112,37 +111,35 @@ def state_update(table: SingleTable, before: FlowRun, stored: FlowRun, expires_a
         values[":tid"] = {"SS": [transition_id]}
         values[":tid_text"] = items.s(transition_id)
         condition += " AND NOT contains(#tids, :tid_text)"
-    expression = _with_removals(expression, stored, names)
-    return table.update_request(items.run_key(stored.id), expression, names, values, condition)
+    expression = _with_removals(expression, names)
+    return table.update_request(items.run_key(before.id), expression, names, values, condition)
 
 
-def document_update(table: SingleTable, before: FlowRun, stored: FlowRun,
-                    expires_at: int) -> dict[str, Any]:
+def document_update(table: SingleTable, before: FlowRun, item: items.Item) -> dict[str, Any]:
     """The conditional UpdateItem of a change without a new state (a renewal, an enqueue
-    mark): the JSON and index attributes only, so the inline history stays as it is."""
-    expression, names, values = _document_update(stored, expires_at)
-    condition = _version_condition(before, values)
-    expression = _with_removals(expression, stored, names)
-    return table.update_request(items.run_key(stored.id), expression, names, values, condition)
+    mark): the JSON and index attributes of `item` only, so the inline history stays as it is."""
+    expression, names, values = _document_update(before, item)
+    expression = _with_removals(expression, names)
+    return table.update_request(items.run_key(before.id), expression, names, values,
+                                VERSION_CONDITION)
 
 
-def spill_writes(table: SingleTable, current: items.Item, before: FlowRun, stored: FlowRun,
-                 expires_at: int, entries: Sequence[tuple[int, State, str | None]]
+def spill_writes(table: SingleTable, current: items.Item, before: FlowRun, item: items.Item,
+                 entries: Sequence[tuple[int, State, str | None]]
                  ) -> list[tuple[str, dict[str, Any]]]:
     """A full history's way out: the run item written again with only `entries` inline (still
     compare-and-set on the version), its inline entries as `STATE#` items and their
     transition ids as guards, for one transaction (at most 2 x 24 + 1 items)."""
-    values: dict[str, Any] = {}
-    condition = _version_condition(before, values)
+    names, values = version_names_and_values(before)
     writes: list[tuple[str, dict[str, Any]]] = [("Put", table.put_request(
-        run_item(stored, expires_at, entries), condition,
-        {"#pk": TABLE_PARTITION_KEY, "#version": items.VERSION}, values))]
+        with_history(item, entries), VERSION_CONDITION, names, values))]
+    expires_at = int(item[TTL_ATTRIBUTE]["N"])
     for version, tid, state in inline_entries(current):
         writes.append(("Put", table.put_request(
-            items.history_item(stored.id, version, state, tid, expires_at))))
+            items.history_item(before.id, version, state, tid, expires_at))))
         if tid is not None:
             writes.append(("Put", table.put_request(
-                {**items.transition_key(stored.id, tid), TTL_ATTRIBUTE: items.n(expires_at)})))
+                {**items.transition_key(before.id, tid), TTL_ATTRIBUTE: items.n(expires_at)})))
     return writes
 
 
@@ -161,17 +158,21 @@ def merged_history(run_item_found: items.Item | None,
     return [by_version[version] for version in sorted(by_version)]
 
 
-def _version_condition(before: FlowRun, values: dict[str, Any]) -> str:
-    values[":expected"] = items.n(before.version)
-    return "attribute_exists(#pk) AND #version = :expected"
+#: The compare-and-set of every write of a run item (`version_names_and_values`).
+VERSION_CONDITION = "attribute_exists(#pk) AND #version = :expected"
 
 
-def _document_update(stored: FlowRun, expires_at: int
+def version_names_and_values(before: FlowRun) -> tuple[dict[str, str], dict[str, Any]]:
+    """The names and values `VERSION_CONDITION` needs: the run still at `before.version`."""
+    return ({"#pk": TABLE_PARTITION_KEY, "#version": items.VERSION},
+            {":expected": items.n(before.version)})
+
+
+def _document_update(before: FlowRun, item: items.Item
                      ) -> tuple[str, dict[str, str], dict[str, Any]]:
-    """SET of every non-key attribute `flow_run_item` gives the run."""
-    item = items.flow_run_item(stored, expires_at)
-    names = {"#pk": TABLE_PARTITION_KEY, "#version": items.VERSION}
-    values: dict[str, Any] = {}
+    """SET of every non-key attribute of `item`, with the names and values of the version
+    condition."""
+    names, values = version_names_and_values(before)
     clauses = []
     for i, (name, value) in enumerate(item.items()):
         if name in (TABLE_PARTITION_KEY, TABLE_SORT_KEY):
@@ -182,7 +183,7 @@ def _document_update(stored: FlowRun, expires_at: int
     return "SET " + ", ".join(clauses), names, values
 
 
-def _with_removals(expression: str, stored: FlowRun, names: dict[str, str]) -> str:
+def _with_removals(expression: str, names: dict[str, str]) -> str:
     """Index attributes the run no longer has are removed (an index key cannot be empty)."""
     present = set(names.values())
     gone = [name for name in items.OPTIONAL_RUN_ATTRIBUTES if name not in present]

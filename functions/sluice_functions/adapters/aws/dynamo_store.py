@@ -72,8 +72,8 @@ class DynamoRunStore(DynamoDeployments, DynamoRunMaintenance, DynamoRunStats,
         stored = run.model_copy(update={"version": 1})
         expires_at = self._expires_at()
         if self._history_inline():
-            writes = [("Put", self._table.put_request(
-                run_item.run_item(stored, expires_at, [(1, stored.state, None)]), NOT_EXISTS))]
+            writes = [("Put", self._table.put_request(run_item.with_history(
+                items.flow_run_item(stored, expires_at), [(1, stored.state, None)]), NOT_EXISTS))]
         else:
             writes = [
                 ("Put", self._table.put_request(items.flow_run_item(stored, expires_at),
@@ -113,13 +113,6 @@ class DynamoRunStore(DynamoDeployments, DynamoRunMaintenance, DynamoRunStats,
         except NotFound:
             return None
 
-    def _version_condition(self, run: FlowRun) -> dict[str, Any]:
-        return {
-            "condition": "attribute_exists(#pk) AND #version = :expected",
-            "names": {"#pk": TABLE_PARTITION_KEY, "#version": items.VERSION},
-            "values": {":expected": items.n(run.version)},
-        }
-
     def _lost_write(self, run: FlowRun, written: items.Item, error: Conflict) -> FlowRun:
         """After a failed compare-and-set: NotFound, Conflict, or the write itself had landed
         (botocore retried a PutItem whose first attempt succeeded) and it is a success."""
@@ -137,7 +130,7 @@ class DynamoRunStore(DynamoDeployments, DynamoRunMaintenance, DynamoRunStats,
         item = items.flow_run_item(stored, expires_at)
         written = written_record(FlowRun, items.data_of(item), kind="flow run", ref=run.id)
         # An UpdateItem, not a PutItem: the history inside the item stays as it is.
-        request = run_item.document_update(self._table, run, stored, expires_at)
+        request = run_item.document_update(self._table, run, item)
         try:
             self._table.update_if(request, "update flow run")
         except Conflict as error:
@@ -153,12 +146,11 @@ class DynamoRunStore(DynamoDeployments, DynamoRunMaintenance, DynamoRunStats,
         entries = run_item.new_entries(stored, passed, transition_id)
         slots = slot_holder_writes(self._table, stored)
         if self._history_inline():
-            self._write_state_inline(run, stored, item, entries, transition_id, slots,
-                                     expires_at)
+            self._write_state_inline(run, item, entries, transition_id, slots)
             return written
-        cas = self._version_condition(run)
-        writes = [("Put", self._table.put_request(item, cas["condition"], cas["names"],
-                                                  cas["values"]))]
+        names, values = run_item.version_names_and_values(run)
+        writes = [("Put", self._table.put_request(item, run_item.VERSION_CONDITION, names,
+                                                  values))]
         writes += [("Put", self._table.put_request(
             items.history_item(run.id, version, state, tid, expires_at), NOT_EXISTS))
             for version, state, tid in entries]
@@ -180,14 +172,12 @@ class DynamoRunStore(DynamoDeployments, DynamoRunMaintenance, DynamoRunStats,
             raise  # a concurrent transaction on one of the items
         return written
 
-    def _write_state_inline(self, run: FlowRun, stored: FlowRun, item: items.Item,
-                            entries: list, transition_id: str | None, slots: list,
-                            expires_at: int) -> None:
+    def _write_state_inline(self, run: FlowRun, item: items.Item, entries: list,
+                            transition_id: str | None, slots: list) -> None:
         """One conditional UpdateItem (with the slot holders: one transaction); a failed
         condition is told apart by reading the item: gone, applied before, lost race, or an
         inline history that is full (then it moves out with this change)."""
-        update = run_item.state_update(self._table, run, stored, expires_at, entries,
-                                       transition_id)
+        update = run_item.state_update(self._table, run, item, entries, transition_id)
         try:
             if slots:
                 self._table.transact("set flow run state", ("Update", update), *slots)
@@ -207,7 +197,7 @@ class DynamoRunStore(DynamoDeployments, DynamoRunMaintenance, DynamoRunStats,
             if items.version_of(current) != run.version:
                 self._lost_write(run, item, error)
                 return
-        writes = run_item.spill_writes(self._table, current, run, stored, expires_at, entries)
+        writes = run_item.spill_writes(self._table, current, run, item, entries)
         try:
             self._table.transact("set flow run state", *writes, *slots)
         except Conflict as error:

@@ -7,11 +7,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sluice.exceptions import BadRequest, Throttled
-from sluice.models import MAX_PAGE_LIMIT
+from sluice.exceptions import Throttled
 
 from ...config import (SCHEMA_VERSION, SCHEMA_VERSION_ATTRIBUTE, TABLE_PARTITION_KEY,
                        TABLE_SORT_KEY, GlobalIndex)
+from ..pages import check_page_limit
 from .dynamo_items import Item, decode_cursor, encode_cursor, key_of, n, stamped
 from .errors import aws_errors
 
@@ -186,9 +186,7 @@ class SingleTable:
         Reads one item beyond `limit` so that an exhausted listing says so (no empty last page);
         the cursor is the key of the last item returned, which is what LastEvaluatedKey would be.
         """
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE_LIMIT:
-            raise BadRequest(f"limit must be an integer from 1 to {MAX_PAGE_LIMIT}, got {limit!r}",
-                             details={"field": "limit"})
+        check_page_limit(limit)
         params = query.request(self._table_name)
         start = (decode_cursor(cursor, query.name, query.key_attributes, query.partition)
                  if cursor else None)

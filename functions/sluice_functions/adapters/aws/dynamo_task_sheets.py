@@ -24,9 +24,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from sluice.exceptions import BadRequest
-from sluice.models import MAX_PAGE_LIMIT, Page, TaskRun
+from sluice.models import Page, TaskRun
 
 from ...config import TABLE_PARTITION_KEY, TABLE_SORT_KEY, TTL_ATTRIBUTE
+from ..pages import check_page_limit
 from ..records import readable
 from . import dynamo_items as items
 from .dynamo_table import SingleTable
@@ -96,9 +97,7 @@ def records_of(item: items.Item) -> list[TaskRun]:
 def list_page(table: SingleTable, flow_run_id: str, *, limit: int,
               cursor: str | None) -> Page[TaskRun]:
     """Up to `limit` task runs of the flow run from `cursor` on, in sort-key order."""
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE_LIMIT:
-        raise BadRequest(f"limit must be an integer from 1 to {MAX_PAGE_LIMIT}, got {limit!r}",
-                         details={"field": "limit"})
+    check_page_limit(limit)
     start_key, skip = _decode(cursor) if cursor else (items.TASK_PREFIX, 0)
     params: dict[str, Any] = {
         "TableName": table.table_name, "ConsistentRead": True,

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 from sluice.exceptions import BadRequest, Conflict, ServiceUnavailable, SluiceError
-from sluice.models import MAX_PAGE_LIMIT
 
 #: How long a statement waits for another process's write lock before giving up.
 DEFAULT_BUSY_TIMEOUT_SECONDS = 5.0
@@ -168,16 +167,6 @@ def epoch_micros(moment: datetime) -> int:
 
 
 # ---- pagination ------------------------------------------------------------------------------
-
-
-def check_page_limit(limit: int) -> int:
-    """Return `limit` if it is a page size (1..MAX_PAGE_LIMIT); raise `BadRequest` otherwise."""
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE_LIMIT:
-        raise BadRequest(
-            f"limit must be an integer from 1 to {MAX_PAGE_LIMIT}, got {limit!r}",
-            details={"field": "limit"},
-        )
-    return limit
 
 
 def encode_cursor(query: str, sort_key: Sequence[Any] | None) -> str:

@@ -13,10 +13,10 @@ from pathlib import Path
 
 from sluice.models import LogRecord, Page
 
+from ..pages import check_page_limit
 from .database import (
     DEFAULT_BUSY_TIMEOUT_SECONDS,
     SqliteDatabase,
-    check_page_limit,
     decode_cursor,
     encode_cursor,
     epoch_micros,

@@ -23,10 +23,10 @@ from sluice.models import Deployment, FlowRun, Page, Pool, State, StateType, Tas
 from ...config import SCHEMA_VERSION
 from ...ports import FlowRunFilter
 from ..records import read_record, readable, written_record
+from ..pages import check_page_limit
 from .database import (
     DEFAULT_BUSY_TIMEOUT_SECONDS,
     SqliteDatabase,
-    check_page_limit,
     decode_cursor,
     encode_cursor,
     epoch_micros,
