@@ -34,7 +34,7 @@ from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import machine, median, percentile, record  # noqa: E402
+from _common import MOTO_REGION, machine, median, moto_stack, percentile, record  # noqa: E402
 
 from aws_lambda_powertools import Logger  # noqa: E402
 
@@ -173,19 +173,12 @@ def sqlite_handler() -> Iterator[tuple[Handler, None]]:
 def aws_handler() -> Iterator[tuple[Handler, RequestCounter]]:
     import moto
 
-    from sluice_functions.adapters.aws import build_aws_clients, build_aws_ports
-    from sluice_functions.config import TTL_ATTRIBUTE, ControlPlaneSettings, table_key_schema
+    from sluice_functions.adapters.aws import build_aws_ports
 
-    settings = ControlPlaneSettings(table_name="sluice-bench", stack_prefix="sluice-bench")
     # Lambda sets the region; the handler's own clients (on-event rules) read it from here.
-    region = {"AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1")}
+    region = {"AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", MOTO_REGION)}
     with moto.mock_aws(), mock.patch.dict(os.environ, region):
-        clients = build_aws_clients(region_name="us-east-1")
-        clients.dynamodb.create_table(TableName=settings.table_name, **table_key_schema())
-        clients.dynamodb.update_time_to_live(
-            TableName=settings.table_name,
-            TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE})
-        clients.logs.create_log_group(logGroupName=settings.effective_run_log_group)
+        settings, clients = moto_stack("sluice-bench")
         counter = RequestCounter()
         for client in (clients.dynamodb, clients.sqs, clients.logs):
             counter.attach(client)

@@ -65,7 +65,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import machine, median, record  # noqa: E402
+from _common import MOTO_REGION, machine, median, moto_stack, record  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS_REQUESTS = ROOT / "docs" / "requests.json"
@@ -196,6 +196,20 @@ class DynamoMeter:
         self.shadow, self.indexes, self.table_keys, self.sink = shadow, indexes, table_keys, sink
         #: Estimate request units (extra reads); off while handler times are measured.
         self.units = True
+
+    @classmethod
+    def attached(cls, dynamodb: Any, sink: Any) -> DynamoMeter:
+        """A meter of the stack's table (`_common.moto_stack`), attached to `dynamodb`."""
+        import boto3
+
+        from sluice_functions.config import (GLOBAL_INDEXES, TABLE_PARTITION_KEY,
+                                             TABLE_SORT_KEY)
+
+        shadow = boto3.session.Session().client("dynamodb", region_name=MOTO_REGION)
+        indexes = [(i.partition_key, i.sort_key, i.projected_attributes) for i in GLOBAL_INDEXES]
+        meter = cls(shadow, indexes, (TABLE_PARTITION_KEY, TABLE_SORT_KEY), sink)
+        meter.attach(dynamodb)
+        return meter
 
     def attach(self, client: Any) -> None:
         client.meta.events.register("before-parameter-build.dynamodb", self._before)
@@ -525,32 +539,15 @@ def start_stack(recorder: Recorder, data_dir: Path) -> dict[str, Any]:
     import boto3
     from aws_lambda_powertools import Logger
 
-    from sluice_functions.adapters.aws import build_aws_clients, build_aws_ports
+    from sluice_functions.adapters.aws import build_aws_ports
     from sluice_functions.adapters.aws.sqs_queue import SqsRunQueue
-    from sluice_functions.config import (
-        GLOBAL_INDEXES,
-        TABLE_PARTITION_KEY,
-        TABLE_SORT_KEY,
-        TTL_ATTRIBUTE,
-        ControlPlaneSettings,
-        table_key_schema,
-    )
     from sluice_functions.embedded.gateway import LambdaContext, from_response, to_event
     from sluice_functions.embedded.server import EmbeddedServer
     from sluice_functions.embedded.sqs_endpoint import SqsEndpoint
     from sluice_functions.handlers.api import make_handler
 
-    settings = ControlPlaneSettings(table_name="sluice-requests", stack_prefix="sluice-requests")
-    clients = build_aws_clients(region_name="us-east-1")
-    clients.dynamodb.create_table(TableName=settings.table_name, **table_key_schema())
-    clients.dynamodb.update_time_to_live(
-        TableName=settings.table_name,
-        TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE})
-    clients.logs.create_log_group(logGroupName=settings.effective_run_log_group)
-    shadow = boto3.session.Session().client("dynamodb", region_name="us-east-1")
-    indexes = [(i.partition_key, i.sort_key, i.projected_attributes) for i in GLOBAL_INDEXES]
-    meter = DynamoMeter(shadow, indexes, (TABLE_PARTITION_KEY, TABLE_SORT_KEY), recorder.charge)
-    meter.attach(clients.dynamodb)
+    settings, clients = moto_stack("sluice-requests")
+    meter = DynamoMeter.attached(clients.dynamodb, recorder.charge)
     for client in (clients.sqs, clients.logs):
         RequestMeter(recorder.charge).attach(client)
     clients.logs.meta.events.register("before-parameter-build.cloudwatch-logs.PutLogEvents",
@@ -593,7 +590,7 @@ def start_stack(recorder: Recorder, data_dir: Path) -> dict[str, Any]:
     worker_queue = SqsRunQueue(worker_sqs, settings.effective_queue_prefix,
                                visibility_timeout_seconds=settings.queue_visibility_timeout_seconds)
     server.sqs = SqsEndpoint(WorkerSideQueue(worker_queue, f"{server.sqs_endpoint}/"))
-    return {"server": server, "ports": ports, "settings": settings, "shadow": shadow,
+    return {"server": server, "ports": ports, "settings": settings, "shadow": meter.shadow,
             "logger_stream": logger_stream, "clients": clients, "meter": meter}
 
 

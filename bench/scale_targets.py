@@ -38,6 +38,7 @@ from aws_requests import (
     log_event_bytes,
     remember_log_events,
 )
+from _common import moto_stack
 from scale_sim import POOL, Answer, SimClock
 
 CALLER = "arn:aws:iam::000000000000:user/scale-bench"
@@ -94,35 +95,15 @@ class AwsTarget:
     name = "Lambda handler + DynamoDB (moto)"
 
     def __init__(self, clock: SimClock, memory_mb: int) -> None:
-        import boto3
-
-        from sluice_functions.adapters.aws import build_aws_clients, build_aws_ports
-        from sluice_functions.config import (
-            GLOBAL_INDEXES,
-            TABLE_PARTITION_KEY,
-            TABLE_SORT_KEY,
-            TTL_ATTRIBUTE,
-            ControlPlaneSettings,
-            table_key_schema,
-        )
+        from sluice_functions.adapters.aws import build_aws_ports
         from sluice_functions.handlers.api import make_handler
         from sluice_functions.handlers.ticks import make_tick_handler, monitor_job, scheduler_job
         from sluice_functions.service import ensure_pool
 
         self.clock, self.memory_mb = clock, memory_mb
-        settings = ControlPlaneSettings(table_name="sluice-scale", stack_prefix="sluice-scale")
-        clients = build_aws_clients(region_name="us-east-1")
-        clients.dynamodb.create_table(TableName=settings.table_name, **table_key_schema())
-        clients.dynamodb.update_time_to_live(
-            TableName=settings.table_name,
-            TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE})
-        clients.logs.create_log_group(logGroupName=settings.effective_run_log_group)
-        shadow = boto3.session.Session().client("dynamodb", region_name="us-east-1")
-        indexes = [(i.partition_key, i.sort_key, i.projected_attributes) for i in GLOBAL_INDEXES]
+        settings, clients = moto_stack("sluice-scale")
         self.pending: collections.Counter = collections.Counter()
-        self.meter = TimedDynamoMeter(shadow, indexes, (TABLE_PARTITION_KEY, TABLE_SORT_KEY),
-                                      self.pending.update)
-        self.meter.attach(clients.dynamodb)
+        self.meter = TimedDynamoMeter.attached(clients.dynamodb, self.pending.update)
         # Units are estimated (extra reads) from the end of the setup on: see `setup_done`.
         self.meter.units = False
         for client in (clients.sqs, clients.logs):
