@@ -294,13 +294,19 @@ class DynamoMeter:
             after = before if failed else self._image(table, key)
             size = max(item_size(before), item_size(after), item_size(attempted) if failed else 0)
             written = multiplier * units(size, 1024)
-            if not failed:
-                written += self._index_wru(before, after)
+            index_wru = 0 if failed else self._index_wru(before, after)
+            written += index_wru
+            if os.environ.get("SLUICE_TRACE_WRU"):
+                print(f"TRACE {op} {key.get(self.table_keys[0],{}).get('S','')[:12]} {key.get(self.table_keys[1],{}).get('S','')[:30]} size={size} x{multiplier} idx={index_wru} failed={failed}", file=sys.stderr)
+                if os.environ.get("SLUICE_TRACE_WRU") == "2" and after:
+                    print("ITEM", json.dumps(after)[:6000], file=sys.stderr)
             wru += written
             if key.get(self.table_keys[1], {}).get("S", "").startswith(TASK_RUN_SORT_PREFIX):
                 task_wru += written  # the cost model's price of one task-run record
         consistent = bool(params.get("ConsistentRead"))
         if op == "GetItem":
+            if os.environ.get("SLUICE_TRACE_WRU"):
+                print(f"TRACE GetItem {params['Key']} strong={params.get('ConsistentRead')}", file=sys.stderr)
             rru = units(item_size(parsed.get("Item")), 4096) * (1 if consistent else 0.5)
         elif op == "BatchGetItem":
             for table, request in params.get("RequestItems", {}).items():
@@ -373,6 +379,9 @@ class RequestMeter:
 
 def remember_log_events(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
     context["sluice_log_events"] = params.get("logEvents", [])
+    if os.environ.get("SLUICE_TRACE_WRU"):
+        for e in params.get("logEvents", []):
+            print("TRACE LOG", e["message"][:300], file=sys.stderr)
 
 
 # ---- the records ---------------------------------------------------------------------------------

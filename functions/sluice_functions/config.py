@@ -184,10 +184,16 @@ TTL_ATTRIBUTE = "expires_at"
 #: The item layout this code writes, and the newest it understands (docs/operations.md has the
 #: table of versions). Version 1 is the layout before versions existed (items without `sv`);
 #: `sluice_functions.migrations` moves stored data from one version to the next.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: From this schema on a flow run's state history lives in its own item (issue 20): code writes
 #: it so only once the data is there, so the previous release can run until the migration.
 HISTORY_INLINE_SCHEMA = 3
+#: From this schema on a flow run's JSON and a sheet of finished task runs are stored
+#: zlib-compressed (Binary): DynamoDB bills a write unit per started KB, and a 1.1 KB run
+#: document or a 3.3 KB ten-task sheet compresses to about half a KB (issue 20). Code of schema 3
+#: cannot read such items, so code writes them only once the data is at this schema
+#: (`sluice admin migrate`), and the previous release keeps running until then.
+COMPRESSED_ITEMS_SCHEMA = 4
 #: Number attribute on every item: the layout version it was written in (absent: version 1).
 SCHEMA_VERSION_ATTRIBUTE = "sv"
 #: The variable the stack sets on every function to the SCHEMA_VERSION of its code (read by
@@ -210,8 +216,11 @@ RUN_ENTITY_FLOW_RUN = "flow_run"
 
 #: Projected into every run index so list filters run on the index; the full run is then read
 #: from the table. Heartbeats and other updates that change none of these (nor a key) write
-#: the table only, not the four indexes.
-RUN_FILTER_ATTRIBUTES = (RUN_FLOW_NAME, RUN_DEPLOYMENT_ID, RUN_POOL, RUN_STATE_TYPE)
+#: the table only, not the four indexes. `state_type` is not among them: it is runs-by-state's
+#: key and nowhere else, so a state change writes that one index (a delete and a put, 2 write
+#: units) instead of also rewriting an entry in each of the other three (5 write units);
+#: filters on state types read runs-by-state (`adapters.aws.dynamo_run_queries`).
+RUN_FILTER_ATTRIBUTES = (RUN_FLOW_NAME, RUN_DEPLOYMENT_ID, RUN_POOL)
 
 
 @dataclass(frozen=True)
@@ -243,10 +252,20 @@ RUNS_BY_STATE = GlobalIndex("runs-by-state", RUN_STATE_TYPE, RUN_ORDER)
 RUNS_BY_TIME = GlobalIndex("runs-by-time", RUN_ENTITY, RUN_ORDER)
 
 GLOBAL_INDEXES = (RUNS_BY_DEPLOYMENT, RUNS_BY_FLOW, RUNS_BY_STATE, RUNS_BY_TIME)
-#: The index set of the previous release. CloudFormation changes one GSI per stack update, so
-#: when a release changes GLOBAL_INDEXES the stack gets there in stages, one change each
-#: (`sluice_infra.storage.index_stages`, context `sluice:indexStage`, docs/operations.md).
-PREVIOUS_GLOBAL_INDEXES = GLOBAL_INDEXES
+#: The index set of the previous release, exactly as it was deployed: the three indexes other
+#: than runs-by-state also projected `state_type` then. CloudFormation changes one GSI per
+#: stack update and cannot change a projection in place, so the stack gets from these to
+#: GLOBAL_INDEXES in stages, one change each (`sluice_infra.storage.index_stages`: the three
+#: deleted, then created again; context `sluice:indexStage`, docs/operations.md).
+PREVIOUS_GLOBAL_INDEXES = (
+    GlobalIndex(RUNS_BY_DEPLOYMENT.name, RUN_DEPLOYMENT_ID, RUN_ORDER,
+                projection=(RUN_FLOW_NAME, RUN_POOL, RUN_STATE_TYPE)),
+    GlobalIndex(RUNS_BY_FLOW.name, RUN_FLOW_NAME, RUN_ORDER,
+                projection=(RUN_DEPLOYMENT_ID, RUN_POOL, RUN_STATE_TYPE)),
+    RUNS_BY_STATE,
+    GlobalIndex(RUNS_BY_TIME.name, RUN_ENTITY, RUN_ORDER,
+                projection=(RUN_FLOW_NAME, RUN_DEPLOYMENT_ID, RUN_POOL, RUN_STATE_TYPE)),
+)
 
 
 def table_key_schema() -> dict[str, Any]:

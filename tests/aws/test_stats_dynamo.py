@@ -108,7 +108,8 @@ def test_the_page_bound_makes_the_answer_say_truncated(store, dynamodb, monkeypa
     assert dict(whole.counts) == {(1, StateType.COMPLETED): 3} and whole.truncated is False
 
 
-def test_the_query_reads_only_the_time_and_state_of_each_entry(store, dynamodb, monkeypatch):
+def test_the_queries_read_only_the_time_of_each_entry_one_state_partition_each(
+        store, dynamodb, monkeypatch):
     # Given the client's Query requests recorded
     add(store, "r1", DAY.replace(hour=1), StateType.COMPLETED)
     requests: list[dict[str, Any]] = []
@@ -120,12 +121,15 @@ def test_the_query_reads_only_the_time_and_state_of_each_entry(store, dynamodb, 
 
     monkeypatch.setattr(dynamodb, "query", recording)
     store.count_flow_runs_by_bucket(hours(0, 4), bucket_seconds=3600, now=DAY.replace(hour=0))
-    # Then the count read the by-time index, projected to the two attributes it needs
-    (count_query,) = requests
-    assert count_query["IndexName"] == "runs-by-time"
-    projected = {count_query["ExpressionAttributeNames"][name.strip()]
-                 for name in count_query["ProjectionExpression"].split(",")}
-    assert projected == {"run_order", "state_type"}
+    # Then the count read runs-by-state (the only index holding the state type), one
+    # partition per state type, projected to the one attribute it needs
+    assert {r["IndexName"] for r in requests} == {"runs-by-state"}
+    assert sorted(r["ExpressionAttributeValues"][":qpk"]["S"] for r in requests) == sorted(
+        state_type.value for state_type in StateType)
+    for count_query in requests:
+        projected = {count_query["ExpressionAttributeNames"][name.strip()]
+                     for name in count_query["ProjectionExpression"].split(",")}
+        assert projected == {"run_order"}
 
 
 def test_the_use_case_fills_every_bucket_of_the_window(store):

@@ -41,7 +41,7 @@ def corrupt_sqlite(store: SqliteRunStore, run_id: str, fields: dict[str, Any]) -
 def corrupt_dynamo(store: DynamoRunStore, run_id: str, fields: dict[str, Any]) -> None:
     client = store._table._client
     item = client.get_item(TableName=TABLE, Key=dynamo_items.run_key(run_id))["Item"]
-    doc = json.loads(item[dynamo_items.DATA]["S"])
+    doc = json.loads(dynamo_items.data_of(item))  # either layout; written back as a string
     item[dynamo_items.DATA] = {"S": json.dumps({**doc, **fields})}
     client.put_item(TableName=TABLE, Item=item)
 

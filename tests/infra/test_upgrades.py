@@ -13,6 +13,7 @@ from sluice import stack_outputs
 from sluice_functions.config import (
     ENV_SCHEMA_VERSION,
     GLOBAL_INDEXES,
+    PREVIOUS_GLOBAL_INDEXES,
     RUN_STATE_TYPE,
     RUNS_BY_DEPLOYMENT,
     RUNS_BY_FLOW,
@@ -136,17 +137,21 @@ def test_each_stage_changes_exactly_one_index():
         assert not changed  # in place changes are refused by CloudFormation: never staged
 
 
-def test_the_default_stage_is_todays_indexes_unchanged(synthesized):
-    assert index_stages() == [GLOBAL_INDEXES]  # this release changes no index
-    assert staged_indexes(None) == GLOBAL_INDEXES == staged_indexes(0)
+def test_the_default_stage_is_this_releases_indexes(synthesized):
+    # This release re-creates three indexes without `state_type` (issue 20): 3 deletes, then
+    # 3 creates, after stage 0 (the previous release's indexes)
+    stages = index_stages()
+    assert len(stages) == 7
+    assert stages[0] == PREVIOUS_GLOBAL_INDEXES == staged_indexes(0)
+    assert staged_indexes(None) == stages[-1] and set(stages[-1]) == set(GLOBAL_INDEXES)
     _, table = synthesized.only("AWS::DynamoDB::Table")
-    names = [gsi["IndexName"] for gsi in table["Properties"]["GlobalSecondaryIndexes"]]
-    assert names == [gsi["IndexName"] for gsi in table_key_schema()["GlobalSecondaryIndexes"]]
+    names = {gsi["IndexName"] for gsi in table["Properties"]["GlobalSecondaryIndexes"]}
+    assert names == {gsi["IndexName"] for gsi in table_key_schema()["GlobalSecondaryIndexes"]}
 
 
 def test_a_stage_that_does_not_exist_names_the_range():
     from sluice_infra.app import build_stack
 
-    with pytest.raises(ValueError, match="index stage 3 does not exist: this release has "
-                                         "stages 0 to 0"):
-        build_stack(App(context={"sluice:indexStage": "3"}))
+    with pytest.raises(ValueError, match="index stage 7 does not exist: this release has "
+                                         "stages 0 to 6"):
+        build_stack(App(context={"sluice:indexStage": "7"}))

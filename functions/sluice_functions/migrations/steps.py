@@ -80,10 +80,10 @@ def _derived_run_index_attributes(item: Item) -> Item | None:
     no longer reads as a run (it is listed and refused as unreadable, as before)."""
     from sluice.models import FlowRun  # the CDK app imports this package: models only here
 
-    from ..adapters.aws.dynamo_items import DATA, flow_run_item
+    from ..adapters.aws.dynamo_items import data_of, flow_run_item
 
     try:
-        run = FlowRun.model_validate_json(item[DATA]["S"])
+        run = FlowRun.model_validate_json(data_of(item))
     except (ValueError, KeyError):
         return None
     written = flow_run_item(run, expires_at=0)
@@ -151,8 +151,18 @@ def stamp_item(item: Item, to_version: int = 3) -> ItemChange | None:
 
 
 def no_sqlite_change(conn: sqlite3.Connection, rowids: list[int]) -> int:
-    """SQLite keeps its history table: nothing to change."""
+    """SQLite keeps its own layout (a history table; documents as text): nothing to change."""
     return 0
+
+
+# ---- 3 -> 4: run documents and task sheets compressed --------------------------------------------
+
+
+def stamp_item_compressed(item: Item) -> ItemChange | None:
+    """Version 3 -> 4 of one item: only its stamp. Code writes run documents and sheets of
+    finished task runs zlib-compressed once the data is at 4 (`config.COMPRESSED_ITEMS_SCHEMA`)
+    and reads both layouts, so items of 3 stay as they are until their next write or TTL."""
+    return stamp_item(item, to_version=4)
 
 
 #: The steps, oldest first. Constant data, not a registry: the runner takes the steps it applies
@@ -173,6 +183,15 @@ MIGRATIONS: tuple[Migration, ...] = (
         dynamo_item=stamp_item,
         sqlite_rows=no_sqlite_change,
         # Code of 2 would not see the history inside run items, and its writes would drop it.
+        breaks_older_code=True,
+    ),
+    Migration(
+        from_version=3, to_version=4,
+        description="a flow run's document and each sheet of finished task runs are written "
+                    "zlib-compressed (Binary): fewer write units and less storage",
+        dynamo_item=stamp_item_compressed,
+        sqlite_rows=no_sqlite_change,
+        # Code of 3 reads `data` as a string: it cannot read a compressed run or sheet.
         breaks_older_code=True,
     ),
 )

@@ -139,8 +139,14 @@ def _check_batch(flow_run_id: str, batch: EventsBatch, body_bytes: int | None) -
     for name, records in (("task_runs", batch.task_runs),
                           ("finished_task_runs", batch.finished_task_runs)):
         for index, task_run in enumerate(records):
+            state = task_run.state
+            # The usual record (this run, no tags, no message, no details) passes every check
+            # below: it is not given their field names, built per record (~0.5 us each).
+            if (task_run.flow_run_id == flow_run_id and not task_run.tags
+                    and not state.message and state.details is None):
+                continue
             _check_belongs(flow_run_id, task_run.flow_run_id, f"{name}[{index}]")
-            check_state(task_run.state, field=f"{name}[{index}].state")
+            check_state(state, field=f"{name}[{index}].state")
             check_tags(task_run.tags, field=f"{name}[{index}].tags")
     for index, record in enumerate(batch.logs):
         _check_belongs(flow_run_id, record.flow_run_id, f"logs[{index}]")

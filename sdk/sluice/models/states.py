@@ -105,9 +105,6 @@ class State(BaseModel):
 
         return state_result(self, raise_on_failure)
 
-    def model_post_init(self, __context: Any) -> None:
-        if not self.name:
-            object.__setattr__(self, "name", DEFAULT_STATE_NAMES[self.type])
 
     @property
     def is_terminal(self) -> bool:
@@ -136,6 +133,21 @@ class State(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.name}({self.message!r})" if self.message else self.name
+
+
+def _state_post_init(self: State, __context: Any) -> None:
+    # The private attributes' defaults, set in one step: pydantic's generic initialisation of
+    # them (one `get_default` per attribute) was half the cost of validating a State, and the
+    # API validates one per task-run record it ingests.
+    _set(self, "__pydantic_private__", {"_result": None, "_of_run": False})
+    if not self.name:
+        _set(self, "name", DEFAULT_STATE_NAMES[self.type])
+
+
+_set = object.__setattr__
+# After the class is built: pydantic wraps a `model_post_init` defined in the class body with its
+# generic private-attribute initialisation; validation calls this one by name instead.
+State.model_post_init = _state_post_init  # type: ignore[method-assign]
 
 
 def new_state(

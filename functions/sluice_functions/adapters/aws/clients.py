@@ -14,7 +14,7 @@ from botocore.config import Config
 
 from sluice.models import DEFAULT_POOL
 
-from ...config import HISTORY_INLINE_SCHEMA, ControlPlaneSettings
+from ...config import COMPRESSED_ITEMS_SCHEMA, HISTORY_INLINE_SCHEMA, ControlPlaneSettings
 from ...migrations.dynamo import DynamoMigrationBackend
 from ...migrations.guard import SchemaGuard
 from ...ports import ControlPlanePorts, DiscardEvents, PoolQueue
@@ -101,7 +101,9 @@ def build_aws_ports(settings: ControlPlaneSettings,
     return ControlPlanePorts(
         store=DynamoRunStore(clients.dynamodb, settings.table_name,
                              retention_days=settings.retention_days,
-                             history_inline=lambda: schema.data_version() >= HISTORY_INLINE_SCHEMA),
+                             history_inline=lambda: schema.data_version() >= HISTORY_INLINE_SCHEMA,
+                             compressed_items=lambda: (schema.data_version()
+                                                       >= COMPRESSED_ITEMS_SCHEMA)),
         queue=SqsRunQueue(clients.sqs, settings.effective_queue_prefix,
                           visibility_timeout_seconds=settings.queue_visibility_timeout_seconds,
                           known_queues=known_queues),

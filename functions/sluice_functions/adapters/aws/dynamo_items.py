@@ -22,7 +22,9 @@ run whose state is active is listed under its deployment and its pool (slot hold
 the same transaction as the state), so concurrency limits count with a consistent read; a count
 removes holders whose run no longer holds the slot (`dynamo_slots`), so they need no TTL.
 Records are stored whole as a JSON document (`data`), so fields added to `sluice.models`
-round-trip without touching this module; key and index attributes sit beside it. Deployments
+round-trip without touching this module; key and index attributes sit beside it. From schema 4
+(`config.COMPRESSED_ITEMS_SCHEMA`) a flow run's `data` is that JSON zlib-compressed (Binary):
+readers go through `data_of`, which reads both. Deployments
 and pools are configuration and never expire; everything a run produces, and workers, do.
 """
 
@@ -31,6 +33,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import zlib
 from datetime import datetime
 from typing import Any
 
@@ -52,10 +55,18 @@ from ...config import (
     TTL_ATTRIBUTE,
 )
 from ...timemath import as_utc
+from ..records import UnreadableRecord
 
 Item = dict[str, dict[str, Any]]
 
 DATA = "data"
+#: zlib level of compressed documents (schema 4, `compressed`): level 6 is within a few bytes
+#: of 9 on a run's JSON and a task sheet, at a fraction of the CPU (the Lambda pays it per write).
+COMPRESSION_LEVEL = 6
+#: A compressed document decodes to at most this many bytes: DynamoDB's item limit is 400 KB
+#: (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/ServiceQuotas.html), and
+#: no writer stores more than it uncompressed, so a larger result is a damaged item.
+MAX_DECODED_DATA_BYTES = 400 * 1024
 VERSION = "version"
 TRANSITION_ID = "transition_id"
 #: On a deployment's name item: which deployment holds the (flow name, name) pair.
@@ -201,11 +212,17 @@ def run_order(run: FlowRun) -> str:
 # ---- items ---------------------------------------------------------------------------------------
 
 
-def flow_run_item(run: FlowRun, expires_at: int) -> Item:
-    """The run's item: its JSON plus the attributes the run indexes are keyed and filtered on."""
+def flow_run_item(run: FlowRun, expires_at: int, *, compressed: bool = False) -> Item:
+    """The run's item: its JSON (zlib-compressed when `compressed`, schema 4) plus the
+    attributes the run indexes are keyed and filtered on."""
+    # Schema 4 leaves out fields at their default (they read back as it; pydantic compares a
+    # factory's field with a fresh value, so those stay): ~120 bytes once compressed, which
+    # keeps a claimed run's item within one write unit. A release that changes a field's
+    # default must keep reading these documents as written (a migration, or the old default).
+    document = run.model_dump_json(exclude_defaults=compressed)
     item: Item = {
         **run_key(run.id),
-        DATA: s(run.model_dump_json()),
+        DATA: compressed_data(document) if compressed else s(document),
         VERSION: n(run.version),
         RUN_ENTITY: s(RUN_ENTITY_FLOW_RUN),
         RUN_ORDER: s(run_order(run)),
@@ -227,8 +244,42 @@ def history_item(flow_run_id: str, version: int, state: State, transition_id: st
     return item
 
 
+def compressed_data(document: str) -> dict[str, bytes]:
+    """A JSON document as the Binary attribute value of schema 4: its UTF-8 bytes, zlib-compressed
+    (write units are billed per started KB of the item:
+    https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/read-write-operations.html)."""
+    return {"B": zlib.compress(document.encode(), COMPRESSION_LEVEL)}
+
+
+def decoded_document(value: dict[str, Any], *, ref: str) -> str:
+    """The JSON document of a `data`-like attribute value: a string (schema 3 and older) or
+    zlib-compressed bytes (schema 4). Bytes that do not decode (a damaged item) raise
+    `UnreadableRecord` naming `ref`: lists skip the item, a read by id refuses it (409)."""
+    if "S" in value:
+        return value["S"]
+    try:
+        inflater = zlib.decompressobj()
+        text = inflater.decompress(bytes(value["B"]), MAX_DECODED_DATA_BYTES)
+        if inflater.unconsumed_tail or not inflater.eof:
+            raise ValueError(f"truncated, or larger than {MAX_DECODED_DATA_BYTES} bytes")
+        return text.decode()
+    except (zlib.error, ValueError) as error:
+        problem = f"its compressed document does not decode: {error}"
+        raise UnreadableRecord(
+            f"the stored item {ref} cannot be read ({problem}); it was damaged: restore or "
+            "delete it", details={"id": ref, "problem": problem}) from None
+
+
 def data_of(item: Item) -> str:
-    return item[DATA]["S"]
+    """The JSON document of a record's item, whichever layout wrote it (`decoded_document`):
+    every reader of `data` goes through here."""
+    return decoded_document(item[DATA], ref=item_ref(item))
+
+
+def item_ref(item: Item) -> str:
+    """How messages name an item: its keys."""
+    return " ".join(item[name]["S"] for name in (TABLE_PARTITION_KEY, TABLE_SORT_KEY)
+                    if name in item)
 
 
 def version_of(item: Item) -> int:

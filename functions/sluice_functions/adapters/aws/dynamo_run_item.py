@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sluice.models import FlowRun, State
+from sluice.models.states import DEFAULT_STATE_NAMES
 
 from ...config import TABLE_PARTITION_KEY, TABLE_SORT_KEY, TTL_ATTRIBUTE
 from . import dynamo_items as items
@@ -42,9 +43,12 @@ Entry = tuple[int, str | None, State]
 
 
 def entry_text(version: int, state: State, transition_id: str | None) -> str:
-    """One inline entry: compact JSON of the version, the state (None fields left out: they
-    read back as their defaults) and the transition id."""
-    entry: dict[str, Any] = {"v": version, "s": state.model_dump(mode="json", exclude_none=True)}
+    """One inline entry: compact JSON of the version, the state (None fields and a default name
+    left out: they read back as their defaults) and the transition id."""
+    fields = state.model_dump(mode="json", exclude_none=True)
+    if fields.get("name") == DEFAULT_STATE_NAMES[state.type]:
+        del fields["name"]  # ~18 bytes an entry: the item stays under a write unit longer
+    entry: dict[str, Any] = {"v": version, "s": fields}
     if transition_id is not None:
         entry["t"] = transition_id
     return json.dumps(entry, separators=(",", ":"))

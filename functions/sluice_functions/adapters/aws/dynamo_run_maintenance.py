@@ -13,7 +13,9 @@ What a look-up costs (on-demand prices, eventually consistent reads of 8 KB per 
   `sk = "RUN" AND contains(data, '"name":"<name>"')`, at most `MAX_NAME_SCAN_PAGES` pages of
   1 MB (a Scan reads every item of the page - history, task runs - and bills them all, filtered
   or not). On a table larger than that a name may not be found; the id always is. The scan
-  stops at `limit` matches.
+  stops at `limit` matches. A compressed document (schema 4) cannot be matched by the filter:
+  those run items are returned whole and matched here after decoding (the same read units,
+  more bytes sent).
 
 Both need read rights on the table (`dynamodb:Query` on its indexes, `dynamodb:Scan` on it).
 """
@@ -35,7 +37,7 @@ from ...config import (
     TABLE_SORT_KEY,
 )
 from ...ports import MIN_ID_PREFIX_CHARS, MIN_ID_SUFFIX_CHARS
-from ..records import readable
+from ..records import UnreadableRecord, readable
 from . import dynamo_items as items
 from .dynamo_table import EXISTS, KeyQuery, SingleTable
 
@@ -99,16 +101,17 @@ class DynamoRunMaintenance:
         fragment = '"name":' + json.dumps(name, ensure_ascii=False)
         params: dict[str, Any] = {
             "TableName": self._table.table_name,
-            "FilterExpression": "#sk = :run AND contains(#data, :name)",
+            "FilterExpression": ("#sk = :run AND (contains(#data, :name)"
+                                 " OR attribute_type(#data, :binary))"),
             "ExpressionAttributeNames": {"#sk": TABLE_SORT_KEY, "#data": items.DATA},
             "ExpressionAttributeValues": {":run": items.s(items.RUN_SORT_KEY),
-                                          ":name": items.s(fragment)},
+                                          ":name": items.s(fragment), ":binary": items.s("B")},
         }
         found: list[FlowRun] = []
         for _ in range(MAX_NAME_SCAN_PAGES):
             response = self._table.scan_page(params, "find flow runs by name")
-            runs = readable(response.get("Items", []),
-                            lambda i: FlowRun.model_validate_json(items.data_of(i)),
+            mentioned = [i for i in response.get("Items", []) if _mentions(i, fragment)]
+            runs = readable(mentioned, lambda i: FlowRun.model_validate_json(items.data_of(i)),
                             kind="flow run", ref=lambda i: i[TABLE_PARTITION_KEY]["S"])
             found += [run for run in runs if run.name == name]  # not a parameter's "name"
             if len(found) >= limit or "LastEvaluatedKey" not in response:
@@ -171,3 +174,13 @@ class DynamoRunMaintenance:
             batch = keys[start:start + MAX_TRANSACTION_ITEMS]
             self._table.transact(operation, *[("Delete", self._table.delete_request(key, None))
                                               for key in batch])
+
+
+def _mentions(item: items.Item, fragment: str) -> bool:
+    """Whether a scanned run's document holds `fragment` (the filter's `contains`, for the
+    compressed documents it cannot see into); a document that does not decode is kept, so the
+    read skips it with a log line naming it."""
+    try:
+        return fragment in items.data_of(item)
+    except UnreadableRecord:
+        return True

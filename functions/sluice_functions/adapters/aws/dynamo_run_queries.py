@@ -1,13 +1,16 @@
-"""Which run index answers a `FlowRunFilter`, and the Query that asks it.
+"""Which run index answers a `FlowRunFilter`, and the Queries that ask it.
 
-The most selective key wins: a deployment, else a flow, else a single state type, else the
-"every run by time" index. The time range is a sort-key condition on `run_order`; the rest of
-the filter is a FilterExpression on the attributes every run index projects.
+Only runs-by-state holds a run's state type (as its key: `config.RUN_FILTER_ATTRIBUTES`), so a
+filter on state types reads runs-by-state, one Query per state type, and the deployment, flow
+and pool filters (projected there) go into a FilterExpression. Without state types the most
+selective key wins: a deployment, else a flow, else the "every run by time" index. The time
+range is a sort-key condition on `run_order`. Several state partitions are listed newest first
+by merging them (`dynamo_run_merge`), counted one partition each.
 """
 
 from __future__ import annotations
 
-from sluice.models import FlowRun
+from sluice.models import FlowRun, StateType
 
 from ...config import (
     RUN_DEPLOYMENT_ID,
@@ -15,7 +18,6 @@ from ...config import (
     RUN_FLOW_NAME,
     RUN_ORDER,
     RUN_POOL,
-    RUN_STATE_TYPE,
     RUNS_BY_DEPLOYMENT,
     RUNS_BY_FLOW,
     RUNS_BY_STATE,
@@ -45,22 +47,36 @@ def matches(run: FlowRun, flt: FlowRunFilter) -> bool:
 
 
 def _index_for(flt: FlowRunFilter) -> tuple[GlobalIndex, str]:
+    """The index of a filter without state types, and its partition."""
     if flt.deployment_id:
         return RUNS_BY_DEPLOYMENT, flt.deployment_id
     if flt.flow_name:
         return RUNS_BY_FLOW, flt.flow_name
-    if flt.state_types and len(flt.state_types) == 1:
-        return RUNS_BY_STATE, next(iter(flt.state_types)).value
     return RUNS_BY_TIME, RUN_ENTITY_FLOW_RUN
 
 
+def sorted_state_types(flt: FlowRunFilter) -> list[StateType]:
+    """The filter's state types in a fixed order (the order their partitions are read in)."""
+    return sorted(flt.state_types or (), key=lambda state_type: state_type.value)
+
+
 def _query(flt: FlowRunFilter, index: GlobalIndex, partition_value: str, *,
-           newest_first: bool) -> KeyQuery:
+           newest_first: bool, through: str | None = None) -> KeyQuery:
+    """The Query of one partition. `through`: a `run_order` the Query stops at, inclusive (a
+    merged listing's cursor, which replaces `scheduled_before`: it lies below it)."""
     query = KeyQuery(name=index.name, index=index, partition=(index.partition_key, partition_value),
                      forward=not newest_first)
+    if through is not None:
+        query.names["#order"] = RUN_ORDER
+        query.values[":through"] = s(through)
+        if flt.scheduled_after is not None:
+            query.values[":after"] = s(sortable_time(flt.scheduled_after))
+            query.sort_condition = "#order BETWEEN :after AND :through"
+        else:
+            query.sort_condition = "#order <= :through"
     # "<time>#<id>" >= "<after>" exactly when time >= after, and < "<before>" exactly when
     # time < before: the id part never decides a comparison with a bare time.
-    if flt.scheduled_after is not None or flt.scheduled_before is not None:
+    elif flt.scheduled_after is not None or flt.scheduled_before is not None:
         query.names["#order"] = RUN_ORDER
         bounds = []
         if flt.scheduled_after is not None:
@@ -79,22 +95,23 @@ def _query(flt: FlowRunFilter, index: GlobalIndex, partition_value: str, *,
             query.names[f"#{attribute}"] = attribute
             query.values[f":{attribute}"] = s(wanted)
             conditions.append(f"#{attribute} = :{attribute}")
-    if flt.state_types and index.partition_key != RUN_STATE_TYPE:
-        query.names["#state"] = RUN_STATE_TYPE
-        placeholders = []
-        for i, state_type in enumerate(sorted(flt.state_types, key=lambda t: t.value)):
-            query.values[f":state{i}"] = s(state_type.value)
-            placeholders.append(f":state{i}")
-        conditions.append(f"#state IN ({', '.join(placeholders)})")
     if conditions:
         query.filter_expression = " AND ".join(conditions)
     return query
 
 
-def flow_run_list_query(flt: FlowRunFilter) -> KeyQuery:
-    """The Query behind `list_flow_runs`: newest first, ties by id descending."""
+def flow_run_list_queries(flt: FlowRunFilter, *, newest_first: bool = True,
+                          through: str | None = None) -> list[KeyQuery]:
+    """The Queries whose entries together are the runs `flt` selects by its index attributes:
+    one per state type on runs-by-state (the other filters projected there), or one on the
+    deployment's, the flow's or every run's partition when no state type is asked for.
+    `newest_first`: descending `run_order` (listings), else ascending; `through`: see `_query`."""
+    if flt.state_types:
+        return [_query(flt, RUNS_BY_STATE, state_type.value, newest_first=newest_first,
+                       through=through)
+                for state_type in sorted_state_types(flt)]
     index, partition_value = _index_for(flt)
-    return _query(flt, index, partition_value, newest_first=True)
+    return [_query(flt, index, partition_value, newest_first=newest_first, through=through)]
 
 
 def slot_holders_query(scope: str, name: str) -> KeyQuery:
@@ -104,17 +121,6 @@ def slot_holders_query(scope: str, name: str) -> KeyQuery:
 
 
 def flow_run_count_queries(flt: FlowRunFilter) -> list[KeyQuery]:
-    """Queries whose counts add up to `count_flow_runs`. Several state types without a flow or
-    deployment are counted one state partition each (e.g. a pool's active runs), never by
-    reading every run."""
-    if not flt.deployment_id and not flt.flow_name and flt.state_types:
-        return [
-            _query(FlowRunFilter(pool=flt.pool, state_types=frozenset({state_type}),
-                                 scheduled_after=flt.scheduled_after,
-                                 scheduled_before=flt.scheduled_before),
-                   RUNS_BY_STATE, state_type.value, newest_first=False)
-            for state_type in sorted(flt.state_types, key=lambda t: t.value)
-        ]
-    index, partition_value = _index_for(flt)
-    return [_query(flt, index, partition_value, newest_first=False)]
-
+    """Queries whose counts add up to `count_flow_runs`: state types are counted one state
+    partition each, with the deployment, flow and pool filters, never by reading every run."""
+    return flow_run_list_queries(flt, newest_first=False)

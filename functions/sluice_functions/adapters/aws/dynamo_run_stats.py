@@ -1,12 +1,16 @@
 """The console's counts on the DynamoDB run store: runs per time bucket and state type. A mixin of
 `DynamoRunStore`, kept apart so that module stays readable.
 
-DynamoDB has no GROUP BY, so the counts come from reading index entries, never runs: the Query
-of `list_flow_runs`' index (every run by time, or the deployment's or flow's) over the window,
-with a ProjectionExpression of the time and the state type only. Index entries are ~150 bytes,
-so one 1 MB page (128 read units, eventually consistent) covers ~7,000 runs; at most
-`MAX_STATS_QUERY_PAGES` pages are read (~140,000 runs), and a window with more answers the
-counts read so far with `truncated`.
+DynamoDB has no GROUP BY, so the counts come from reading index entries, never runs: one Query
+per state type of runs-by-state (the only index holding a run's state type: it is its key)
+over the window, with the flow/deployment/pool filters and a ProjectionExpression of the time
+only; each entry counts for the state type of its partition. Every run of the window is read
+once; with a flow or deployment filter that is every flow's runs, filtered by DynamoDB (the
+flow's and deployment's indexes no longer hold the state type, so a state change writes one
+index instead of four: issue 20). Index entries are ~150 bytes, so one 1 MB page (128 read units,
+eventually consistent) covers ~7,000 runs; at most `MAX_STATS_QUERY_PAGES` pages are read per
+state type (~140,000 runs), and a window with more answers the counts read so far with
+`truncated`.
 
 Late runs are Scheduled runs whose time has passed and whose state is *named* Late, a name no
 index holds: the Scheduled index entries of the window up to now are read (runs due and not yet
@@ -16,16 +20,17 @@ BatchGetItem to read the name.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
 from sluice.models import FlowRun, StateType
 
-from ...config import RUN_ORDER, RUN_STATE_TYPE, TABLE_PARTITION_KEY, TABLE_SORT_KEY
+from ...config import RUN_ORDER, TABLE_PARTITION_KEY, TABLE_SORT_KEY
 from ...ports import FlowRunCounts, FlowRunFilter
 from ..records import readable
 from . import dynamo_items as items
-from .dynamo_run_queries import flow_run_count_queries, flow_run_list_query
+from .dynamo_run_queries import flow_run_count_queries
 from .dynamo_table import KeyQuery, SingleTable
 
 #: Query requests (1 MB each at most) one count reads before answering `truncated`.
@@ -46,18 +51,17 @@ class DynamoRunStats:
     ) -> FlowRunCounts:
         if flt.scheduled_after is None or flt.scheduled_before is None:
             raise ValueError("count_flow_runs_by_bucket needs scheduled_after and scheduled_before")
-        query = flow_run_list_query(flt)
-        query.forward = True
-        query.names.update({"#order": RUN_ORDER, "#stype": RUN_STATE_TYPE})
-        entries, truncated = self._index_entries(
-            query, projection="#order, #stype", max_pages=MAX_STATS_QUERY_PAGES)
+        every_state = replace(flt, state_types=flt.state_types or frozenset(StateType))
         times_and_types = []
-        for entry in entries:
-            try:
-                state_type = StateType(entry[RUN_STATE_TYPE]["S"])
-            except (KeyError, ValueError):  # a state type of a later version: not charted
-                continue
-            times_and_types.append((_order_time(entry[RUN_ORDER]["S"]), state_type))
+        truncated = False
+        for query in flow_run_count_queries(every_state):
+            state_type = StateType(query.partition[1])
+            query.names["#order"] = RUN_ORDER
+            entries, partition_truncated = self._index_entries(
+                query, projection="#order", max_pages=MAX_STATS_QUERY_PAGES)
+            truncated = truncated or partition_truncated
+            times_and_types.extend((_order_time(entry[RUN_ORDER]["S"]), state_type)
+                                   for entry in entries)
         counts = FlowRunCounts.tally(times_and_types, origin=items.utc(flt.scheduled_after),
                                      bucket_seconds=bucket_seconds)
         late, late_truncated = self._count_late(flt, now)

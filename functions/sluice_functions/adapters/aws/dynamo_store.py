@@ -30,7 +30,8 @@ from .dynamo_deployments import DynamoDeployments
 from .dynamo_run_maintenance import DynamoRunMaintenance
 from .dynamo_run_stats import DynamoRunStats
 from .dynamo_table import NOT_EXISTS, KeyQuery, SingleTable
-from .dynamo_run_queries import flow_run_count_queries, flow_run_list_query, matches
+from .dynamo_run_merge import every_run_index_entry, run_index_page
+from .dynamo_run_queries import flow_run_count_queries, matches
 from .dynamo_slots import count_slot_holders, slot_holder_writes
 from .dynamo_worker_sessions import DynamoWorkerSessions
 
@@ -54,7 +55,8 @@ class DynamoRunStore(DynamoDeployments, DynamoRunMaintenance, DynamoRunStats,
     def __init__(self, client: Any, table_name: str, *,
                  retention_days: int = DEFAULT_RETENTION_DAYS,
                  clock: Callable[[], float] = time.time,
-                 history_inline: Callable[[], bool] = lambda: True) -> None:
+                 history_inline: Callable[[], bool] = lambda: True,
+                 compressed_items: Callable[[], bool] = lambda: True) -> None:
         self._retention_seconds = retention_days * 24 * 60 * 60
         self._clock = clock
         self._table = SingleTable(client, table_name)
@@ -62,9 +64,15 @@ class DynamoRunStore(DynamoDeployments, DynamoRunMaintenance, DynamoRunStats,
         #: composition root answers False while the table's data is older, so code of the
         #: previous release can still run on it until `sluice admin migrate`.
         self._history_inline = history_inline
+        #: Whether run documents and task sheets are written zlib-compressed (schema 4,
+        #: `config.COMPRESSED_ITEMS_SCHEMA`): False while the table's data is older, likewise.
+        self._compressed_items = compressed_items
 
     def _expires_at(self) -> int:
         return int(self._clock()) + self._retention_seconds
+
+    def _run_item(self, run: FlowRun, expires_at: int) -> items.Item:
+        return items.flow_run_item(run, expires_at, compressed=self._compressed_items())
 
     # ---- flow runs ---------------------------------------------------------------------------
 
@@ -73,10 +81,10 @@ class DynamoRunStore(DynamoDeployments, DynamoRunMaintenance, DynamoRunStats,
         expires_at = self._expires_at()
         if self._history_inline():
             writes = [("Put", self._table.put_request(run_item.with_history(
-                items.flow_run_item(stored, expires_at), [(1, stored.state, None)]), NOT_EXISTS))]
+                self._run_item(stored, expires_at), [(1, stored.state, None)]), NOT_EXISTS))]
         else:
             writes = [
-                ("Put", self._table.put_request(items.flow_run_item(stored, expires_at),
+                ("Put", self._table.put_request(self._run_item(stored, expires_at),
                                                 NOT_EXISTS)),
                 ("Put", self._table.put_request(
                     items.history_item(run.id, 1, stored.state, None, expires_at), NOT_EXISTS)),
@@ -127,7 +135,7 @@ class DynamoRunStore(DynamoDeployments, DynamoRunMaintenance, DynamoRunStats,
     def update_flow_run(self, run: FlowRun) -> FlowRun:
         stored = run.model_copy(update={"version": run.version + 1})
         expires_at = self._expires_at()
-        item = items.flow_run_item(stored, expires_at)
+        item = self._run_item(stored, expires_at)
         written = written_record(FlowRun, items.data_of(item), kind="flow run", ref=run.id)
         # An UpdateItem, not a PutItem: the history inside the item stays as it is.
         request = run_item.document_update(self._table, run, item)
@@ -141,7 +149,7 @@ class DynamoRunStore(DynamoDeployments, DynamoRunMaintenance, DynamoRunStats,
                            passed: Sequence[State] = ()) -> FlowRun:
         stored = run.model_copy(update={"version": run.version + 1 + len(passed)})
         expires_at = self._expires_at()
-        item = items.flow_run_item(stored, expires_at)
+        item = self._run_item(stored, expires_at)
         written = written_record(FlowRun, items.data_of(item), kind="flow run", ref=run.id)
         entries = run_item.new_entries(stored, passed, transition_id)
         slots = slot_holder_writes(self._table, stored)
@@ -244,7 +252,7 @@ class DynamoRunStore(DynamoDeployments, DynamoRunMaintenance, DynamoRunStats,
 
     def list_flow_runs(self, flt: FlowRunFilter, *, limit: int,
                        cursor: str | None = None) -> Page[FlowRun]:
-        found, next_cursor = self._table.page(flow_run_list_query(flt), limit=limit, cursor=cursor)
+        found, next_cursor = run_index_page(self._table, flt, limit=limit, cursor=cursor)
         return Page[FlowRun](items=self._fresh_runs(found, flt), next_cursor=next_cursor)
 
     def list_flow_runs_by_state(self, state_type: StateType, *,
@@ -265,7 +273,7 @@ class DynamoRunStore(DynamoDeployments, DynamoRunMaintenance, DynamoRunStats,
             return count_slot_holders(self._table, *flt.slot_limit)
         if flt.holds_slot_of is not None or flt.tags or flt.parent_flow_run_id is not None:
             # The run indexes hold neither `slot_scopes`, tags nor parents: read the runs.
-            return len(self._fresh_runs(self._table.all(flow_run_list_query(flt)), flt))
+            return len(self._fresh_runs(every_run_index_entry(self._table, flt), flt))
         return sum(self._table.count(query) for query in flow_run_count_queries(flt))
 
     # ---- task runs ---------------------------------------------------------------------------
@@ -299,7 +307,8 @@ class DynamoRunStore(DynamoDeployments, DynamoRunMaintenance, DynamoRunStats,
     def add_finished_task_runs(self, task_runs: Sequence[TaskRun]) -> int:
         finished = [t for t in task_runs if t.state.is_terminal]
         written = self.upsert_task_runs([t for t in task_runs if not t.state.is_terminal])
-        return written + task_sheets.put_sheets(self._table, finished, self._expires_at())
+        return written + task_sheets.put_sheets(self._table, finished, self._expires_at(),
+                                                compressed=self._compressed_items())
 
     def list_task_runs(self, flow_run_id: str, *, limit: int,
                        cursor: str | None = None) -> Page[TaskRun]:

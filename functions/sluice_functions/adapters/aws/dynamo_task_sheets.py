@@ -8,6 +8,11 @@ compact JSON (`TASK#<first id>~<digest>`, which sorts among the single items): t
 cost one item of about 3 KB (3-4 WRU) instead of ten. The digest is of the sheet's content,
 so a batch sent again writes the same item again.
 
+From schema 4 (`config.COMPRESSED_ITEMS_SCHEMA`) a sheet holds its record list zlib-compressed
+in the Binary attribute `z` instead of the `data` string: ten short tasks are then one item of
+about 0.5 KB (1 WRU). Readers take both. The key (first id, digest of the uncompressed JSON) is
+the same in both layouts, so a batch resent across the migration overwrites its sheet.
+
 A listing reads both kinds in sort-key order and pages by record: its cursor is the position
 (sort key, index in the item) of the first record not returned. A record that reached the
 store twice (a batch resent after a lost answer may pack it differently) is shown once per page,
@@ -20,6 +25,7 @@ import base64
 import binascii
 import hashlib
 import json
+import zlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,6 +42,14 @@ from .dynamo_table import SingleTable
 #: and the item far below DynamoDB's 400 KB item limit
 #: (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/ServiceQuotas.html).
 TASK_SHEET_MAX_BYTES = 16 * 1024
+#: The same bound on a compressed sheet's JSON *before* compression: what a listing decodes per
+#: item. Kept at 16 KB: compressed (~8x on task runs) such a sheet is ~2 KB, 3 WRU. A 64 KB cap
+#: would save ~25% of the write units of large batches (less rounding up to whole KBs), but a
+#: listing's Query reads up to `limit + 1` items whatever their records, so each page would read
+#: (and bill) four times the bytes: large flows list more often than they are written.
+COMPRESSED_SHEET_MAX_JSON_BYTES = TASK_SHEET_MAX_BYTES
+#: The Binary attribute of a compressed sheet (schema 4): its record list, zlib-compressed.
+COMPRESSED_RECORDS = "z"
 #: Between the first task-run id and the digest: sorts after every id character (hex, '-').
 SHEET_MARK = "~"
 #: The first sort key after every task item ("TASK$" follows "TASK#...").
@@ -48,14 +62,16 @@ def record_text(task_run: TaskRun) -> dict[str, Any]:
     return task_run.model_dump(mode="json", exclude_defaults=True, exclude={"flow_run_id"})
 
 
-def sheet_items(flow_run_id: str, task_runs: Sequence[TaskRun],
-                expires_at: int) -> list[items.Item]:
-    """The sheets holding `task_runs` (all of one flow run), in id order."""
+def sheet_items(flow_run_id: str, task_runs: Sequence[TaskRun], expires_at: int, *,
+                compressed: bool = False) -> list[items.Item]:
+    """The sheets holding `task_runs` (all of one flow run), in id order; `compressed`: the
+    layout of schema 4 (`COMPRESSED_RECORDS`), else the `data` string."""
+    cap = COMPRESSED_SHEET_MAX_JSON_BYTES if compressed else TASK_SHEET_MAX_BYTES
     sheets: list[list[str]] = [[]]
     size = 0
     for task_run in sorted(task_runs, key=lambda t: t.id):
         text = json.dumps(record_text(task_run), separators=(",", ":"))
-        if sheets[-1] and size + len(text) > TASK_SHEET_MAX_BYTES:
+        if sheets[-1] and size + len(text) > cap:
             sheets.append([])
             size = 0
         sheets[-1].append(text)
@@ -67,19 +83,27 @@ def sheet_items(flow_run_id: str, task_runs: Sequence[TaskRun],
         data = "[" + ",".join(texts) + "]"
         digest = hashlib.sha256(data.encode()).hexdigest()[:16]
         first_id = json.loads(texts[0])["id"]
+        records = (_compressed(data) if compressed
+                   else {items.DATA: items.s(data)})
         found.append({**items.key(items.run_partition(flow_run_id),
                                   f"{items.TASK_PREFIX}{first_id}{SHEET_MARK}{digest}"),
-                      items.DATA: items.s(data), TTL_ATTRIBUTE: items.n(expires_at)})
+                      **records, TTL_ATTRIBUTE: items.n(expires_at)})
     return found
 
 
-def put_sheets(table: SingleTable, task_runs: Sequence[TaskRun], expires_at: int) -> int:
-    """Write finished task runs packed, grouped by flow run; returns how many records."""
+def _compressed(data: str) -> items.Item:
+    return {COMPRESSED_RECORDS: {"B": zlib.compress(data.encode(), items.COMPRESSION_LEVEL)}}
+
+
+def put_sheets(table: SingleTable, task_runs: Sequence[TaskRun], expires_at: int, *,
+               compressed: bool = False) -> int:
+    """Write finished task runs packed, grouped by flow run; returns how many records.
+    `compressed`: in the layout of schema 4 (the store passes whether the data is there)."""
     by_run: dict[str, list[TaskRun]] = {}
     for task_run in task_runs:
         by_run.setdefault(task_run.flow_run_id, []).append(task_run)
     for flow_run_id, runs in by_run.items():
-        for item in sheet_items(flow_run_id, runs, expires_at):
+        for item in sheet_items(flow_run_id, runs, expires_at, compressed=compressed):
             table.put(table.put_request(item), "put finished task runs")
     return len(task_runs)
 
@@ -91,7 +115,14 @@ def records_of(item: items.Item) -> list[TaskRun]:
         return [TaskRun.model_validate_json(items.data_of(item))]
     flow_run_id = item[TABLE_PARTITION_KEY]["S"][len(items.run_partition("")):]
     return [TaskRun.model_validate({**record, "flow_run_id": flow_run_id})
-            for record in json.loads(items.data_of(item))]
+            for record in json.loads(sheet_text(item))]
+
+
+def sheet_text(item: items.Item) -> str:
+    """A sheet's record list as JSON, from either layout (`z` of schema 4, or `data`)."""
+    if COMPRESSED_RECORDS in item:
+        return items.decoded_document(item[COMPRESSED_RECORDS], ref=items.item_ref(item))
+    return items.data_of(item)
 
 
 def list_page(table: SingleTable, flow_run_id: str, *, limit: int,
@@ -111,11 +142,15 @@ def list_page(table: SingleTable, flow_run_id: str, *, limit: int,
     while len(found) <= limit:
         params["Limit"] = limit + 1
         response = table.query_page(params, "query task runs")
-        for sort_key, records in readable(
-                response.get("Items", []), lambda i: (i[TABLE_SORT_KEY]["S"], records_of(i)),
-                kind="task run", ref=lambda i: i[TABLE_SORT_KEY]["S"]):
-            first = skip if sort_key == start_key else 0
-            found += [(sort_key, index, records[index]) for index in range(first, len(records))]
+        for item in response.get("Items", []):
+            if len(found) > limit:  # decode no sheet past the page: at most one sheet more
+                break
+            for sort_key, records in readable(
+                    [item], lambda i: (i[TABLE_SORT_KEY]["S"], records_of(i)),
+                    kind="task run", ref=lambda i: i[TABLE_SORT_KEY]["S"]):
+                first = skip if sort_key == start_key else 0
+                found += [(sort_key, index, records[index])
+                          for index in range(first, len(records))]
         if "LastEvaluatedKey" not in response:
             break
         params["ExclusiveStartKey"] = response["LastEvaluatedKey"]
