@@ -19,10 +19,10 @@ from .flow_runs import (
     list_state_history,
     public_view,
 )
+from .claims import claim_flow_run
 from .lifecycle import (
     apply_server_transition,
     cancel_flow_run,
-    claim_flow_run,
     heartbeat,
     mark_crashed,
     retry_flow_run,

@@ -27,7 +27,8 @@ FARGATE_STARTUP_GRACE_SECONDS = 300.0
 def claim_leases(run: FlowRun, *, store: RunStore, leases: LeasePolicy) -> LeasePolicy:
     """The terms of a claim's first lease on `run`: a fargate pool's claim (by its dispatcher)
     lasts `FARGATE_STARTUP_GRACE_SECONDS`, to cover starting the task; the task's first
-    heartbeat renews it on the normal terms (`leases`). Costs one pool read per claim."""
+    heartbeat renews it on the normal terms (`leases`). Reads the pool (a claim's one read
+    of it, shared with its other rules: `request_reads`)."""
     if run.pool is None:
         return leases
     try:

@@ -185,36 +185,48 @@ class Wait:
 
 def limits_for(run: FlowRun, *, store: RunStore) -> list[SlotLimit]:
     """The limits that apply to `run` (none when neither its deployment nor its pool has one)."""
-    limits: list[SlotLimit] = []
-    if run.deployment_id is not None:
-        try:
-            deployment = store.get_deployment(run.deployment_id)
-        except NotFound:
-            deployment = None  # deleted: its runs still run, without its limit
-        if deployment is not None and deployment.concurrency_limit is not None:
-            limits.append(SlotLimit(
-                scope="deployment",
-                name=f"{deployment.flow_name}/{deployment.name}",
-                limit=deployment.concurrency_limit,
-                holders=FlowRunFilter.slot_holders(deployment_id=deployment.id),
-                cancel_new=deployment.collision_strategy is CollisionStrategy.CANCEL_NEW,
-                waiting=FlowRunFilter(deployment_id=deployment.id, pool=run.pool,
-                                      state_types=_SCHEDULED) if run.pool else None,
-            ))
-    if run.pool is not None:
-        try:
-            pool = store.get_pool(run.pool)
-        except NotFound:
-            pool = None
-        if pool is not None and pool.concurrency_limit is not None:
-            limits.append(SlotLimit(
-                scope="pool",
-                name=pool.name,
-                limit=pool.concurrency_limit,
-                holders=FlowRunFilter.slot_holders(pool=pool.name),
-                waiting=FlowRunFilter(pool=pool.name, state_types=_SCHEDULED),
-            ))
-    return limits
+    return [limit for limit in (deployment_limit(run, store=store), pool_limit(run, store=store))
+            if limit is not None]
+
+
+def deployment_limit(run: FlowRun, *, store: RunStore) -> SlotLimit | None:
+    """The limit of `run`'s deployment, if it has one (one deployment read)."""
+    if run.deployment_id is None:
+        return None
+    try:
+        deployment = store.get_deployment(run.deployment_id)
+    except NotFound:
+        return None  # deleted: its runs still run, without its limit
+    if deployment.concurrency_limit is None:
+        return None
+    return SlotLimit(
+        scope="deployment",
+        name=f"{deployment.flow_name}/{deployment.name}",
+        limit=deployment.concurrency_limit,
+        holders=FlowRunFilter.slot_holders(deployment_id=deployment.id),
+        cancel_new=deployment.collision_strategy is CollisionStrategy.CANCEL_NEW,
+        waiting=FlowRunFilter(deployment_id=deployment.id, pool=run.pool,
+                              state_types=_SCHEDULED) if run.pool else None,
+    )
+
+
+def pool_limit(run: FlowRun, *, store: RunStore) -> SlotLimit | None:
+    """The limit of `run`'s pool, if it has one (one pool read)."""
+    if run.pool is None:
+        return None
+    try:
+        pool = store.get_pool(run.pool)
+    except NotFound:
+        return None
+    if pool.concurrency_limit is None:
+        return None
+    return SlotLimit(
+        scope="pool",
+        name=pool.name,
+        limit=pool.concurrency_limit,
+        holders=FlowRunFilter.slot_holders(pool=pool.name),
+        waiting=FlowRunFilter(pool=pool.name, state_types=_SCHEDULED),
+    )
 
 
 def first_wait(limits: list[SlotLimit], run: FlowRun, *, store: RunStore,
@@ -304,13 +316,14 @@ def cancel_if_over_limit_at_creation(run: FlowRun, *, store: RunStore, now: date
     due_now = run.scheduled_at is not None and run.scheduled_at <= now
     if run.deployment_id is None or not run.state.is_scheduled() or is_held(run) or not due_now:
         return run
-    for slot_limit in limits_for(run, store=store):
-        if slot_limit.scope != "deployment" or not slot_limit.cancel_new:
-            continue
-        occupied = slot_limit.occupied(store)
-        if occupied >= slot_limit.limit:
-            cancelled = Cancelled(slot_limit.cancellation_message(occupied))
-            return run.model_copy(update={"state": cancelled, "end_time": now})
+    # Only the deployment's limit cancels (a pool's makes runs wait): its pool is not read.
+    slot_limit = deployment_limit(run, store=store)
+    if slot_limit is None or not slot_limit.cancel_new:
+        return run
+    occupied = slot_limit.occupied(store)
+    if occupied >= slot_limit.limit:
+        cancelled = Cancelled(slot_limit.cancellation_message(occupied))
+        return run.model_copy(update={"state": cancelled, "end_time": now})
     return run
 
 

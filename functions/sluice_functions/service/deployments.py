@@ -31,6 +31,7 @@ from .flow_runs import create_flow_run
 from .limits import check_page_limit, check_parameters, check_tags
 from .parameter_schema import check_schema_usable, schema_errors
 from .pools import ensure_pool
+from .request_reads import request_reads
 
 #: `PATCH` fields whose explicit null means "no value"; for the others null means "unchanged".
 NULLABLE_UPDATE_FIELDS = frozenset({"description", "concurrency_limit"})
@@ -159,6 +160,8 @@ def run_deployment(
     """Create a run of the deployment: its parameters merged over the deployment's defaults and
     checked against its schema, in its pool, enqueued when due. A paused deployment can still be
     run by hand (pausing stops its schedules). Idempotent with `idempotency_key`."""
+    # Read by name, the deployment also answers the create's read of it by id (one GetItem).
+    store = request_reads(store)
     deployment = get_deployment(ref, store=store)
     create = FlowRunCreate(
         flow_name=deployment.flow_name,

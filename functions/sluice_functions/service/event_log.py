@@ -140,8 +140,8 @@ def record_for_store(events: Sequence[SluiceEvent], *, store: Any,
 def flow_run_transitioned(before: FlowRun | None, run: FlowRun, *, store: Any,
                           now: datetime, passed: Sequence[State] = ()) -> None:
     """Record `sluice.flow-run.<StateName>` for a written transition (every transition of the
-    control plane is applied by `lifecycle._apply`, which calls this once per write; a run's
-    first state by `flow_runs.create_flow_run`, with `before` None). A write that `passed`
+    control plane is applied by `lifecycle.apply_transition`, which calls this once per write;
+    a run's first state by `flow_runs.create_flow_run`, with `before` None). A write that `passed`
     through states on the way (a claim that starts the run) records one event per state, in
     order. Costs nothing when the store has no recorder; never raises."""
     recorder = recorder_of(store)

@@ -79,9 +79,11 @@ def record_events(
                                   "the run's state route")
         from .lifecycle import set_state  # lifecycle imports much; only batches with a state
 
+        # Decided on the run read above (the task-run records are items of their own, so
+        # they leave its version alone): the state's compare-and-set write is the guard.
         transition = set_state(flow_run_id, SetStateRequest(
             state=batch.state, transition_id=batch.transition_id, lease=batch.lease),
-            store=store, queue=queue, metrics=metrics, now=now)
+            store=store, queue=queue, metrics=metrics, now=now, current=run)
     return EventsAccepted(task_runs=len(task_runs), logs=len(batch.logs), transition=transition)
 
 

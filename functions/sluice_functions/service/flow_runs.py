@@ -35,6 +35,7 @@ from .queueing import (
     mark_enqueued,
     send_run_message,
 )
+from .request_reads import request_reads
 
 #: A run is created Scheduled (a worker claims it) or Pending (its creator runs it: a flow
 #: started as a plain script, a subflow) holding a lease; never already Running (it would have
@@ -95,6 +96,8 @@ def create_flow_run_once(
     due now while the deployment's slots are full is created Cancelled (nothing is enqueued).
     """
     now = now or utcnow()
+    # The deployment is read once for the run's defaults, its limit and its event's name.
+    store = request_reads(store)
     if request.idempotency_key:
         existing = store.get_flow_run_by_idempotency_key(request.idempotency_key)
         if existing is not None:

@@ -9,7 +9,8 @@ pool resume P)", written only when it changes. Runs already claimed go on: only 
 are checked. Checked before any other admission rule, so a paused pool's runs never take a
 slot nor get cancelled by a `cancel_new` strategy while it is paused.
 
-Costs one read of the run and one of the pool per claim, on top of the claim's own.
+Costs one read of the pool per claim, shared with the claim's other rules (the claim's
+`request_reads`); the run is the one the claim read.
 """
 
 from __future__ import annotations
@@ -38,15 +39,12 @@ def waiting_message(pool: str) -> str:
 
 
 def refuse_claim_if_pool_paused(
-    flow_run_id: str, request: ClaimRequest, *, store: RunStore, queue: RunQueue | None,
+    run: FlowRun, request: ClaimRequest, *, store: RunStore, queue: RunQueue | None,
     metrics: Metrics, now: datetime,
 ) -> None:
-    """Raise `Throttled` (reason "pool_paused") when `request` would newly claim a run whose
-    pool is paused; otherwise return and let the claim go on. See the module docstring."""
-    try:
-        run = store.get_flow_run(flow_run_id)
-    except NotFound:
-        return  # the claim itself answers 404
+    """Raise `Throttled` (reason "pool_paused") when `request` would newly claim `run` (as the
+    claim read it) and its pool is paused; otherwise return and let the claim go on. See the
+    module docstring."""
     fresh_claim = (run.state.is_scheduled() and run.lease is None and run.pool is not None
                    and not is_held(run)
                    and (request.attempt is None or request.attempt == run.run_count))

@@ -256,12 +256,20 @@ class FlowRunner:
         return state
 
     def _finish(self, state: State) -> State:
+        # Said before the state is reported, so the line rides with the run's last batch, in
+        # the request that carries the final state: logged after it, the line cost a request
+        # of its own (a short run's only log request besides the final one) and reached
+        # watchers after the run had ended.
+        level = "info" if state.is_completed() else "error"
+        getattr(self._logger(), level)("Finished in state %s", state)
         try:
             final = self._set(state)
         except RunAborted as exc:
+            self._logger().warning("The control plane did not record %s: %s", state.name, exc)
             return self._aborted(exc)
-        level = "info" if final.is_completed() else "error"
-        getattr(self._logger(), level)("Finished in state %s", final)
+        if (final.type, final.name) != (state.type, state.name):
+            # The control plane answered with a state of its own: the line above proposed it.
+            self._logger().warning("The control plane recorded %s instead", final)
         if self.subflow_key is not None and final.is_completed():
             persist_subflow_result(self, self.subflow_key, final)
         options = self.options
