@@ -2,6 +2,10 @@
 
     python bench/aws_requests.py [--runs 5] [--tasks 10] [--ticks 5] [--no-write]
 
+With SLUICE_TRACE_WRU=1 it prints to stderr a `TRACE` line per DynamoDB write (key, item size,
+index units) and read, and per CloudWatch log line (=2 also each written item): where a run's
+units go.
+
 Runs the real path with the AWS adapters on moto: an embedded server in this process whose API
 is the Lambda `api` handler (`make_handler`) over `build_aws_ports` (DynamoDB, SQS, CloudWatch
 Logs, EMF metrics) and whose SQS-compatible endpoint forwards the worker's calls to moto SQS;
