@@ -303,7 +303,7 @@ class DynamoMeter:
             if os.environ.get("SLUICE_TRACE_WRU"):
                 print(f"TRACE {op} {key.get(self.table_keys[0],{}).get('S','')[:12]} {key.get(self.table_keys[1],{}).get('S','')[:30]} size={size} x{multiplier} idx={index_wru} failed={failed}", file=sys.stderr)
                 if os.environ.get("SLUICE_TRACE_WRU") == "2" and after:
-                    print("ITEM", json.dumps(after)[:6000], file=sys.stderr)
+                    print("ITEM", json.dumps(after, default=repr)[:6000], file=sys.stderr)
             wru += written
             if key.get(self.table_keys[1], {}).get("S", "").startswith(TASK_RUN_SORT_PREFIX):
                 task_wru += written  # the cost model's price of one task-run record

@@ -184,7 +184,7 @@ TTL_ATTRIBUTE = "expires_at"
 #: The item layout this code writes, and the newest it understands (docs/operations.md has the
 #: table of versions). Version 1 is the layout before versions existed (items without `sv`);
 #: `sluice_functions.migrations` moves stored data from one version to the next.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 #: From this schema on a flow run's state history lives in its own item (issue 20): code writes
 #: it so only once the data is there, so the previous release can run until the migration.
 HISTORY_INLINE_SCHEMA = 3
@@ -194,6 +194,11 @@ HISTORY_INLINE_SCHEMA = 3
 #: cannot read such items, so code writes them only once the data is at this schema
 #: (`sluice admin migrate`), and the previous release keeps running until then.
 COMPRESSED_ITEMS_SCHEMA = 4
+#: From this schema on a flow run's compressed document leaves out what its item says already:
+#: the id (the key), the version, flow name, deployment and pool (index attributes) and, after a
+#: state change, the state (the newest inline history entry). That keeps a finished short run's
+#: item within one write unit (issue 20). Code of schema 4 cannot read such a document.
+LEAN_RUN_DOCUMENT_SCHEMA = 5
 #: Number attribute on every item: the layout version it was written in (absent: version 1).
 SCHEMA_VERSION_ATTRIBUTE = "sv"
 #: The variable the stack sets on every function to the SCHEMA_VERSION of its code (read by

@@ -41,7 +41,7 @@ def test_status_then_migrate_then_nothing_left(tmp_path, capsys):
     before = status_of(data_dir, capsys)
     assert before["schema_version"] == 1
     assert before["this_sluice_understands"] == SCHEMA_VERSION
-    assert [step["to"] for step in before["pending"]] == [2, 3, 4]
+    assert [step["to"] for step in before["pending"]] == [2, 3, 4, 5]
 
     # When a dry run runs, Then nothing changes
     assert main(["admin", "migrate", "--data-dir", str(data_dir), "--dry-run"]) == 0
@@ -51,9 +51,10 @@ def test_status_then_migrate_then_nothing_left(tmp_path, capsys):
     # When it migrates, Then the summary names the step and the data is current
     assert main(["admin", "migrate", "--data-dir", str(data_dir)]) == 0
     out = capsys.readouterr().out
-    assert "1 -> 2" in out and "2 -> 3" in out and "3 -> 4" in out and "schema 1 -> 4" in out
+    assert "1 -> 2" in out and "2 -> 3" in out and "3 -> 4" in out and "4 -> 5" in out
+    assert "schema 1 -> 5" in out
     after = status_of(data_dir, capsys)
-    assert after["schema_version"] == SCHEMA_VERSION == 4 and after["pending"] == []
+    assert after["schema_version"] == SCHEMA_VERSION == 5 and after["pending"] == []
 
     # When it runs again, Then there is nothing to do
     assert main(["admin", "migrate", "--data-dir", str(data_dir)]) == 0

@@ -165,6 +165,17 @@ def stamp_item_compressed(item: Item) -> ItemChange | None:
     return stamp_item(item, to_version=4)
 
 
+# ---- 4 -> 5: lean run documents -------------------------------------------------------------------
+
+
+def stamp_item_lean(item: Item) -> ItemChange | None:
+    """Version 4 -> 5 of one item: only its stamp. Code writes a run's document without what the
+    item's key and attributes hold (id, version, flow name, deployment, pool, and the state
+    when the newest inline history entry has it) once the data is at 5
+    (`config.LEAN_RUN_DOCUMENT_SCHEMA`), and reads both, so items of 4 stay as they are."""
+    return stamp_item(item, to_version=5)
+
+
 #: The steps, oldest first. Constant data, not a registry: the runner takes the steps it applies
 #: as an argument (tests pass their own).
 MIGRATIONS: tuple[Migration, ...] = (
@@ -192,6 +203,16 @@ MIGRATIONS: tuple[Migration, ...] = (
         dynamo_item=stamp_item_compressed,
         sqlite_rows=no_sqlite_change,
         # Code of 3 reads `data` as a string: it cannot read a compressed run or sheet.
+        breaks_older_code=True,
+    ),
+    Migration(
+        from_version=4, to_version=5,
+        description="a flow run's document leaves out what its item's key and attributes "
+                    "hold (id, version, flow name, deployment, pool, newest state): a short "
+                    "run's item stays within one write unit",
+        dynamo_item=stamp_item_lean,
+        sqlite_rows=no_sqlite_change,
+        # Code of 4 reads the id, version and state from the document: a lean one has none.
         breaks_older_code=True,
     ),
 )

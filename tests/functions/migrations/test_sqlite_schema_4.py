@@ -1,6 +1,7 @@
-"""Schema 4 on the embedded server's SQLite store: the layout does not change there (documents
-are text in their own column), so migration 3 -> 4 only moves the version; `sluice server
-start` serves a data directory of the previous release (at 3) and a new one alike."""
+"""Schemas 4 and 5 on the embedded server's SQLite store: the layout does not change there
+(documents are text in their own column), so migrations 3 -> 4 and 4 -> 5 only move the
+version; `sluice server start` serves a data directory of an earlier release (at 3) and a new
+one alike."""
 
 from __future__ import annotations
 
@@ -13,7 +14,11 @@ import pytest
 from sluice.exceptions import SchemaTooNew
 from sluice.models import FlowRun, State, StateType
 from sluice_functions.adapters.sqlite import SqliteRunStore
-from sluice_functions.config import COMPRESSED_ITEMS_SCHEMA, SCHEMA_VERSION
+from sluice_functions.config import (
+    COMPRESSED_ITEMS_SCHEMA,
+    LEAN_RUN_DOCUMENT_SCHEMA,
+    SCHEMA_VERSION,
+)
 from sluice_functions.embedded import EmbeddedServer
 from sluice_functions.migrations.guard import SchemaGuard
 from sluice_functions.migrations.runner import migrate
@@ -55,11 +60,11 @@ def listed_run_ids(data_dir) -> list[str]:
         plane.stop()
 
 
-def test_this_release_writes_schema_4_and_its_step_from_3_is_a_stamp():
-    assert SCHEMA_VERSION == COMPRESSED_ITEMS_SCHEMA == 4
-    [step] = steps_between(3, 4)
-    assert step.breaks_older_code
-    assert step.sqlite_rows(None, [1, 2, 3]) == 0  # type: ignore[arg-type] - never touches it
+def test_this_release_writes_schema_5_and_its_steps_from_3_are_stamps():
+    assert COMPRESSED_ITEMS_SCHEMA == 4 and SCHEMA_VERSION == LEAN_RUN_DOCUMENT_SCHEMA == 5
+    for step in steps_between(3, 5):
+        assert step.breaks_older_code
+        assert step.sqlite_rows(None, [1, 2, 3]) == 0  # type: ignore[arg-type] - never touches it
 
 
 def test_the_server_starts_on_a_data_dir_of_the_previous_release_and_after_migrating(tmp_path):
@@ -71,13 +76,14 @@ def test_the_server_starts_on_a_data_dir_of_the_previous_release_and_after_migra
     backend = SqliteMigrationBackend(data_dir / "store.db")
     assert backend.read_status().version == 3
 
-    # When the operator migrates, Then the store is at 4, older code is refused, runs unchanged
+    # When the operator migrates, Then the store is at 5, older code is refused, runs unchanged
     report = migrate(backend)
-    assert [(s.from_version, s.to_version, s.changed) for s in report.steps] == [(3, 4, 0)]
+    assert [(s.from_version, s.to_version, s.changed) for s in report.steps] == [(3, 4, 0),
+                                                                                   (4, 5, 0)]
     status = backend.read_status()
-    assert (user_version(data_dir / "store.db"), status.oldest_code) == (4, 4)
-    with pytest.raises(SchemaTooNew, match="schema 4, this control plane understands up to 3"):
-        SchemaGuard(backend.read_status, understood=3).check()
+    assert (user_version(data_dir / "store.db"), status.oldest_code) == (5, 5)
+    with pytest.raises(SchemaTooNew, match="schema 5, this control plane understands up to 4"):
+        SchemaGuard(backend.read_status, understood=4).check()
     backend.close()
     assert listed_run_ids(data_dir) == ["fr-0", "fr-1", "fr-2"]
 

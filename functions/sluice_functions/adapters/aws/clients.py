@@ -14,7 +14,12 @@ from botocore.config import Config
 
 from sluice.models import DEFAULT_POOL
 
-from ...config import COMPRESSED_ITEMS_SCHEMA, HISTORY_INLINE_SCHEMA, ControlPlaneSettings
+from ...config import (
+    COMPRESSED_ITEMS_SCHEMA,
+    HISTORY_INLINE_SCHEMA,
+    LEAN_RUN_DOCUMENT_SCHEMA,
+    ControlPlaneSettings,
+)
 from ...migrations.dynamo import DynamoMigrationBackend
 from ...migrations.guard import SchemaGuard
 from ...ports import ControlPlanePorts, DiscardEvents, PoolQueue
@@ -103,7 +108,9 @@ def build_aws_ports(settings: ControlPlaneSettings,
                              retention_days=settings.retention_days,
                              history_inline=lambda: schema.data_version() >= HISTORY_INLINE_SCHEMA,
                              compressed_items=lambda: (schema.data_version()
-                                                       >= COMPRESSED_ITEMS_SCHEMA)),
+                                                       >= COMPRESSED_ITEMS_SCHEMA),
+                             lean_documents=lambda: (schema.data_version()
+                                                     >= LEAN_RUN_DOCUMENT_SCHEMA)),
         queue=SqsRunQueue(clients.sqs, settings.effective_queue_prefix,
                           visibility_timeout_seconds=settings.queue_visibility_timeout_seconds,
                           known_queues=known_queues),

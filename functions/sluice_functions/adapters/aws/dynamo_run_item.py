@@ -72,6 +72,33 @@ def inline_entries(item: items.Item | None) -> list[Entry]:
     return found
 
 
+#: How every full run document starts (pydantic writes fields in order, `id` first); a lean one
+#: (schema 5, `dynamo_items.flow_run_item`) starts otherwise, as it has no id.
+FULL_DOCUMENT_START = '{"id":'
+
+
+def run_text(item: items.Item) -> str:
+    """A run item's whole JSON document, whichever layout wrote it: a lean document (schema 5)
+    gets back its id from the key, its version, flow name, deployment and pool from their
+    attributes and, when it left its state out, the state of the newest inline entry. Every
+    reader of a flow run goes through here."""
+    text = items.data_of(item)
+    if text.startswith(FULL_DOCUMENT_START):
+        return text
+    document = json.loads(text)
+    document["id"] = item[TABLE_PARTITION_KEY]["S"][len(items.RUN_PARTITION_PREFIX):]
+    document["version"] = items.version_of(item)
+    for attribute, field in items.LEAN_FIELD_OF.items():
+        if attribute in item:
+            document[field] = item[attribute]["S"]
+    if "state" not in document:
+        newest = max((json.loads(value["S"]) for value in item.get(HISTORY, {}).get("L", [])),
+                     key=lambda entry: entry["v"], default=None)
+        if newest is not None:  # else the item is damaged: the read names the missing state
+            document["state"] = newest["s"]
+    return json.dumps(document)
+
+
 def applied_transition(item: items.Item | None, transition_id: str) -> bool:
     return transition_id in (item or {}).get(TRANSITION_IDS, {}).get("SS", [])
 

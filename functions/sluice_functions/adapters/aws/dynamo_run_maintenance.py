@@ -39,6 +39,7 @@ from ...config import (
 from ...ports import MIN_ID_PREFIX_CHARS, MIN_ID_SUFFIX_CHARS
 from ..records import UnreadableRecord, readable
 from . import dynamo_items as items
+from . import dynamo_run_item as run_item
 from .dynamo_table import EXISTS, KeyQuery, SingleTable
 
 #: Pages (1 MB each at most) of the runs-by-time index one id look-up reads.
@@ -111,7 +112,7 @@ class DynamoRunMaintenance:
         for _ in range(MAX_NAME_SCAN_PAGES):
             response = self._table.scan_page(params, "find flow runs by name")
             mentioned = [i for i in response.get("Items", []) if _mentions(i, fragment)]
-            runs = readable(mentioned, lambda i: FlowRun.model_validate_json(items.data_of(i)),
+            runs = readable(mentioned, lambda i: FlowRun.model_validate_json(run_item.run_text(i)),
                             kind="flow run", ref=lambda i: i[TABLE_PARTITION_KEY]["S"])
             found += [run for run in runs if run.name == name]  # not a parameter's "name"
             if len(found) >= limit or "LastEvaluatedKey" not in response:
@@ -123,7 +124,7 @@ class DynamoRunMaintenance:
         if not ids:
             return []
         found = self._table.batch_get([items.run_key(run_id) for run_id in ids], "get flow runs")
-        return readable(found, lambda i: FlowRun.model_validate_json(items.data_of(i)),
+        return readable(found, lambda i: FlowRun.model_validate_json(run_item.run_text(i)),
                         kind="flow run", ref=lambda i: i[TABLE_PARTITION_KEY]["S"])
 
     # ---- deletions ---------------------------------------------------------------------------

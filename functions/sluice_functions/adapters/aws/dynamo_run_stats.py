@@ -30,6 +30,7 @@ from ...config import RUN_ORDER, TABLE_PARTITION_KEY, TABLE_SORT_KEY
 from ...ports import FlowRunCounts, FlowRunFilter
 from ..records import readable
 from . import dynamo_items as items
+from . import dynamo_run_item as run_item
 from .dynamo_run_queries import flow_run_count_queries
 from .dynamo_table import KeyQuery, SingleTable
 
@@ -82,7 +83,7 @@ class DynamoRunStats:
             max_items=MAX_LATE_CANDIDATES)
         keys = [items.key(e[TABLE_PARTITION_KEY]["S"], e[TABLE_SORT_KEY]["S"]) for e in entries]
         runs = readable(self._table.batch_get(keys, "count late flow runs"),
-                        lambda i: FlowRun.model_validate_json(items.data_of(i)),
+                        lambda i: FlowRun.model_validate_json(run_item.run_text(i)),
                         kind="flow run", ref=lambda i: i[TABLE_PARTITION_KEY]["S"])
         late = sum(1 for run in runs if run.state.type == StateType.SCHEDULED
                    and run.state.name == LATE_STATE_NAME)

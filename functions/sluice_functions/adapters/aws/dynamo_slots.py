@@ -22,6 +22,7 @@ from sluice.models import FlowRun
 from ...config import TABLE_SORT_KEY
 from ...ports import ACTIVE_STATE_TYPES
 from . import dynamo_items as items
+from . import dynamo_run_item as run_item
 from .dynamo_run_queries import slot_holders_query
 from .dynamo_table import SingleTable
 
@@ -45,7 +46,7 @@ def count_slot_holders(table: SingleTable, scope: str, name: str) -> int:
     run_ids = [holder[TABLE_SORT_KEY]["S"] for holder in holders]
     runs = {}
     for item in table.batch_get([items.run_key(run_id) for run_id in run_ids], "get slot holders"):
-        run = FlowRun.model_validate_json(items.data_of(item))
+        run = FlowRun.model_validate_json(run_item.run_text(item))
         runs[run.id] = run
     held = 0
     for holder, run_id in zip(holders, run_ids):

@@ -56,7 +56,8 @@ class DynamoRunStore(DynamoDeployments, DynamoRunMaintenance, DynamoRunStats,
                  retention_days: int = DEFAULT_RETENTION_DAYS,
                  clock: Callable[[], float] = time.time,
                  history_inline: Callable[[], bool] = lambda: True,
-                 compressed_items: Callable[[], bool] = lambda: True) -> None:
+                 compressed_items: Callable[[], bool] = lambda: True,
+                 lean_documents: Callable[[], bool] = lambda: True) -> None:
         self._retention_seconds = retention_days * 24 * 60 * 60
         self._clock = clock
         self._table = SingleTable(client, table_name)
@@ -67,12 +68,20 @@ class DynamoRunStore(DynamoDeployments, DynamoRunMaintenance, DynamoRunStats,
         #: Whether run documents and task sheets are written zlib-compressed (schema 4,
         #: `config.COMPRESSED_ITEMS_SCHEMA`): False while the table's data is older, likewise.
         self._compressed_items = compressed_items
+        #: Whether run documents leave out what their item's attributes hold (schema 5,
+        #: `config.LEAN_RUN_DOCUMENT_SCHEMA`): False while the table's data is older, likewise.
+        self._lean_documents = lean_documents
 
     def _expires_at(self) -> int:
         return int(self._clock()) + self._retention_seconds
 
-    def _run_item(self, run: FlowRun, expires_at: int) -> items.Item:
-        return items.flow_run_item(run, expires_at, compressed=self._compressed_items())
+    def _run_item(self, run: FlowRun, expires_at: int, *,
+                  state_inline: bool = False) -> items.Item:
+        """`state_inline`: the write puts the run's state in the inline history as its newest
+        entry, so a lean document (schema 5) leaves it out."""
+        lean = self._lean_documents() and self._compressed_items()
+        return items.flow_run_item(run, expires_at, compressed=self._compressed_items(),
+                                   lean=lean, state_inline=state_inline)
 
     # ---- flow runs ---------------------------------------------------------------------------
 
@@ -81,7 +90,8 @@ class DynamoRunStore(DynamoDeployments, DynamoRunMaintenance, DynamoRunStats,
         expires_at = self._expires_at()
         if self._history_inline():
             writes = [("Put", self._table.put_request(run_item.with_history(
-                self._run_item(stored, expires_at), [(1, stored.state, None)]), NOT_EXISTS))]
+                self._run_item(stored, expires_at, state_inline=True), [(1, stored.state, None)]),
+                NOT_EXISTS))]
         else:
             writes = [
                 ("Put", self._table.put_request(self._run_item(stored, expires_at),
@@ -110,7 +120,7 @@ class DynamoRunStore(DynamoDeployments, DynamoRunMaintenance, DynamoRunStats,
         if item is None:
             raise NotFound(f"flow run {flow_run_id} not found",
                            details={"flow_run_id": flow_run_id})
-        return read_record(FlowRun, items.data_of(item), kind="flow run", ref=flow_run_id)
+        return read_record(FlowRun, run_item.run_text(item), kind="flow run", ref=flow_run_id)
 
     def get_flow_run_by_idempotency_key(self, idempotency_key: str) -> FlowRun | None:
         guard = self._table.get(items.idempotency_key(idempotency_key), "get idempotency key")
@@ -121,14 +131,15 @@ class DynamoRunStore(DynamoDeployments, DynamoRunMaintenance, DynamoRunStats,
         except NotFound:
             return None
 
-    def _lost_write(self, run: FlowRun, written: items.Item, error: Conflict) -> FlowRun:
+    def _lost_write(self, run: FlowRun, written: FlowRun, error: Conflict) -> FlowRun:
         """After a failed compare-and-set: NotFound, Conflict, or the write itself had landed
         (botocore retried a PutItem whose first attempt succeeded) and it is a success."""
         current = self._table.get(items.run_key(run.id), "get flow run")
         if current is None:
             raise NotFound(f"flow run {run.id} not found", details={"flow_run_id": run.id})
-        if items.data_of(current) == items.data_of(written):
-            return FlowRun.model_validate_json(items.data_of(current))
+        landed = FlowRun.model_validate_json(run_item.run_text(current))
+        if landed.model_dump_json() == written.model_dump_json():  # version and state included
+            return landed
         raise Conflict(f"flow run {run.id} changed concurrently (version {run.version} is stale)",
                        details={"flow_run_id": run.id, "version": run.version}) from error
 
@@ -136,25 +147,28 @@ class DynamoRunStore(DynamoDeployments, DynamoRunMaintenance, DynamoRunStats,
         stored = run.model_copy(update={"version": run.version + 1})
         expires_at = self._expires_at()
         item = self._run_item(stored, expires_at)
-        written = written_record(FlowRun, items.data_of(item), kind="flow run", ref=run.id)
+        written = written_record(FlowRun, run_item.run_text(item), kind="flow run", ref=run.id)
         # An UpdateItem, not a PutItem: the history inside the item stays as it is.
         request = run_item.document_update(self._table, run, item)
         try:
             self._table.update_if(request, "update flow run")
         except Conflict as error:
-            return self._lost_write(run, item, error)
+            return self._lost_write(run, written, error)
         return written
 
     def set_flow_run_state(self, run: FlowRun, transition_id: str | None,
                            passed: Sequence[State] = ()) -> FlowRun:
         stored = run.model_copy(update={"version": run.version + 1 + len(passed)})
         expires_at = self._expires_at()
-        item = self._run_item(stored, expires_at)
-        written = written_record(FlowRun, items.data_of(item), kind="flow run", ref=run.id)
+        inline = self._history_inline()
+        item = self._run_item(stored, expires_at, state_inline=inline)
         entries = run_item.new_entries(stored, passed, transition_id)
+        # As it will read back: a lean document takes its state from the newest entry.
+        written = written_record(FlowRun, run_item.run_text(run_item.with_history(item, entries)),
+                                 kind="flow run", ref=run.id)
         slots = slot_holder_writes(self._table, stored)
-        if self._history_inline():
-            self._write_state_inline(run, item, entries, transition_id, slots)
+        if inline:
+            self._write_state_inline(run, item, written, entries, transition_id, slots)
             return written
         names, values = run_item.version_names_and_values(run)
         writes = [("Put", self._table.put_request(item, run_item.VERSION_CONDITION, names,
@@ -176,12 +190,12 @@ class DynamoRunStore(DynamoDeployments, DynamoRunMaintenance, DynamoRunStats,
                     and reasons[guard_at:guard_at + 1] == ["ConditionalCheckFailed"]):
                 raise self._applied_before(run, transition_id) from error
             if reasons[:1] == ["ConditionalCheckFailed"]:
-                return self._lost_write(run, item, error)
+                return self._lost_write(run, written, error)
             raise  # a concurrent transaction on one of the items
         return written
 
-    def _write_state_inline(self, run: FlowRun, item: items.Item, entries: list,
-                            transition_id: str | None, slots: list) -> None:
+    def _write_state_inline(self, run: FlowRun, item: items.Item, written: FlowRun,
+                            entries: list, transition_id: str | None, slots: list) -> None:
         """One conditional UpdateItem (with the slot holders: one transaction); a failed
         condition is told apart by reading the item: gone, applied before, lost race, or an
         inline history that is full (then it moves out with this change)."""
@@ -203,7 +217,7 @@ class DynamoRunStore(DynamoDeployments, DynamoRunMaintenance, DynamoRunStats,
             if transition_id is not None and run_item.applied_transition(current, transition_id):
                 raise self._applied_before(run, transition_id) from error
             if items.version_of(current) != run.version:
-                self._lost_write(run, item, error)
+                self._lost_write(run, written, error)
                 return
         writes = run_item.spill_writes(self._table, current, run, item, entries)
         try:
@@ -211,7 +225,7 @@ class DynamoRunStore(DynamoDeployments, DynamoRunMaintenance, DynamoRunStats,
         except Conflict as error:
             reasons = (error.details or {}).get("reasons") or []
             if reasons[:1] == ["ConditionalCheckFailed"]:
-                self._lost_write(run, item, error)
+                self._lost_write(run, written, error)
                 return
             raise
 
@@ -246,7 +260,7 @@ class DynamoRunStore(DynamoDeployments, DynamoRunMaintenance, DynamoRunStats,
         """The runs behind index entries, read consistently, that still match the filter."""
         keys = [items.key(i[TABLE_PARTITION_KEY]["S"], i[TABLE_SORT_KEY]["S"]) for i in index_items]
         runs = readable(self._table.batch_get(keys, "get flow runs"),
-                        lambda i: FlowRun.model_validate_json(items.data_of(i)),
+                        lambda i: FlowRun.model_validate_json(run_item.run_text(i)),
                         kind="flow run", ref=lambda i: i[TABLE_PARTITION_KEY]["S"])
         return [run for run in runs if matches(run, flt)]
 

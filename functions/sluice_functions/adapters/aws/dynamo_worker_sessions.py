@@ -20,6 +20,7 @@ from ...ports import WORKER_SESSION_KEPT, WorkerSession
 from ..records import readable
 from ..worker_session_records import session_document, session_of
 from . import dynamo_items as items
+from . import dynamo_run_item as run_item
 from .dynamo_table import NOT_EXISTS, SingleTable
 
 #: Attributes beside the document that the renewal's condition compares.
@@ -41,7 +42,7 @@ class DynamoWorkerSessions:
         ids = list(dict.fromkeys(flow_run_ids))
         # `batch_get` sends MAX_BATCH_GET_KEYS (100, BatchGetItem's limit) keys per request.
         found = readable(self._table.batch_get([items.run_key(i) for i in ids], "get flow runs"),
-                         lambda i: FlowRun.model_validate_json(items.data_of(i)),
+                         lambda i: FlowRun.model_validate_json(run_item.run_text(i)),
                          kind="flow run", ref=lambda i: i[TABLE_PARTITION_KEY]["S"])
         return found
 
