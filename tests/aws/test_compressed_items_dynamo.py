@@ -4,15 +4,11 @@ and writes the layout of 3 while the table's data is still at 3 (so a rollback w
 
 from __future__ import annotations
 
-import math
 import uuid
 import zlib
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
-import moto
 import pytest
 
 from sluice.exceptions import SchemaTooNew
@@ -26,7 +22,6 @@ from sluice_functions.config import (
     SCHEMA_VERSION_ATTRIBUTE,
     TABLE_PARTITION_KEY,
     ControlPlaneSettings,
-    table_key_schema,
 )
 from sluice_functions.migrations import check_understood
 from sluice_functions.migrations.dynamo import DynamoMigrationBackend
@@ -37,16 +32,6 @@ from sluice_functions.ports import FlowRunFilter
 REGION = "us-east-1"
 TABLE = "sluice-compressed"
 BASE = datetime(2026, 12, 1, tzinfo=UTC)
-#: DynamoDB bills one write unit per started KB of the item.
-WRITE_UNIT_BYTES = 1024
-
-
-@pytest.fixture
-def dynamodb() -> Iterator[Any]:
-    with moto.mock_aws():
-        client = boto3.client("dynamodb", region_name=REGION)
-        client.create_table(TableName=TABLE, **table_key_schema())
-        yield client
 
 
 def store_at(dynamodb: Any, *, compressed: bool) -> DynamoRunStore:
@@ -99,36 +84,11 @@ def sheets(dynamodb: Any, flow_run_id: str) -> list[dict]:
             if dynamo_task_sheets.SHEET_MARK in i["sk"]["S"]]
 
 
-def _value_size(value: dict[str, Any]) -> int:
-    (kind, data), = value.items()
-    if kind == "S":
-        return len(data.encode())
-    if kind == "B":
-        return len(data)
-    if kind == "N":
-        digits = data.lstrip("-").replace(".", "").strip("0") or "0"
-        return (len(digits) + 1) // 2 + 1
-    if kind == "SS":
-        return sum(len(x.encode()) for x in data)
-    if kind == "L":
-        return 3 + sum(1 + _value_size(x) for x in data)
-    raise AssertionError(f"unexpected attribute type {kind}")
-
-
-def item_size(item: dict[str, Any]) -> int:
-    """An item's size as DynamoDB bills it: attribute names plus values (https://docs.aws.
-    amazon.com/amazondynamodb/latest/developerguide/CapacityUnitCalculations.html)."""
-    return sum(len(name.encode()) + _value_size(value) for name, value in item.items())
-
-
-def write_units(item: dict[str, Any]) -> int:
-    return max(1, math.ceil(item_size(item) / WRITE_UNIT_BYTES))
-
-
 # ---- flow runs ------------------------------------------------------------------------------
 
 
-def test_a_run_is_stored_compressed_and_reads_back_through_every_path(dynamodb):
+def test_a_run_is_stored_compressed_and_reads_back_through_every_path(
+        dynamodb, item_size, write_units):
     # Given code writing schema 4
     store = store_at(dynamodb, compressed=True)
 
@@ -144,7 +104,7 @@ def test_a_run_is_stored_compressed_and_reads_back_through_every_path(dynamodb):
     document = zlib.decompress(item[dynamo_items.DATA]["B"]).decode()
     assert document == created.model_dump_json(exclude_defaults=True)  # defaults left out
     assert FlowRun.model_validate_json(document) == created
-    assert item_size(item) <= WRITE_UNIT_BYTES and write_units(item) == 1
+    assert write_units(item) == 1
     # and every reader decodes it: by id, lists, history, look-up by name
     assert store.get_flow_run(done.id) == done
     assert [r.id for r in store.list_flow_runs(FlowRunFilter(), limit=10).items] == [done.id]
@@ -191,7 +151,7 @@ def test_a_damaged_compressed_document_is_skipped_by_lists_and_refused_by_id(dyn
 # ---- task sheets ----------------------------------------------------------------------------
 
 
-def test_ten_short_tasks_are_one_sheet_of_one_write_unit(dynamodb):
+def test_ten_short_tasks_are_one_sheet_of_one_write_unit(dynamodb, item_size, write_units):
     store = store_at(dynamodb, compressed=True)
     run = store.create_flow_run(a_run())
     records = [task(run.id, n) for n in range(10)]
@@ -201,7 +161,7 @@ def test_ten_short_tasks_are_one_sheet_of_one_write_unit(dynamodb):
     [sheet] = sheets(dynamodb, run.id)
     assert dynamo_items.DATA not in sheet
     assert set(sheet[dynamo_task_sheets.COMPRESSED_RECORDS]) == {"B"}
-    assert item_size(sheet) <= WRITE_UNIT_BYTES and write_units(sheet) == 1
+    assert write_units(sheet) == 1
     assert store.list_task_runs(run.id, limit=100).items == records
 
 
@@ -272,7 +232,7 @@ def test_a_record_in_a_compressed_sheet_and_a_single_item_lists_at_its_highest_v
     assert listed.state.type is StateType.COMPLETED and listed.version == 3
 
 
-def test_a_large_batch_splits_by_uncompressed_size_and_compresses_each_sheet(dynamodb):
+def test_a_large_batch_splits_by_uncompressed_size_and_compresses_each_sheet(dynamodb, item_size):
     store = store_at(dynamodb, compressed=True)
     run = store.create_flow_run(a_run())
     many = [task(run.id, n) for n in range(500)]
@@ -283,7 +243,7 @@ def test_a_large_batch_splits_by_uncompressed_size_and_compresses_each_sheet(dyn
     assert len(found) > 1
     assert all(len(dynamo_task_sheets.sheet_text(i))
                <= dynamo_task_sheets.COMPRESSED_SHEET_MAX_JSON_BYTES for i in found)
-    assert all(item_size(i) < 4 * WRITE_UNIT_BYTES for i in found)
+    assert all(item_size(i) < 4 * 1024 for i in found)
     first = store.list_task_runs(run.id, limit=200)
     rest: list[TaskRun] = []
     cursor = first.next_cursor
@@ -370,7 +330,7 @@ def test_migration_3_to_4_only_stamps_and_refuses_code_of_3_after_it(dynamodb):
         check_understood(status, understood=3)
 
 
-def test_the_composition_root_writes_compressed_items_on_a_new_table(dynamodb):
+def test_the_composition_root_writes_compressed_items_on_a_new_table(dynamodb, write_units):
     # Given the Lambda's ports on a new (empty) table: stamped at this code's version
     ports = build_aws_ports(ControlPlaneSettings(table_name=TABLE),
                             AwsClients(dynamodb=dynamodb, sqs=None, logs=None))

@@ -7,15 +7,11 @@ code of 5 reads items of 4 and writes their layout until the data is migrated.""
 from __future__ import annotations
 
 import json
-import math
 import uuid
 import zlib
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
-import moto
 import pytest
 
 from sluice.exceptions import Conflict, SchemaTooNew
@@ -28,7 +24,6 @@ from sluice_functions.config import (
     LEAN_RUN_DOCUMENT_SCHEMA,
     SCHEMA_VERSION,
     SCHEMA_VERSION_ATTRIBUTE,
-    table_key_schema,
 )
 from sluice_functions.migrations import check_understood
 from sluice_functions.migrations.dynamo import DynamoMigrationBackend
@@ -39,18 +34,8 @@ from sluice_functions.ports import FlowRunFilter
 REGION = "us-east-1"
 TABLE = "sluice-lean"
 BASE = datetime(2026, 12, 5, 6, 35, 32, 72634, tzinfo=UTC)
-#: DynamoDB bills one write unit per started KB of the item.
-WRITE_UNIT_BYTES = 1024
 #: Fields a lean document leaves out whatever the write.
 LEFT_OUT = {"id", "version", "flow_name", "deployment_id", "pool"}
-
-
-@pytest.fixture
-def dynamodb() -> Iterator[Any]:
-    with moto.mock_aws():
-        client = boto3.client("dynamodb", region_name=REGION)
-        client.create_table(TableName=TABLE, **table_key_schema())
-        yield client
 
 
 def a_run(**fields: Any) -> FlowRun:
@@ -94,39 +79,14 @@ def raw_item(dynamodb: Any, flow_run_id: str) -> dict:
 def stored_document(item: dict) -> dict:
     """The JSON the item's `data` holds, as written (not filled in)."""
     return json.loads(dynamo_items.data_of(item))
-
-
-def _value_size(value: dict[str, Any]) -> int:
-    (kind, data), = value.items()
-    if kind == "S":
-        return len(data.encode())
-    if kind == "B":
-        return len(data)
-    if kind == "N":
-        digits = data.lstrip("-").replace(".", "").strip("0") or "0"
-        return (len(digits) + 1) // 2 + 1
-    if kind == "SS":
-        return sum(len(x.encode()) for x in data)
-    if kind == "L":
-        return 3 + sum(1 + _value_size(x) for x in data)
-    raise AssertionError(f"unexpected attribute type {kind}")
-
-
-def write_units(item: dict[str, Any]) -> int:
-    """Write units of a write of `item` (https://docs.aws.amazon.com/amazondynamodb/latest/
-    developerguide/CapacityUnitCalculations.html: attribute names plus values, per started KB)."""
-    size = sum(len(name.encode()) + _value_size(value) for name, value in item.items())
-    return max(1, math.ceil(size / WRITE_UNIT_BYTES))
-
-
 def same(a: FlowRun, b: FlowRun) -> bool:
     return a.model_dump(mode="json") == b.model_dump(mode="json")
 
 
-# ---- what is stored, and what reads back ----------------------------------------------------------
+# ---- what is stored, and what reads back ---------------------------------------------------------
 
 
-def test_a_short_run_stays_one_write_unit_and_every_read_path_restores_it(dynamodb):
+def test_a_short_run_stays_one_write_unit_and_every_read_path_restores_it(dynamodb, write_units):
     # Given code writing schema 5 (the store's default)
     store = DynamoRunStore(dynamodb, TABLE)
 
@@ -231,7 +191,7 @@ def test_a_lean_document_without_any_history_entry_is_refused_as_damaged(dynamod
         store.get_flow_run(run.id)
 
 
-# ---- the preset dictionary -------------------------------------------------------------------------
+# ---- the preset dictionary -----------------------------------------------------------------------
 
 
 def test_documents_are_deflated_with_the_pinned_dictionary(dynamodb):
@@ -253,7 +213,7 @@ def test_documents_are_deflated_with_the_pinned_dictionary(dynamodb):
     assert len(plain) - len(data) >= 60
 
 
-# ---- the layout follows the data's schema version -------------------------------------------------
+# ---- the layout follows the data's schema version ------------------------------------------------
 
 
 def gated_store(dynamodb: Any, guard: SchemaGuard) -> DynamoRunStore:

@@ -5,19 +5,16 @@ until it is migrated."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
-import moto
 import pytest
 
 from sluice.exceptions import BadRequest, Conflict
 from sluice.models import FlowRun, State, StateType, TaskRun
 from sluice_functions.adapters.aws import DynamoRunStore
 from sluice_functions.adapters.aws import dynamo_run_item, dynamo_task_sheets
-from sluice_functions.config import SCHEMA_VERSION, TABLE_PARTITION_KEY, table_key_schema
+from sluice_functions.config import SCHEMA_VERSION, TABLE_PARTITION_KEY
 from sluice_functions.migrations.dynamo import DynamoMigrationBackend
 from sluice_functions.migrations.guard import SchemaGuard
 from sluice_functions.migrations.runner import migrate
@@ -25,14 +22,6 @@ from sluice_functions.migrations.runner import migrate
 REGION = "us-east-1"
 TABLE = "sluice-lean-writes"
 BASE = datetime(2026, 12, 1, tzinfo=UTC)
-
-
-@pytest.fixture
-def dynamodb() -> Iterator[Any]:
-    with moto.mock_aws():
-        client = boto3.client("dynamodb", region_name=REGION)
-        client.create_table(TableName=TABLE, **table_key_schema())
-        yield client
 
 
 @pytest.fixture

@@ -8,12 +8,9 @@ listing that filtered on `state_type` where it is no longer projected."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
-import moto
 import pytest
 
 from sluice.exceptions import BadRequest
@@ -34,14 +31,6 @@ REGION = "us-east-1"
 TABLE = "sluice-run-indexes"
 T0 = datetime(2030, 5, 1, tzinfo=UTC)
 ENDED = frozenset({StateType.COMPLETED, StateType.FAILED})
-
-
-@pytest.fixture
-def dynamodb() -> Iterator[Any]:
-    with moto.mock_aws():
-        client = boto3.client("dynamodb", region_name=REGION)
-        client.create_table(TableName=TABLE, **table_key_schema())
-        yield client
 
 
 @pytest.fixture

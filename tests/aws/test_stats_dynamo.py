@@ -4,18 +4,14 @@ say `truncated` when their page bound is hit; and the `tag` / `parent_flow_run_i
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
-import moto
 import pytest
 
 from sluice.models import FlowRun, State, StateType
 from sluice.models.states import Late
 from sluice_functions.adapters.aws import DynamoRunStore, dynamo_run_stats
-from sluice_functions.config import table_key_schema
 from sluice_functions.ports import FlowRunFilter
 from sluice_functions.service.stats import flow_run_stats
 
@@ -23,14 +19,6 @@ REGION = "us-east-1"
 TABLE = "sluice-stats"
 DAY = datetime(2026, 3, 2, tzinfo=UTC)
 NOW = DAY + timedelta(days=1)
-
-
-@pytest.fixture
-def dynamodb() -> Iterator[Any]:
-    with moto.mock_aws():
-        client = boto3.client("dynamodb", region_name=REGION)
-        client.create_table(TableName=TABLE, **table_key_schema())
-        yield client
 
 
 @pytest.fixture
