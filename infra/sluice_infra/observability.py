@@ -35,7 +35,7 @@ from .storage import PoolQueues
 FLOW_RUN_TRANSITIONS = "FlowRunTransitions"  # service/lifecycle.py, dimension `state`
 FLOW_RUNS_CREATED = "FlowRunsCreated"        # service/flow_runs.py, dimension `pool`
 FLOW_RUNS_ENQUEUED = "FlowRunsEnqueued"      # service/queueing.py, dimension `pool`
-FLOW_RUNS_CLAIMED = "FlowRunsClaimed"        # service/lifecycle.py, dimension `pool`
+FLOW_RUNS_CLAIMED = "FlowRunsClaimed"        # service/claims.py, dimension `pool`
 ENQUEUE_FAILED = "EnqueueFailed"             # service/queueing.py, dimension `pool`
 LATE_RUNS = "LateRuns"                       # monitoring/monitor.py, dimension `pool`
 CRASHED_RUNS = "CrashedRuns"                 # monitoring/monitor.py, dimension `pool`

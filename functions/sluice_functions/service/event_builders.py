@@ -14,6 +14,8 @@ from typing import Any
 from sluice.exceptions import NotFound
 from sluice.models import Deployment, EventResource, FlowRun, SluiceEvent
 
+from .store_layers import root_store
+
 #: `sluice.flow-run.<state name>`: one event per state a run enters.
 FLOW_RUN_PREFIX = "sluice.flow-run."
 WORKER_OFFLINE = "sluice.worker.offline"
@@ -112,24 +114,9 @@ def deployment_name(store: Any, deployment_id: str | None) -> str | None:
     if deployment_id is None:
         return None
     try:
-        return _cached_deployment_name(id(_root_store(store)), deployment_id, _Unhashed(store))
+        return _cached_deployment_name(id(root_store(store)), deployment_id, _Unhashed(store))
     except Exception:  # noqa: BLE001 - a name is a nicety; never fail the event for it
         return None
-
-
-#: Store wrappers keep the store they wrap in `_store` (`PoolScopedStore`, `RequestReads`).
-_MAX_WRAPPERS = 5
-
-
-def _root_store(store: Any) -> Any:
-    """The store under its per-request wrappers: the cache is per store, and a wrapper built
-    for one request would otherwise never find what an earlier request read."""
-    for _ in range(_MAX_WRAPPERS):
-        inner = getattr(store, "__dict__", {}).get("_store")
-        if inner is None:
-            return store
-        store = inner
-    return store
 
 
 class _Unhashed:

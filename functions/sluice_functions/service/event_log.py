@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 from sluice.models import FlowRun, SluiceEvent, State
 
+from .store_layers import store_layers
+
 if TYPE_CHECKING:
     from ..automations.dispatch import AutomationDispatcher
     from ..ports import ControlPlanePorts
@@ -37,8 +39,6 @@ RESERVED_PREFIX = "sluice."
 DEPLOYMENT_EVENTS = "sluice.deployment."
 #: The run store attribute a composition root sets (`attach_recorder`).
 RECORDER_ATTRIBUTE = "event_recorder"
-#: Store wrappers keep the real store in `_store` (`PoolScopedStore`); looked through this deep.
-_MAX_WRAPPERS = 5
 
 
 class EventRecorder:
@@ -96,16 +96,12 @@ def attach_recorder(ports: ControlPlanePorts, dispatcher: AutomationDispatcher
 
 
 def recorder_of(store: Any) -> EventRecorder | None:
-    """The recorder attached to `store`, looking through wrappers that keep the real store in
-    `_store` (`PoolScopedStore`); None when nobody attached one."""
-    for _ in range(_MAX_WRAPPERS):
-        if store is None:
-            return None
-        attributes = getattr(store, "__dict__", {})
-        recorder = attributes.get(RECORDER_ATTRIBUTE)
+    """The recorder attached to `store` or to a store it wraps (`store_layers`); None when
+    nobody attached one."""
+    for layer in store_layers(store):
+        recorder = getattr(layer, "__dict__", {}).get(RECORDER_ATTRIBUTE)
         if recorder is not None:
             return recorder
-        store = attributes.get("_store")
     return None
 
 

@@ -29,7 +29,7 @@ class PoolScopedStore:
     `NotFound`; every other call goes to `store` unchanged."""
 
     def __init__(self, store: RunStore, pool: str) -> None:
-        self._store = store
+        self._store = store  # `store_layers.WRAPPED_STORE_ATTRIBUTE`: the recorder is found under it
         self.pool = pool
 
     def get_flow_run(self, flow_run_id: str) -> FlowRun:

@@ -34,9 +34,7 @@ class RequestReads:
     """`store` for one use case call, with its pool and deployment reads memoized."""
 
     def __init__(self, store: Any) -> None:
-        # `_store`: the attribute store wrappers keep the real store in (`event_log.recorder_of`
-        # looks through it for the event recorder).
-        self._store = store
+        self._store = store  # `store_layers.WRAPPED_STORE_ATTRIBUTE`: the recorder is found under it
         self._pools: dict[str, Pool | NotFound] = {}
         self._deployments: dict[str, Deployment | NotFound] = {}
         self._deployment_ids: dict[tuple[str, str], str | NotFound] = {}
