@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-from aws_requests import (
+from _meters import (
     ACCESS_LOG_SAMPLE,
     PLATFORM_BYTES,
     DynamoMeter,
