@@ -111,9 +111,10 @@ class TaskRunner:
 class ThreadPoolTaskRunner(TaskRunner):
     """Runs submitted task runs in threads of the flow's process (the default).
 
-    `max_workers` bounds the threads (default: Python's, `min(32, CPUs + 4)`). However small it
-    is, tasks that submit and wait on tasks do not deadlock: a waiter runs a task that has not
-    started yet itself."""
+    `max_workers` bounds the threads (default: Python's, `min(32, CPUs + 4)`); they start as
+    the work needs them (`engine.jobs.Pool`: one more while queued runs wait and none is being
+    taken). However small it is, tasks that submit and wait on tasks do not deadlock: a waiter
+    runs a task that has not started yet itself."""
 
     def __init__(self, max_workers: int | None = None) -> None:
         self.max_workers = _check_workers("ThreadPoolTaskRunner", max_workers)

@@ -142,3 +142,41 @@ def test_ids_are_unique_and_a_forked_child_draws_other_ids_than_its_parent():
 
     # Then their random parts differ (the child was reseeded)
     assert child and child != parent
+
+
+def test_jobs_that_wait_on_each_other_get_threads_up_to_the_limit():
+    # Given a pool of 4 and 4 jobs that can only finish together (each waits at a barrier)
+    pool = Pool(4, "test")
+    barrier = threading.Barrier(4, timeout=10)
+    passed: list[int] = []
+
+    # When they are submitted in one batch
+    pool.submit_many([lambda i=i: (barrier.wait(), passed.append(i)) for i in range(4)])
+    pool.shutdown()
+
+    # Then the pool added threads while the queue stalled, and all of them got through
+    assert sorted(passed) == [0, 1, 2, 3] and not barrier.broken
+
+
+def test_the_ramp_adds_a_thread_only_when_no_job_was_taken_since_its_last_look():
+    # Given a pool with one busy thread and jobs waiting in its queue
+    pool = Pool(3, "test")
+    release = threading.Event()
+    pool.submit(lambda: release.wait(10))
+    for _ in range(5):
+        pool._queue.put(lambda: None)
+    pool._ramping = True
+    threads = len(pool._threads)
+
+    # When the threads took a job since the last look, Then no thread is added
+    seen = pool._ramp_step(pool._taken - 1)
+    assert len(pool._threads) == threads and seen == pool._taken
+
+    # When none was taken, Then one more thread starts (and takes the queued jobs)
+    pool._ramp_step(pool._taken)
+    assert len(pool._threads) == threads + 1
+
+    # When the queue is empty, Then the ramp ends
+    release.set()
+    pool.shutdown()
+    assert pool._ramp_step(pool._taken) is None and not pool._ramping

@@ -140,9 +140,18 @@ def wait_all(inners: list[cf.Future], timeout: float | None = None) -> Any:  # t
     return cf.wait(inners, timeout=timeout)
 
 
+#: How long queued jobs may sit with no pool thread taking one before the pool adds a thread.
+#: Jobs that hold the GIL (trivial or CPU-bound tasks) keep one thread taking jobs, and more
+#: threads would only fight it for the GIL (a map of 10,000 trivial tasks cost ~33 us a task
+#: on one thread, ~48 on six); jobs that wait (I/O, sleep, a lock) stall the queue, and then a
+#: thread is added each interval up to `max_workers`, so waits still overlap within a few ms.
+THREAD_RAMP_SECONDS = 0.001
+
+
 class Pool:
     """Threads that run jobs from a queue: a leaner `ThreadPoolExecutor` (a job is its own
-    future, so no second future per task run). Threads start as work arrives, up to
+    future, so no second future per task run). The first job starts a thread; more start while
+    jobs wait in the queue and no thread has taken one for `THREAD_RAMP_SECONDS`, up to
     `max_workers` (default: Python's, `min(32, CPUs + 4)`)."""
 
     def __init__(self, max_workers: int | None, label: str) -> None:
@@ -155,6 +164,10 @@ class Pool:
         self._idle: queue.SimpleQueue[None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
+        #: Jobs pool threads have taken from the queue: the ramp's sign of progress.
+        self._taken = 0
+        #: Whether a ramp thread watches the queue (`_ramp`).
+        self._ramping = False
 
     def submit(self, work: Callable[[], None]) -> None:
         self.submit_many((work,))
@@ -176,12 +189,39 @@ class Pool:
         if not needed or len(self._threads) >= self.max_workers:
             return
         with self._lock:
-            while needed and len(self._threads) < self.max_workers:
-                thread = threading.Thread(target=self._work, daemon=True,
-                                          name=f"{self._label}_{len(self._threads)}")
-                thread.start()
-                self._threads.append(thread)
+            if not self._threads and self.max_workers:
+                self._start_thread()
                 needed -= 1
+            if needed and not self._ramping and len(self._threads) < self.max_workers:
+                self._ramping = True
+                threading.Thread(target=self._ramp, daemon=True,
+                                 name=f"{self._label}_ramp").start()
+
+    def _start_thread(self) -> None:
+        """One more pool thread (the caller holds `_lock`)."""
+        thread = threading.Thread(target=self._work, daemon=True,
+                                  name=f"{self._label}_{len(self._threads)}")
+        thread.start()
+        self._threads.append(thread)
+
+    def _ramp(self) -> None:
+        """While jobs are queued: a thread more each `THREAD_RAMP_SECONDS` in which no pool
+        thread took a job (they all wait on something), up to `max_workers`."""
+        seen: int | None = -1
+        while seen is not None:
+            time.sleep(THREAD_RAMP_SECONDS)
+            seen = self._ramp_step(seen)
+
+    def _ramp_step(self, seen: int) -> int | None:
+        """One look at the queue: a thread more if no job was taken since `seen`; the count
+        to compare next time, or None once nothing waits (or no thread may be added)."""
+        with self._lock:
+            if not self._queue.qsize() or len(self._threads) >= self.max_workers:
+                self._ramping = False
+                return None
+            if self._taken == seen:
+                self._start_thread()
+            return self._taken
 
     def _work(self) -> None:
         get, done = self._queue.get, self._idle.put
@@ -189,12 +229,15 @@ class Pool:
             work = get()
             if work is None:
                 return
+            self._taken += 1  # approximate across threads: only compared for a change
             work()
             del work
             done(None)
 
     def shutdown(self) -> None:
         """Run what is queued, then stop the threads."""
+        while self._queue.qsize() and self._threads:  # the ramp still adds threads for it
+            time.sleep(THREAD_RAMP_SECONDS)
         with self._lock:
             threads, self._threads = self._threads, []
             self.max_workers = 0  # late submits run nothing new
