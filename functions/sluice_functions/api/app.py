@@ -23,6 +23,7 @@ from sluice.models import utcnow
 from ..orchestration import LeasePolicy
 from ..ports import ControlPlanePorts
 from .automations import register_automation_routes
+from .batch_body import json_body_reader
 from .code import register_code_routes
 from .deployments import register_deployment_routes
 from .errors import mark_request_read, register_error_handlers
@@ -30,7 +31,6 @@ from .events import register_event_routes
 from .flow_runs import register_flow_run_routes
 from .pool_routes import register_pool_routes_of_workers
 from .pools import register_pool_routes
-from .request_checks import parse_json_body
 from .stats import register_stats_routes
 
 OPENAPI_TITLE = "Sluice control plane"
@@ -65,8 +65,9 @@ def build_app(
         leases = LeasePolicy.of_seconds(ControlPlaneSettings().heartbeat_timeout_seconds)
     app = APIGatewayHttpResolver(
         enable_validation=True,
-        # Size limit and strict JSON before anything is parsed (see request_checks).
-        json_body_deserializer=parse_json_body,
+        # Size limit and strict JSON before anything is parsed (see request_checks); an events
+        # batch validated from its text in one pass (see batch_body).
+        json_body_deserializer=json_body_reader(lambda: app.current_event),
         # A response that fails its own model is our bug: 500, never a 422 blamed on the client.
         response_validation_error_http_code=HTTPStatus.INTERNAL_SERVER_ERROR,
     )

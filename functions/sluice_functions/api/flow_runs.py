@@ -19,7 +19,6 @@ from sluice.models import (
     ClaimRequest,
     ClaimResponse,
     EventsAccepted,
-    EventsBatch,
     FlowRun,
     FlowRunCreate,
     HeartbeatRequest,
@@ -38,6 +37,7 @@ from ..service import run_admin, suspension
 from ..service.run_admin import MAX_REF_CHARS
 from ..orchestration import LeasePolicy
 from ..ports import ControlPlanePorts, FlowRunFilter
+from .batch_body import EventsBatchBody
 from .parameters import (
     DEFAULT_PAGE_LIMIT,
     MAX_ID_CHARS,
@@ -229,7 +229,7 @@ def register_flow_run_routes(
     @app.post("/flow-runs/<flow_run_id>/events", tags=[TAG],
               responses=documented(200, 404, 409),
               summary="Record a batch of task-run records and log lines (idempotent by id)")
-    def record_flow_run_events(flow_run_id: FlowRunId, batch: EventsBatch) -> EventsAccepted:
+    def record_flow_run_events(flow_run_id: FlowRunId, batch: EventsBatchBody) -> EventsAccepted:
         check_timestamps(batch)
         return service.record_events(flow_run_id, batch, store=store, logs=logs, metrics=metrics,
                                      queue=queue, now=clock(),

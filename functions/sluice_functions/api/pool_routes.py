@@ -22,7 +22,6 @@ from sluice.models import (
     ClaimResponse,
     Deployment,
     EventsAccepted,
-    EventsBatch,
     FlowRun,
     FlowRunCreate,
     HeartbeatRequest,
@@ -45,6 +44,7 @@ from ..service.pool_scope import (
     subflow_create_conflict,
     subflow_request_in_pool,
 )
+from .batch_body import EventsBatchBody
 from .code import Sha256
 from .parameters import DeploymentId, FlowRunId, documented
 from .pools import PoolName
@@ -105,7 +105,7 @@ def register_pool_routes_of_workers(
               responses=documented(200, 404, 409),
               summary="Report task runs and log lines of a run of the pool (with its lease)")
     def record_events(name: PoolName, flow_run_id: FlowRunId,
-                      batch: EventsBatch) -> EventsAccepted:
+                      batch: EventsBatchBody) -> EventsAccepted:
         check_timestamps(batch)
         return service.record_events(flow_run_id, batch, store=PoolScopedStore(store, name),
                                      logs=logs, metrics=metrics, queue=queue, now=clock(),

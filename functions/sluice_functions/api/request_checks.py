@@ -37,9 +37,9 @@ LATEST_TIMESTAMP = datetime(3000, 1, 1, tzinfo=UTC)
 #: The caller of a request that carries no IAM identity: the embedded server on loopback.
 LOCAL_CALLER = "local"
 
-# A JSON escape of a UTF-16 surrogate: paired ones decode to one character, a lone one to a
-# string that no UTF-8 store can write.
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+#: A JSON escape of a UTF-16 surrogate: paired ones decode to one character, a lone one to a
+#: string that no UTF-8 store can write.
+SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def parse_json_body(text: str) -> Any:
@@ -49,20 +49,30 @@ def parse_json_body(text: str) -> Any:
     (which Powertools reports as a `json_invalid` validation error, mapped to 400) for anything
     that is not plain JSON within `MAX_JSON_DEPTH`.
     """
+    check_body_size(text)
+    return parse_sized_json_body(text)
+
+
+def parse_sized_json_body(text: str) -> Any:
+    """`parse_json_body` for a body whose size `check_body_size` already passed."""
+    try:
+        value = json.loads(text, parse_constant=_refuse_non_json_constant)
+    except RecursionError:
+        raise json.JSONDecodeError("JSON nested too deeply", text, 0) from None
+    _check_depth(value, text)
+    if SURROGATE_ESCAPE.search(text):
+        _check_encodable(value, text)
+    return value
+
+
+def check_body_size(text: str) -> None:
+    """Raise `PayloadTooLarge` for a body over `MAX_REQUEST_BODY_BYTES` (before any parsing)."""
     size = _utf8_size(text)
     if size > MAX_REQUEST_BODY_BYTES:
         raise PayloadTooLarge(
             f"the request body has {size} bytes; the limit is {MAX_REQUEST_BODY_BYTES}",
             details={"field": "body", "size": size, "limit": MAX_REQUEST_BODY_BYTES},
         )
-    try:
-        value = json.loads(text, parse_constant=_refuse_non_json_constant)
-    except RecursionError:
-        raise json.JSONDecodeError("JSON nested too deeply", text, 0) from None
-    _check_depth(value, text)
-    if _SURROGATE_ESCAPE.search(text):
-        _check_encodable(value, text)
-    return value
 
 
 def _check_encodable(value: Any, text: str) -> None:

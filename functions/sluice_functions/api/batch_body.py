@@ -1,0 +1,99 @@
+"""The events routes' body, validated straight from the request's JSON text (issue 20).
+
+Powertools turns a JSON body into Python objects (`parse_json_body`: `json.loads` and a walk
+checking its depth) and then validates those; for an events batch of hundreds of records the
+parse and the walk cost about as much as the validation itself, and the records of a flow's
+last batches are what a flow waits for at its end. So the API's deserializer first offers the
+text of an events-batch request to pydantic-core, which validates it in one pass
+(`validate_json`), and the routes' body type (`EventsBatchBody`, documented exactly as
+`EventsBatch`) lets that result through.
+
+That fast path only takes a body whose outcome cannot differ from the usual path's: it
+validates with unknown fields refused (the usual path ignores them, but checks their JSON), and
+gives way for free-form state `details` (their depth and numbers are the usual path's checks)
+and for escaped UTF-16 surrogates. Any body it does not take, or that fails its validation,
+goes the usual way, so every refusal is the same answer (400, 413, 422 ...) as before, and an
+accepted batch is the same model.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler.openapi.params import Body
+from pydantic import WrapValidator
+
+from sluice.models import EventsBatch
+
+from .request_checks import (
+    SURROGATE_ESCAPE,
+    check_body_size,
+    parse_json_body,
+    parse_sized_json_body,
+)
+
+#: Whether this pydantic takes `extra=` at validation (recent releases); with an older one every
+#: body takes the usual path.
+_EXTRA_OVERRIDE = "extra" in inspect.signature(EventsBatch.model_validate_json).parameters
+#: Paths of the routes whose body is an `EventsBatchBody` (a run's own and a pool's route).
+_EVENTS_BATCH_PATH = re.compile(r"(?:/pools/[^/]+)?/flow-runs/[^/]+/events")
+
+
+class Prevalidated:
+    """A batch the deserializer already validated from the request's text."""
+
+    __slots__ = ("batch",)
+
+    def __init__(self, batch: EventsBatch) -> None:
+        self.batch = batch
+
+
+def _pass_prevalidated(value: Any, handler: Callable[[Any], EventsBatch]) -> EventsBatch:
+    if type(value) is Prevalidated:
+        return value.batch
+    return handler(value)
+
+
+#: The body of the events routes: validated and documented as an `EventsBatch`; one that the
+#: deserializer validated already (`read_json_body`) is taken as it is.
+EventsBatchBody = Annotated[EventsBatch, WrapValidator(_pass_prevalidated), Body()]
+
+
+def json_body_reader(current_event: Callable[[], Any]) -> Callable[[str], Any]:
+    """The resolver's JSON deserializer: `parse_json_body`, except for an events batch that
+    the fast path takes. `current_event` gives the request being served (its method and path
+    say which route the body is for)."""
+
+    def read_json_body(text: str) -> Any:
+        event = current_event()
+        if event.http_method != "POST" or not _EVENTS_BATCH_PATH.fullmatch(event.path):
+            return parse_json_body(text)
+        check_body_size(text)  # an oversized body costs no parsing, on either path
+        batch = prevalidated(text)
+        return batch if batch is not None else parse_sized_json_body(text)
+
+    return read_json_body
+
+
+def prevalidated(text: str) -> Prevalidated | None:
+    """The batch in `text` if the fast path takes it, else None (the usual path decides)."""
+    if "\\u" in text and SURROGATE_ESCAPE.search(text):
+        return None  # a lone surrogate is refused by the usual path's own check
+    if not _EXTRA_OVERRIDE:
+        return None
+    try:
+        # Unknown fields refused: with only known fields and no details, nothing in the body
+        # nests deeper than a few levels or holds a number the usual path would refuse.
+        batch = EventsBatch.model_validate_json(text, extra="forbid")
+    except Exception:  # noqa: BLE001 - whatever it is, the usual path answers it as before
+        return None
+    if batch.state is not None and batch.state.details is not None:
+        return None
+    for records in (batch.task_runs, batch.finished_task_runs):
+        for task_run in records:
+            if task_run.state.details is not None:
+                return None
+    return Prevalidated(batch)
