@@ -1,5 +1,6 @@
 """What the moto-backed DynamoDB tests share: the control plane's table, made inside the mock
-for each test, and the write units DynamoDB would bill for an item."""
+for each test, the write units DynamoDB would bill for an item, and data of an earlier schema
+with the store wired to it."""
 
 from __future__ import annotations
 
@@ -11,7 +12,16 @@ import boto3
 import moto
 import pytest
 
-from sluice_functions.config import table_key_schema
+from sluice_functions.adapters.aws import DynamoRunStore
+from sluice_functions.config import (
+    COMPRESSED_ITEMS_SCHEMA,
+    LEAN_RUN_DOCUMENT_SCHEMA,
+    SCHEMA_VERSION_ATTRIBUTE,
+    table_key_schema,
+)
+from sluice_functions.migrations.dynamo import DynamoMigrationBackend
+from sluice_functions.migrations.guard import SchemaGuard
+from sluice_functions.migrations.runner import migrate
 
 #: DynamoDB bills one write unit per started KB of the item.
 WRITE_UNIT_BYTES = 1024
@@ -59,3 +69,33 @@ def item_size() -> Callable[[dict[str, Any]], int]:
 def write_units() -> Callable[[dict[str, Any]], int]:
     """Write units of a write of an item (per started KB, at least one)."""
     return lambda item: max(1, math.ceil(billed_size(item) / WRITE_UNIT_BYTES))
+
+
+@pytest.fixture
+def data_at(dynamodb: Any, request: pytest.FixtureRequest) -> Callable[[int], Any]:
+    """`data_at(version)`: the table's items as the release of schema `version` left them (their
+    stamps removed, then migrated to `version`); returns the migration backend."""
+    table = request.module.TABLE
+
+    def bring(version: int) -> DynamoMigrationBackend:
+        backend = DynamoMigrationBackend(dynamodb, table)
+        for item in dynamodb.scan(TableName=table)["Items"]:
+            dynamodb.update_item(TableName=table, Key={k: item[k] for k in ("pk", "sk")},
+                                 UpdateExpression="REMOVE #sv",
+                                 ExpressionAttributeNames={"#sv": SCHEMA_VERSION_ATTRIBUTE})
+        migrate(backend, to_version=version)
+        return backend
+
+    return bring
+
+
+@pytest.fixture
+def gated_store(dynamodb: Any, request: pytest.FixtureRequest
+                ) -> Callable[[SchemaGuard], DynamoRunStore]:
+    """`gated_store(guard)`: the run store wired to the data's version as the composition root
+    (`clients.build_aws_ports`) wires it."""
+    table = request.module.TABLE
+    return lambda guard: DynamoRunStore(
+        dynamodb, table,
+        compressed_items=lambda: guard.data_version() >= COMPRESSED_ITEMS_SCHEMA,
+        lean_documents=lambda: guard.data_version() >= LEAN_RUN_DOCUMENT_SCHEMA)

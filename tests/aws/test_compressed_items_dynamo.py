@@ -18,13 +18,11 @@ from sluice_functions.adapters.aws.clients import AwsClients, build_aws_ports
 from sluice_functions.adapters.records import UnreadableRecord
 from sluice_functions.config import (
     COMPRESSED_ITEMS_SCHEMA,
-    LEAN_RUN_DOCUMENT_SCHEMA,
     SCHEMA_VERSION_ATTRIBUTE,
     TABLE_PARTITION_KEY,
     ControlPlaneSettings,
 )
 from sluice_functions.migrations import check_understood
-from sluice_functions.migrations.dynamo import DynamoMigrationBackend
 from sluice_functions.migrations.guard import SchemaGuard
 from sluice_functions.migrations.runner import migrate
 from sluice_functions.ports import FlowRunFilter
@@ -257,30 +255,13 @@ def test_a_large_batch_splits_by_uncompressed_size_and_compresses_each_sheet(dyn
 # ---- the layout follows the data's schema version -------------------------------------------
 
 
-def gated_store(dynamodb: Any, guard: SchemaGuard) -> DynamoRunStore:
-    """The store as the composition root wires it (`clients.build_aws_ports`)."""
-    return DynamoRunStore(dynamodb, TABLE, compressed_items=lambda: (
-        guard.data_version() >= COMPRESSED_ITEMS_SCHEMA), lean_documents=lambda: (
-        guard.data_version() >= LEAN_RUN_DOCUMENT_SCHEMA))
-
-
-def table_at_3(dynamodb: Any) -> DynamoMigrationBackend:
-    """A table whose data the previous release brought to schema 3."""
-    store_at(dynamodb, compressed=False).create_flow_run(a_run())
-    backend = DynamoMigrationBackend(dynamodb, TABLE)
-    for item in dynamodb.scan(TableName=TABLE)["Items"]:  # stamps removed: data of version 1
-        dynamodb.update_item(TableName=TABLE, Key={k: item[k] for k in ("pk", "sk")},
-                             UpdateExpression="REMOVE #sv",
-                             ExpressionAttributeNames={"#sv": SCHEMA_VERSION_ATTRIBUTE})
-    migrate(backend, to_version=3)
-    return backend
-
-
-def test_at_data_version_3_code_of_4_writes_the_old_layout_until_migrated(dynamodb):
+def test_at_data_version_3_code_of_4_writes_the_old_layout_until_migrated(
+        dynamodb, data_at, gated_store):
     # Given a table at 3 and the store wired to its version
-    backend = table_at_3(dynamodb)
+    store_at(dynamodb, compressed=False).create_flow_run(a_run())
+    backend = data_at(3)
     guard = SchemaGuard(backend.guard_status, interval_seconds=0.0)
-    store = gated_store(dynamodb, guard)
+    store = gated_store(guard)
 
     # When a run and its tasks are written, Then both are in the layout code of 3 reads
     run = move(store, store.create_flow_run(a_run()), StateType.PENDING, "claim")
@@ -300,9 +281,10 @@ def test_at_data_version_3_code_of_4_writes_the_old_layout_until_migrated(dynamo
     assert len(store.list_task_runs(run.id, limit=10).items) == 6
 
 
-def test_migration_3_to_4_only_stamps_and_refuses_code_of_3_after_it(dynamodb):
+def test_migration_3_to_4_only_stamps_and_refuses_code_of_3_after_it(dynamodb, data_at):
     # Given a table at 3 with a run and a sheet in the layout of 3
-    backend = table_at_3(dynamodb)
+    store_at(dynamodb, compressed=False).create_flow_run(a_run())
+    backend = data_at(3)
     old = store_at(dynamodb, compressed=False)
     run = old.create_flow_run(a_run())
     old.add_finished_task_runs([task(run.id, n) for n in range(3)])

@@ -20,13 +20,11 @@ from sluice_functions.adapters.aws import DynamoRunStore, dynamo_items
 from sluice_functions.adapters.aws import dynamo_run_item as run_item
 from sluice_functions.adapters.records import UnreadableRecord
 from sluice_functions.config import (
-    COMPRESSED_ITEMS_SCHEMA,
     LEAN_RUN_DOCUMENT_SCHEMA,
     SCHEMA_VERSION,
     SCHEMA_VERSION_ATTRIBUTE,
 )
 from sluice_functions.migrations import check_understood
-from sluice_functions.migrations.dynamo import DynamoMigrationBackend
 from sluice_functions.migrations.guard import SchemaGuard
 from sluice_functions.migrations.runner import migrate
 from sluice_functions.ports import FlowRunFilter
@@ -216,31 +214,18 @@ def test_documents_are_deflated_with_the_pinned_dictionary(dynamodb):
 # ---- the layout follows the data's schema version ------------------------------------------------
 
 
-def gated_store(dynamodb: Any, guard: SchemaGuard) -> DynamoRunStore:
-    """The store as the composition root wires it (`clients.build_aws_ports`)."""
-    return DynamoRunStore(
-        dynamodb, TABLE,
-        compressed_items=lambda: guard.data_version() >= COMPRESSED_ITEMS_SCHEMA,
-        lean_documents=lambda: guard.data_version() >= LEAN_RUN_DOCUMENT_SCHEMA)
+def whole_documents(dynamodb: Any) -> DynamoRunStore:
+    """The store writing the layout of schema 4 (what the previous release wrote)."""
+    return DynamoRunStore(dynamodb, TABLE, lean_documents=lambda: False)
 
 
-def table_at_4(dynamodb: Any) -> DynamoMigrationBackend:
-    """A table whose data the previous release brought to schema 4."""
-    backend = DynamoMigrationBackend(dynamodb, TABLE)
-    DynamoRunStore(dynamodb, TABLE, lean_documents=lambda: False).create_flow_run(a_run())
-    for item in dynamodb.scan(TableName=TABLE)["Items"]:  # stamps removed: data of version 1
-        dynamodb.update_item(TableName=TABLE, Key={k: item[k] for k in ("pk", "sk")},
-                             UpdateExpression="REMOVE #sv",
-                             ExpressionAttributeNames={"#sv": SCHEMA_VERSION_ATTRIBUTE})
-    migrate(backend, to_version=4)
-    return backend
-
-
-def test_at_data_version_4_code_of_5_writes_whole_documents_until_migrated(dynamodb):
+def test_at_data_version_4_code_of_5_writes_whole_documents_until_migrated(
+        dynamodb, data_at, gated_store):
     # Given a table at 4 and the store wired to its version
-    backend = table_at_4(dynamodb)
+    whole_documents(dynamodb).create_flow_run(a_run())
+    backend = data_at(4)
     guard = SchemaGuard(backend.guard_status, interval_seconds=0.0)
-    store = gated_store(dynamodb, guard)
+    store = gated_store(guard)
 
     # When a run is created and claimed, Then its document is whole (code of 4 reads it)
     run = claim(store, store.create_flow_run(a_run()))
@@ -256,9 +241,10 @@ def test_at_data_version_4_code_of_5_writes_whole_documents_until_migrated(dynam
     assert same(store.get_flow_run(run.id), done)
 
 
-def test_migration_4_to_5_only_stamps_and_refuses_code_of_4_after_it(dynamodb):
+def test_migration_4_to_5_only_stamps_and_refuses_code_of_4_after_it(dynamodb, data_at):
     # Given a table at 4 with a run in the layout of 4
-    backend = table_at_4(dynamodb)
+    whole_documents(dynamodb).create_flow_run(a_run())
+    backend = data_at(4)
     before = {(i["pk"]["S"], i["sk"]["S"]): i for i in dynamodb.scan(TableName=TABLE)["Items"]}
 
     # When migrated (twice: idempotent)
