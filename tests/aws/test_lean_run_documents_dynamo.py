@@ -189,6 +189,22 @@ def test_a_lean_document_without_any_history_entry_is_refused_as_damaged(dynamod
         store.get_flow_run(run.id)
 
 
+def test_a_lean_run_without_its_version_attribute_is_skipped_by_lists_and_refused_by_id(
+        dynamodb):
+    # Given two runs, one of which lost its version attribute (a hand edit)
+    store = DynamoRunStore(dynamodb, TABLE)
+    kept = store.create_flow_run(a_run())
+    damaged = store.create_flow_run(a_run())
+    dynamodb.update_item(TableName=TABLE, Key=dynamo_items.run_key(damaged.id),
+                         UpdateExpression="REMOVE #v",
+                         ExpressionAttributeNames={"#v": dynamo_items.VERSION})
+
+    # Then a listing skips it, and a read by id names it
+    assert [r.id for r in store.list_flow_runs(FlowRunFilter(), limit=10).items] == [kept.id]
+    with pytest.raises(UnreadableRecord, match=f"{damaged.id}.*damaged"):
+        store.get_flow_run(damaged.id)
+
+
 # ---- the preset dictionary -----------------------------------------------------------------------
 
 

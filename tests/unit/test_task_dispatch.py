@@ -180,3 +180,22 @@ def test_the_ramp_adds_a_thread_only_when_no_job_was_taken_since_its_last_look()
     release.set()
     pool.shutdown()
     assert pool._ramp_step(pool._taken) is None and not pool._ramping
+
+
+def test_after_a_batch_on_one_thread_jobs_that_wait_on_each_other_still_get_threads():
+    # Given a pool whose one thread ran a batch of 100 trivial jobs (it is one idle thread,
+    # not a hundred)
+    pool = Pool(4, "test")
+    pool.submit_many([lambda: None] * 100)
+    ran = threading.Event()
+    pool.submit(ran.set)
+    assert ran.wait(5)
+
+    # When 4 jobs come that can only finish together
+    barrier = threading.Barrier(4, timeout=10)
+    passed: list[int] = []
+    pool.submit_many([lambda i=i: (barrier.wait(), passed.append(i)) for i in range(4)])
+    pool.shutdown()
+
+    # Then the pool added the threads they need
+    assert sorted(passed) == [0, 1, 2, 3] and not barrier.broken

@@ -158,9 +158,10 @@ class Pool:
         self.max_workers = max_workers or min(32, (os.cpu_count() or 1) + 4)
         self._label = label
         self._queue: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
-        #: One token per job a thread finished (so it is, or soon is, waiting for more): a
-        #: submit takes a token instead of starting a thread. A SimpleQueue rather than a
-        #: Semaphore: its put/get are C calls (~0.1 us) where a Semaphore's cost ~2-4 us.
+        #: One token per thread that finished a job and found the queue empty (so it is, or
+        #: soon is, waiting for more): a submit takes a token instead of starting a thread.
+        #: A SimpleQueue rather than a Semaphore: its put/get are C calls (~0.1 us) where a
+        #: Semaphore's cost ~2-4 us.
         self._idle: queue.SimpleQueue[None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
@@ -224,7 +225,7 @@ class Pool:
             return self._taken
 
     def _work(self) -> None:
-        get, done = self._queue.get, self._idle.put
+        get, idle, queued = self._queue.get, self._idle.put, self._queue.qsize
         while True:
             work = get()
             if work is None:
@@ -232,11 +233,15 @@ class Pool:
             self._taken += 1  # approximate across threads: only compared for a change
             work()
             del work
-            done(None)
+            # A token only when about to wait: one per job done would let a thread that ran a
+            # batch stand for as many idle threads, and later submits start no thread at all.
+            if not queued():
+                idle(None)
 
     def shutdown(self) -> None:
         """Run what is queued, then stop the threads."""
-        while self._queue.qsize() and self._threads:  # the ramp still adds threads for it
+        # The ramp still adds threads for it (none left alive: a job killed its thread).
+        while self._queue.qsize() and any(thread.is_alive() for thread in self._threads):
             time.sleep(THREAD_RAMP_SECONDS)
         with self._lock:
             threads, self._threads = self._threads, []

@@ -28,6 +28,7 @@ from sluice.models import FlowRun, State
 from sluice.models.states import DEFAULT_STATE_NAMES
 
 from ...config import TABLE_PARTITION_KEY, TABLE_SORT_KEY, TTL_ATTRIBUTE
+from ..records import UnreadableRecord
 from . import dynamo_items as items
 from .dynamo_table import SingleTable
 
@@ -85,17 +86,23 @@ def run_text(item: items.Item) -> str:
     text = items.data_of(item)
     if text.startswith(FULL_DOCUMENT_START):
         return text
-    document = json.loads(text)
-    document["id"] = item[TABLE_PARTITION_KEY]["S"][len(items.RUN_PARTITION_PREFIX):]
-    document["version"] = items.version_of(item)
-    for attribute, field in items.LEAN_FIELD_OF.items():
-        if attribute in item:
-            document[field] = item[attribute]["S"]
-    if "state" not in document:
-        newest = max((json.loads(value["S"]) for value in item.get(HISTORY, {}).get("L", [])),
-                     key=lambda entry: entry["v"], default=None)
-        if newest is not None:  # else the item is damaged: the read names the missing state
-            document["state"] = newest["s"]
+    try:
+        document = json.loads(text)
+        document["id"] = item[TABLE_PARTITION_KEY]["S"][len(items.RUN_PARTITION_PREFIX):]
+        document["version"] = items.version_of(item)
+        for attribute, field in items.LEAN_FIELD_OF.items():
+            if attribute in item:
+                document[field] = item[attribute]["S"]
+        if "state" not in document:
+            newest = max((json.loads(value["S"]) for value in item.get(HISTORY, {}).get("L", [])),
+                         key=lambda entry: entry["v"], default=None)
+            if newest is not None:  # else the read names the missing state
+                document["state"] = newest["s"]
+    except (KeyError, TypeError, ValueError) as error:  # a damaged item: lists skip it
+        problem = f"its document or attributes are damaged ({type(error).__name__}: {error})"
+        raise UnreadableRecord(
+            f"the stored item {items.item_ref(item)} cannot be read ({problem}): restore or "
+            "delete it", details={"id": items.item_ref(item), "problem": problem}) from None
     return json.dumps(document)
 
 

@@ -137,7 +137,7 @@ class DynamoRunStore(DynamoDeployments, DynamoRunMaintenance, DynamoRunStats,
         current = self._table.get(items.run_key(run.id), "get flow run")
         if current is None:
             raise NotFound(f"flow run {run.id} not found", details={"flow_run_id": run.id})
-        landed = FlowRun.model_validate_json(run_item.run_text(current))
+        landed = read_record(FlowRun, run_item.run_text(current), kind="flow run", ref=run.id)
         if landed.model_dump_json() == written.model_dump_json():  # version and state included
             return landed
         raise Conflict(f"flow run {run.id} changed concurrently (version {run.version} is stale)",
