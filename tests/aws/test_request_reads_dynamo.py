@@ -16,8 +16,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import boto3
-import moto
 import pytest
 
 from sluice.models import DeploymentCreate, PoolCreate, PoolUpdate
@@ -27,7 +25,6 @@ from sluice_functions.adapters.memory_metrics import InMemoryMetrics
 from sluice_functions.adapters.sqlite import SqliteLogSink, SqliteRunQueue, SqliteRunStore
 from sluice_functions.api import build_app
 from sluice_functions.automations.dispatch import NoDispatch
-from sluice_functions.config import table_key_schema
 from sluice_functions.ports import ControlPlanePorts
 from sluice_functions.service.event_log import attach_recorder
 from sluice_functions.service.pools import update_pool
@@ -110,19 +107,16 @@ class Plane:
 
 
 @pytest.fixture
-def dynamo_plane(tmp_path: Path) -> Iterator[Plane]:
-    with moto.mock_aws():
-        client = boto3.client("dynamodb", region_name=REGION)
-        client.create_table(TableName=TABLE, **table_key_schema())
-        calls: Counter[str] = Counter()
-        client.meta.events.register("before-call.dynamodb.*", lambda model, **_: calls.update(
-            [model.name]))
-        queue = SqliteRunQueue(tmp_path / "queue.db")
-        ports = ControlPlanePorts(store=DynamoRunStore(client, TABLE), queue=queue,
-                                  logs=SqliteLogSink(tmp_path / "logs.db"),
-                                  metrics=InMemoryMetrics())
-        yield Plane(ports, lambda: calls["GetItem"])
-        queue.close()
+def dynamo_plane(dynamodb: Any, tmp_path: Path) -> Iterator[Plane]:
+    calls: Counter[str] = Counter()
+    dynamodb.meta.events.register("before-call.dynamodb.*", lambda model, **_: calls.update(
+        [model.name]))
+    queue = SqliteRunQueue(tmp_path / "queue.db")
+    ports = ControlPlanePorts(store=DynamoRunStore(dynamodb, TABLE), queue=queue,
+                              logs=SqliteLogSink(tmp_path / "logs.db"),
+                              metrics=InMemoryMetrics())
+    yield Plane(ports, lambda: calls["GetItem"])
+    queue.close()
 
 
 @pytest.fixture

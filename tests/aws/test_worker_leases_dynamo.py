@@ -11,8 +11,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import boto3
-import moto
 import pytest
 
 from sluice.models import ClaimRequest, DeploymentCreate, FlowRunCreate, PoolCreate
@@ -22,7 +20,6 @@ from sluice_functions.adapters.aws.dynamo_table import MAX_BATCH_GET_KEYS
 from sluice_functions.adapters.memory_metrics import InMemoryMetrics
 from sluice_functions.adapters.sqlite import SqliteLogSink, SqliteRunQueue
 from sluice_functions.api import build_app
-from sluice_functions.config import table_key_schema
 from sluice_functions.monitoring import monitor_runs
 from sluice_functions.orchestration import LeasePolicy
 from sluice_functions.ports import ControlPlanePorts
@@ -66,23 +63,20 @@ class Clock:
 
 
 @pytest.fixture
-def plane(tmp_path: Path) -> Iterator[Any]:
-    with moto.mock_aws():
-        raw = boto3.client("dynamodb", region_name=REGION)
-        raw.create_table(TableName=TABLE, **table_key_schema())
-        client = CountingClient(raw)
-        store = DynamoRunStore(client, TABLE)
-        queue = SqliteRunQueue(tmp_path / "queue.db")
-        ports = ControlPlanePorts(store=store, queue=queue, logs=SqliteLogSink(tmp_path / "l.db"),
-                                  metrics=InMemoryMetrics())
-        clock = Clock()
-        app = build_app(ports, clock=clock, leases=LEASES)
-        service.create_pool(PoolCreate(name="etl"), store=store, queue=queue, now=NOW)
-        dep = service.create_deployment(
-            DeploymentCreate(flow_name="etl", name="n", entrypoint="f.py:etl", pool="etl"),
-            store=store, queue=queue, now=NOW)
-        yield app, ports, client, clock, dep
-        queue.close()
+def plane(dynamodb: Any, tmp_path: Path) -> Iterator[Any]:
+    client = CountingClient(dynamodb)
+    store = DynamoRunStore(client, TABLE)
+    queue = SqliteRunQueue(tmp_path / "queue.db")
+    ports = ControlPlanePorts(store=store, queue=queue, logs=SqliteLogSink(tmp_path / "l.db"),
+                              metrics=InMemoryMetrics())
+    clock = Clock()
+    app = build_app(ports, clock=clock, leases=LEASES)
+    service.create_pool(PoolCreate(name="etl"), store=store, queue=queue, now=NOW)
+    dep = service.create_deployment(
+        DeploymentCreate(flow_name="etl", name="n", entrypoint="f.py:etl", pool="etl"),
+        store=store, queue=queue, now=NOW)
+    yield app, ports, client, clock, dep
+    queue.close()
 
 
 def _call(app: Any, path: str, body: Any) -> tuple[int, Any]:

@@ -106,10 +106,11 @@ WORKER_SESSION_SORT_KEY = "SESSION"
 #: Attributes of a worker item that are not worker fields.
 ITEM_BOOKKEEPING = frozenset({TABLE_PARTITION_KEY, TABLE_SORT_KEY, TTL_ATTRIBUTE,
                               SCHEMA_VERSION_ATTRIBUTE})
-#: Index attributes a flow-run item has only when the run has the value.
-OPTIONAL_RUN_ATTRIBUTES = (RUN_FLOW_NAME, RUN_DEPLOYMENT_ID, RUN_POOL)
-#: The run field each optional attribute holds (a lean document, schema 5, leaves it out).
-LEAN_FIELD_OF = {RUN_FLOW_NAME: "flow_name", RUN_DEPLOYMENT_ID: "deployment_id", RUN_POOL: "pool"}
+#: Index attributes a flow-run item has only when the run has the value, and the run field
+#: each holds (a lean document, schema 5, leaves the field out when the attribute is there).
+OPTIONAL_RUN_FIELDS = {RUN_FLOW_NAME: "flow_name", RUN_DEPLOYMENT_ID: "deployment_id",
+                       RUN_POOL: "pool"}
+OPTIONAL_RUN_ATTRIBUTES = tuple(OPTIONAL_RUN_FIELDS)
 #: Versions are zero-padded so the history sorts numerically as strings.
 VERSION_DIGITS = 12
 
@@ -244,11 +245,12 @@ def flow_run_item(run: FlowRun, expires_at: int, *, compressed: bool = False,
     # factory's field with a fresh value, so those stay): ~120 bytes once compressed, which
     # keeps a claimed run's item within one write unit. A release that changes a field's
     # default must keep reading these documents as written (a migration, or the old default).
-    optional = dict(zip(OPTIONAL_RUN_ATTRIBUTES, (run.flow_name, run.deployment_id, run.pool)))
+    # Index keys cannot be empty strings; a run without a deployment is simply not in that index.
+    optional = {name: value for name, field in OPTIONAL_RUN_FIELDS.items()
+                 if (value := getattr(run, field))}
     left_out: set[str] | None = None
     if lean:
-        left_out = {"id", "version", *(LEAN_FIELD_OF[name] for name, value in optional.items()
-                                       if value)}
+        left_out = {"id", "version", *(OPTIONAL_RUN_FIELDS[name] for name in optional)}
         if state_inline:
             left_out.add("state")
     document = run.model_dump_json(exclude_defaults=compressed, exclude=left_out)
@@ -262,8 +264,7 @@ def flow_run_item(run: FlowRun, expires_at: int, *, compressed: bool = False,
         RUN_STATE_TYPE: s(run.state.type.value),
         TTL_ATTRIBUTE: n(expires_at),
     }
-    # Index keys cannot be empty strings; a run without a deployment is simply not in that index.
-    item.update({name: s(value) for name, value in optional.items() if value})
+    item.update({name: s(value) for name, value in optional.items()})
     return item
 
 

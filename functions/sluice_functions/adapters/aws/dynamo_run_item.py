@@ -90,7 +90,7 @@ def run_text(item: items.Item) -> str:
         document = json.loads(text)
         document["id"] = item[TABLE_PARTITION_KEY]["S"][len(items.RUN_PARTITION_PREFIX):]
         document["version"] = items.version_of(item)
-        for attribute, field in items.LEAN_FIELD_OF.items():
+        for attribute, field in items.OPTIONAL_RUN_FIELDS.items():
             if attribute in item:
                 document[field] = item[attribute]["S"]
         if "state" not in document:
@@ -104,6 +104,12 @@ def run_text(item: items.Item) -> str:
             f"the stored item {items.item_ref(item)} cannot be read ({problem}): restore or "
             "delete it", details={"id": items.item_ref(item), "problem": problem}) from None
     return json.dumps(document)
+
+
+def run_of(item: items.Item) -> FlowRun:
+    """The flow run in a run item (`run_text`); a pydantic error or `UnreadableRecord` when it
+    cannot be read (`records.readable` skips such items in lists)."""
+    return FlowRun.model_validate_json(run_text(item))
 
 
 def applied_transition(item: items.Item | None, transition_id: str) -> bool:

@@ -112,7 +112,7 @@ class DynamoRunMaintenance:
         for _ in range(MAX_NAME_SCAN_PAGES):
             response = self._table.scan_page(params, "find flow runs by name")
             mentioned = [i for i in response.get("Items", []) if _mentions(i, fragment)]
-            runs = readable(mentioned, lambda i: FlowRun.model_validate_json(run_item.run_text(i)),
+            runs = readable(mentioned, run_item.run_of,
                             kind="flow run", ref=lambda i: i[TABLE_PARTITION_KEY]["S"])
             found += [run for run in runs if run.name == name]  # not a parameter's "name"
             if len(found) >= limit or "LastEvaluatedKey" not in response:
@@ -124,7 +124,7 @@ class DynamoRunMaintenance:
         if not ids:
             return []
         found = self._table.batch_get([items.run_key(run_id) for run_id in ids], "get flow runs")
-        return readable(found, lambda i: FlowRun.model_validate_json(run_item.run_text(i)),
+        return readable(found, run_item.run_of,
                         kind="flow run", ref=lambda i: i[TABLE_PARTITION_KEY]["S"])
 
     # ---- deletions ---------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
-from sluice.models import FlowRun, StateType
+from sluice.models import StateType
 
 from ...config import RUN_ORDER, TABLE_PARTITION_KEY, TABLE_SORT_KEY
 from ...ports import FlowRunCounts, FlowRunFilter
@@ -83,7 +83,7 @@ class DynamoRunStats:
             max_items=MAX_LATE_CANDIDATES)
         keys = [items.key(e[TABLE_PARTITION_KEY]["S"], e[TABLE_SORT_KEY]["S"]) for e in entries]
         runs = readable(self._table.batch_get(keys, "count late flow runs"),
-                        lambda i: FlowRun.model_validate_json(run_item.run_text(i)),
+                        run_item.run_of,
                         kind="flow run", ref=lambda i: i[TABLE_PARTITION_KEY]["S"])
         late = sum(1 for run in runs if run.state.type == StateType.SCHEDULED
                    and run.state.name == LATE_STATE_NAME)

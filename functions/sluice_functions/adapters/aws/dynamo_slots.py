@@ -46,7 +46,7 @@ def count_slot_holders(table: SingleTable, scope: str, name: str) -> int:
     run_ids = [holder[TABLE_SORT_KEY]["S"] for holder in holders]
     runs = {}
     for item in table.batch_get([items.run_key(run_id) for run_id in run_ids], "get slot holders"):
-        run = FlowRun.model_validate_json(run_item.run_text(item))
+        run = run_item.run_of(item)
         runs[run.id] = run
     held = 0
     for holder, run_id in zip(holders, run_ids):

@@ -79,9 +79,10 @@ class DynamoRunStore(DynamoDeployments, DynamoRunMaintenance, DynamoRunStats,
                   state_inline: bool = False) -> items.Item:
         """`state_inline`: the write puts the run's state in the inline history as its newest
         entry, so a lean document (schema 5) leaves it out."""
-        lean = self._lean_documents() and self._compressed_items()
-        return items.flow_run_item(run, expires_at, compressed=self._compressed_items(),
-                                   lean=lean, state_inline=state_inline)
+        compressed = self._compressed_items()
+        return items.flow_run_item(run, expires_at, compressed=compressed,
+                                   lean=compressed and self._lean_documents(),
+                                   state_inline=state_inline)
 
     # ---- flow runs ---------------------------------------------------------------------------
 
@@ -260,7 +261,7 @@ class DynamoRunStore(DynamoDeployments, DynamoRunMaintenance, DynamoRunStats,
         """The runs behind index entries, read consistently, that still match the filter."""
         keys = [items.key(i[TABLE_PARTITION_KEY]["S"], i[TABLE_SORT_KEY]["S"]) for i in index_items]
         runs = readable(self._table.batch_get(keys, "get flow runs"),
-                        lambda i: FlowRun.model_validate_json(run_item.run_text(i)),
+                        run_item.run_of,
                         kind="flow run", ref=lambda i: i[TABLE_PARTITION_KEY]["S"])
         return [run for run in runs if matches(run, flt)]
 

@@ -42,7 +42,7 @@ class DynamoWorkerSessions:
         ids = list(dict.fromkeys(flow_run_ids))
         # `batch_get` sends MAX_BATCH_GET_KEYS (100, BatchGetItem's limit) keys per request.
         found = readable(self._table.batch_get([items.run_key(i) for i in ids], "get flow runs"),
-                         lambda i: FlowRun.model_validate_json(run_item.run_text(i)),
+                         run_item.run_of,
                          kind="flow run", ref=lambda i: i[TABLE_PARTITION_KEY]["S"])
         return found
 
