@@ -15,6 +15,8 @@ BENCHMARKS = [
     ["cold_start.py"],
     ["task_overhead.py"],
     ["task_overhead.py", "--mode", "server", "--repeats", "3"],
+    ["task_overhead.py", "--own-core", "--n", "10000", "--repeats", "3"],
+    ["task_overhead.py", "--mode", "server", "--own-core", "--n", "10000", "--repeats", "3"],
     ["pickup.py"],
     # An idle worker: memory of the worker and its standby process (RSS, PSS), stop time.
     ["idle_memory.py"],

@@ -35,15 +35,30 @@ def connection(url: str):  # noqa: ANN201 - sluice.profiles.Connection, imported
     return Connection(api_url=url, api_token=_token(os.environ["SLUICE_BENCH_HOME"]))
 
 
+def split_cores() -> tuple[set[int], set[int]] | None:
+    """(the benchmark's cores, the server's core): the last core this process may use for the
+    server, the others for the benchmark; None where that cannot be done (one core, or no
+    CPU affinity on this platform)."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        return None
+    return set(cores[:-1]), {cores[-1]}
+
+
 @contextlib.contextmanager
-def embedded_server(*extra: str) -> Iterator[str]:
-    """Yields the URL of a fresh server (its own SLUICE_HOME), stopped afterwards."""
+def embedded_server(*extra: str, cores: set[int] | None = None) -> Iterator[str]:
+    """Yields the URL of a fresh server (its own SLUICE_HOME), stopped afterwards; `cores`:
+    the CPUs the server may run on (default: any)."""
     home = tempfile.mkdtemp(prefix="sluice-bench-")
     port = _free_port()
     env = {**os.environ, "SLUICE_HOME": home}
     server = subprocess.Popen([sys.executable, "-m", "sluice.cli", "server", "start", "--port",
                                str(port), "--scheduler-interval", "0.5", *extra], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if cores is not None:
+        os.sched_setaffinity(server.pid, cores)  # before it starts its threads: they inherit it
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60

@@ -1,11 +1,16 @@
 """Per-task overhead: microseconds per tracked task over a plain function call.
 
-    python bench/task_overhead.py [--n 1000 10000] [--repeats 5]
+    python bench/task_overhead.py [--n 1000 10000] [--repeats 5] [--mode server] [--own-core]
 
 Sequential calls and `.map`, with full tracking into the in-memory reporter (what a flow gets
 with no control plane), or with `--mode server` into an embedded server in another process.
 Targets: <= 50 us per sequential task, <= 40 us per mapped task in memory (issue 20); with a
 server, within 1.5x of the in-memory figures.
+
+By default the server shares every core with the benchmark, so its own work (storing each
+record) competes with the flow for the CPU. On AWS the control plane runs elsewhere (Lambda);
+`--own-core` comes closer to that on one machine: the server runs on the last core and the
+benchmark on the others (in both modes, so the figures compare). Linux, 2 cores or more.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("SLUICE_LOGGING_LEVEL", "WARNING")
 
 from _common import machine, median, record  # noqa: E402
+from server_process import split_cores  # noqa: E402
 
 from sluice import flow, task, use_reporter  # noqa: E402
 from sluice.reporting import InMemoryReporter  # noqa: E402
@@ -97,12 +103,20 @@ def main() -> None:
     parser.add_argument("--mode", choices=["memory", "server"], default="memory",
                         help="memory: in-process tracking; server: report to an embedded "
                              "server started in another process (flushes included)")
+    parser.add_argument("--own-core", action="store_true",
+                        help="the server on a core of its own, the benchmark on the others")
     args = parser.parse_args()
-    print(f"task overhead ({args.mode}) on {machine()}")
+    cores = split_cores() if args.own_core else None
+    if args.own_core and cores is None:
+        print("--own-core needs Linux and at least 2 cores: the server shares them")
+    if cores is not None:
+        os.sched_setaffinity(0, cores[0])
+    placement = f", server on core {min(cores[1])} of its own" if cores else ""
+    print(f"task overhead ({args.mode}{placement}) on {machine()}")
     figures = {}
     print(f"{'tasks':>8} | {'sequential us/task':>19} | {'mapped us/task':>15}"
           + (" | seq. during run | mapped during run" if args.mode == "server" else ""))
-    with reporters(args.mode) as factory:
+    with reporters(args.mode, cores[1] if cores else None) as factory:
         for n in args.n:
             result = measure(n, args.repeats, factory)
             figures[str(n)] = result
@@ -111,11 +125,12 @@ def main() -> None:
                      if args.mode == "server" else "")
             print(f"{n:>8} | {result['sequential_us_per_task']:>19} | "
                   f"{result['mapped_us_per_task']:>15}{extra}", flush=True)
-    record(f"task_overhead_{args.mode}", {"repeats": args.repeats, "by_task_count": figures})
+    record(f"task_overhead_{args.mode}" + ("_own_core" if cores else ""),
+           {"repeats": args.repeats, "by_task_count": figures})
 
 
 @contextlib.contextmanager
-def reporters(mode: str):
+def reporters(mode: str, server_cores: set[int] | None = None):
     """A factory of reporters for each timed flow run."""
     if mode == "memory":
         yield InMemoryReporter
@@ -141,7 +156,7 @@ def reporters(mode: str):
             finally:
                 self.drained_seconds += time.perf_counter() - start
 
-    with embedded_server() as url:
+    with embedded_server(cores=server_cores) as url:
         client = SluiceClient(connection(url))
         reporter = DrainTimed(client)
         yield lambda: reporter

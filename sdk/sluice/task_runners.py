@@ -113,7 +113,7 @@ class ThreadPoolTaskRunner(TaskRunner):
 
     `max_workers` bounds the threads (default: Python's, `min(32, CPUs + 4)`); they start as
     the work needs them (`engine.jobs.Pool`: one more while queued runs wait and none is being
-    taken). However small it is, tasks that submit and wait on tasks do not deadlock: a waiter
+    taken though the process is idle). However small it is, tasks that submit and wait on tasks do not deadlock: a waiter
     runs a task that has not started yet itself."""
 
     def __init__(self, max_workers: int | None = None) -> None:

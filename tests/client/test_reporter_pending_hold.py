@@ -1,13 +1,15 @@
 """The HTTP reporter holds a task run's first (Pending) record briefly (issue 20): one that
-starts meanwhile is sent once, in its later state; one that stays Pending is still sent."""
+starts meanwhile is sent once, in its later state; one that stays Pending is still sent, at
+most one batch of them a flush interval."""
 
 from __future__ import annotations
 
 import json
 import threading
+from datetime import timedelta
 
 from sluice.client.reporter import HttpReporter
-from sluice.models import Completed, EventsAccepted, Pending, TaskRun, new_id
+from sluice.models import Completed, EventsAccepted, Pending, TaskRun, new_id, utcnow
 from sluice.profiles import Connection
 
 
@@ -64,3 +66,44 @@ def test_a_run_that_stays_pending_is_still_delivered_by_a_flush():
     # Then it was sent (once it was old enough), nothing is left buffered
     assert api.sent == [(run.id, "PENDING", 0)]
     assert reporter.buffer.is_empty()
+
+
+def _aged_pending_run(flow_run_id: str, seconds: float) -> TaskRun:
+    run = _pending_run(flow_run_id)
+    run.state = Pending().model_copy(update={"timestamp": utcnow() - timedelta(seconds=seconds)})
+    return run
+
+
+def test_queued_runs_go_at_most_one_batch_a_flush_interval_oldest_first():
+    # Given a map that queued more runs than a batch holds, all old enough to send
+    api = RecordingApi()
+    reporter = HttpReporter(api, flush_interval=60.0, max_batch=10)  # type: ignore[arg-type]
+    runs = [_aged_pending_run("fr-3", seconds=100 - i) for i in range(25)]
+    for run in runs:
+        reporter.report_task_run(run)
+
+    # When the sender looks twice within one flush interval
+    reporter._send_pending()
+    reporter._send_pending()
+
+    # Then one batch's worth of Pending records went, the oldest, and the rest wait
+    assert [record_id for record_id, _, _ in api.sent] == [run.id for run in runs[:10]]
+    assert len(reporter.buffer.fresh) == 15
+
+    # When a later record of a waiting run comes, Then it goes at once (the limit is for
+    # first records only)
+    runs[20].state = Completed()
+    runs[20].version = 2
+    reporter.report_task_run(runs[20])
+    reporter._send_pending()
+    assert api.sent[-1] == (runs[20].id, "COMPLETED", 2)
+
+    # When the next interval begins, Then the next oldest go
+    reporter._pending_window -= 60.0
+    reporter._send_pending()
+    assert [record_id for record_id, _, _ in api.sent[11:]] == [run.id for run in runs[10:20]]
+
+    # When the flow run ends, Then everything of it goes, however many (nothing is dropped)
+    taken = reporter.buffer.take_run("fr-3", finished_in_batch=True)
+    assert [s["id"] for s in taken.task_runs] == [run.id for run in runs[21:]]
+    reporter.close(timeout=0)

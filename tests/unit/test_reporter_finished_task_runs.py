@@ -198,7 +198,7 @@ def test_batches_over_the_byte_limit_are_cut_and_carry_every_record_once():
     for n in range(120):
         buffer.logs.append(LogRecord(id=f"l{n}", flow_run_id="fr-1", timestamp=utcnow(),
                                      message="x" * MAX_LOG_MESSAGE_CHARS))
-    taken, _ = buffer.take(held_since=None, finished_in_batch=True, skip_runs=set())
+    taken, _, _ = buffer.take(held_since=None, finished_in_batch=True, skip_runs=set())
 
     # When they are cut into request bodies
     bodies = [json.loads(chunk.body) for chunk in chunks(taken["fr-1"], 500, "lease-1")]
@@ -248,7 +248,7 @@ def test_a_long_backlog_ends_in_several_batches_in_order_the_state_with_the_last
     assert [r["id"] for body in api.batches for r in body["logs"]] == [f"l{n}" for n in range(6)]
 
 
-def test_an_outage_in_the_middle_of_a_backlog_buffers_the_rest_in_order():
+def test_an_outage_in_the_middle_of_a_backlog_buffers_the_failed_batch_for_later():
     # Given a backlog of three batches whose second request fails
     api = CapturingApi()
     reporter = HttpReporter(api, flush_interval=3600, max_batch=2)  # type: ignore[arg-type]
@@ -271,6 +271,34 @@ def test_an_outage_in_the_middle_of_a_backlog_buffers_the_rest_in_order():
     delivered_first = [r["id"] for body in api.batches for r in body["logs"]]
     reporter._send_pending()
 
-    # Then the first batch went, the rest waited, and all arrived once, in order
-    assert delivered_first == ["l0", "l1"]
-    assert [r["id"] for body in api.batches for r in body["logs"]] == [f"l{n}" for n in range(6)]
+    # Then the batches that got through went once, the failed one waited (its lines in order)
+    # and went next, and every line arrived exactly once (lists order lines by timestamp, so
+    # batches out at once may land in any order)
+    failed_batch = [r["id"] for r in json.loads(calls[1])["logs"]]
+    assert sorted(delivered_first + failed_batch) == [f"l{n}" for n in range(6)]
+    delivered = [r["id"] for body in api.batches for r in body["logs"]]
+    assert delivered == delivered_first + failed_batch
+
+
+def test_snapshots_serialize_byte_for_byte_as_the_task_run_model_does():
+    # Given task runs with every field set in its unusual forms (and one with defaults)
+    from pydantic import TypeAdapter
+
+    from sluice.models import State, StateType
+
+    full = a_task_run(task_key="m.t", tags=["a", "ü"], cache_key="k", parent_task_run_id="p",
+                      upstream_task_run_ids=["u1", "u2"], result_key="r/1", run_count=3,
+                      start_time=utcnow(), end_time=utcnow())
+    full.__dict__["state"] = State(type=StateType.FAILED, message='boom "\\n" ✓',
+                                   scheduled_time=utcnow(), details={"exit": 1, "x": [None]})
+    full.__dict__["version"] = 2**40
+    runs = [full, a_task_run()]
+
+    # When the sender builds a batch from their snapshots
+    taken = ReportBuffer().take_run("none", finished_in_batch=True)
+    taken.task_runs = [run.__dict__.copy() for run in runs]
+    body = next(chunks(taken, 500)).body
+
+    # Then the records are exactly the model's own JSON
+    expected = TypeAdapter(list[TaskRun]).dump_json(runs)
+    assert body.startswith(b'{"task_runs":' + expected + b",")

@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from sluice import flow, task
-from sluice.engine.jobs import Pool, TaskJob
+from sluice.engine.jobs import RAMP_PATIENCE, RAMP_STALLED_LOOKS, Pool, TaskJob
 from sluice.models import new_id
 
 
@@ -158,7 +158,7 @@ def test_jobs_that_wait_on_each_other_get_threads_up_to_the_limit():
     assert sorted(passed) == [0, 1, 2, 3] and not barrier.broken
 
 
-def test_the_ramp_adds_a_thread_only_when_no_job_was_taken_since_its_last_look():
+def test_the_ramp_adds_a_thread_only_when_no_job_was_taken_for_a_few_looks():
     # Given a pool with one busy thread and jobs waiting in its queue
     pool = Pool(3, "test")
     release = threading.Event()
@@ -172,7 +172,11 @@ def test_the_ramp_adds_a_thread_only_when_no_job_was_taken_since_its_last_look()
     seen = pool._ramp_step(pool._taken - 1)
     assert len(pool._threads) == threads and seen == pool._taken
 
-    # When none was taken, Then one more thread starts (and takes the queued jobs)
+    # When none was taken for RAMP_STALLED_LOOKS looks in a row (the process idle), Then one
+    # more thread starts (and takes the queued jobs)
+    for _ in range(RAMP_STALLED_LOOKS - 1):
+        pool._ramp_step(pool._taken)
+    assert len(pool._threads) == threads
     pool._ramp_step(pool._taken)
     assert len(pool._threads) == threads + 1
 
@@ -199,3 +203,29 @@ def test_after_a_batch_on_one_thread_jobs_that_wait_on_each_other_still_get_thre
 
     # Then the pool added the threads they need
     assert sorted(passed) == [0, 1, 2, 3] and not barrier.broken
+
+
+def test_while_the_process_is_busy_the_ramp_waits_longer_before_adding_a_thread():
+    # Given a pool with one busy thread and jobs waiting in its queue
+    pool = Pool(3, "test")
+    release = threading.Event()
+    pool.submit(lambda: release.wait(10))
+    for _ in range(5):
+        pool._queue.put(lambda: release.wait(10))
+    pool._ramping = True
+    threads = len(pool._threads)
+
+    # When looks find no job taken while the process was busy (the GIL held by other code),
+    # Then no thread is added until RAMP_PATIENCE of them in a row
+    for _ in range(RAMP_PATIENCE - 1):
+        pool._ramp_step(pool._taken, busy=True)
+    assert len(pool._threads) == threads
+    pool._ramp_step(pool._taken, busy=True)
+    assert len(pool._threads) == threads + 1
+
+    # When a job was taken since the last look, Then the count starts again
+    pool._ramp_step(pool._taken, busy=True)
+    pool._ramp_step(pool._taken - 1, busy=True)
+    assert pool._stalled == 0 and len(pool._threads) == threads + 1
+    release.set()
+    pool.shutdown()

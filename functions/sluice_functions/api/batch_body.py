@@ -9,15 +9,19 @@ text of an events-batch request to pydantic-core, which validates it in one pass
 `EventsBatch`) lets that result through.
 
 That fast path only takes a body whose outcome cannot differ from the usual path's: it
-validates with unknown fields refused (the usual path ignores them, but checks their JSON), and
-gives way for free-form state `details` (their depth and numbers are the usual path's checks)
-and for escaped UTF-16 surrogates. Any body it does not take, or that fails its validation,
-goes the usual way, so every refusal is the same answer (400, 413, 422 ...) as before, and an
-accepted batch is the same model.
+validates with unknown fields refused (the usual path ignores them, but checks their JSON),
+every timestamp required to carry a time zone and to lie within the API's range (the checks
+`check_timestamps` makes after the usual path, done here by pydantic-core in the same pass),
+and gives way for free-form state `details` (their depth and numbers are the usual path's
+checks) and for escaped UTF-16 surrogates. Any body it does not take, or that fails its
+validation, goes the usual way, so every refusal is the same answer (400, 413, 422 ...) as
+before, and an accepted batch holds the same records.
 """
 
 from __future__ import annotations
 
+import copy
+import functools
 import inspect
 import re
 from collections.abc import Callable
@@ -25,12 +29,16 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler.openapi.params import Body
 from pydantic import WrapValidator
+from pydantic_core import SchemaValidator
 
 from sluice.models import EventsBatch
 
 from .request_checks import (
+    EARLIEST_TIMESTAMP,
+    LATEST_TIMESTAMP,
     SURROGATE_ESCAPE,
     check_body_size,
+    check_timestamps,
     parse_json_body,
     parse_sized_json_body,
 )
@@ -40,6 +48,46 @@ from .request_checks import (
 _EXTRA_OVERRIDE = "extra" in inspect.signature(EventsBatch.model_validate_json).parameters
 #: Paths of the routes whose body is an `EventsBatchBody` (a run's own and a pool's route).
 _EVENTS_BATCH_PATH = re.compile(r"(?:/pools/[^/]+)?/flow-runs/[^/]+/events")
+
+
+class CheckedEventsBatch(EventsBatch):
+    """An events batch the fast path validated whole, its timestamps included (aware, within
+    `EARLIEST_TIMESTAMP`..`LATEST_TIMESTAMP`): no second walk over its records checks them."""
+
+
+def check_batch_timestamps(batch: EventsBatch) -> None:
+    """`check_timestamps` for a batch the fast path did not check already."""
+    if not isinstance(batch, CheckedEventsBatch):
+        check_timestamps(batch)
+
+
+@functools.cache
+def _checking_validator() -> SchemaValidator | None:
+    """A validator of `CheckedEventsBatch` that also refuses unknown fields and naive or
+    out-of-range timestamps at every level, building the same models; None with a
+    pydantic-core that cannot build one (then the fast path validates as `EventsBatch`)."""
+    schema = copy.deepcopy(CheckedEventsBatch.__pydantic_core_schema__)
+    _tighten(schema)
+    try:
+        # Not the nested models' own validators (pydantic-core reuses those by default):
+        # they would skip the tightened nested schemas.
+        return SchemaValidator(schema, None, _use_prebuilt=False)  # type: ignore[call-arg]
+    except TypeError:
+        return None
+
+
+def _tighten(node: Any) -> None:
+    if isinstance(node, dict):
+        kind = node.get("type")
+        if kind == "datetime":
+            node.update(tz_constraint="aware", ge=EARLIEST_TIMESTAMP, lt=LATEST_TIMESTAMP)
+        elif kind == "model-fields":
+            node["extra_behavior"] = "forbid"
+        for child in node.values():
+            _tighten(child)
+    elif isinstance(node, list):
+        for child in node:
+            _tighten(child)
 
 
 class Prevalidated:
@@ -84,10 +132,12 @@ def prevalidated(text: str) -> Prevalidated | None:
         return None  # a lone surrogate is refused by the usual path's own check
     if not _EXTRA_OVERRIDE:
         return None
+    checking = _checking_validator()
     try:
         # Unknown fields refused: with only known fields and no details, nothing in the body
         # nests deeper than a few levels or holds a number the usual path would refuse.
-        batch = EventsBatch.model_validate_json(text, extra="forbid")
+        batch = checking.validate_json(text) if checking is not None else \
+            EventsBatch.model_validate_json(text, extra="forbid")
     except Exception:  # noqa: BLE001 - whatever it is, the usual path answers it as before
         return None
     if batch.state is not None and batch.state.details is not None:

@@ -37,7 +37,7 @@ from ..service import run_admin, suspension
 from ..service.run_admin import MAX_REF_CHARS
 from ..orchestration import LeasePolicy
 from ..ports import ControlPlanePorts, FlowRunFilter
-from .batch_body import EventsBatchBody
+from .batch_body import EventsBatchBody, check_batch_timestamps
 from .parameters import (
     DEFAULT_PAGE_LIMIT,
     MAX_ID_CHARS,
@@ -230,7 +230,7 @@ def register_flow_run_routes(
               responses=documented(200, 404, 409),
               summary="Record a batch of task-run records and log lines (idempotent by id)")
     def record_flow_run_events(flow_run_id: FlowRunId, batch: EventsBatchBody) -> EventsAccepted:
-        check_timestamps(batch)
+        check_batch_timestamps(batch)
         return service.record_events(flow_run_id, batch, store=store, logs=logs, metrics=metrics,
                                      queue=queue, now=clock(),
                                      body_bytes=body_size(app.current_event))

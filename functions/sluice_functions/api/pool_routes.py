@@ -44,7 +44,7 @@ from ..service.pool_scope import (
     subflow_create_conflict,
     subflow_request_in_pool,
 )
-from .batch_body import EventsBatchBody
+from .batch_body import EventsBatchBody, check_batch_timestamps
 from .code import Sha256
 from .parameters import DeploymentId, FlowRunId, documented
 from .pools import PoolName
@@ -106,7 +106,7 @@ def register_pool_routes_of_workers(
               summary="Report task runs and log lines of a run of the pool (with its lease)")
     def record_events(name: PoolName, flow_run_id: FlowRunId,
                       batch: EventsBatchBody) -> EventsAccepted:
-        check_timestamps(batch)
+        check_batch_timestamps(batch)
         return service.record_events(flow_run_id, batch, store=PoolScopedStore(store, name),
                                      logs=logs, metrics=metrics, queue=queue, now=clock(),
                                      body_bytes=body_size(app.current_event))

@@ -14,6 +14,10 @@ import collections
 import functools
 import json
 from collections.abc import Callable, Iterator
+
+# Imported with the reporter, never later: importing it during interpreter shutdown fails
+# ("can't register atexit after shutdown"), and the reporter's last flush runs at exit.
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, NamedTuple, TypeVar
 
 from .. import exceptions as errors
@@ -51,8 +55,15 @@ class Chunk(NamedTuple):
 def chunks(taken: Taken, max_count: int, lease: str | None = None) -> Iterator[Chunk]:
     """Request bodies within the API's count and byte limits, each naming the attempt's
     lease when there is one (a stale attempt's batch gets 409)."""
-    items: list[tuple[int, Any]] = [(0, s) for s in taken.task_runs] + \
-        [(1, s) for s in taken.finished] + [(2, r) for r in taken.logs]
+    task_runs, finished, logs = taken.task_runs, taken.finished, taken.logs
+    if len(task_runs) + len(finished) + len(logs) <= max_count:
+        # The common case: one request's worth, built from the lists as they are.
+        chunk = _chunk(task_runs, finished, logs, lease)
+        if len(chunk.body) <= BATCH_BYTES:
+            yield chunk
+            return
+    items: list[tuple[int, Any]] = [(0, s) for s in task_runs] + \
+        [(1, s) for s in finished] + [(2, r) for r in logs]
     for start in range(0, len(items), max_count):
         yield from _fitting(items[start:start + max_count], lease)
 
@@ -88,10 +99,10 @@ def _fitting(items: list[tuple[int, Any]], lease: str | None) -> Iterator[Chunk]
 def _chunk(task_runs: list[Snapshot], finished: list[Snapshot], logs: list[LogRecord],
            lease: str | None) -> Chunk:
     task_run_list, log_list = _adapters()
-    parts = [b'{"task_runs":', task_run_list.dump_json(_models(task_runs))]
+    parts = [b'{"task_runs":', task_run_list.dump_json(_records(task_runs))]
     if finished:
         parts += [b',"', FINISHED_FIELD.encode(), b'":',
-                  task_run_list.dump_json(_models(finished))]
+                  task_run_list.dump_json(_records(finished))]
     parts += [b',"logs":', log_list.dump_json(logs)]
     if lease:
         parts += [b',"lease":', json.dumps(lease).encode()]
@@ -99,21 +110,27 @@ def _chunk(task_runs: list[Snapshot], finished: list[Snapshot], logs: list[LogRe
     return Chunk(b"".join(parts), task_runs, finished, logs)
 
 
-def _models(snapshots: list[Snapshot]) -> list[TaskRun]:
-    # A model around each snapshot (no validation: the engine's own values); secrets in state
-    # messages are masked here, before anything leaves the process.
-    runs = [construct(TaskRun, snapshot) for snapshot in snapshots]
-    if redaction.active():
-        runs = [redaction.redact_task_run(run) for run in runs]
-    return runs
+def _records(snapshots: list[Snapshot]) -> list[Snapshot]:
+    # The snapshots serialize as they are (no model around each: fewer objects for the flow
+    # process's garbage collector); secrets in state messages are masked here, before
+    # anything leaves the process.
+    if not redaction.active():
+        return snapshots
+    return [redaction.redact_task_run(construct(TaskRun, snapshot)).__dict__
+            for snapshot in snapshots]
 
 
 @functools.cache
 def _adapters() -> tuple[Any, Any]:
     # Built on first use: a process that never reports to a control plane never pays for it.
     from pydantic import TypeAdapter
+    from typing_extensions import TypedDict
 
-    return TypeAdapter(list[TaskRun]), TypeAdapter(list[LogRecord])
+    # A task run's fields as a typed dict, serialized exactly as the model is (a test pins
+    # the bytes): the engine's snapshots are dicts of those fields.
+    record = TypedDict("TaskRunRecord", {  # type: ignore[misc]
+        name: field.annotation for name, field in TaskRun.model_fields.items()})
+    return TypeAdapter(list[record]), TypeAdapter(list[LogRecord])
 
 
 class Undelivered(Exception):
@@ -142,13 +159,11 @@ def send_in_order(pieces: Iterator[T], send: Callable[[T, bool], Any], *,
             return send(upcoming, True)
         except Exception as exc:
             raise Undelivered([upcoming]) from exc
-    from concurrent.futures import Future, ThreadPoolExecutor
-
     out: collections.deque[tuple[Future[Any], T]] = collections.deque()
     with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="sluice-batch") as courier:
         try:
             while following is not None:
-                out.append((courier.submit(send, upcoming, False), upcoming))
+                out.append((_submit(courier, send, upcoming, False), upcoming))
                 upcoming, following = following, next(pieces, None)  # built meanwhile
                 while out and (len(out) >= in_flight or following is None):
                     out[0][0].result()
@@ -158,3 +173,52 @@ def send_in_order(pieces: Iterator[T], send: Callable[[T, bool], Any], *,
             failed = [piece for future, piece in out if future.exception() is not None]
             rest = [upcoming] + ([following] if following is not None else [])
             raise Undelivered(failed + rest + list(pieces)) from exc
+
+
+#: Requests the background sender keeps out at once. While the flow's own threads hold the
+#: GIL, each step of a request (sending, reading the answer) waits up to a switch interval for
+#: it: a request took 25-55 ms where the control plane needed ~12, and with two out it fell
+#: behind a flow reporting ~25,000 task runs a second; with four it keeps up.
+STREAMING_IN_FLIGHT = 4
+
+
+def send_streaming(pieces: Iterator[T], send: Callable[[T], Any], *,
+                   in_flight: int = STREAMING_IN_FLIGHT) -> None:
+    """Send each of `pieces` with `send(piece)` as soon as it is built, up to `in_flight`
+    requests out at once; `pieces` may wait for its next piece meanwhile (the background
+    sender waits for the next batch to fill). Order between the requests out is not kept
+    (each record carries its version, and log lines their ids). An exception from `send` stops
+    it: `Undelivered` names the pieces not delivered, those `pieces` still gives included (it
+    should end soon once a send failed), the first exception is its cause."""
+    upcoming = next(pieces, None)
+    if upcoming is None:
+        return
+    out: collections.deque[tuple[Future[Any], T]] = collections.deque()
+    with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="sluice-batch") as courier:
+        try:
+            while upcoming is not None:
+                out.append((_submit(courier, send, upcoming), upcoming))
+                while out and (len(out) >= in_flight or out[0][0].done()):
+                    out[0][0].result()
+                    out.popleft()
+                upcoming = next(pieces, None)
+            while out:
+                out[0][0].result()
+                out.popleft()
+        except Exception as exc:
+            failed = [piece for future, piece in out if future.exception() is not None]
+            raise Undelivered(failed + list(pieces)) from exc
+
+
+def _submit(courier: Any, send: Callable[..., Any], *args: Any) -> Any:
+    """`courier.submit(send, *args)`, or the call made here once the interpreter exits (it
+    starts no more threads then, and the reporter's last flush runs at exit)."""
+    try:
+        return courier.submit(send, *args)
+    except RuntimeError:
+        done: Future[Any] = Future()
+        try:
+            done.set_result(send(*args))
+        except Exception as exc:  # noqa: BLE001 - handed over as a courier's would be
+            done.set_exception(exc)
+        return done

@@ -50,6 +50,7 @@ def send_with_final_state(reporter: HttpReporter, flow_run_id: str, state: State
     buffered again)."""
     with reporter._idle:  # one sender at a time: the background one finishes its batch first
         reporter.ending += 1
+        reporter._wake.set()  # a background sender waiting for its next batch stops waiting
         try:
             while reporter._sending:
                 reporter._idle.wait(timeout=0.5)

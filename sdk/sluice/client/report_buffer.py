@@ -88,23 +88,29 @@ class ReportBuffer:
 
     # -- the sender's side -------------------------------------------------------------------
     def take(self, *, held_since: datetime | None, finished_in_batch: bool,
-             skip_runs: set[str]) -> tuple[dict[str, Taken], bool]:
-        """Everything waiting, by flow run, and whether young first records stay held.
+             skip_runs: set[str], fresh_limit: int | None = None
+             ) -> tuple[dict[str, Taken], bool, int]:
+        """Everything waiting, by flow run; whether first records stay held; how many first
+        records were taken.
 
-        First records whose state is newer than `held_since` stay (None: take them all);
-        records of `skip_runs` (tracked locally only) are dropped."""
+        First records whose state is newer than `held_since` stay (None: take them all), and
+        so do those past the oldest `fresh_limit` (None: no limit); records of `skip_runs`
+        (tracked locally only) are dropped."""
         snapshots: dict[str, Snapshot] = {}
         held = False
+        taken_fresh = 0
         fresh = self.fresh
         for key in list(fresh):  # arrival order: the oldest first
             snapshot = fresh.get(key)
             if snapshot is None:
                 continue
-            if held_since is not None and snapshot["state"].timestamp > held_since:
+            if (held_since is not None and snapshot["state"].timestamp > held_since) or \
+                    (fresh_limit is not None and taken_fresh >= fresh_limit):
                 held = True
                 break
             if fresh.pop(key, None) is not None:
                 snapshots[key] = snapshot
+                taken_fresh += 1
         dirty = self.dirty
         for key in list(dirty):
             snapshot = dirty.pop(key, None)
@@ -119,7 +125,7 @@ class ReportBuffer:
             record = logs.popleft()
             if record.flow_run_id not in skip_runs:
                 _batch_of(batches, record.flow_run_id).logs.append(record)
-        return batches, held
+        return batches, held, taken_fresh
 
     def take_run(self, flow_run_id: str, *, finished_in_batch: bool) -> Taken:
         """Everything waiting of one flow run (its end: nothing is held); other runs' records

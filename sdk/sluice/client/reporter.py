@@ -40,7 +40,7 @@ from .batch_bodies import (
     Undelivered,
     chunks,
     refuses_field,
-    send_in_order,
+    send_streaming,
 )
 from .report_buffer import ReportBuffer, Taken
 from .transport import backoff_delay
@@ -49,8 +49,10 @@ log = logging.getLogger("sluice.reporter")
 
 #: Errors that mean "try again later" rather than "this request is wrong".
 _TRANSIENT = (errors.ServiceUnavailable, errors.Throttled)
-#: How soon the sender looks again at task runs it held back (see `HttpReporter._take`).
-_HELD_RECHECK_SECONDS = 0.05
+#: How long the sender waits for the next batch to fill while its last requests are out
+#: (`HttpReporter._batch_fills`): a flow reporting faster than one batch a round trip keeps
+#: the control plane busy instead of waiting for each answer before sending the next.
+_REFILL_SECONDS = 0.1
 
 
 class HttpReporter:
@@ -83,8 +85,11 @@ class HttpReporter:
         self._closed = False
         self._dropped = 0
         self._outage_since: float | None = None
-        #: Whether the last take left young Pending task runs buffered (see `_take`).
+        #: Whether the last take left Pending task runs buffered (see `_take`).
         self._held = False
+        #: Pending task runs sent in the current flush interval, and when it began (`_take`).
+        self._pending_sent = 0
+        self._pending_window = 0.0
         #: Final states ride with the run's last batch (off once a control plane refuses it).
         self.final_state_in_batch = True
         #: First-time final task runs go as `finished_task_runs` (off once a control plane
@@ -255,8 +260,12 @@ class HttpReporter:
 
     def _run(self) -> None:
         while not self._closed:
-            self._wake.wait(self.flush_interval)
+            # Pending records held back go once old enough: look again within half an
+            # interval, so they are not buffered longer than any record could be.
+            self._wake.wait(self.flush_interval / 2 if self._held else self.flush_interval)
             self._wake.clear()
+            if self.ending:
+                continue  # a run's end sends its records itself, its state with the last
             delay = self._send_pending()
             if delay:
                 time.sleep(delay)
@@ -266,12 +275,21 @@ class HttpReporter:
         # interval stays buffered: one that starts meanwhile is sent once, in its later state
         # (a map's runs otherwise went twice, Pending then final, doubling the serialization
         # here and the control plane's work). It is never dropped: it goes once it is older,
-        # and a run's final batch takes everything. Half an interval plus a recheck keeps it
-        # buffered no longer than any record could be before.
+        # and a run's final batch takes everything.
+        # First records also go at most one batch's worth per flush interval, oldest first.
+        # They say only "queued"; a big map queues thousands at once, and sending them all
+        # cost the flow (and the control plane: an open record is an item of its own, and
+        # its final record then is too) as much as the runs themselves, more the slower the
+        # map went. 1,000 a second still shows a queue of any size within seconds.
+        now = time.monotonic()
+        if now - self._pending_window >= self.flush_interval:
+            self._pending_window, self._pending_sent = now, 0
         held_since = utcnow() - timedelta(seconds=self.flush_interval / 2)
-        batches, self._held = self.buffer.take(
+        batches, self._held, taken_fresh = self.buffer.take(
             held_since=held_since, finished_in_batch=self.finished_in_batch,
-            skip_runs=self._local_only)
+            skip_runs=self._local_only,
+            fresh_limit=max(0, self.max_batch - self._pending_sent))
+        self._pending_sent += taken_fresh
         return batches
 
     def _send_pending(self) -> float:
@@ -279,25 +297,30 @@ class HttpReporter:
         with self._idle:
             self._sending = True
         try:
-            failed_at = self._send_taken()
-            # Records held back: look again soon (the size trigger stays set while they wait).
-            return self._note_outcome(failed_at) or (_HELD_RECHECK_SECONDS if self._held else 0.0)
+            return self._note_outcome(self._send_taken())
         finally:
             with self._idle:
                 self._sending = False
                 self._idle.notify_all()
 
     def _send_taken(self) -> BaseException | None:
-        """Send what `_take` gives, and take again while a full batch waits (up to two
-        requests in flight meanwhile); the first transient failure (its records and all not
-        sent yet are buffered again), or None."""
+        """Send what `_take` gives, then each next batch as it fills (up to two requests in
+        flight meanwhile); the first transient failure (its records and all not sent yet are
+        buffered again), or None."""
 
-        def send(piece: tuple[str, str | None, Chunk], last: bool) -> None:
+        failed = threading.Event()
+
+        def send(piece: tuple[str, str | None, Chunk]) -> None:
             flow_run_id, lease, chunk = piece
-            self._deliver_or_drop(flow_run_id, chunk, lease)
+            try:
+                self._deliver_or_drop(flow_run_id, chunk, lease)
+            except BaseException:
+                failed.set()  # no next batch: what is taken already goes back
+                self._wake.set()
+                raise
 
         try:
-            send_in_order(self._pieces(), send)
+            send_streaming(self._pieces(failed), send)
         except Undelivered as stopped:
             for _, _, chunk in reversed(stopped.items):  # the logs keep their order
                 self.buffer.requeue(chunk.snapshots, chunk.logs)
@@ -306,15 +329,29 @@ class HttpReporter:
             return stopped.__cause__
         return None
 
-    def _pieces(self) -> Iterator[tuple[str, str | None, Chunk]]:
-        """(flow run, lease, batch) for all that waits, taken again while a batch is full."""
+    def _pieces(self, failed: threading.Event) -> Iterator[tuple[str, str | None, Chunk]]:
+        """(flow run, lease, batch) for all that waits; then, while the flow fills batches
+        faster than they go, each next one as it fills (requests are out meanwhile)."""
         while True:
             for flow_run_id, taken in self._take().items():
                 lease = self.leases.get(flow_run_id)
                 for chunk in chunks(taken, self.max_batch, lease):
                     yield flow_run_id, lease, chunk
-            if self._closed or self.ending or self.buffer.waiting() < self.max_batch:
+            if not self._batch_fills(failed):
                 return
+
+    def _batch_fills(self, failed: threading.Event) -> bool:
+        """Whether a full batch waits, now or within `_REFILL_SECONDS` (the size trigger of
+        `report_task_run` wakes this); False at once when the reporter stops, a run ends, a
+        send failed or a flush asks for what there is."""
+
+        def go_on() -> bool:
+            return not (self._closed or self.ending or failed.is_set())
+
+        self._wake.clear()
+        if self.buffer.waiting() < self.max_batch and go_on():
+            self._wake.wait(_REFILL_SECONDS)
+        return go_on() and self.buffer.waiting() >= self.max_batch
 
     def _deliver_or_drop(self, flow_run_id: str, chunk: Chunk, lease: str | None) -> None:
         """Deliver one batch; a refused one is dropped (and said so). Raises only the

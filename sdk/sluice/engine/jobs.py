@@ -140,19 +140,34 @@ def wait_all(inners: list[cf.Future], timeout: float | None = None) -> Any:  # t
     return cf.wait(inners, timeout=timeout)
 
 
-#: How long queued jobs may sit with no pool thread taking one before the pool adds a thread.
-#: Jobs that hold the GIL (trivial or CPU-bound tasks) keep one thread taking jobs, and more
-#: threads would only fight it for the GIL (a map of 10,000 trivial tasks cost ~33 us a task
-#: on one thread, ~48 on six); jobs that wait (I/O, sleep, a lock) stall the queue, and then a
-#: thread is added each interval up to `max_workers`, so waits still overlap within a few ms.
+#: How often the ramp looks whether queued jobs sit with no pool thread taking one. Jobs that
+#: hold the GIL (trivial or CPU-bound tasks) keep one thread taking jobs, and more threads
+#: would only fight it for the GIL (a map of 10,000 trivial tasks cost ~33 us a task on one
+#: thread, ~48 on six); jobs that wait (I/O, sleep, a lock) stall the queue, and then a thread
+#: is added each few looks up to `max_workers`, so waits still overlap within a few ms.
 THREAD_RAMP_SECONDS = 0.001
+#: Looks in a row that must find no job taken, the process mostly idle, before a thread is
+#: added: pool threads that wait on each other's bookkeeping (a job's lock held by a thread
+#: the OS has not woken yet) stall the queue for a moment, and a thread more would not help.
+RAMP_STALLED_LOOKS = 3
+#: The share of an interval the process may spend on the CPU and still count as idle. More
+#: means that something held the GIL meanwhile (the reporter serializing a batch, a garbage
+#: collection, a CPU-bound task): threads starved of the GIL take no job though none waits on
+#: anything, and a thread more would only fight for the GIL too (a map reporting to a control
+#: plane went to six threads this way, and cost a third more a task).
+RAMP_BUSY_SHARE = 0.5
+#: Looks in a row that found no job taken, the process busy, after which the pool gets a
+#: thread anyway: jobs that wait (on I/O, or in C code that lets the GIL go) while the process
+#: stays busy still get threads, one per this many looks.
+RAMP_PATIENCE = 20
 
 
 class Pool:
     """Threads that run jobs from a queue: a leaner `ThreadPoolExecutor` (a job is its own
     future, so no second future per task run). The first job starts a thread; more start while
-    jobs wait in the queue and no thread has taken one for `THREAD_RAMP_SECONDS`, up to
-    `max_workers` (default: Python's, `min(32, CPUs + 4)`)."""
+    jobs wait in the queue and no thread has taken one for a few `THREAD_RAMP_SECONDS` while
+    the process was mostly idle (`RAMP_BUSY_SHARE`), up to `max_workers` (default: Python's,
+    `min(32, CPUs + 4)`)."""
 
     def __init__(self, max_workers: int | None, label: str) -> None:
         self.max_workers = max_workers or min(32, (os.cpu_count() or 1) + 4)
@@ -169,6 +184,8 @@ class Pool:
         self._taken = 0
         #: Whether a ramp thread watches the queue (`_ramp`).
         self._ramping = False
+        #: The ramp's looks in a row that found no job taken.
+        self._stalled = 0
 
     def submit(self, work: Callable[[], None]) -> None:
         self.submit_many((work,))
@@ -206,21 +223,29 @@ class Pool:
         self._threads.append(thread)
 
     def _ramp(self) -> None:
-        """While jobs are queued: a thread more each `THREAD_RAMP_SECONDS` in which no pool
-        thread took a job (they all wait on something), up to `max_workers`."""
+        """While jobs are queued: a thread more each few `THREAD_RAMP_SECONDS` in which no
+        pool thread took a job while the process was mostly idle (they all wait on
+        something), up to `max_workers`."""
         seen: int | None = -1
+        clock, cpu = time.monotonic, time.process_time
         while seen is not None:
+            start, start_cpu = clock(), cpu()
             time.sleep(THREAD_RAMP_SECONDS)
-            seen = self._ramp_step(seen)
+            busy = cpu() - start_cpu > (clock() - start) * RAMP_BUSY_SHARE
+            seen = self._ramp_step(seen, busy=busy)
 
-    def _ramp_step(self, seen: int) -> int | None:
-        """One look at the queue: a thread more if no job was taken since `seen`; the count
-        to compare next time, or None once nothing waits (or no thread may be added)."""
+    def _ramp_step(self, seen: int, *, busy: bool = False) -> int | None:
+        """One look at the queue: a thread more once no job was taken for
+        `RAMP_STALLED_LOOKS` looks in a row (`RAMP_PATIENCE` if the process was `busy`, see
+        `RAMP_BUSY_SHARE`); the count to compare next time, or None once nothing waits (or
+        no thread may be added)."""
         with self._lock:
             if not self._queue.qsize() or len(self._threads) >= self.max_workers:
                 self._ramping = False
                 return None
-            if self._taken == seen:
+            self._stalled = self._stalled + 1 if self._taken == seen else 0
+            if self._stalled >= (RAMP_PATIENCE if busy else RAMP_STALLED_LOOKS):
+                self._stalled = 0
                 self._start_thread()
             return self._taken
 

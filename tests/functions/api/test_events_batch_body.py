@@ -103,6 +103,15 @@ def _bodies(run_id: str, lease: str) -> dict[str, str]:
         "state without transition id": plain[:-1] + ', "state": {"type": "COMPLETED", '
                                                     f'"timestamp": "{NOW.isoformat()}"}}}}',
         "naive timestamp": plain.replace(NOW.isoformat(), "2024-05-01T12:00:00"),
+        "naive start time": plain.replace('"version": 1', '"version": 1, "start_time": '
+                                          '"2024-05-01T12:00:00"'),
+        "naive log time": json.dumps({"logs": [log_line(run_id, 1)], "lease": lease}).replace(
+            "12:00:01Z", "12:00:01"),
+        "time before 1970": plain.replace(NOW.isoformat(), "1969-12-31T23:59:59+00:00"),
+        "time in year 3000": plain.replace(NOW.isoformat(), "3000-01-01T00:00:00+00:00"),
+        "time just inside the range": plain.replace(NOW.isoformat(), "2999-12-31T23:59:59Z"),
+        "unknown field in a state": plain.replace('"type": "COMPLETED"',
+                                                  '"type": "COMPLETED", "extra": 1'),
         "another run's record": plain.replace(f'"flow_run_id": "{run_id}"',
                                               '"flow_run_id": "other"'),
         "stale lease": plain.replace(lease, "stale"),
@@ -129,11 +138,33 @@ def test_every_other_body_gets_the_usual_paths_answer(api, monkeypatch, case):
 @pytest.mark.parametrize("case, taken", [
     ("unknown field (ignored)", False), ("details within the limit", False),
     ("paired surrogates", False), ("NaN in a known field", False),
-    ("duplicate keys", True), ("naive timestamp", True), ("stale lease", True),
+    ("duplicate keys", True), ("naive timestamp", False), ("stale lease", True),
+    ("naive start time", False), ("naive log time", False), ("time before 1970", False),
+    ("time in year 3000", False), ("time just inside the range", True),
+    ("unknown field in a state", False),
 ])
 def test_the_fast_path_leaves_free_form_or_unusual_bodies_to_the_usual_path(case, taken):
     body = _bodies("run-1", "lease-1")[case]
     assert (batch_body.prevalidated(body) is not None) is taken
+
+
+def test_a_batch_the_fast_path_took_is_not_walked_again_for_its_timestamps(api, monkeypatch):
+    # Given the walk over a model's timestamps watched
+    walked: list[Any] = []
+    monkeypatch.setattr(batch_body, "check_timestamps", walked.append)
+    run_id, lease = api.running_run()
+    body = {"task_runs": [task_run(run_id, "step-1", version=2)], "lease": lease}
+
+    # When a plain batch is posted, Then it is stored without the walk (validation checked
+    # its timestamps)
+    assert api.post(f"/flow-runs/{run_id}/events", body).status == 200
+    assert walked == []
+    assert type(batch_body.prevalidated(json.dumps(body)).batch) is batch_body.CheckedEventsBatch
+
+    # When the usual path takes it instead, Then the walk runs as before
+    _usual_path(monkeypatch)
+    assert api.post(f"/flow-runs/{run_id}/events", body).status == 200
+    assert len(walked) == 1
 
 
 def test_other_routes_bodies_are_parsed_as_before(api, fast_path):
