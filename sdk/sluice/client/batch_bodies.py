@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 
 # Imported with the reporter, never later: importing it during interpreter shutdown fails
 # ("can't register atexit after shutdown"), and the reporter's last flush runs at exit.
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any, NamedTuple, TypeVar
 
 from .. import exceptions as errors
@@ -62,10 +62,10 @@ def chunks(taken: Taken, max_count: int, lease: str | None = None) -> Iterator[C
         if len(chunk.body) <= BATCH_BYTES:
             yield chunk
             return
-    items: list[tuple[int, Any]] = [(0, s) for s in task_runs] + \
-        [(1, s) for s in finished] + [(2, r) for r in logs]
-    for start in range(0, len(items), max_count):
-        yield from _fitting(items[start:start + max_count], lease)
+    lists = (task_runs, finished, logs)
+    total = len(task_runs) + len(finished) + len(logs)
+    for start in range(0, total, max_count):
+        yield from _fitting(lists, start, min(total, start + max_count), lease)
 
 
 def empty_body(lease: str | None) -> bytes:
@@ -85,15 +85,19 @@ def refuses_field(exc: errors.ValidationError, field: str) -> bool:
     return False
 
 
-def _fitting(items: list[tuple[int, Any]], lease: str | None) -> Iterator[Chunk]:
-    chunk = _chunk([s for kind, s in items if kind == 0], [s for kind, s in items if kind == 1],
-                   [r for kind, r in items if kind == 2], lease)
-    if len(chunk.body) <= BATCH_BYTES or len(items) <= 1:
+def _fitting(lists: tuple[list[Any], ...], start: int, stop: int,
+             lease: str | None) -> Iterator[Chunk]:
+    """Records `start`..`stop` of the lists taken end to end, in as many chunks as fit."""
+    task_runs, finished, logs = (
+        records[max(0, start - offset):max(0, stop - offset)]
+        for records, offset in zip(lists, (0, len(lists[0]), len(lists[0]) + len(lists[1]))))
+    chunk = _chunk(task_runs, finished, logs, lease)
+    if len(chunk.body) <= BATCH_BYTES or stop - start <= 1:
         yield chunk  # a single record over the limit goes anyway: the API names the problem
         return
-    half = len(items) // 2
-    yield from _fitting(items[:half], lease)
-    yield from _fitting(items[half:], lease)
+    middle = (start + stop) // 2
+    yield from _fitting(lists, start, middle, lease)
+    yield from _fitting(lists, middle, stop, lease)
 
 
 def _chunk(task_runs: list[Snapshot], finished: list[Snapshot], logs: list[LogRecord],
@@ -182,32 +186,27 @@ def send_in_order(pieces: Iterator[T], send: Callable[[T, bool], Any], *,
 STREAMING_IN_FLIGHT = 4
 
 
-def send_streaming(pieces: Iterator[T], send: Callable[[T], Any], *,
+def send_streaming(pieces: Iterator[T], send: Callable[[T], Any], courier: Executor, *,
                    in_flight: int = STREAMING_IN_FLIGHT) -> None:
-    """Send each of `pieces` with `send(piece)` as soon as it is built, up to `in_flight`
-    requests out at once; `pieces` may wait for its next piece meanwhile (the background
-    sender waits for the next batch to fill). Order between the requests out is not kept
-    (each record carries its version, and log lines their ids). An exception from `send` stops
-    it: `Undelivered` names the pieces not delivered, those `pieces` still gives included (it
-    should end soon once a send failed), the first exception is its cause."""
-    upcoming = next(pieces, None)
-    if upcoming is None:
-        return
+    """Send each of `pieces` with `send(piece)` on `courier`'s threads as soon as it is built,
+    up to `in_flight` requests out at once; `pieces` may wait for its next piece meanwhile (the
+    background sender waits for the next batch to fill). Order between the requests out is not
+    kept (each record carries its version, and log lines their ids). An exception from `send`
+    stops it: `Undelivered` names the pieces not delivered, those `pieces` still gives
+    included (it should end soon once a send failed), the first exception is its cause."""
     out: collections.deque[tuple[Future[Any], T]] = collections.deque()
-    with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="sluice-batch") as courier:
-        try:
-            while upcoming is not None:
-                out.append((_submit(courier, send, upcoming), upcoming))
-                while out and (len(out) >= in_flight or out[0][0].done()):
-                    out[0][0].result()
-                    out.popleft()
-                upcoming = next(pieces, None)
-            while out:
+    try:
+        for piece in pieces:
+            out.append((_submit(courier, send, piece), piece))
+            while out and (len(out) >= in_flight or out[0][0].done()):
                 out[0][0].result()
                 out.popleft()
-        except Exception as exc:
-            failed = [piece for future, piece in out if future.exception() is not None]
-            raise Undelivered(failed + list(pieces)) from exc
+        while out:
+            out[0][0].result()
+            out.popleft()
+    except Exception as exc:
+        failed = [piece for future, piece in out if future.exception() is not None]
+        raise Undelivered(failed + list(pieces)) from exc
 
 
 def _submit(courier: Any, send: Callable[..., Any], *args: Any) -> Any:

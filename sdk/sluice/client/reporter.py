@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -36,6 +37,7 @@ from ..leases import LeaseKeeper, LocalLease, new_lease
 from .api import SluiceClient
 from .batch_bodies import (
     FINISHED_FIELD,
+    STREAMING_IN_FLIGHT,
     Chunk,
     Undelivered,
     chunks,
@@ -97,6 +99,7 @@ class HttpReporter:
         self.finished_in_batch = True
         #: Runs waiting to send their final batch: the sender stops taking more meanwhile.
         self.ending = 0
+        self._courier: ThreadPoolExecutor | None = None
 
     # -- the Reporter port -----------------------------------------------------------------------
     def create_flow_run(self, flow_run: FlowRun) -> FlowRun:
@@ -241,6 +244,8 @@ class HttpReporter:
         self.flush(timeout=timeout)
         self._closed = True
         self._wake.set()
+        if self._courier is not None:
+            self._courier.shutdown(wait=False)
 
     # -- the sender thread -----------------------------------------------------------------------
     def _pending(self, flow_run_id: str | None) -> bool:
@@ -320,7 +325,7 @@ class HttpReporter:
                 raise
 
         try:
-            send_streaming(self._pieces(failed), send)
+            send_streaming(self._pieces(failed), send, self._couriers())
         except Undelivered as stopped:
             for _, _, chunk in reversed(stopped.items):  # the logs keep their order
                 self.buffer.requeue(chunk.snapshots, chunk.logs)
@@ -328,6 +333,13 @@ class HttpReporter:
                 raise stopped.__cause__ from None  # a bug, not an outage: as loud as before
             return stopped.__cause__
         return None
+
+    def _couriers(self) -> ThreadPoolExecutor:
+        """The threads that carry the background sender's requests (made once, kept)."""
+        if self._courier is None:
+            self._courier = ThreadPoolExecutor(max_workers=STREAMING_IN_FLIGHT,
+                                               thread_name_prefix="sluice-batch")
+        return self._courier
 
     def _pieces(self, failed: threading.Event) -> Iterator[tuple[str, str | None, Chunk]]:
         """(flow run, lease, batch) for all that waits; then, while the flow fills batches
