@@ -78,6 +78,7 @@ def test_queued_runs_go_at_most_one_batch_a_flush_interval_oldest_first():
     # Given a map that queued more runs than a batch holds, all old enough to send
     api = RecordingApi()
     reporter = HttpReporter(api, flush_interval=60.0, max_batch=10)  # type: ignore[arg-type]
+    reporter._thread = threading.current_thread()  # the test sends by hand: no sender thread
     runs = [_aged_pending_run("fr-3", seconds=100 - i) for i in range(25)]
     for run in runs:
         reporter.report_task_run(run)
@@ -106,4 +107,3 @@ def test_queued_runs_go_at_most_one_batch_a_flush_interval_oldest_first():
     # When the flow run ends, Then everything of it goes, however many (nothing is dropped)
     taken = reporter.buffer.take_run("fr-3", finished_in_batch=True)
     assert [s["id"] for s in taken.task_runs] == [run.id for run in runs[21:]]
-    reporter.close(timeout=0)

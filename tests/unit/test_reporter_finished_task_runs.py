@@ -6,6 +6,7 @@ serializes snapshots taken when the engine reported (never a half-updated record
 from __future__ import annotations
 
 import json
+import threading
 
 from sluice import exceptions as errors
 from sluice.client.batch_bodies import BATCH_BYTES, chunks
@@ -58,6 +59,13 @@ class CapturingApi:
                 for body in self.batches for t in body.get(field, [])]
 
 
+def driven_by_hand(reporter: HttpReporter) -> HttpReporter:
+    """A reporter whose sends the test makes itself (`_send_pending`): no sender thread starts,
+    so none races the test for the buffer."""
+    reporter._thread = threading.current_thread()
+    return reporter
+
+
 def a_task_run(flow_run_id: str = "fr-1", **fields) -> TaskRun:
     return TaskRun(id=new_id(), flow_run_id=flow_run_id, task_name="t", name="t-0",
                    state=Running(), version=1, **fields)
@@ -72,7 +80,7 @@ def move(run: TaskRun, state) -> None:
 def test_a_task_run_first_sent_final_goes_as_finished_and_one_sent_open_does_not():
     # Given one task run reported only once it was final, and one sent while still running
     api = CapturingApi()
-    reporter = HttpReporter(api, flush_interval=3600)  # type: ignore[arg-type]
+    reporter = driven_by_hand(HttpReporter(api, flush_interval=3600))  # type: ignore[arg-type]
     quick, slow = a_task_run(), a_task_run()
     move(quick, Completed())
     reporter.report_task_run(quick)
@@ -95,7 +103,7 @@ def test_a_task_run_first_sent_final_goes_as_finished_and_one_sent_open_does_not
 def test_an_older_control_plane_gets_the_batch_again_as_task_runs_and_no_field_after():
     # Given a control plane from before finished_task_runs
     api = CapturingApi(knows_finished=False)
-    reporter = HttpReporter(api, flush_interval=3600)  # type: ignore[arg-type]
+    reporter = driven_by_hand(HttpReporter(api, flush_interval=3600))  # type: ignore[arg-type]
     first = [a_task_run() for _ in range(3)]
     for run in first:
         move(run, Completed())
@@ -156,7 +164,7 @@ def test_an_older_control_plane_still_takes_the_final_state_with_the_last_batch(
 def test_a_final_record_after_an_open_one_whose_request_failed_is_an_ordinary_one():
     # Given an open record whose request failed (it may have landed all the same)
     api = CapturingApi()
-    reporter = HttpReporter(api, flush_interval=3600)  # type: ignore[arg-type]
+    reporter = driven_by_hand(HttpReporter(api, flush_interval=3600))  # type: ignore[arg-type]
     run = a_task_run()
     reporter.report_task_run(run)
     api.down = True
@@ -176,7 +184,7 @@ def test_a_final_record_after_an_open_one_whose_request_failed_is_an_ordinary_on
 def test_the_sender_serializes_the_record_as_reported_not_as_changed_since():
     # Given a record reported Running, then changed in place without being reported again
     api = CapturingApi()
-    reporter = HttpReporter(api, flush_interval=3600)  # type: ignore[arg-type]
+    reporter = driven_by_hand(HttpReporter(api, flush_interval=3600))  # type: ignore[arg-type]
     run = a_task_run()
     reporter.report_task_run(run)
     run.__dict__["state"] = Completed()  # the engine is halfway through its next update
@@ -251,7 +259,7 @@ def test_a_long_backlog_ends_in_several_batches_in_order_the_state_with_the_last
 def test_an_outage_in_the_middle_of_a_backlog_buffers_the_failed_batch_for_later():
     # Given a backlog of three batches whose second request fails
     api = CapturingApi()
-    reporter = HttpReporter(api, flush_interval=3600, max_batch=2)  # type: ignore[arg-type]
+    reporter = driven_by_hand(HttpReporter(api, flush_interval=3600, max_batch=2))  # type: ignore[arg-type]
     for n in range(6):
         reporter.report_log(LogRecord(id=f"l{n}", flow_run_id="fr-1", timestamp=utcnow(),
                                       message=f"line {n}"))

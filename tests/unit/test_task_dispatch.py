@@ -205,27 +205,49 @@ def test_after_a_batch_on_one_thread_jobs_that_wait_on_each_other_still_get_thre
     assert sorted(passed) == [0, 1, 2, 3] and not barrier.broken
 
 
-def test_while_the_process_is_busy_the_ramp_waits_longer_before_adding_a_thread():
-    # Given a pool with one busy thread and jobs waiting in its queue
-    pool = Pool(3, "test")
-    release = threading.Event()
+def _pool_with_waiting_jobs(release: threading.Event) -> Pool:
+    pool = Pool(4, "test")
     pool.submit(lambda: release.wait(10))
-    for _ in range(5):
+    for _ in range(8):
         pool._queue.put(lambda: release.wait(10))
     pool._ramping = True
+    return pool
+
+
+def test_short_tasks_starved_of_the_gil_get_a_thread_only_after_a_long_stall():
+    # Given a pool whose thread was taking hundreds of jobs a look (short tasks)
+    release = threading.Event()
+    pool = _pool_with_waiting_jobs(release)
+    for _ in range(3):
+        pool._ramp_step(pool._taken - 500, busy=True)
     threads = len(pool._threads)
 
-    # When looks find no job taken while the process was busy (the GIL held by other code),
-    # Then no thread is added until RAMP_PATIENCE of them in a row
+    # When looks then find no job taken while the process was busy (the GIL held by other
+    # code), Then no thread is added for RAMP_PATIENCE - 1 looks, and one is after that
     for _ in range(RAMP_PATIENCE - 1):
         pool._ramp_step(pool._taken, busy=True)
     assert len(pool._threads) == threads
     pool._ramp_step(pool._taken, busy=True)
     assert len(pool._threads) == threads + 1
+    release.set()
+    pool.shutdown()
 
-    # When a job was taken since the last look, Then the count starts again
-    pool._ramp_step(pool._taken, busy=True)
+
+def test_slow_tasks_get_threads_soon_even_while_the_process_is_busy():
+    # Given a pool whose thread takes a job only now and then (each waits on I/O)
+    release = threading.Event()
+    pool = _pool_with_waiting_jobs(release)
+    for _ in range(4):
+        pool._ramp_step(pool._taken - 1, busy=True)
+        for _ in range(RAMP_STALLED_LOOKS - 1):
+            pool._ramp_step(pool._taken, busy=True)
+    threads = len(pool._threads)
+
+    # When RAMP_STALLED_LOOKS looks find none taken while other code keeps the process busy,
+    # Then a thread is added
     pool._ramp_step(pool._taken - 1, busy=True)
-    assert pool._stalled == 0 and len(pool._threads) == threads + 1
+    for _ in range(RAMP_STALLED_LOOKS):
+        pool._ramp_step(pool._taken, busy=True)
+    assert len(pool._threads) == threads + 1
     release.set()
     pool.shutdown()

@@ -71,9 +71,20 @@ def _checking_validator() -> SchemaValidator | None:
     try:
         # Not the nested models' own validators (pydantic-core reuses those by default):
         # they would skip the tightened nested schemas.
-        return SchemaValidator(schema, None, _use_prebuilt=False)  # type: ignore[call-arg]
+        validator = SchemaValidator(schema, None, _use_prebuilt=False)  # type: ignore[call-arg]
     except TypeError:
         return None
+    try:  # a pydantic-core that took the option but reused them anyway must not be trusted
+        validator.validate_json(_NAIVE_NESTED_TIME)
+    except ValueError:
+        return validator
+    return None
+
+
+#: A batch whose only fault is a nested timestamp without a time zone.
+_NAIVE_NESTED_TIME = (
+    '{"task_runs":[{"id":"t","flow_run_id":"f","task_name":"t","name":"t-0",'
+    '"state":{"type":"RUNNING","timestamp":"2026-01-01T00:00:00"}}]}')
 
 
 def _tighten(node: Any) -> None:

@@ -92,6 +92,8 @@ class HttpReporter:
         #: Pending task runs sent in the current flush interval, and when it began (`_take`).
         self._pending_sent = 0
         self._pending_window = 0.0
+        #: Flushes waiting for the buffer to empty (the sender then holds nothing back).
+        self._flushing = 0
         #: Final states ride with the run's last batch (off once a control plane refuses it).
         self.final_state_in_batch = True
         #: First-time final task runs go as `finished_task_runs` (off once a control plane
@@ -233,12 +235,16 @@ class HttpReporter:
             return
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._idle:
-            while self._pending(flow_run_id):
-                self._wake.set()
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return
-                self._idle.wait(timeout=min(0.5, remaining) if remaining else 0.5)
+            self._flushing += 1  # the sender holds nothing back meanwhile (see `_take`)
+            try:
+                while self._pending(flow_run_id):
+                    self._wake.set()
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        return
+                    self._idle.wait(timeout=min(0.5, remaining) if remaining else 0.5)
+            finally:
+                self._flushing -= 1
 
     def close(self, timeout: float = 10.0) -> None:
         self.flush(timeout=timeout)
@@ -286,20 +292,24 @@ class HttpReporter:
         # cost the flow (and the control plane: an open record is an item of its own, and
         # its final record then is too) as much as the runs themselves, more the slower the
         # map went. 1,000 a second still shows a queue of any size within seconds.
+        # A flush (or the reporter's close) waiting for the buffer takes everything.
         now = time.monotonic()
         if now - self._pending_window >= self.flush_interval:
             self._pending_window, self._pending_sent = now, 0
-        held_since = utcnow() - timedelta(seconds=self.flush_interval / 2)
+        everything = self._flushing or self._closed
         batches, self._held, taken_fresh = self.buffer.take(
-            held_since=held_since, finished_in_batch=self.finished_in_batch,
-            skip_runs=self._local_only,
-            fresh_limit=max(0, self.max_batch - self._pending_sent))
+            held_since=None if everything else
+            utcnow() - timedelta(seconds=self.flush_interval / 2),
+            finished_in_batch=self.finished_in_batch, skip_runs=self._local_only,
+            fresh_limit=None if everything else max(0, self.max_batch - self._pending_sent))
         self._pending_sent += taken_fresh
         return batches
 
     def _send_pending(self) -> float:
         """Send everything buffered; returns how long to back off after a failure."""
         with self._idle:
+            if self._sending or self.ending:
+                return 0.0  # a run's end sends (it holds the sender): never two at once
             self._sending = True
         try:
             return self._note_outcome(self._send_taken())

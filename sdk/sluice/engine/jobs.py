@@ -146,19 +146,19 @@ def wait_all(inners: list[cf.Future], timeout: float | None = None) -> Any:  # t
 #: thread, ~48 on six); jobs that wait (I/O, sleep, a lock) stall the queue, and then a thread
 #: is added each few looks up to `max_workers`, so waits still overlap within a few ms.
 THREAD_RAMP_SECONDS = 0.001
-#: Looks in a row that must find no job taken, the process mostly idle, before a thread is
-#: added: pool threads that wait on each other's bookkeeping (a job's lock held by a thread
-#: the OS has not woken yet) stall the queue for a moment, and a thread more would not help.
+#: Looks in a row that must find no job taken before a thread is added: pool threads that wait
+#: on each other's bookkeeping (a job's lock held by a thread the OS has not woken yet) stall
+#: the queue for a moment, and a thread more would not help.
 RAMP_STALLED_LOOKS = 3
 #: The share of an interval the process may spend on the CPU and still count as idle. More
 #: means that something held the GIL meanwhile (the reporter serializing a batch, a garbage
-#: collection, a CPU-bound task): threads starved of the GIL take no job though none waits on
-#: anything, and a thread more would only fight for the GIL too (a map reporting to a control
-#: plane went to six threads this way, and cost a third more a task).
+#: collection, the flow's own code). If the pool's threads were taking many jobs a look before
+#: (short tasks), they are starved of the GIL, not waiting on anything, and a thread more would
+#: only fight for the GIL too (a map reporting to a control plane went to six threads this way,
+#: and cost a third more a task); such a stall counts only after `RAMP_PATIENCE` looks.
 RAMP_BUSY_SHARE = 0.5
-#: Looks in a row that found no job taken, the process busy, after which the pool gets a
-#: thread anyway: jobs that wait (on I/O, or in C code that lets the GIL go) while the process
-#: stays busy still get threads, one per this many looks.
+#: Stalled looks in a row, the process busy and the threads recently quick to take jobs, after
+#: which the pool gets a thread anyway.
 RAMP_PATIENCE = 20
 
 
@@ -184,8 +184,9 @@ class Pool:
         self._taken = 0
         #: Whether a ramp thread watches the queue (`_ramp`).
         self._ramping = False
-        #: The ramp's looks in a row that found no job taken.
+        #: The ramp's looks in a row that found no job taken, and the jobs taken a look lately.
         self._stalled = 0
+        self._take_rate = 0.0
 
     def submit(self, work: Callable[[], None]) -> None:
         self.submit_many((work,))
@@ -226,25 +227,32 @@ class Pool:
         """While jobs are queued: a thread more each few `THREAD_RAMP_SECONDS` in which no
         pool thread took a job while the process was mostly idle (they all wait on
         something), up to `max_workers`."""
-        seen: int | None = -1
+        seen: int | None = None
         clock, cpu = time.monotonic, time.process_time
-        while seen is not None:
+        while True:
             start, start_cpu = clock(), cpu()
             time.sleep(THREAD_RAMP_SECONDS)
             busy = cpu() - start_cpu > (clock() - start) * RAMP_BUSY_SHARE
             seen = self._ramp_step(seen, busy=busy)
+            if seen is None:
+                return
 
-    def _ramp_step(self, seen: int, *, busy: bool = False) -> int | None:
+    def _ramp_step(self, seen: int | None, *, busy: bool = False) -> int | None:
         """One look at the queue: a thread more once no job was taken for
-        `RAMP_STALLED_LOOKS` looks in a row (`RAMP_PATIENCE` if the process was `busy`, see
-        `RAMP_BUSY_SHARE`); the count to compare next time, or None once nothing waits (or
-        no thread may be added)."""
+        `RAMP_STALLED_LOOKS` looks in a row (`RAMP_PATIENCE` if the process was `busy` and
+        the threads were taking jobs quickly before, see `RAMP_BUSY_SHARE`); the count to
+        compare next time, or None once nothing waits (or no thread may be added)."""
         with self._lock:
             if not self._queue.qsize() or len(self._threads) >= self.max_workers:
                 self._ramping = False
                 return None
-            self._stalled = self._stalled + 1 if self._taken == seen else 0
-            if self._stalled >= (RAMP_PATIENCE if busy else RAMP_STALLED_LOOKS):
+            if seen is not None:  # the first look has nothing to compare with
+                taken = max(0, self._taken - seen)
+                # Jobs taken a look, lately: many means short tasks, so a stall is starvation.
+                self._take_rate = self._take_rate * 0.75 + taken * 0.25
+                self._stalled = self._stalled + 1 if taken == 0 else 0
+            quick = busy and self._take_rate >= 1
+            if self._stalled >= (RAMP_PATIENCE if quick else RAMP_STALLED_LOOKS):
                 self._stalled = 0
                 self._start_thread()
             return self._taken

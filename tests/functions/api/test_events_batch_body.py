@@ -195,3 +195,13 @@ def test_the_openapi_document_still_describes_the_events_body(api):
 ])
 def test_only_the_events_batch_routes_offer_their_body_to_the_fast_path(path, batch_route):
     assert bool(batch_body._EVENTS_BATCH_PATH.fullmatch(path)) is batch_route
+
+
+def test_the_fast_path_validator_is_trusted_only_if_it_refuses_a_naive_nested_time():
+    # The nested check rests on pydantic-core building nested validators from the tightened
+    # schema; one that reused the models' own would accept the probe, and is not used
+    checking = batch_body._checking_validator()
+    assert checking is not None  # this pydantic-core builds them
+    with pytest.raises(ValueError, match="timezone"):
+        checking.validate_json(batch_body._NAIVE_NESTED_TIME)
+    assert batch_body.EventsBatch.model_validate_json(batch_body._NAIVE_NESTED_TIME)  # the probe
