@@ -14,10 +14,7 @@ import collections
 import functools
 import json
 from collections.abc import Callable, Iterator
-
-# Imported with the reporter, never later: importing it during interpreter shutdown fails
-# ("can't register atexit after shutdown"), and the reporter's last flush runs at exit.
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future
 from typing import Any, NamedTuple, TypeVar
 
 from .. import exceptions as errors
@@ -55,15 +52,8 @@ class Chunk(NamedTuple):
 def chunks(taken: Taken, max_count: int, lease: str | None = None) -> Iterator[Chunk]:
     """Request bodies within the API's count and byte limits, each naming the attempt's
     lease when there is one (a stale attempt's batch gets 409)."""
-    task_runs, finished, logs = taken.task_runs, taken.finished, taken.logs
-    if len(task_runs) + len(finished) + len(logs) <= max_count:
-        # The common case: one request's worth, built from the lists as they are.
-        chunk = _chunk(task_runs, finished, logs, lease)
-        if len(chunk.body) <= BATCH_BYTES:
-            yield chunk
-            return
-    lists = (task_runs, finished, logs)
-    total = len(task_runs) + len(finished) + len(logs)
+    lists = (taken.task_runs, taken.finished, taken.logs)
+    total = sum(map(len, lists))
     for start in range(0, total, max_count):
         yield from _fitting(lists, start, min(total, start + max_count), lease)
 
@@ -145,9 +135,10 @@ class Undelivered(Exception):
         self.items = items
 
 
-def send_in_order(pieces: Iterator[T], send: Callable[[T, bool], Any], *,
+def send_in_order(pieces: Iterator[T], send: Callable[[T, bool], Any], courier: Executor, *,
                   in_flight: int = 2) -> Any:
-    """Send `pieces` with `send(piece, is_last)`, up to `in_flight` requests out at once while
+    """Send `pieces` with `send(piece, is_last)` (all but the last on `courier`'s threads),
+    up to `in_flight` requests out at once while
     the next piece is built (serialized) here: the control plane works while this process
     builds the next body, and a request waiting for this process's attention (its GIL) does
     not leave the control plane idle. The last piece goes alone, once all others were
@@ -164,19 +155,18 @@ def send_in_order(pieces: Iterator[T], send: Callable[[T, bool], Any], *,
         except Exception as exc:
             raise Undelivered([upcoming]) from exc
     out: collections.deque[tuple[Future[Any], T]] = collections.deque()
-    with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="sluice-batch") as courier:
-        try:
-            while following is not None:
-                out.append((_submit(courier, send, upcoming, False), upcoming))
-                upcoming, following = following, next(pieces, None)  # built meanwhile
-                while out and (len(out) >= in_flight or following is None):
-                    out[0][0].result()
-                    out.popleft()
-            return send(upcoming, True)
-        except Exception as exc:
-            failed = [piece for future, piece in out if future.exception() is not None]
-            rest = [upcoming] + ([following] if following is not None else [])
-            raise Undelivered(failed + rest + list(pieces)) from exc
+    try:
+        while following is not None:
+            out.append((_submit(courier, send, upcoming, False), upcoming))
+            upcoming, following = following, next(pieces, None)  # built meanwhile
+            while out and (len(out) >= in_flight or following is None):
+                out[0][0].result()
+                out.popleft()
+        return send(upcoming, True)
+    except Exception as exc:
+        failed = [piece for future, piece in out if future.exception() is not None]
+        rest = [upcoming] + ([following] if following is not None else [])
+        raise Undelivered(failed + rest + list(pieces)) from exc
 
 
 #: Requests the background sender keeps out at once. While the flow's own threads hold the

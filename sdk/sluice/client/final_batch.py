@@ -68,7 +68,7 @@ def send_with_final_state(reporter: HttpReporter, flow_run_id: str, state: State
             return _send(reporter, flow_run_id, chunk, lease, tail if last else b"", deadline)
 
         return send_in_order(_at_least_one(chunks(taken, reporter.max_batch, lease), lease),
-                             send)
+                             send, reporter._couriers())
     except Undelivered as stopped:
         cause = stopped.__cause__
         if isinstance(cause, (GaveUp, StateFieldRefused)):

@@ -16,6 +16,9 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+
+# Imported with the reporter, never later: importing it during interpreter shutdown fails
+# ("can't register atexit after shutdown"), and the reporter's last flush runs at exit.
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
@@ -275,8 +278,6 @@ class HttpReporter:
             # interval, so they are not buffered longer than any record could be.
             self._wake.wait(self.flush_interval / 2 if self._held else self.flush_interval)
             self._wake.clear()
-            if self.ending:
-                continue  # a run's end sends its records itself, its state with the last
             delay = self._send_pending()
             if delay:
                 time.sleep(delay)
@@ -319,9 +320,9 @@ class HttpReporter:
                 self._idle.notify_all()
 
     def _send_taken(self) -> BaseException | None:
-        """Send what `_take` gives, then each next batch as it fills (up to two requests in
-        flight meanwhile); the first transient failure (its records and all not sent yet are
-        buffered again), or None."""
+        """Send what `_take` gives, then each next batch as it fills (up to
+        `STREAMING_IN_FLIGHT` requests out meanwhile); the first transient failure (its records
+        and all not sent yet are buffered again), or None."""
 
         failed = threading.Event()
 
@@ -345,7 +346,8 @@ class HttpReporter:
         return None
 
     def _couriers(self) -> ThreadPoolExecutor:
-        """The threads that carry the background sender's requests (made once, kept)."""
+        """The threads that carry the sender's requests, the background one's and a run's
+        last batches (made once, kept)."""
         if self._courier is None:
             self._courier = ThreadPoolExecutor(max_workers=STREAMING_IN_FLIGHT,
                                                thread_name_prefix="sluice-batch")

@@ -165,9 +165,8 @@ RAMP_PATIENCE = 20
 class Pool:
     """Threads that run jobs from a queue: a leaner `ThreadPoolExecutor` (a job is its own
     future, so no second future per task run). The first job starts a thread; more start while
-    jobs wait in the queue and no thread has taken one for a few `THREAD_RAMP_SECONDS` while
-    the process was mostly idle (`RAMP_BUSY_SHARE`), up to `max_workers` (default: Python's,
-    `min(32, CPUs + 4)`)."""
+    jobs wait in the queue and no thread has taken one for a few looks (`_ramp_step`), up to
+    `max_workers` (default: Python's, `min(32, CPUs + 4)`)."""
 
     def __init__(self, max_workers: int | None, label: str) -> None:
         self.max_workers = max_workers or min(32, (os.cpu_count() or 1) + 4)
@@ -224,9 +223,8 @@ class Pool:
         self._threads.append(thread)
 
     def _ramp(self) -> None:
-        """While jobs are queued: a thread more each few `THREAD_RAMP_SECONDS` in which no
-        pool thread took a job while the process was mostly idle (they all wait on
-        something), up to `max_workers`."""
+        """While jobs are queued, a look each `THREAD_RAMP_SECONDS` (`_ramp_step`), noting
+        whether the process was busy meanwhile (`RAMP_BUSY_SHARE`)."""
         seen: int | None = None
         clock, cpu = time.monotonic, time.process_time
         while True:
