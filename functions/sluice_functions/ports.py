@@ -183,6 +183,28 @@ class QueueDepth:
     dead_letter: int
 
 
+class ReceivedJson:
+    """The JSON text of task-run records as a request carried them, each already validated on
+    its own as the model it stands for (the events routes' fast path, issue 20). A store that
+    keeps each record as its JSON document may store this text instead of serializing the
+    model again; reading it back gives the same model."""
+
+    __slots__ = ("_texts",)
+
+    def __init__(self, pairs: Iterable[tuple[TaskRun, str]]) -> None:
+        # By identity: the models are the very objects of the request's batch (kept here, so
+        # no other object can take an id meanwhile).
+        self._texts = {id(model): (model, text) for model, text in pairs}
+
+    def get(self, task_run: TaskRun) -> str | None:
+        """The text `task_run` was validated from, or None if it came otherwise."""
+        entry = self._texts.get(id(task_run))
+        return entry[1] if entry is not None and entry[0] is task_run else None
+
+    def __len__(self) -> int:
+        return len(self._texts)
+
+
 @runtime_checkable
 class RunStore(Protocol):
     """Metadata of flow runs, task runs, deployments, pools and workers.
@@ -316,18 +338,21 @@ class RunStore(Protocol):
 
     # ---- task runs -----------------------------------------------------------------------------
 
-    def upsert_task_runs(self, task_runs: Sequence[TaskRun]) -> int:
+    def upsert_task_runs(self, task_runs: Sequence[TaskRun],
+                         received: ReceivedJson | None = None) -> int:
         """Store task runs; idempotent by `id`, and a higher `version` wins.
 
         Each record is written if no task run with its id exists or the stored one has a lower
         `version`; a record with an equal or lower version is ignored (a replayed batch changes
         nothing, a late older record never overwrites a newer one). Records of different flow
         runs may be mixed. Returns how many records were written. Not atomic across records,
-        but each record is all-or-nothing.
+        but each record is all-or-nothing. `received`: the records' JSON as the request carried
+        it, which an adapter may store as it is (`ReceivedJson`).
         """
         ...
 
-    def add_finished_task_runs(self, task_runs: Sequence[TaskRun]) -> int:
+    def add_finished_task_runs(self, task_runs: Sequence[TaskRun],
+                               received: ReceivedJson | None = None) -> int:
         """Store task runs reported once, already final (`EventsBatch.finished_task_runs`):
         no later record of them follows, so an adapter may pack several into one item (the
         DynamoDB store does). A record that is not final is upserted as by

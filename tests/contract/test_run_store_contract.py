@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -22,7 +23,7 @@ from contract_support import (
 
 from sluice.exceptions import BadRequest, Conflict, NotFound
 from sluice.models import FlowRun, Pool, StateType, Worker
-from sluice_functions.ports import FlowRunFilter, RunStore
+from sluice_functions.ports import FlowRunFilter, ReceivedJson, RunStore
 
 CONCURRENT_WRITERS = 8
 MOTO_TRANSACTIONS_GAP = (
@@ -514,6 +515,24 @@ def test_task_runs_are_idempotent_by_id_and_a_higher_version_wins(run_store):
     assert written == 1
     listed = run_store.list_task_runs(flow_run_id, limit=10).items
     assert listed == [newer, stored[1], stored[2]]
+
+
+def test_task_runs_given_with_their_received_json_are_stored_as_the_models(run_store):
+    # Given task runs with the JSON text they were validated from (spaced, keys reordered)
+    flow_run_id = new_id("fr-")
+    runs = [task_run(flow_run_id, id=f"tr-{i}", version=2) for i in range(3)]
+    texts = [json.dumps(json.loads(t.model_dump_json()), indent=1, sort_keys=True)
+             for t in runs]
+    received = ReceivedJson(zip(runs, texts))
+
+    # When they are stored with it (plain and as first-time final records)
+    assert run_store.upsert_task_runs(runs[:1], received) == 1
+    assert run_store.add_finished_task_runs(runs[1:], received) == 2
+
+    # Then they read back as the models, whichever form the store keeps
+    assert run_store.list_task_runs(flow_run_id, limit=10).items == runs
+    # And another model's text is never taken for a record
+    assert received.get(runs[0].model_copy()) is None
 
 
 def test_a_batch_may_mix_task_runs_of_several_flow_runs(run_store):

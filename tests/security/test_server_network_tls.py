@@ -17,7 +17,8 @@ import httpx
 import pytest
 
 from sluice.client.api import SluiceClient
-from sluice.exceptions import ConfigurationError
+from sluice.client.transport import Unreachable
+from sluice.exceptions import ConfigurationError, NotFound
 from sluice.profiles import Connection, load_profiles, resolve_connection
 from sluice_functions.embedded import EmbeddedServer
 from sluice_functions.embedded.network import cleartext_warning, server_tls_context
@@ -87,6 +88,22 @@ def test_the_server_speaks_https_to_a_client_that_trusts_its_certificate(tls_ser
         assert "default" in [pool.name for pool in client.list_pools()]
     finally:
         client.close()
+
+
+def test_events_batches_go_over_tls_with_the_connections_trust(tls_server, certificate):
+    # Given the SDK client of a TLS server (its keep-alive poster sends the batches)
+    trusting = SluiceClient(Connection(api_url=tls_server.url, api_token=TOKEN,
+                                       ca_bundle=str(certificate[0])), attempts=1)
+    assert trusting.poster is not None
+    # When it sends a batch for a run that does not exist, Then the server answered over TLS
+    with pytest.raises(NotFound):
+        trusting.send_events("no-such-run", b'{"task_runs":[]}')
+    trusting.close()
+    # And a client that does not trust the certificate never gets that far
+    doubting = SluiceClient(Connection(api_url=tls_server.url, api_token=TOKEN), attempts=1)
+    with pytest.raises(Unreachable, match="CERTIFICATE_VERIFY_FAILED"):
+        doubting.send_events("no-such-run", b'{"task_runs":[]}')
+    doubting.close()
 
 
 def test_a_client_that_does_not_trust_the_certificate_is_refused(tls_server):

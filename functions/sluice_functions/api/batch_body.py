@@ -28,10 +28,12 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler.openapi.params import Body
-from pydantic import WrapValidator
+from pydantic import BaseModel, Field, PrivateAttr, WrapValidator
 from pydantic_core import SchemaValidator
 
-from sluice.models import EventsBatch
+from sluice.models import EventsBatch, TaskRun
+
+from ..ports import ReceivedJson
 
 from .request_checks import (
     EARLIEST_TIMESTAMP,
@@ -54,6 +56,15 @@ class CheckedEventsBatch(EventsBatch):
     """An events batch the fast path validated whole, its timestamps included (aware, within
     `EARLIEST_TIMESTAMP`..`LATEST_TIMESTAMP`): no second walk over its records checks them."""
 
+    #: Each task-run record's text, when the body carried one a line (`_framed`).
+    _received: ReceivedJson | None = PrivateAttr(default=None)
+
+
+def received_json(batch: EventsBatch) -> ReceivedJson | None:
+    """The JSON text of the batch's task-run records as the request carried them, each
+    validated on its own (a framed body, see `_framed`); None otherwise."""
+    return batch._received if isinstance(batch, CheckedEventsBatch) else None
+
 
 def check_batch_timestamps(batch: EventsBatch) -> None:
     """`check_timestamps` for a batch the fast path did not check already."""
@@ -66,7 +77,20 @@ def _checking_validator() -> SchemaValidator | None:
     """A validator of `CheckedEventsBatch` that also refuses unknown fields and naive or
     out-of-range timestamps at every level, building the same models; None with a
     pydantic-core that cannot build one (then the fast path validates as `EventsBatch`)."""
-    schema = copy.deepcopy(CheckedEventsBatch.__pydantic_core_schema__)
+    return _tightened(CheckedEventsBatch, _NAIVE_NESTED_TIME)
+
+
+@functools.cache
+def _framed_validators() -> tuple[SchemaValidator, SchemaValidator] | None:
+    """The tightened validators of a framed body's skeleton and of one task-run record."""
+    skeleton = _tightened(_FramedSkeleton, _NAIVE_STATE_TIME)
+    record = _tightened(TaskRun, _NAIVE_RECORD_TIME)
+    return (skeleton, record) if skeleton is not None and record is not None else None
+
+
+def _tightened(model: type[BaseModel], naive_probe: str) -> SchemaValidator | None:
+    """`model`'s validator, refusing unknown fields and naive or out-of-range timestamps."""
+    schema = copy.deepcopy(model.__pydantic_core_schema__)
     _tighten(schema)
     try:
         # Not the nested models' own validators (pydantic-core reuses those by default):
@@ -75,16 +99,20 @@ def _checking_validator() -> SchemaValidator | None:
     except TypeError:
         return None
     try:  # a pydantic-core that took the option but reused them anyway must not be trusted
-        validator.validate_json(_NAIVE_NESTED_TIME)
+        validator.validate_json(naive_probe)
     except ValueError:
         return validator
     return None
 
 
+#: A task run whose only fault is a timestamp without a time zone in its state.
+_NAIVE_RECORD_TIME = ('{"id":"t","flow_run_id":"f","task_name":"t","name":"t-0",'
+                      '"state":{"type":"RUNNING","timestamp":"2026-01-01T00:00:00"}}')
 #: A batch whose only fault is a nested timestamp without a time zone.
-_NAIVE_NESTED_TIME = (
-    '{"task_runs":[{"id":"t","flow_run_id":"f","task_name":"t","name":"t-0",'
-    '"state":{"type":"RUNNING","timestamp":"2026-01-01T00:00:00"}}]}')
+_NAIVE_NESTED_TIME = '{"task_runs":[' + _NAIVE_RECORD_TIME + ']}'
+#: A batch skeleton whose only fault is its state's timestamp without a time zone.
+_NAIVE_STATE_TIME = ('{"transition_id":"t",'
+                     '"state":{"type":"RUNNING","timestamp":"2026-01-01T00:00:00"}}')
 
 
 def _tighten(node: Any) -> None:
@@ -143,14 +171,16 @@ def prevalidated(text: str) -> Prevalidated | None:
         return None  # a lone surrogate is refused by the usual path's own check
     if not _EXTRA_OVERRIDE:
         return None
-    checking = _checking_validator()
-    try:
-        # Unknown fields refused: with only known fields and no details, nothing in the body
-        # nests deeper than a few levels or holds a number the usual path would refuse.
-        batch = checking.validate_json(text) if checking is not None else \
-            EventsBatch.model_validate_json(text, extra="forbid")
-    except Exception:  # noqa: BLE001 - whatever it is, the usual path answers it as before
-        return None
+    batch = _framed(text) if "\n" in text else None
+    if batch is None:
+        checking = _checking_validator()
+        try:
+            # Unknown fields refused: with only known fields and no details, nothing in the
+            # body nests deeper than a few levels or holds a number the usual path would refuse.
+            batch = checking.validate_json(text) if checking is not None else \
+                EventsBatch.model_validate_json(text, extra="forbid")
+        except Exception:  # noqa: BLE001 - whatever it is, the usual path answers it as before
+            return None
     if batch.state is not None and batch.state.details is not None:
         return None
     for records in (batch.task_runs, batch.finished_task_runs):
@@ -158,3 +188,47 @@ def prevalidated(text: str) -> Prevalidated | None:
             if task_run.state.details is not None:
                 return None
     return Prevalidated(batch)
+
+
+class _FramedSkeleton(EventsBatch):
+    """A framed body with each task-run record replaced by its number (`_framed`)."""
+
+    task_runs: list[int] = Field(default_factory=list)  # type: ignore[assignment]
+    finished_task_runs: list[int] = Field(default_factory=list)  # type: ignore[assignment]
+
+
+def _framed(text: str) -> CheckedEventsBatch | None:
+    """The batch of a framed body, its task-run records validated one by one and their texts
+    kept (`received_json`), or None when the body is not framed so (the one-pass path then).
+
+    A framed body is ordinary JSON with each task-run record alone on a line: the lines in
+    between (`{"task_runs":[`, `,`, `],"finished_task_runs":[`, the rest) hold the other
+    fields. The SDK's reporter sends its batches so (`sluice.client.batch_bodies`). A raw line
+    break can only be whitespace between two tokens in JSON, so the records' lines replaced
+    by their numbers leave a valid skeleton exactly when the body is valid, and validating the
+    skeleton and each record on its own gives what validating the body gives, provided every
+    number lands once in the skeleton's lists (a duplicated key drops a list: the usual way
+    then). The store can then keep each record's own text instead of serializing its model
+    again."""
+    validators = _framed_validators()
+    lines = text.split("\n")
+    records = lines[1::2]
+    if validators is None or not records or len(lines) % 2 == 0 or \
+            not records[0].startswith("{"):
+        return None
+    skeleton_validator, record_validator = validators
+    lines[1::2] = map(str, range(len(records)))
+    try:
+        skeleton = skeleton_validator.validate_json("\n".join(lines))
+        if sorted(skeleton.task_runs + skeleton.finished_task_runs) != \
+                list(range(len(records))):
+            return None
+        models = list(map(record_validator.validate_json, records))
+    except ValueError:
+        return None
+    fields = {name: getattr(skeleton, name) for name in EventsBatch.model_fields}
+    fields["task_runs"] = [models[i] for i in skeleton.task_runs]
+    fields["finished_task_runs"] = [models[i] for i in skeleton.finished_task_runs]
+    batch = CheckedEventsBatch.model_construct(skeleton.model_fields_set, **fields)
+    batch._received = ReceivedJson(zip(models, records))
+    return batch

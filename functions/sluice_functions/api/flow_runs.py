@@ -37,7 +37,7 @@ from ..service import run_admin, suspension
 from ..service.run_admin import MAX_REF_CHARS
 from ..orchestration import LeasePolicy
 from ..ports import ControlPlanePorts, FlowRunFilter
-from .batch_body import EventsBatchBody, check_batch_timestamps
+from .batch_body import EventsBatchBody, check_batch_timestamps, received_json
 from .parameters import (
     DEFAULT_PAGE_LIMIT,
     MAX_ID_CHARS,
@@ -233,7 +233,8 @@ def register_flow_run_routes(
         check_batch_timestamps(batch)
         return service.record_events(flow_run_id, batch, store=store, logs=logs, metrics=metrics,
                                      queue=queue, now=clock(),
-                                     body_bytes=body_size(app.current_event))
+                                     body_bytes=body_size(app.current_event),
+                                     received=received_json(batch))
 
     @app.get("/flow-runs/<flow_run_id>/task-runs", tags=[TAG], responses=documented(200, 404),
              summary="Task runs of a flow run, in creation order")

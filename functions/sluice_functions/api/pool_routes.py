@@ -44,7 +44,7 @@ from ..service.pool_scope import (
     subflow_create_conflict,
     subflow_request_in_pool,
 )
-from .batch_body import EventsBatchBody, check_batch_timestamps
+from .batch_body import EventsBatchBody, check_batch_timestamps, received_json
 from .code import Sha256
 from .parameters import DeploymentId, FlowRunId, documented
 from .pools import PoolName
@@ -109,7 +109,8 @@ def register_pool_routes_of_workers(
         check_batch_timestamps(batch)
         return service.record_events(flow_run_id, batch, store=PoolScopedStore(store, name),
                                      logs=logs, metrics=metrics, queue=queue, now=clock(),
-                                     body_bytes=body_size(app.current_event))
+                                     body_bytes=body_size(app.current_event),
+                                     received=received_json(batch))
 
     @app.get("/pools/<name>/flow-runs/<flow_run_id>", tags=[TAG],
              responses=documented(200, 404), summary="Read a run of the pool")

@@ -19,7 +19,7 @@ from sluice.models import (
 )
 
 from ..orchestration import check_lease
-from ..ports import LogSink, Metrics, RunQueue, RunStore
+from ..ports import LogSink, Metrics, ReceivedJson, RunQueue, RunStore
 from .limits import check_log_messages, check_page_limit, check_state, check_tags
 
 
@@ -33,6 +33,7 @@ def record_events(
     queue: RunQueue | None = None,
     now: datetime | None = None,
     body_bytes: int | None = None,
+    received: ReceivedJson | None = None,
 ) -> EventsAccepted:
     """Store a batch of task-run records and log lines of one flow run, then apply the state
     it carries, if any (`lifecycle.set_state`'s rules, lease and transition id: the records
@@ -46,7 +47,8 @@ def record_events(
     attempt that ended last, log lines are still taken (a process's last output lands after its
     final state) and task runs only once they ended. `body_bytes`: the size of the request
     that carried the batch (the route knows it), checked against the batch limit instead of
-    serializing the batch again.
+    serializing the batch again. `received`: the records' JSON as the request carried it
+    (`ReceivedJson`), handed to the store.
     """
     _check_batch(flow_run_id, batch, body_bytes)
     run = store.get_flow_run(flow_run_id)
@@ -63,9 +65,9 @@ def record_events(
     else:
         check_lease(run, batch.lease)
     if task_runs:
-        store.upsert_task_runs(task_runs)
+        store.upsert_task_runs(task_runs, received)
     if finished:  # first reported and final: the store may pack them (issue 20)
-        store.add_finished_task_runs(finished)
+        store.add_finished_task_runs(finished, received)
     if batch.logs:
         logs.append(flow_run_id, batch.logs)
     task_runs = [*task_runs, *finished]

@@ -45,7 +45,8 @@ from ..models import (
 from ..profiles import Connection
 from .automation_methods import AutomationMethods
 from .run_control_methods import RunControlMethods
-from .transport import RETRYABLE_STATUSES, ThrottleGate, build_http_client, send
+from .keepalive import KeepAlivePoster
+from .transport import RETRYABLE_STATUSES, ThrottleGate, build_clients, send
 
 #: Tries of one per-worker heartbeat (retried fast on 429/5xx within its timeout).
 LEASE_ATTEMPTS = 3
@@ -72,13 +73,20 @@ class SluiceClient(AutomationMethods, RunControlMethods):
         self.connection = connection
         self.attempts = attempts
         self.pool = pool
-        self.http = http or build_http_client(connection, timeout)
+        #: Posts events batches (`keepalive`); None with a given `http` (tests' fakes) or a
+        #: proxy, and then batches go through `http` like every other call.
+        self.poster: KeepAlivePoster | None = None
+        if http is None:
+            http, self.poster = build_clients(connection, timeout)
+        self.http = http
         #: Shared by this client's calls: after a 429 the others wait, lease renewals go first.
         self.gate = ThrottleGate()
         self._scope = f"/pools/{_q(pool)}" if pool else ""
 
     def close(self) -> None:
         self.http.close()
+        if self.poster is not None:
+            self.poster.close()
 
     def __enter__(self) -> SluiceClient:
         return self
@@ -89,13 +97,15 @@ class SluiceClient(AutomationMethods, RunControlMethods):
     def _call(self, method: str, path: str, *, json: Any = None, content: bytes | None = None,
               params: dict[str, Any] | None = None, attempts: int | None = None,
               timeout: float | None = None,
-              retry_statuses: frozenset[int] = RETRYABLE_STATUSES, urgent: bool = False) -> Any:
-        """`urgent`: a lease renewal, which skips the wait other calls keep after a 429."""
+              retry_statuses: frozenset[int] = RETRYABLE_STATUSES, urgent: bool = False,
+              poster: KeepAlivePoster | None = None) -> Any:
+        """`urgent`: a lease renewal, which skips the wait other calls keep after a 429.
+        `poster`: sends a POST of `content` (`keepalive`)."""
         clean = {k: v for k, v in (params or {}).items() if v is not None}
         response = send(self.http, method, path, json=json, content=content, params=clean,
                         attempts=attempts or self.attempts, timeout=timeout,
                         retry_statuses=retry_statuses, gate=getattr(self, "gate", None),
-                        urgent=urgent)
+                        urgent=urgent, poster=poster)
         return response.json() if response.content else None
 
     # -- health --------------------------------------------------------------------------------
@@ -225,7 +235,7 @@ class SluiceClient(AutomationMethods, RunControlMethods):
         content = batch if isinstance(batch, bytes) else batch.model_dump_json().encode()
         return EventsAccepted.model_validate(
             self._call("POST", f"{self._run_path(flow_run_id)}/events", content=content,
-                       attempts=attempts))
+                       attempts=attempts, poster=getattr(self, "poster", None)))
 
     def list_task_runs(self, flow_run_id: str, *, limit: int = 200,
                        cursor: str | None = None) -> Page[TaskRun]:

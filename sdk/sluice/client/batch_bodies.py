@@ -93,15 +93,32 @@ def _fitting(lists: tuple[list[Any], ...], start: int, stop: int,
 def _chunk(task_runs: list[Snapshot], finished: list[Snapshot], logs: list[LogRecord],
            lease: str | None) -> Chunk:
     task_run_list, log_list = _adapters()
-    parts = [b'{"task_runs":', task_run_list.dump_json(_records(task_runs))]
+    parts = [b'{"task_runs":', _one_a_line(task_run_list.dump_json(_records(task_runs)),
+                                           len(task_runs))]
     if finished:
         parts += [b',"', FINISHED_FIELD.encode(), b'":',
-                  task_run_list.dump_json(_records(finished))]
+                  _one_a_line(task_run_list.dump_json(_records(finished)), len(finished))]
     parts += [b',"logs":', log_list.dump_json(logs)]
     if lease:
         parts += [b',"lease":', json.dumps(lease).encode()]
     parts.append(b"}")
     return Chunk(b"".join(parts), task_runs, finished, logs)
+
+
+def _one_a_line(records_json: bytes, count: int) -> bytes:
+    """A JSON list of `count` task runs with each record alone on a line (still the same JSON:
+    line breaks between tokens are whitespace). A control plane that keeps each record's JSON
+    document stores these lines as they are instead of serializing each record again (the
+    API's framed bodies, `sluice_functions.api.batch_body`).
+
+    A record is an object whose first key is `id`, so `},{"id":` in the list is the border of
+    two records: inside a string the quote would be escaped, and only a free-form value (state
+    `details`) could hold it otherwise; then the count of breaks tells, and the list goes
+    unframed."""
+    if not count:
+        return records_json
+    framed = b"[\n" + records_json[1:-1].replace(b'},{"id":', b'}\n,\n{"id":') + b"\n]"
+    return framed if framed.count(b"\n") == 2 * count else records_json
 
 
 def _records(snapshots: list[Snapshot]) -> list[Snapshot]:

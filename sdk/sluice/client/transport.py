@@ -12,6 +12,7 @@ import httpx
 
 from .. import exceptions as errors
 from ..profiles import Connection
+from .keepalive import KeepAlivePoster
 
 #: Statuses worth retrying: throttling and the gateway/service being briefly unavailable.
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -72,18 +73,23 @@ class SigV4Auth(httpx.Auth):
             )
 
     def auth_flow(self, request: httpx.Request) -> Any:
+        signed = self.headers_for(request.method, str(request.url), request.content,
+                                  request.headers.get("content-type", ""))
+        for key, value in signed.items():
+            request.headers[key] = value
+        yield request
+
+    def headers_for(self, method: str, url: str, body: bytes,
+                    content_type: str = "application/json") -> dict[str, str]:
+        """The headers that sign one request (`Authorization`, `X-Amz-Date`, ...)."""
         from botocore.auth import SigV4Auth as BotoSigV4
         from botocore.awsrequest import AWSRequest
 
-        aws_request = AWSRequest(method=request.method, url=str(request.url),
-                                 data=request.content,
-                                 headers={"content-type": request.headers.get("content-type",
-                                                                              "")})
+        aws_request = AWSRequest(method=method, url=url, data=body,
+                                 headers={"content-type": content_type})
         BotoSigV4(self._credentials.get_frozen_credentials(), "execute-api",
                   self.region).add_auth(aws_request)
-        for key, value in aws_request.headers.items():
-            request.headers[key] = value
-        yield request
+        return dict(aws_request.headers.items())
 
 
 def tls_verify(connection: Connection) -> ssl.SSLContext | bool:
@@ -104,20 +110,46 @@ def tls_verify(connection: Connection) -> ssl.SSLContext | bool:
     return context
 
 
-def build_http_client(connection: Connection, timeout: float) -> httpx.Client:
+def _headers(connection: Connection) -> dict[str, str]:
     headers = {"user-agent": "sluice-client"}
     if connection.api_token:
         headers["authorization"] = f"Bearer {connection.api_token}"
-    auth: httpx.Auth | None = None
-    if connection.kind == "aws":
-        if not connection.region:
-            raise errors.ConfigurationError(
-                "an aws control plane needs a region: set SLUICE_REGION or the profile's region"
-            )
-        auth = SigV4Auth(connection.region)
-    return httpx.Client(base_url=connection.api_url, headers=headers, auth=auth,
-                        timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+    return headers
+
+
+def _auth(connection: Connection) -> SigV4Auth | None:
+    if connection.kind != "aws":
+        return None
+    if not connection.region:
+        raise errors.ConfigurationError(
+            "an aws control plane needs a region: set SLUICE_REGION or the profile's region"
+        )
+    return SigV4Auth(connection.region)
+
+
+def _timeout(seconds: float) -> httpx.Timeout:
+    return httpx.Timeout(seconds, connect=min(seconds, 5.0))
+
+
+def build_http_client(connection: Connection, timeout: float) -> httpx.Client:
+    return httpx.Client(base_url=connection.api_url, headers=_headers(connection),
+                        auth=_auth(connection), timeout=_timeout(timeout),
                         verify=tls_verify(connection))
+
+
+def build_clients(connection: Connection,
+                  timeout: float) -> tuple[httpx.Client, KeepAlivePoster | None]:
+    """The client's httpx client, and the keep-alive poster of its events batches (None when
+    a proxy applies: see `keepalive`), with the same headers, signature and TLS trust."""
+    auth, verify = _auth(connection), tls_verify(connection)
+    http = httpx.Client(base_url=connection.api_url, headers=_headers(connection), auth=auth,
+                        timeout=_timeout(timeout), verify=verify)
+    context = (httpx.create_ssl_context(verify=verify)
+               if connection.api_url.startswith("https:") else None)
+    poster = KeepAlivePoster.for_connection(
+        connection.api_url, headers=_headers(connection), timeout=_timeout(timeout),
+        context=context, sign=auth.headers_for if auth is not None else None)
+    return http, poster
 
 
 def backoff_delay(attempt: int, base: float = 0.2, cap: float = 5.0) -> float:
@@ -189,20 +221,25 @@ def send(http: httpx.Client, method: str, path: str, *, json: Any = None,
          content: bytes | None = None, params: dict[str, Any] | None = None,
          attempts: int = 4, timeout: float | None = None,
          retry_statuses: frozenset[int] = RETRYABLE_STATUSES,
-         gate: ThrottleGate | None = None, urgent: bool = False) -> httpx.Response:
+         gate: ThrottleGate | None = None, urgent: bool = False,
+         poster: KeepAlivePoster | None = None) -> httpx.Response:
     """One API call with retries on connection errors and `retry_statuses` (429 and 5xx);
     raises the SDK's errors. `timeout` (seconds) replaces the client's for this call. With a
     `gate`, a 429 holds the client's other ordinary calls back; `urgent` calls (lease renewals)
-    skip that wait and retry sooner (`ThrottleGate`)."""
+    skip that wait and retry sooner (`ThrottleGate`). With a `poster`, a POST of `content`
+    goes through it instead of `http` (`keepalive`: the reporter's batches)."""
     last: Exception | None = None
     extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
     for attempt in range(1, attempts + 1):
         if gate is not None and not urgent:
             gate.wait_turn()
         try:
-            headers = {"content-type": "application/json"} if content is not None else None
-            response = http.request(method, path, json=json, content=content, params=params,
-                                    headers=headers, **extra)
+            if poster is not None and content is not None:
+                response = poster.post(path, content, timeout=timeout)
+            else:
+                headers = {"content-type": "application/json"} if content is not None else None
+                response = http.request(method, path, json=json, content=content,
+                                        params=params, headers=headers, **extra)
         except httpx.TransportError as exc:
             last = exc
         else:

@@ -158,7 +158,7 @@ class InMemoryRunStore:
         return FlowRunCounts(counts=counts, late=late)
 
     # task runs
-    def upsert_task_runs(self, task_runs: Sequence[TaskRun]) -> int:
+    def upsert_task_runs(self, task_runs: Sequence[TaskRun], received=None) -> int:
         written = 0
         for task_run in task_runs:
             stored = self.task_runs.get(task_run.id)
@@ -168,7 +168,7 @@ class InMemoryRunStore:
         self.writes += written
         return written
 
-    def add_finished_task_runs(self, task_runs: Sequence[TaskRun]) -> int:
+    def add_finished_task_runs(self, task_runs: Sequence[TaskRun], received=None) -> int:
         return self.upsert_task_runs(task_runs)
 
     def list_task_runs(self, flow_run_id: str, *, limit: int, cursor: str | None = None):

@@ -21,7 +21,7 @@ from ...config import (
     TABLE_SORT_KEY,
     TTL_ATTRIBUTE,
 )
-from ...ports import FlowRunFilter
+from ...ports import FlowRunFilter, ReceivedJson
 from ..records import read_record, readable, with_aware_times, written_record
 from . import dynamo_items as items
 from . import dynamo_run_item as run_item
@@ -307,7 +307,9 @@ class DynamoRunStore(DynamoDeployments, DynamoRunMaintenance, DynamoRunStats,
             return 0  # a replay or an older record: ignored, as the port says
         return 1
 
-    def upsert_task_runs(self, task_runs: Sequence[TaskRun]) -> int:
+    def upsert_task_runs(self, task_runs: Sequence[TaskRun],
+                         received: ReceivedJson | None = None) -> int:
+        # `received` is not used: items hold attributes, not the records' JSON.
         if not task_runs:
             return 0
         expires_at = self._expires_at()
@@ -319,7 +321,8 @@ class DynamoRunStore(DynamoDeployments, DynamoRunMaintenance, DynamoRunStats,
             futures = [pool.submit(self._upsert_task_run, t, expires_at) for t in task_runs]
             return sum(future.result() for future in futures)
 
-    def add_finished_task_runs(self, task_runs: Sequence[TaskRun]) -> int:
+    def add_finished_task_runs(self, task_runs: Sequence[TaskRun],
+                               received: ReceivedJson | None = None) -> int:
         finished = [t for t in task_runs if t.state.is_terminal]
         written = self.upsert_task_runs([t for t in task_runs if not t.state.is_terminal])
         return written + task_sheets.put_sheets(self._table, finished, self._expires_at(),

@@ -1,0 +1,183 @@
+"""Keep-alive HTTP/1.1 posts for the reporter's events batches (issue 20).
+
+A flow reporting to a control plane sends a batch of up to 500 records every few milliseconds
+while its own threads keep the GIL busy. Through httpx each request passes several layers in
+Python (the request model, the auth flow, h11's state machine, response streams), and each of
+the steps between two socket calls waits for the GIL again, up to a switch interval (5 ms)
+while the flow's threads run: a batch the server stored in 10 ms took 40-100 ms to come back,
+the records piled up, and a map of 10,000 tasks waited ~120 ms at its end for the backlog.
+`http.client` writes a request with its body in one call and reads a small answer in one
+read, so a batch costs the flow far less (measured in `bench/task_overhead.py`, README).
+
+Only the events routes take this path (`SluiceClient.send_events`), over one connection per
+thread that sends (the reporter's couriers), with the client's own headers, TLS context and
+SigV4 signature; everything else the client does stays on httpx. With a proxy configured
+for the control plane's address (`HTTPS_PROXY`, `ALL_PROXY`, ... and not in `NO_PROXY`),
+`KeepAlivePoster.for_connection` gives None and batches take httpx, which speaks to proxies.
+Failures are raised as httpx's transport errors, so `transport.send` retries and maps them
+exactly as it does httpx's own.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+import urllib.request
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, NoReturn
+from urllib.parse import urlsplit
+
+import httpx
+
+if TYPE_CHECKING:
+    import http.client
+
+#: Signs one request: (method, full URL, body) -> the headers to add (SigV4 on AWS).
+Signer = Callable[[str, str, bytes], Mapping[str, str]]
+
+
+class KeepAlivePoster:
+    """POSTs JSON bodies over keep-alive connections, one per calling thread.
+
+    A connection the server closed while it sat idle (its keep-alive expired) is noticed on the
+    next request, which is sent again once on a new connection: every request sent this way is
+    idempotent (events batches are, by record ids and versions, their state by its transition
+    id)."""
+
+    def __init__(self, api_url: str, *, headers: Mapping[str, str], timeout: httpx.Timeout,
+                 context: ssl.SSLContext | None = None, sign: Signer | None = None) -> None:
+        parts = urlsplit(api_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) URL: {api_url!r}")
+        self._https = parts.scheme == "https"
+        self._host, self._port = parts.hostname, parts.port
+        self._origin = f"{parts.scheme}://{parts.netloc}"
+        self._prefix = parts.path.rstrip("/")  # an API Gateway stage: /prod
+        self._headers = dict(headers)
+        self._timeout = timeout
+        self._context = context
+        self._sign = sign
+        self._local = threading.local()
+        self._open: set[http.client.HTTPConnection] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @classmethod
+    def for_connection(cls, api_url: str, **options: Any) -> KeepAlivePoster | None:
+        """A poster for `api_url`, or None when a proxy from the environment applies to it
+        (as httpx would use) or the URL is not one this poster speaks to."""
+        parts = urlsplit(api_url)
+        proxies = urllib.request.getproxies()
+        if (proxies.get(parts.scheme) or proxies.get("all")) and not \
+                urllib.request.proxy_bypass(parts.netloc):
+            return None
+        try:
+            return cls(api_url, **options)
+        except ValueError:
+            return None
+
+    def post(self, path: str, body: bytes, *, timeout: float | None = None) -> httpx.Response:
+        """One POST of a JSON `body` to `path` (relative to the API's URL); the answer as an
+        `httpx.Response`. Raises `httpx.TransportError` subclasses (connect, timeout, read,
+        protocol) like httpx would."""
+        if self._closed:
+            raise RuntimeError("cannot send a request: the client has been closed")
+        headers = {**self._headers, "content-type": "application/json"}
+        target = self._prefix + path
+        if self._sign is not None:
+            headers.update(self._sign("POST", self._origin + target, body))
+        conn, reused = self._connection()
+        try:
+            return self._exchange(conn, target, body, headers, timeout)
+        except ConnectionError as exc:  # http.client's RemoteDisconnected is one too
+            self._drop(conn)
+            if not reused:
+                raise _transport_error(exc) from exc
+        except BaseException as exc:
+            self._drop(conn)
+            _reraise(exc)
+        # The server had closed the idle connection: once more on a new one.
+        conn, _ = self._connection()
+        try:
+            return self._exchange(conn, target, body, headers, timeout)
+        except BaseException as exc:
+            self._drop(conn)
+            _reraise(exc)
+
+    def close(self) -> None:
+        """Close every connection; later posts raise."""
+        with self._lock:
+            self._closed = True
+            conns, self._open = self._open, set()
+        for conn in conns:
+            conn.close()
+
+    def _connection(self) -> tuple[http.client.HTTPConnection, bool]:
+        """This thread's connection (a new one if it has none) and whether it served before."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and conn.sock is not None:
+            return conn, True
+        import http.client  # the first batch pays for it, not `import sluice`
+
+        connect = self._timeout.connect if self._timeout.connect is not None else None
+        if self._https:
+            conn = http.client.HTTPSConnection(self._host, self._port, timeout=connect,
+                                               context=self._context)
+        else:
+            conn = http.client.HTTPConnection(self._host, self._port, timeout=connect)
+        try:
+            conn.connect()
+        except BaseException as exc:
+            conn.close()
+            _reraise(exc, connecting=True)
+        with self._lock:
+            if self._closed:
+                conn.close()
+                raise RuntimeError("cannot send a request: the client has been closed")
+            self._open.add(conn)
+        self._local.conn = conn
+        return conn, False
+
+    def _exchange(self, conn: http.client.HTTPConnection, target: str, body: bytes,
+                  headers: dict[str, str], timeout: float | None) -> httpx.Response:
+        read = timeout if timeout is not None else self._timeout.read
+        conn.sock.settimeout(read)  # type: ignore[union-attr]
+        conn.request("POST", target, body=body, headers=headers)
+        answer = conn.getresponse()
+        content = answer.read()
+        if answer.will_close:  # the server said so: the next request opens a new connection
+            self._drop(conn)
+        return httpx.Response(answer.status, headers=answer.getheaders(), content=content,
+                              request=httpx.Request("POST", self._origin + target))
+
+    def _drop(self, conn: http.client.HTTPConnection) -> None:
+        conn.close()
+        with self._lock:
+            self._open.discard(conn)
+        if getattr(self._local, "conn", None) is conn:
+            self._local.conn = None
+
+
+def _reraise(exc: BaseException, *, connecting: bool = False) -> NoReturn:
+    """Raise httpx's error for `exc` (from `http.client` or the socket), or `exc` itself."""
+    error = _transport_error(exc, connecting=connecting)
+    if error is exc:
+        raise exc
+    raise error from exc
+
+
+def _transport_error(exc: BaseException, *, connecting: bool = False) -> BaseException:
+    """httpx's error for what `http.client` or the socket raised (others pass through)."""
+    import http.client
+
+    message = str(exc) or type(exc).__name__
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return httpx.ConnectTimeout(message) if connecting else httpx.ReadTimeout(message)
+    if connecting and isinstance(exc, (OSError, ssl.SSLError)):
+        return httpx.ConnectError(message)
+    if isinstance(exc, (http.client.HTTPException, ConnectionError)):
+        return httpx.RemoteProtocolError(message)
+    if isinstance(exc, OSError):
+        return httpx.ReadError(message)
+    return exc
