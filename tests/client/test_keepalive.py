@@ -242,3 +242,17 @@ def test_an_aws_connection_gets_a_signing_poster(monkeypatch):
     assert client.poster is not None and client.poster._sign is not None
     assert client.poster._prefix == "/prod" and client.poster._context is not None
     client.close()
+
+
+def test_a_thread_that_ends_takes_its_connection_along(server):
+    # Given a batch posted from a thread that then ends
+    sender = poster(server.url)
+    thread = threading.Thread(target=sender.post, args=("/e", b"{}"))
+    thread.start()
+    thread.join()
+    import gc
+
+    gc.collect()
+    # Then the poster holds no connection of it any more
+    assert len(sender._open) == 0
+    sender.close()

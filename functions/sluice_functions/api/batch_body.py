@@ -16,6 +16,12 @@ and gives way for free-form state `details` (their depth and numbers are the usu
 checks) and for escaped UTF-16 surrogates. Any body it does not take, or that fails its
 validation, goes the usual way, so every refusal is the same answer (400, 413, 422 ...) as
 before, and an accepted batch holds the same records.
+
+A body with each task-run record alone on a line (the SDK's reporter frames its batches so;
+line breaks between tokens are JSON whitespace) is validated record by record instead
+(`_framed`), and each record's own text goes to the store with it (`ReceivedJson`): the
+embedded server's SQLite store keeps that text as the record's document instead of
+serializing the model again, a quarter of its time per record.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ import socket
 import ssl
 import threading
 import urllib.request
+import weakref
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlsplit
@@ -59,7 +60,8 @@ class KeepAlivePoster:
         self._context = context
         self._sign = sign
         self._local = threading.local()
-        self._open: set[http.client.HTTPConnection] = set()
+        # Weak: a thread that ends takes its connection along (`_Held` closes it).
+        self._open: weakref.WeakSet[http.client.HTTPConnection] = weakref.WeakSet()
         self._lock = threading.Lock()
         self._closed = False
 
@@ -109,15 +111,15 @@ class KeepAlivePoster:
         """Close every connection; later posts raise."""
         with self._lock:
             self._closed = True
-            conns, self._open = self._open, set()
+            conns, self._open = list(self._open), weakref.WeakSet()
         for conn in conns:
             conn.close()
 
     def _connection(self) -> tuple[http.client.HTTPConnection, bool]:
         """This thread's connection (a new one if it has none) and whether it served before."""
-        conn = getattr(self._local, "conn", None)
-        if conn is not None and conn.sock is not None:
-            return conn, True
+        held = getattr(self._local, "held", None)
+        if held is not None and held.conn.sock is not None:
+            return held.conn, True
         import http.client  # the first batch pays for it, not `import sluice`
 
         connect = self._timeout.connect if self._timeout.connect is not None else None
@@ -136,7 +138,7 @@ class KeepAlivePoster:
                 conn.close()
                 raise RuntimeError("cannot send a request: the client has been closed")
             self._open.add(conn)
-        self._local.conn = conn
+        self._local.held = _Held(conn)
         return conn, False
 
     def _exchange(self, conn: http.client.HTTPConnection, target: str, body: bytes,
@@ -155,8 +157,24 @@ class KeepAlivePoster:
         conn.close()
         with self._lock:
             self._open.discard(conn)
-        if getattr(self._local, "conn", None) is conn:
-            self._local.conn = None
+        held = getattr(self._local, "held", None)
+        if held is not None and held.conn is conn:
+            self._local.held = None
+
+
+class _Held:
+    """A thread's connection, closed when the thread ends (its thread-local data goes)."""
+
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: http.client.HTTPConnection) -> None:
+        self.conn = conn
+
+    def __del__(self) -> None:
+        try:
+            self.conn.close()
+        except Exception:  # noqa: BLE001 - at interpreter exit, nothing to tell anyone
+            pass
 
 
 def _reraise(exc: BaseException, *, connecting: bool = False) -> NoReturn:
