@@ -307,6 +307,8 @@ def test_snapshots_serialize_byte_for_byte_as_the_task_run_model_does():
     taken.task_runs = [run.__dict__.copy() for run in runs]
     body = next(chunks(taken, 500)).body
 
-    # Then the records are exactly the model's own JSON
+    # Then the records are exactly the model's own JSON, each alone on a line (the framing
+    # the API's store keeps each record's text by; raw line breaks are only whitespace)
     expected = TypeAdapter(list[TaskRun]).dump_json(runs)
-    assert body.startswith(b'{"task_runs":' + expected + b",")
+    assert body.replace(b"\n", b"").startswith(b'{"task_runs":' + expected + b",")
+    assert body.split(b"\n")[1::2] == [run.model_dump_json().encode() for run in runs]

@@ -251,3 +251,33 @@ def test_slow_tasks_get_threads_soon_even_while_the_process_is_busy():
     assert len(pool._threads) == threads + 1
     release.set()
     pool.shutdown()
+
+
+def test_a_map_starts_its_first_runs_while_it_still_prepares_the_rest():
+    # Given a map whose preparation stops at its 300th run until some run of it has started
+    # (each run's name is taken as it is prepared)
+    from sluice.engine.dispatch import MAP_SUBMIT_CHUNK
+
+    started = threading.Event()
+    prepared = []
+    waited = []
+
+    def name(parameters: dict) -> str:
+        prepared.append(parameters["x"])
+        if len(prepared) == MAP_SUBMIT_CHUNK + 44:
+            waited.append(started.wait(timeout=10))
+        return f"step-{parameters['x']}"
+
+    @task(task_run_name=name)
+    def step(x: int) -> int:
+        started.set()
+        return x
+
+    @flow
+    def fan_out() -> list[int]:
+        return step.map(range(1000)).result()
+
+    # When it runs, Then runs queued in the first batch ran meanwhile (one pass at the end
+    # would have left the preparation waiting out its timeout), and every run ran once
+    assert fan_out() == list(range(1000))
+    assert waited == [True]

@@ -1,7 +1,8 @@
 """Submitting task runs: `Task.submit` and `Task.map` hand runs to the flow run's task runner.
 
-A map prepares all its runs (records reported Pending, jobs, futures) and queues them in one
-pass (`TaskRunner.submit_many`): the pool's threads start on the batch, not on each run.
+A map prepares its runs (records reported Pending, jobs, futures) and queues them
+`MAP_SUBMIT_CHUNK` at a time (`TaskRunner.submit_many`): the pool's threads start on a batch,
+not on each run, and the first runs start while the rest are still being prepared.
 """
 
 from __future__ import annotations
@@ -20,6 +21,14 @@ from .task_engine import TaskRunner
 
 if TYPE_CHECKING:
     from ..tasks import Task
+
+
+#: Runs a map queues at once while it prepares the rest. Preparing 10,000 runs takes 0.2-0.3 s;
+#: queued all at once at the end, they all ran after it, and their records reached a control
+#: plane in one burst that the flow then waited on at its end (7-8 us a task of a 10,000-task
+#: map reporting to the embedded server; 1-3 us queued 256 at a time). Small enough that the
+#: pool starts within milliseconds, large enough that waking it is rare.
+MAP_SUBMIT_CHUNK = 256
 
 
 def _require_flow(task: Task[Any, Any], method: str) -> FlowRunContext:
@@ -99,6 +108,7 @@ def map_task(task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     futures: TaskFutureList = TaskFutureList()
     count = next(iter(lengths.values()))
     task_runner = flow_ctx.executor if count else None  # an empty map starts no runner
+    queued = 0
     try:
         for i in range(count):
             call_args = tuple(lst[i] if lst is not None else static[j]
@@ -107,11 +117,14 @@ def map_task(task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
                            for k, v in static_kw.items()}
             futures.append(_prepare_job(task, flow_ctx, task_runner, call_args, call_kwargs,
                                         wait_for))
+            if len(futures) - queued >= MAP_SUBMIT_CHUNK:
+                task_runner.submit_many([future._future for future in futures[queued:]])
+                queued = len(futures)
     finally:
-        # One pass over the pool for the whole map; what was prepared before an error (a bad
-        # `task_run_name` template) still runs, as it did when each run was queued at once.
-        if futures:
-            task_runner.submit_many([future._future for future in futures])
+        # What was prepared before an error (a bad `task_run_name` template) still runs, as it
+        # did when each run was queued at once.
+        if len(futures) > queued:
+            task_runner.submit_many([future._future for future in futures[queued:]])
     if return_state:
         for future in futures:
             future._observed = True
