@@ -240,7 +240,7 @@ def test_an_aws_connection_gets_a_signing_poster(monkeypatch):
     client = SluiceClient(Connection(kind="aws", region="eu-west-1",
                                      api_url="https://abc.execute-api.eu-west-1.amazonaws.com/prod"))
     assert client.poster is not None and client.poster._sign is not None
-    assert client.poster._prefix == "/prod" and client.poster._context is not None
+    assert client.poster._prefix == "/prod" and client.poster._https
     client.close()
 
 

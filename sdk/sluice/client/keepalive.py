@@ -47,7 +47,10 @@ class KeepAlivePoster:
     id)."""
 
     def __init__(self, api_url: str, *, headers: Mapping[str, str], timeout: httpx.Timeout,
-                 context: ssl.SSLContext | None = None, sign: Signer | None = None) -> None:
+                 verify: ssl.SSLContext | bool = True, sign: Signer | None = None) -> None:
+        """`verify`: the TLS trust of an https API, as httpx takes it (its context is built at
+        the first connection: loading a CA bundle costs a client that never sends a batch
+        ~10 ms)."""
         parts = urlsplit(api_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {api_url!r}")
@@ -57,7 +60,8 @@ class KeepAlivePoster:
         self._prefix = parts.path.rstrip("/")  # an API Gateway stage: /prod
         self._headers = dict(headers)
         self._timeout = timeout
-        self._context = context
+        self._verify = verify
+        self._context: ssl.SSLContext | None = None
         self._sign = sign
         self._local = threading.local()
         # Weak: a thread that ends takes its connection along (`_Held` closes it).
@@ -122,8 +126,10 @@ class KeepAlivePoster:
             return held.conn, True
         import http.client  # the first batch pays for it, not `import sluice`
 
-        connect = self._timeout.connect if self._timeout.connect is not None else None
+        connect = self._timeout.connect
         if self._https:
+            if self._context is None:  # two threads may both build one: the same trust
+                self._context = httpx.create_ssl_context(verify=self._verify)
             conn = http.client.HTTPSConnection(self._host, self._port, timeout=connect,
                                                context=self._context)
         else:

@@ -132,9 +132,13 @@ def _timeout(seconds: float) -> httpx.Timeout:
 
 
 def build_http_client(connection: Connection, timeout: float) -> httpx.Client:
-    return httpx.Client(base_url=connection.api_url, headers=_headers(connection),
-                        auth=_auth(connection), timeout=_timeout(timeout),
-                        verify=tls_verify(connection))
+    return _http_client(connection, timeout, _auth(connection), tls_verify(connection))
+
+
+def _http_client(connection: Connection, timeout: float, auth: httpx.Auth | None,
+                 verify: ssl.SSLContext | bool) -> httpx.Client:
+    return httpx.Client(base_url=connection.api_url, headers=_headers(connection), auth=auth,
+                        timeout=_timeout(timeout), verify=verify)
 
 
 def build_clients(connection: Connection,
@@ -142,14 +146,10 @@ def build_clients(connection: Connection,
     """The client's httpx client, and the keep-alive poster of its events batches (None when
     a proxy applies: see `keepalive`), with the same headers, signature and TLS trust."""
     auth, verify = _auth(connection), tls_verify(connection)
-    http = httpx.Client(base_url=connection.api_url, headers=_headers(connection), auth=auth,
-                        timeout=_timeout(timeout), verify=verify)
-    context = (httpx.create_ssl_context(verify=verify)
-               if connection.api_url.startswith("https:") else None)
     poster = KeepAlivePoster.for_connection(
         connection.api_url, headers=_headers(connection), timeout=_timeout(timeout),
-        context=context, sign=auth.headers_for if auth is not None else None)
-    return http, poster
+        verify=verify, sign=auth.headers_for if auth is not None else None)
+    return _http_client(connection, timeout, auth, verify), poster
 
 
 def backoff_delay(attempt: int, base: float = 0.2, cap: float = 5.0) -> float:
