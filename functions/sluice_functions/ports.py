@@ -187,7 +187,9 @@ class ReceivedJson:
     """The JSON text of task-run records as a request carried them, each already validated on
     its own as the model it stands for (the events routes' fast path, issue 20). A store that
     keeps each record as its JSON document may store this text instead of serializing the
-    model again; reading it back gives the same model."""
+    model again; reading it back gives the same model. Such a store says so with a class
+    attribute `KEEPS_RECEIVED_JSON = True` (the API validates framed bodies record by record
+    only then)."""
 
     __slots__ = ("_texts",)
 

@@ -28,6 +28,8 @@ class Recorder(ThreadingHTTPServer):
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), Handler)
         self.requests: list[dict[str, Any]] = []
+        #: Client ports of the connections that ended.
+        self.closed: list[int] = []
         #: What the next answers do: "ok", "drop" (close silently after answering, as an
         #: expired keep-alive), "close" (say Connection: close), "slow", or a status code.
         self.behaviour: list[Any] = []
@@ -43,6 +45,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, *args: Any) -> None:
         pass
+
+    def finish(self) -> None:
+        super().finish()
+        self.server.closed.append(self.client_address[1])
 
     def do_POST(self) -> None:  # noqa: N802 - http.server's name
         body = self.rfile.read(int(self.headers["content-length"]))
@@ -76,9 +82,10 @@ def server() -> Iterator[Recorder]:
     recorder.server_close()
 
 
-def poster(url: str, **options: Any) -> KeepAlivePoster:
+def poster(url: str, headers: dict[str, str] | None = None, **options: Any) -> KeepAlivePoster:
     options.setdefault("timeout", httpx.Timeout(5.0))
-    return KeepAlivePoster(url, headers={"user-agent": "sluice-client"}, **options)
+    return KeepAlivePoster(url, headers={"user-agent": "sluice-client", **(headers or {})},
+                           **options)
 
 
 def test_batches_from_one_thread_share_one_connection(server):
@@ -177,19 +184,35 @@ def test_the_client_sends_batches_through_it_with_its_retries_and_errors(server,
     gone.close()
 
 
-@pytest.mark.parametrize("variable", ["HTTP_PROXY", "http_proxy", "ALL_PROXY"])
-def test_with_a_proxy_for_the_control_plane_batches_take_httpx(monkeypatch, variable):
-    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"):
+@pytest.mark.parametrize("variable, url", [
+    ("HTTP_PROXY", "http://control-plane.internal:4200"),
+    ("http_proxy", "http://control-plane.internal:4200"),
+    ("ALL_PROXY", "http://control-plane.internal:4200"),
+    ("HTTPS_PROXY", "https://control-plane.internal"),
+])
+def test_with_a_proxy_for_the_control_planes_scheme_batches_take_httpx(monkeypatch, variable,
+                                                                        url):
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY",
+                 "all_proxy", "NO_PROXY", "no_proxy"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv(variable, "http://proxy.internal:3128")
-    client = SluiceClient(Connection(api_url="http://control-plane.internal:4200"))
+    client = SluiceClient(Connection(api_url=url))
     assert client.poster is None  # httpx speaks to the proxy
-
-    monkeypatch.setenv("NO_PROXY", "control-plane.internal")
-    bypassed = SluiceClient(Connection(api_url="http://control-plane.internal:4200"))
-    assert bypassed.poster is not None
     client.close()
+
+    # Whatever NO_PROXY says (httpx's reading of it decides whether the proxy is used)
+    monkeypatch.setenv("NO_PROXY", ".internal")
+    bypassed = SluiceClient(Connection(api_url=url))
+    assert bypassed.poster is None
     bypassed.close()
+
+    # A proxy for the other scheme only leaves the poster in place
+    monkeypatch.delenv(variable)
+    monkeypatch.setenv("HTTPS_PROXY" if url.startswith("http:") else "HTTP_PROXY",
+                       "http://proxy.internal:3128")
+    other = SluiceClient(Connection(api_url=url))
+    assert other.poster is not None
+    other.close()
 
 
 def test_a_client_given_its_own_http_client_sends_everything_through_it():
@@ -208,29 +231,31 @@ def test_a_client_given_its_own_http_client_sends_everything_through_it():
 
 
 def test_aws_batches_are_signed_as_httpx_requests_are(server, monkeypatch):
-    # Given AWS credentials and a signing poster
+    # Given AWS credentials, a fixed clock, and a signing poster of an API with a stage
+    import datetime as dt
+
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
     monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.setattr("botocore.auth.get_current_datetime",
+                        lambda: dt.datetime(2026, 12, 5, 12, 0, 0))
     auth = SigV4Auth("eu-west-1")
-    sender = poster(server.url + "/prod", sign=auth.headers_for)
+    sender = poster(server.url + "/prod", sign=auth.headers_for,
+                    headers={"authorization": "Bearer also-set"})
 
     # When a batch is posted
     sender.post("/flow-runs/r1/events", b'{"task_runs":[]}')
 
-    # Then it carries a SigV4 signature over its URL, for execute-api in the region
-    headers = {k.lower(): v for k, v in server.requests[0]["headers"].items()}
-    assert headers["authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
-    assert "/eu-west-1/execute-api/aws4_request" in headers["authorization"]
-    assert "x-amz-date" in headers
-    # And httpx's auth flow signs the same request with the same headers
+    # Then it carries exactly httpx's signature of the same request, and no bearer token
+    sent = {k.lower(): v for k, v in server.requests[0]["headers"].items()}
     request = httpx.Request("POST", server.url + "/prod/flow-runs/r1/events",
                             content=b'{"task_runs":[]}',
                             headers={"content-type": "application/json"})
     signed = next(auth.auth_flow(request))
-    assert signed.headers["authorization"].split("Signature=")[0] == \
-        headers["authorization"].split("Signature=")[0]
+    assert sent["authorization"] == signed.headers["authorization"]
+    assert sent["authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261205/")
+    assert sent["x-amz-date"] == signed.headers["x-amz-date"] == "20261205T120000Z"
     sender.close()
 
 
@@ -253,6 +278,27 @@ def test_a_thread_that_ends_takes_its_connection_along(server):
     import gc
 
     gc.collect()
-    # Then the poster holds no connection of it any more
-    assert len(sender._open) == 0
+    # Then its connection was closed (the server saw it end), not left open until close()
+    port = server.requests[0]["connection"]
+    deadline = time.monotonic() + 5
+    while port not in server.closed and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert port in server.closed
     sender.close()
+
+
+def test_a_connection_idle_past_its_expiry_is_replaced_before_use(server, monkeypatch):
+    monkeypatch.setattr("sluice.client.keepalive.KEEPALIVE_EXPIRY_SECONDS", 0.05)
+    sender = poster(server.url)
+    sender.post("/e", b"{}")
+    time.sleep(0.1)
+    sender.post("/e", b"{}")
+    first, second = (r["connection"] for r in server.requests)
+    assert first != second and len(server.requests) == 2  # nothing sent twice
+    sender.close()
+
+
+def test_an_ipv6_address_without_a_port_gets_the_schemes_port():
+    assert (KeepAlivePoster("http://[::1]/api", headers={}, timeout=httpx.Timeout(1))._port,
+            KeepAlivePoster("https://[::1]", headers={}, timeout=httpx.Timeout(1))._port) == \
+        (80, 443)

@@ -10,6 +10,7 @@ import signal
 import ssl
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import boto3
@@ -21,7 +22,11 @@ from sluice.client.transport import Unreachable
 from sluice.exceptions import ConfigurationError, NotFound
 from sluice.profiles import Connection, load_profiles, resolve_connection
 from sluice_functions.embedded import EmbeddedServer
-from sluice_functions.embedded.network import cleartext_warning, server_tls_context
+from sluice_functions.embedded.network import (
+    ConnectionLimits,
+    cleartext_warning,
+    server_tls_context,
+)
 
 from .server_network_support import TOKEN, eventually, exchange
 
@@ -104,6 +109,30 @@ def test_events_batches_go_over_tls_with_the_connections_trust(tls_server, certi
     with pytest.raises(Unreachable, match="CERTIFICATE_VERIFY_FAILED"):
         doubting.send_events("no-such-run", b'{"task_runs":[]}')
     doubting.close()
+
+
+def test_a_tls_connection_the_server_closed_while_idle_is_replaced(tmp_path, certificate,
+                                                                   monkeypatch):
+    # Given a TLS server that closes idle connections after 0.3 s (without a TLS goodbye), and
+    # a client that would keep its connection longer
+    monkeypatch.setattr("sluice.client.keepalive.KEEPALIVE_EXPIRY_SECONDS", 60.0)
+    cert, key = certificate
+    plane = EmbeddedServer(data_dir=tmp_path / "idle", port=0, token=TOKEN, tick_seconds=3600,
+                           tls_cert=cert, tls_key=key,
+                           limits=ConnectionLimits(idle_timeout=0.3)).start()
+    client = SluiceClient(Connection(api_url=plane.url, api_token=TOKEN,
+                                     ca_bundle=str(cert)), attempts=1)
+    try:
+        with pytest.raises(NotFound):
+            client.send_events("no-such-run", b'{"task_runs":[]}')
+        time.sleep(0.8)
+        # When the next batch goes, Then it reaches the server over a new connection (one
+        # attempt: no retry of the client's hid it)
+        with pytest.raises(NotFound):
+            client.send_events("no-such-run", b'{"task_runs":[]}')
+    finally:
+        client.close()
+        plane.stop()
 
 
 def test_a_client_that_does_not_trust_the_certificate_is_refused(tls_server):

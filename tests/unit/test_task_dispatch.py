@@ -254,21 +254,27 @@ def test_slow_tasks_get_threads_soon_even_while_the_process_is_busy():
 
 
 def test_a_map_starts_its_first_runs_while_it_still_prepares_the_rest():
-    # Given a map whose preparation stops at its 300th run until some run of it has started
-    # (each run's name is taken as it is prepared)
+    # Given a map whose preparation stops at its 300th run (its Pending record) until some
+    # run of it has started
+    from sluice import use_reporter
     from sluice.engine.dispatch import MAP_SUBMIT_CHUNK
+    from sluice.models import StateType
+    from sluice.reporting import InMemoryReporter
 
     started = threading.Event()
-    prepared = []
-    waited = []
+    waited: list[bool] = []
 
-    def name(parameters: dict) -> str:
-        prepared.append(parameters["x"])
-        if len(prepared) == MAP_SUBMIT_CHUNK + 44:
-            waited.append(started.wait(timeout=10))
-        return f"step-{parameters['x']}"
+    class Watching(InMemoryReporter):
+        pendings = 0
 
-    @task(task_run_name=name)
+        def report_task_run(self, task_run):
+            super().report_task_run(task_run)
+            if task_run.state.type is StateType.PENDING and task_run.task_name == "step":
+                self.pendings += 1
+                if self.pendings == MAP_SUBMIT_CHUNK + 44:
+                    waited.append(started.wait(timeout=10))
+
+    @task
     def step(x: int) -> int:
         started.set()
         return x
@@ -279,5 +285,29 @@ def test_a_map_starts_its_first_runs_while_it_still_prepares_the_rest():
 
     # When it runs, Then runs queued in the first batch ran meanwhile (one pass at the end
     # would have left the preparation waiting out its timeout), and every run ran once
-    assert fan_out() == list(range(1000))
+    with use_reporter(Watching()):
+        assert fan_out() == list(range(1000))
     assert waited == [True]
+
+
+def test_a_maps_runs_are_named_in_order_whatever_its_first_runs_call():
+    # Given a map whose first runs call the task they are runs of (a nested call takes a name)
+    @task
+    def step(x: int, nested: bool = False) -> int:
+        if x < 50 and not nested:
+            step(x, nested=True)
+        return x
+
+    names: list[str] = []
+
+    @flow
+    def fan_out() -> None:
+        futures = step.map(range(600))
+        futures.result()
+        names.extend(future.task_run.name for future in futures)
+
+    # When it runs (its first runs start while the rest are prepared), Then the map's runs
+    # took step-0 .. step-599 in order, the nested calls the names after them: a retry of
+    # the flow finds each run's persisted result under the same name
+    fan_out()
+    assert names == [f"step-{x}" for x in range(600)]

@@ -67,7 +67,9 @@ def build_app(
         enable_validation=True,
         # Size limit and strict JSON before anything is parsed (see request_checks); an events
         # batch validated from its text in one pass (see batch_body).
-        json_body_deserializer=json_body_reader(lambda: app.current_event),
+        json_body_deserializer=json_body_reader(
+            lambda: app.current_event,
+            keep_record_text=getattr(ports.store, "KEEPS_RECEIVED_JSON", False)),
         # A response that fails its own model is our bug: 500, never a 422 blamed on the client.
         response_validation_error_http_code=HTTPStatus.INTERNAL_SERVER_ERROR,
     )

@@ -30,6 +30,7 @@ import copy
 import functools
 import inspect
 import re
+import secrets
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -155,29 +156,33 @@ def _pass_prevalidated(value: Any, handler: Callable[[Any], EventsBatch]) -> Eve
 EventsBatchBody = Annotated[EventsBatch, WrapValidator(_pass_prevalidated), Body()]
 
 
-def json_body_reader(current_event: Callable[[], Any]) -> Callable[[str], Any]:
+def json_body_reader(current_event: Callable[[], Any], *,
+                     keep_record_text: bool = False) -> Callable[[str], Any]:
     """The resolver's JSON deserializer: `parse_json_body`, except for an events batch that
     the fast path takes. `current_event` gives the request being served (its method and path
-    say which route the body is for)."""
+    say which route the body is for). `keep_record_text`: the store keeps the records' texts
+    (`ReceivedJson`), so framed bodies are validated record by record to keep them (that
+    costs ~1 us a record more than the one pass, for nothing when the store does not)."""
 
     def read_json_body(text: str) -> Any:
         event = current_event()
         if event.http_method != "POST" or not _EVENTS_BATCH_PATH.fullmatch(event.path):
             return parse_json_body(text)
         check_body_size(text)  # an oversized body costs no parsing, on either path
-        batch = prevalidated(text)
+        batch = prevalidated(text, framed=keep_record_text)
         return batch if batch is not None else parse_sized_json_body(text)
 
     return read_json_body
 
 
-def prevalidated(text: str) -> Prevalidated | None:
-    """The batch in `text` if the fast path takes it, else None (the usual path decides)."""
+def prevalidated(text: str, *, framed: bool = True) -> Prevalidated | None:
+    """The batch in `text` if the fast path takes it, else None (the usual path decides).
+    `framed`: a body with one task-run record a line keeps the records' texts (`_framed`)."""
     if "\\u" in text and SURROGATE_ESCAPE.search(text):
         return None  # a lone surrogate is refused by the usual path's own check
     if not _EXTRA_OVERRIDE:
         return None
-    batch = _framed(text) if "\n" in text else None
+    batch = _framed(text) if framed and "\n" in text else None
     if batch is None:
         checking = _checking_validator()
         try:
@@ -197,10 +202,10 @@ def prevalidated(text: str) -> Prevalidated | None:
 
 
 class _FramedSkeleton(EventsBatch):
-    """A framed body with each task-run record replaced by its number (`_framed`)."""
+    """A framed body with each task-run record replaced by its placeholder (`_framed`)."""
 
-    task_runs: list[int] = Field(default_factory=list)  # type: ignore[assignment]
-    finished_task_runs: list[int] = Field(default_factory=list)  # type: ignore[assignment]
+    task_runs: list[str] = Field(default_factory=list)  # type: ignore[assignment]
+    finished_task_runs: list[str] = Field(default_factory=list)  # type: ignore[assignment]
 
 
 def _framed(text: str) -> CheckedEventsBatch | None:
@@ -210,12 +215,13 @@ def _framed(text: str) -> CheckedEventsBatch | None:
     A framed body is ordinary JSON with each task-run record alone on a line: the lines in
     between (`{"task_runs":[`, `,`, `],"finished_task_runs":[`, the rest) hold the other
     fields. The SDK's reporter sends its batches so (`sluice.client.batch_bodies`). A raw line
-    break can only be whitespace between two tokens in JSON, so the records' lines replaced
-    by their numbers leave a valid skeleton exactly when the body is valid, and validating the
-    skeleton and each record on its own gives what validating the body gives, provided every
-    number lands once in the skeleton's lists (a duplicated key drops a list: the usual way
-    then). The store can then keep each record's own text instead of serializing its model
-    again."""
+    break can only be whitespace between two tokens in JSON, so with each record's line
+    replaced by a placeholder string the skeleton is valid exactly when the body is, and
+    validating the skeleton and each record on its own gives what validating the body gives,
+    provided each placeholder is an element of the skeleton's task-run lists exactly once. The
+    placeholders are random for each request, so the body cannot name one elsewhere (a
+    duplicated key that drops a list, a record where a timestamp goes: the usual way then).
+    The store can then keep each record's own text instead of serializing its model again."""
     validators = _framed_validators()
     lines = text.split("\n")
     records = lines[1::2]
@@ -223,18 +229,21 @@ def _framed(text: str) -> CheckedEventsBatch | None:
             not records[0].startswith("{"):
         return None
     skeleton_validator, record_validator = validators
-    lines[1::2] = map(str, range(len(records)))
+    token = secrets.token_hex(8)
+    placeholders = [f"{token}-{i}" for i in range(len(records))]
+    lines[1::2] = (f'"{placeholder}"' for placeholder in placeholders)
     try:
         skeleton = skeleton_validator.validate_json("\n".join(lines))
-        if sorted(skeleton.task_runs + skeleton.finished_task_runs) != \
-                list(range(len(records))):
+        order = {placeholder: i for i, placeholder in enumerate(placeholders)}
+        listed = skeleton.task_runs + skeleton.finished_task_runs
+        if len(listed) != len(records) or {*listed} != order.keys():
             return None
         models = list(map(record_validator.validate_json, records))
     except ValueError:
         return None
     fields = {name: getattr(skeleton, name) for name in EventsBatch.model_fields}
-    fields["task_runs"] = [models[i] for i in skeleton.task_runs]
-    fields["finished_task_runs"] = [models[i] for i in skeleton.finished_task_runs]
+    fields["task_runs"] = [models[order[p]] for p in skeleton.task_runs]
+    fields["finished_task_runs"] = [models[order[p]] for p in skeleton.finished_task_runs]
     batch = CheckedEventsBatch.model_construct(skeleton.model_fields_set, **fields)
     batch._received = ReceivedJson(zip(models, records))
     return batch

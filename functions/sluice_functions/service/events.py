@@ -64,10 +64,12 @@ def record_events(
             metrics.count("LateTaskRunsDropped", sent - len(task_runs) - len(finished))
     else:
         check_lease(run, batch.lease)
+    # Passed only when there is some: a store written before takes the records alone.
+    texts = {"received": received} if received is not None else {}
     if task_runs:
-        store.upsert_task_runs(task_runs, received)
+        store.upsert_task_runs(task_runs, **texts)
     if finished:  # first reported and final: the store may pack them (issue 20)
-        store.add_finished_task_runs(finished, received)
+        store.add_finished_task_runs(finished, **texts)
     if batch.logs:
         logs.append(flow_run_id, batch.logs)
     task_runs = [*task_runs, *finished]

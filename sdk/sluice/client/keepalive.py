@@ -12,8 +12,9 @@ read, so a batch costs the flow far less (measured in `bench/task_overhead.py`, 
 Only the events routes take this path (`SluiceClient.send_events`), over one connection per
 thread that sends (the reporter's couriers), with the client's own headers, TLS context and
 SigV4 signature; everything else the client does stays on httpx. With a proxy configured
-for the control plane's address (`HTTPS_PROXY`, `ALL_PROXY`, ... and not in `NO_PROXY`),
-`KeepAlivePoster.for_connection` gives None and batches take httpx, which speaks to proxies.
+for the control plane's scheme (`HTTP_PROXY`, `HTTPS_PROXY` or `ALL_PROXY`, whatever
+`NO_PROXY` says: httpx decides that), `KeepAlivePoster.for_connection` gives None and batches
+take httpx, which speaks to proxies.
 Failures are raised as httpx's transport errors, so `transport.send` retries and maps them
 exactly as it does httpx's own.
 """
@@ -23,6 +24,7 @@ from __future__ import annotations
 import socket
 import ssl
 import threading
+import time
 import urllib.request
 import weakref
 from collections.abc import Callable, Mapping
@@ -38,13 +40,19 @@ if TYPE_CHECKING:
 Signer = Callable[[str, str, bytes], Mapping[str, str]]
 
 
+#: Seconds a connection may sit idle before it is closed rather than used again (httpx's
+#: keep-alive expiry): servers close idle connections after a while (the embedded server
+#: after 60 s), and an idle connection holds one of the embedded server's threads.
+KEEPALIVE_EXPIRY_SECONDS = 5.0
+
+
 class KeepAlivePoster:
     """POSTs JSON bodies over keep-alive connections, one per calling thread.
 
-    A connection the server closed while it sat idle (its keep-alive expired) is noticed on the
-    next request, which is sent again once on a new connection: every request sent this way is
-    idempotent (events batches are, by record ids and versions, their state by its transition
-    id)."""
+    A connection idle for `KEEPALIVE_EXPIRY_SECONDS` is replaced before use. One that the
+    server closed anyway (or that broke) is noticed on the next request, which is sent again
+    once on a new connection: every request sent this way is idempotent (events batches are,
+    by record ids and versions, their state by its transition id)."""
 
     def __init__(self, api_url: str, *, headers: Mapping[str, str], timeout: httpx.Timeout,
                  verify: ssl.SSLContext | bool = True, sign: Signer | None = None) -> None:
@@ -55,10 +63,13 @@ class KeepAlivePoster:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {api_url!r}")
         self._https = parts.scheme == "https"
-        self._host, self._port = parts.hostname, parts.port
+        # The port always given: http.client would read a bare IPv6 address's colons as one.
+        self._host = parts.hostname
+        self._port = parts.port or (443 if self._https else 80)
         self._origin = f"{parts.scheme}://{parts.netloc}"
         self._prefix = parts.path.rstrip("/")  # an API Gateway stage: /prod
-        self._headers = dict(headers)
+        # Lower-case names: a signature's `Authorization` replaces a bearer token's.
+        self._headers = {name.lower(): value for name, value in headers.items()}
         self._timeout = timeout
         self._verify = verify
         self._context: ssl.SSLContext | None = None
@@ -71,12 +82,12 @@ class KeepAlivePoster:
 
     @classmethod
     def for_connection(cls, api_url: str, **options: Any) -> KeepAlivePoster | None:
-        """A poster for `api_url`, or None when a proxy from the environment applies to it
-        (as httpx would use) or the URL is not one this poster speaks to."""
+        """A poster for `api_url`, or None when the environment names a proxy for its scheme
+        (httpx then decides, `NO_PROXY` included, whether to use it) or the URL is not one
+        this poster speaks to."""
         parts = urlsplit(api_url)
         proxies = urllib.request.getproxies()
-        if (proxies.get(parts.scheme) or proxies.get("all")) and not \
-                urllib.request.proxy_bypass(parts.netloc):
+        if proxies.get(parts.scheme) or proxies.get("all"):
             return None
         try:
             return cls(api_url, **options)
@@ -92,24 +103,28 @@ class KeepAlivePoster:
         headers = {**self._headers, "content-type": "application/json"}
         target = self._prefix + path
         if self._sign is not None:
-            headers.update(self._sign("POST", self._origin + target, body))
+            headers.pop("authorization", None)
+            headers.update((name.lower(), value) for name, value in
+                           self._sign("POST", self._origin + target, body).items())
         conn, reused = self._connection()
         try:
             return self._exchange(conn, target, body, headers, timeout)
-        except ConnectionError as exc:  # http.client's RemoteDisconnected is one too
+        except (OSError, _http_exception()) as exc:
             self._drop(conn)
-            if not reused:
-                raise _transport_error(exc) from exc
+            # A timeout is the server being slow, not a stale connection (retries are send's);
+            # anything else on a connection that served before is sent once more on a new one
+            # (a server's close seen only now: reset, EOF, TLS EOF without close_notify).
+            if not reused or isinstance(exc, TimeoutError):
+                self._reraise(exc)
         except BaseException as exc:
             self._drop(conn)
-            _reraise(exc)
-        # The server had closed the idle connection: once more on a new one.
+            self._reraise(exc)
         conn, _ = self._connection()
         try:
             return self._exchange(conn, target, body, headers, timeout)
         except BaseException as exc:
             self._drop(conn)
-            _reraise(exc)
+            self._reraise(exc)
 
     def close(self) -> None:
         """Close every connection; later posts raise."""
@@ -122,8 +137,12 @@ class KeepAlivePoster:
     def _connection(self) -> tuple[http.client.HTTPConnection, bool]:
         """This thread's connection (a new one if it has none) and whether it served before."""
         held = getattr(self._local, "held", None)
-        if held is not None and held.conn.sock is not None:
-            return held.conn, True
+        if held is not None:
+            if held.conn.sock is not None and \
+                    time.monotonic() - held.used < KEEPALIVE_EXPIRY_SECONDS:
+                held.used = time.monotonic()
+                return held.conn, True
+            self._drop(held.conn)
         import http.client  # the first batch pays for it, not `import sluice`
 
         connect = self._timeout.connect
@@ -138,7 +157,7 @@ class KeepAlivePoster:
             conn.connect()
         except BaseException as exc:
             conn.close()
-            _reraise(exc, connecting=True)
+            self._reraise(exc, connecting=True)
         with self._lock:
             if self._closed:
                 conn.close()
@@ -167,14 +186,25 @@ class KeepAlivePoster:
         if held is not None and held.conn is conn:
             self._local.held = None
 
+    def _reraise(self, exc: BaseException, *, connecting: bool = False) -> NoReturn:
+        """Raise httpx's error for `exc` (from `http.client` or the socket), the "closed"
+        error if `close()` pulled the connection away meanwhile, or `exc` itself."""
+        if self._closed:
+            raise RuntimeError("cannot send a request: the client has been closed") from exc
+        error = _transport_error(exc, connecting=connecting)
+        if error is exc:
+            raise exc
+        raise error from exc
+
 
 class _Held:
     """A thread's connection, closed when the thread ends (its thread-local data goes)."""
 
-    __slots__ = ("conn",)
+    __slots__ = ("conn", "used")
 
     def __init__(self, conn: http.client.HTTPConnection) -> None:
         self.conn = conn
+        self.used = time.monotonic()
 
     def __del__(self) -> None:
         try:
@@ -183,12 +213,10 @@ class _Held:
             pass
 
 
-def _reraise(exc: BaseException, *, connecting: bool = False) -> NoReturn:
-    """Raise httpx's error for `exc` (from `http.client` or the socket), or `exc` itself."""
-    error = _transport_error(exc, connecting=connecting)
-    if error is exc:
-        raise exc
-    raise error from exc
+def _http_exception() -> type[Exception]:
+    import http.client
+
+    return http.client.HTTPException
 
 
 def _transport_error(exc: BaseException, *, connecting: bool = False) -> BaseException:

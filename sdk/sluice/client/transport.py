@@ -234,7 +234,7 @@ def send(http: httpx.Client, method: str, path: str, *, json: Any = None,
         if gate is not None and not urgent:
             gate.wait_turn()
         try:
-            if poster is not None and content is not None:
+            if poster is not None and method == "POST" and content is not None:
                 response = poster.post(path, content, timeout=timeout)
             else:
                 headers = {"content-type": "application/json"} if content is not None else None

@@ -17,7 +17,7 @@ from ..exceptions import InvalidMapArguments, SluiceError
 from .context import FlowRunContext, flow_run_ctx
 from .futures import TaskFuture, TaskFutureList
 from .jobs import TaskJob
-from .task_engine import TaskRunner
+from .task_engine import TaskRunner, take_run_name
 
 if TYPE_CHECKING:
     from ..tasks import Task
@@ -58,9 +58,9 @@ def submit_task(task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, A
 
 def _prepare_job(task: Task[Any, Any], flow_ctx: FlowRunContext, task_runner: Any,
                  args: tuple[Any, ...], kwargs: dict[str, Any],
-                 wait_for: Iterable[Any] | None) -> TaskFuture[Any]:
+                 wait_for: Iterable[Any] | None, name: str | None = None) -> TaskFuture[Any]:
     """A submitted run's record (reported Pending), its job and its future; not queued yet."""
-    runner = TaskRunner(task, flow_ctx, args, kwargs, wait_for)
+    runner = TaskRunner(task, flow_ctx, args, kwargs, wait_for, name)
     runner.body = task_runner.body_for(runner)  # None: task.fn, here (thread pool)
     job = TaskJob(partial(contextvars.copy_context().run, runner.run_in_thread),
                   runner.task_run.name)
@@ -108,23 +108,34 @@ def map_task(task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     futures: TaskFutureList = TaskFutureList()
     count = next(iter(lengths.values()))
     task_runner = flow_ctx.executor if count else None  # an empty map starts no runner
+    calls = [(tuple(lst[i] if lst is not None else static[j] for j, lst in enumerate(arg_lists)),
+              {k: kwarg_lists[k][i] if k in kwarg_lists else v for k, v in static_kw.items()})
+             for i in range(count)]
+    # Every name first, in order: a run of the first batch that calls the same task must not
+    # take a name in the middle of the map's (a retry finds persisted results by name).
+    names: list[str] = []
+    try:
+        for call_args, call_kwargs in calls:
+            names.append(take_run_name(task, flow_ctx, call_args, call_kwargs))
+    except Exception as exc:  # a bad `task_run_name`: the runs named before it still run
+        naming_error: Exception | None = exc
+    else:
+        naming_error = None
     queued = 0
     try:
-        for i in range(count):
-            call_args = tuple(lst[i] if lst is not None else static[j]
-                              for j, lst in enumerate(arg_lists))
-            call_kwargs = {k: kwarg_lists[k][i] if k in kwarg_lists else v
-                           for k, v in static_kw.items()}
+        for (call_args, call_kwargs), name in zip(calls, names):
             futures.append(_prepare_job(task, flow_ctx, task_runner, call_args, call_kwargs,
-                                        wait_for))
+                                        wait_for, name))
             if len(futures) - queued >= MAP_SUBMIT_CHUNK:
-                task_runner.submit_many([future._future for future in futures[queued:]])
-                queued = len(futures)
+                batch, queued = futures[queued:], len(futures)
+                task_runner.submit_many([future._future for future in batch])
     finally:
-        # What was prepared before an error (a bad `task_run_name` template) still runs, as it
-        # did when each run was queued at once.
+        # What was prepared before an error still runs, as it did when each run was queued at
+        # once.
         if len(futures) > queued:
             task_runner.submit_many([future._future for future in futures[queued:]])
+    if naming_error is not None:
+        raise naming_error
     if return_state:
         for future in futures:
             future._observed = True

@@ -67,6 +67,25 @@ def _resolve(value: Any, upstream: list[TaskRun], flow_ctx: FlowRunContext | Non
     return resolve(value, upstream, flow_ctx)
 
 
+def take_run_name(task: Task[Any, Any], flow_ctx: FlowRunContext, args: tuple[Any, ...],
+                  kwargs: dict[str, Any]) -> str:
+    """The name of `task`'s next run in this flow run, its counter taken now: `name-N`, or the
+    `task_run_name` rendered over the call's arguments (defaults included), with a counter
+    suffix when that name was used before in this run, so names stay unique per run. Results
+    persisted for a retry are found by these names: each call must take the same one on
+    every attempt."""
+    template = task.options.task_run_name
+    if template is None:
+        return flow_ctx.next_task_run_name(task.name)
+    from .run_names import render_run_name
+
+    bound = task.signature.bind(*args, **kwargs)
+    bound.apply_defaults()
+    name = render_run_name("task_run_name", template, bound.arguments)
+    n = int(flow_ctx.next_task_run_name(name).rsplit("-", 1)[1])
+    return name if n == 0 else f"{name}-{n}"
+
+
 class TaskRunner:
     """One task call: its record, its attempts, its final state."""
 
@@ -74,7 +93,10 @@ class TaskRunner:
                  "log_prints", "parent_task_run_id", "_parameters", "body")
 
     def __init__(self, task: Task[Any, Any], flow_ctx: FlowRunContext, args: tuple[Any, ...],
-                 kwargs: dict[str, Any], wait_for: Iterable[Any] | None) -> None:
+                 kwargs: dict[str, Any], wait_for: Iterable[Any] | None,
+                 name: str | None = None) -> None:
+        """`name`: the run's name, taken already (`take_run_name`; a map takes all of its
+        names before its first runs start)."""
         self.task = task
         self.options = task.options
         self.flow_ctx = flow_ctx
@@ -91,25 +113,14 @@ class TaskRunner:
         # The name is taken now, in the caller's thread, so it is stable across reruns.
         self.task_run = construct(TaskRun, {
             "id": new_id(), "flow_run_id": flow_ctx.flow_run.id, "task_name": task.name,
-            "name": flow_ctx.next_task_run_name(task.name) if self.options.task_run_name is None
-            else self._custom_name(), "task_key": task.task_key,
+            "name": name if name is not None else take_run_name(task, flow_ctx, args, kwargs),
+            "task_key": task.task_key,
             "state": new_state(StateType.PENDING), "start_time": None, "end_time": None,
             "run_count": 0, "tags": with_context_tags(self.options.tags), "cache_key": None,
             "parent_task_run_id": self.parent_task_run_id, "upstream_task_run_ids": [],
             "result_key": None, "version": 0,
         })
         flow_ctx.reporter.report_task_run(self.task_run)
-
-    def _custom_name(self) -> str:
-        """The `task_run_name` rendered over the call's arguments (defaults included); a name
-        used again in this flow run gets a counter suffix, so names stay unique per run."""
-        from .run_names import render_run_name
-
-        bound = self.task.signature.bind(*self.args, **self.kwargs)
-        bound.apply_defaults()
-        name = render_run_name("task_run_name", self.options.task_run_name, bound.arguments)
-        n = int(self.flow_ctx.next_task_run_name(name).rsplit("-", 1)[1])
-        return name if n == 0 else f"{name}-{n}"
 
     # -- state bookkeeping -------------------------------------------------------------------
     def _set(self, state: State) -> State:

@@ -25,8 +25,8 @@ def fast_path(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     taken: list[bool] = []
     real = batch_body.prevalidated
 
-    def spied(text: str) -> Any:
-        result = real(text)
+    def spied(text: str, **options: Any) -> Any:
+        result = real(text, **options)
         taken.append(result is not None)
         return result
 
@@ -35,7 +35,7 @@ def fast_path(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
 
 
 def _usual_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(batch_body, "prevalidated", lambda text: None)
+    monkeypatch.setattr(batch_body, "prevalidated", lambda text, **options: None)
 
 
 def test_a_plain_batch_takes_the_fast_path_and_stores_what_the_usual_path_would(api, fast_path):

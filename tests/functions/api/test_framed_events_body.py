@@ -129,6 +129,13 @@ def _framed_bodies(run_id: str, lease: str) -> dict[str, str]:
         "another run's record": good.replace(f'"flow_run_id":"{run_id}"',
                                              '"flow_run_id":"other"', 1),
         "a stale lease": good.replace(compact(lease), '"stale"'),
+        # A body that names the record's place itself, hoping to match the placeholder
+        "a list given again as a number": good[:-1] + ',"task_runs":[0,1]}',
+        "a list given again as strings": good[:-1] + ',"task_runs":["0","1"]}',
+        "a record where a timestamp goes": '{"logs":[{"id":"l","flow_run_id":' + compact(run_id)
+                                           + ',"level":"INFO","message":"m","timestamp":\n'
+                                           + compact(one) + '\n}],"task_runs":["0"],"lease":'
+                                           + compact(lease) + "}",
         "carriage returns": good.replace("\n", "\r\n"),
         "truncated": good[:-3],
     }
@@ -143,7 +150,7 @@ def test_every_framing_gets_the_usual_paths_answer_and_records(api, monkeypatch,
     # When it is posted with the fast paths on, and for the other run through the usual path
     fast = api.post(f"/flow-runs/{fast_run}/events",
                     _framed_bodies(fast_run, fast_lease)[case], headers=JSON)
-    monkeypatch.setattr(batch_body, "prevalidated", lambda text: None)
+    monkeypatch.setattr(batch_body, "prevalidated", lambda text, **options: None)
     usual = api.post(f"/flow-runs/{usual_run}/events",
                      _framed_bodies(usual_run, usual_lease)[case], headers=JSON)
 
@@ -167,6 +174,8 @@ def test_every_framing_gets_the_usual_paths_answer_and_records(api, monkeypatch,
     ("a list given twice", False), ("a number posing as a record", False),
     ("a record posing as another list", False), ("a naive time in a record", False),
     ("an unknown field in a record", False), ("an unknown field around the records", False),
+    ("a list given again as a number", False), ("a list given again as strings", False),
+    ("a record where a timestamp goes", False),
 ])
 def test_only_well_framed_bodies_keep_their_records_texts(case, framed_path):
     body = _framed_bodies("run-1", "lease-1")[case]
@@ -198,3 +207,19 @@ def test_the_framed_validators_are_trusted_only_if_they_refuse_a_naive_nested_ti
         skeleton.validate_json(batch_body._NAIVE_STATE_TIME)
     with pytest.raises(ValueError, match="timezone"):
         record.validate_json(batch_body._NAIVE_RECORD_TIME)
+
+
+def test_a_store_that_keeps_no_texts_gets_framed_bodies_validated_in_one_pass():
+    # Given the deserializer of an API whose store does not keep records' texts (DynamoDB)
+    class Event:
+        http_method, path = "POST", "/flow-runs/run-1/events"
+
+    body = framed([task_run("run-1", "step-1")], lease="lease-1")
+    plain, keeping = (batch_body.json_body_reader(lambda: Event, keep_record_text=keep)
+                      for keep in (False, True))
+
+    # When a framed body arrives, Then only the keeping one validates it record by record
+    assert received_json(plain(body).batch) is None
+    assert received_json(keeping(body).batch) is not None
+    one_pass, by_record = plain(body).batch, keeping(body).batch
+    assert (one_pass.task_runs, one_pass.lease) == (by_record.task_runs, by_record.lease)

@@ -64,6 +64,12 @@ class SqliteRunStore(SqliteRunMaintenance, SqliteRunStats, SqliteWorkerSessions)
     write (and the history entry, and the transition id) are one atomic step.
     """
 
+    #: Task runs given with their `ReceivedJson` keep that text as their document. It reads
+    #: back as the validated model, but it is the request's text (another key order, spacing,
+    #: a key given twice of which the model took the last): task-run documents are read
+    #: through `TaskRun` only, never taken apart in SQL.
+    KEEPS_RECEIVED_JSON = True
+
     def __init__(
         self, path: str | Path, *, busy_timeout_seconds: float = DEFAULT_BUSY_TIMEOUT_SECONDS
     ) -> None:
