@@ -21,6 +21,7 @@ exactly as it does httpx's own.
 
 from __future__ import annotations
 
+import http.client
 import socket
 import ssl
 import threading
@@ -28,13 +29,11 @@ import time
 import urllib.request
 import weakref
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 import httpx
 
-if TYPE_CHECKING:
-    import http.client
 
 #: Signs one request: (method, full URL, body) -> the headers to add (SigV4 on AWS).
 Signer = Callable[[str, str, bytes], Mapping[str, str]]
@@ -109,7 +108,7 @@ class KeepAlivePoster:
         conn, reused = self._connection()
         try:
             return self._exchange(conn, target, body, headers, timeout)
-        except (OSError, _http_exception()) as exc:
+        except (OSError, http.client.HTTPException) as exc:
             self._drop(conn)
             # A timeout is the server being slow, not a stale connection (retries are send's);
             # anything else on a connection that served before is sent once more on a new one
@@ -143,8 +142,6 @@ class KeepAlivePoster:
                 held.used = time.monotonic()
                 return held.conn, True
             self._drop(held.conn)
-        import http.client  # the first batch pays for it, not `import sluice`
-
         connect = self._timeout.connect
         if self._https:
             if self._context is None:  # two threads may both build one: the same trust
@@ -213,16 +210,8 @@ class _Held:
             pass
 
 
-def _http_exception() -> type[Exception]:
-    import http.client
-
-    return http.client.HTTPException
-
-
 def _transport_error(exc: BaseException, *, connecting: bool = False) -> BaseException:
     """httpx's error for what `http.client` or the socket raised (others pass through)."""
-    import http.client
-
     message = str(exc) or type(exc).__name__
     if isinstance(exc, (socket.timeout, TimeoutError)):
         return httpx.ConnectTimeout(message) if connecting else httpx.ReadTimeout(message)
